@@ -1,0 +1,1 @@
+"""Task specifications, data sources and the TaskSequence DataModule."""

@@ -1,0 +1,60 @@
+"""Task specifications: what one classification task of the sequence is and where it comes from."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One classification task of the continual sequence.
+
+    Attributes:
+        name: task name, used for its head, its metrics (``eval/<name>/acc``) and results.
+        source: registered data source that loads its splits (``synthetic``, ``hub``,
+            ``offline``); see ``curlora.data.sources``.
+        text_field: column holding the (first) text.
+        text_pair_field: column holding the second text of a sentence pair, or None.
+        label_field: column holding the integer label.
+        num_classes: number of classes; labels must lie in ``0..num_classes-1`` after
+            ``label_map``.
+        train_split / eval_split: split names passed to the source.
+        train_limit: at most this many training records, drawn with the run seed
+            (the paper uses 1000); None keeps all.
+        eval_limit: at most this many evaluation records (first N after a seeded shuffle);
+            None keeps the whole split, which is what results should report.
+        label_map: raw label value -> class id. Rows whose raw label is not a key are
+            dropped and counted (e.g. Sentiment140's neutral tweets); None keeps labels as is.
+        options: source-specific settings (Hub path/name/revision, a local-path override,
+            an offline asset name, ...).
+    """
+
+    name: str
+    source: str
+    text_field: str
+    label_field: str
+    num_classes: int
+    train_split: str = "train"
+    eval_split: str = "validation"
+    text_pair_field: str | None = None
+    train_limit: int | None = 1000
+    eval_limit: int | None = None
+    label_map: Mapping[Any, int] | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, name: str, cfg: Mapping[str, Any]) -> TaskSpec:
+        """Build from a (resolved) config mapping; unknown keys raise a TypeError naming them."""
+        known = {f for f in cls.__dataclass_fields__ if f != "name"}
+        unknown = sorted(set(cfg) - known)
+        if unknown:
+            raise TypeError(
+                f"task '{name}': unknown field(s) {unknown}; valid fields are {sorted(known)}"
+            )
+        values = dict(cfg)
+        if values.get("label_map") is not None:
+            values["label_map"] = dict(values["label_map"])
+        values["options"] = dict(values.get("options") or {})
+        return cls(name=name, **values)

@@ -1,0 +1,1 @@
+"""Backbone loading and the continual LightningModule."""
