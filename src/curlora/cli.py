@@ -1,0 +1,35 @@
+"""Hydra entry point shared by ``python train.py`` and the ``curlora-train`` script."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from curlora.config_checks import ConfigError
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
+log = logging.getLogger("curlora")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    from curlora.train import run
+
+    try:
+        results = run(cfg)
+    except ConfigError as error:
+        # A misconfiguration is the user's to fix: one clear message, no traceback.
+        log.error("invalid configuration: %s", error)
+        print(f"error: invalid configuration: {error}", file=sys.stderr)
+        sys.exit(2)
+    # The sweep objective (Optuna and friends minimise/maximise what main returns).
+    value = results.get("metrics", {}).get("avg_accuracy")
+    return float(value) if value is not None else None
+
+
+def main() -> None:
+    _hydra_main()

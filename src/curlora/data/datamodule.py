@@ -1,0 +1,247 @@
+"""TaskSequenceDataModule: the ordered tasks of a continual run, tokenised once.
+
+It loads every task's train and eval split through its source, checks them (columns,
+labels, empty texts) before anything trains, draws the training subset with the run seed,
+tokenises each split once, and serves: the *current* task's train loader, eval loaders for
+*every* task (in sequence order), and per-task examples for strategies (replay, LwF, EWC).
+
+A batch is ``{"input_ids": Long[B, T], "attention_mask": Long[B, T], "labels": Long[B],
+"index": Long[B]}``, padded to the longest example of the batch (dynamic padding);
+``index`` is the example's row in its task's (sub-sampled) training split.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
+
+from curlora.data.sampling import ResumableShuffleSampler
+from curlora.data.sources import load_corpus, load_task_split
+from curlora.data.tasks import TaskSpec
+from curlora.data.validation import DataError, check_split, map_labels
+from curlora.metrics.perplexity import tokenize_corpus
+
+Example = dict[str, Any]
+
+
+@dataclass
+class SplitStats:
+    """Size and label balance of one prepared split (after label mapping and sub-sampling)."""
+
+    size: int
+    label_counts: list[int]
+    dropped_unmapped: int = 0
+    truncated: int = 0
+
+    @property
+    def majority_baseline(self) -> float:
+        """Accuracy of always predicting the most frequent class."""
+        return max(self.label_counts) / self.size if self.size else float("nan")
+
+
+@dataclass
+class PreparedTask:
+    spec: TaskSpec
+    train: list[Example] = field(default_factory=list)
+    eval: list[Example] = field(default_factory=list)
+    stats: dict[str, SplitStats] = field(default_factory=dict)
+
+
+class TaskSequenceDataModule(L.LightningDataModule):
+    """Serves an ordered sequence of classification tasks; see the module docstring."""
+
+    def __init__(
+        self,
+        task_specs: Mapping[str, TaskSpec],
+        tasks: Sequence[str],
+        tokenizer: PreTrainedTokenizerBase,
+        cache_dir: str | Path,
+        seed: int,
+        max_length: int = 128,
+        batch_size: int = 8,
+        eval_batch_size: int = 32,
+        num_workers: int = 0,
+        pair_separator: str = "\n",
+        append_eos: bool = True,
+        corpus: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        missing = [t for t in tasks if t not in task_specs]
+        if missing:
+            raise ValueError(f"tasks {missing} have no spec; available: {sorted(task_specs)}")
+        self.specs = {t: task_specs[t] for t in tasks}
+        self.tasks = list(tasks)
+        self.tokenizer = tokenizer
+        self.cache_dir = Path(cache_dir)
+        self.seed = seed
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.pair_separator = pair_separator
+        self.append_eos = append_eos
+        self.prepared: dict[str, PreparedTask] = {}
+        self.current_task: str = self.tasks[0]
+        self.corpus_cfg = corpus
+        self.corpus_ids: torch.Tensor | None = None  # [N] token ids of the perplexity corpus
+        self.train_sampler: ResumableShuffleSampler | None = None
+        self._collator = DataCollatorWithPadding(tokenizer, padding="longest", return_tensors="pt")
+
+    # ------------------------------------------------------------------ preparation
+    def setup(self, stage: str | None = None) -> None:
+        """Load, check, sub-sample and tokenise every task once (later calls are no-ops)."""
+        if self.prepared:
+            return
+        for task in self.tasks:
+            spec = self.specs[task]
+            prepared = PreparedTask(spec)
+            for role, split, limit in (
+                ("train", spec.train_split, spec.train_limit),
+                ("eval", spec.eval_split, spec.eval_limit),
+            ):
+                data = load_task_split(spec, split, self.cache_dir)
+                check_split(spec, split, data)
+                texts, pairs, labels, dropped = map_labels(spec, split, data)
+                order = self._subsample(len(labels), limit, salt=f"{task}:{role}")
+                examples, truncated = self._tokenise(spec, split, texts, pairs, labels, order)
+                counts = Counter(labels[i] for i in order)
+                prepared.stats[role] = SplitStats(
+                    size=len(order),
+                    label_counts=[counts.get(c, 0) for c in range(spec.num_classes)],
+                    dropped_unmapped=dropped,
+                    truncated=truncated,
+                )
+                setattr(prepared, role, examples)
+            self.prepared[task] = prepared
+        if self.corpus_cfg is not None:
+            text = load_corpus(self.corpus_cfg, self.cache_dir)
+            self.corpus_ids = tokenize_corpus(self.tokenizer, text)
+
+    def _subsample(self, n: int, limit: int | None, salt: str) -> list[int]:
+        """Row indices of the split to keep: all in order, or ``limit`` drawn with the run seed."""
+        if limit is None or limit >= n:
+            return list(range(n))
+        # The salt keeps tasks' draws independent while depending only on the run seed.
+        generator = torch.Generator().manual_seed(zlib.crc32(f"{self.seed}:{salt}".encode()))
+        return sorted(torch.randperm(n, generator=generator)[:limit].tolist())
+
+    def _tokenise(
+        self,
+        spec: TaskSpec,
+        split: str,
+        texts: list[str],
+        pairs: list[str] | None,
+        labels: list[int],
+        order: list[int],
+    ) -> tuple[list[Example], int]:
+        joined = [
+            texts[i] if pairs is None else f"{texts[i]}{self.pair_separator}{pairs[i]}"
+            for i in order
+        ]
+        budget = self.max_length - (1 if self.append_eos else 0)
+        encoded = self.tokenizer(joined, add_special_tokens=True, truncation=False)["input_ids"]
+        examples, truncated = [], 0
+        eos = self.tokenizer.eos_token_id
+        for position, (row, ids) in enumerate(zip(order, encoded, strict=True)):
+            if not ids:
+                raise DataError(
+                    f"task '{spec.name}', split '{split}', field '{spec.text_field}': row {row} "
+                    "tokenises to nothing (empty text?)"
+                )
+            if len(ids) > budget:
+                # Keep the beginning: the label-bearing content of these tasks is up front.
+                ids, truncated = ids[:budget], truncated + 1
+            if self.append_eos and eos is not None:
+                # Classification reads the last token's state; a fixed final token makes it
+                # the same kind of position for every example.
+                ids = [*ids, eos]
+            examples.append(
+                {
+                    "input_ids": ids,
+                    "attention_mask": [1] * len(ids),
+                    "labels": labels[row],
+                    "index": position,
+                }
+            )
+        return examples, truncated
+
+    # ------------------------------------------------------------------ serving
+    def set_task(self, task: str) -> None:
+        if task not in self.specs:
+            raise ValueError(f"unknown task '{task}'; tasks: {self.tasks}")
+        self.current_task = task
+
+    def collate(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
+        """Pad a list of examples into a batch (right or left as the tokenizer pads)."""
+        return dict(self._collator(list(examples)))
+
+    def train_examples(self, task: str) -> list[Example]:
+        return self.prepared[task].train
+
+    def train_dataloader_for(self, task: str, batch_size: int | None = None) -> DataLoader:
+        """A task's training examples in order (for strategies: Fisher, LwF targets)."""
+        return DataLoader(
+            self.prepared[task].train,
+            batch_size=batch_size or self.eval_batch_size,
+            shuffle=False,
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """The current task's shuffled loader; its order depends only on (seed, task, epoch)."""
+        task = self.current_task
+        self.train_sampler = ResumableShuffleSampler(
+            len(self.prepared[task].train),
+            seed=self.seed + 7919 * self.tasks.index(task),
+            batch_size=self.batch_size,
+        )
+        return DataLoader(
+            self.prepared[task].train,
+            batch_size=self.batch_size,
+            sampler=self.train_sampler,
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+        )
+
+    def eval_dataloader_for(self, task: str) -> DataLoader:
+        return DataLoader(
+            self.prepared[task].eval,
+            batch_size=self.eval_batch_size,
+            shuffle=False,
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+        )
+
+    def val_dataloader(self) -> list[DataLoader]:
+        """One eval loader per task, in sequence order (dataloader_idx = task position)."""
+        return [self.eval_dataloader_for(t) for t in self.tasks]
+
+    # ------------------------------------------------------------------ reporting
+    def majority_baseline(self) -> dict[str, float]:
+        return {t: p.stats["eval"].majority_baseline for t, p in self.prepared.items()}
+
+    def label_balance(self) -> dict[str, dict[str, Any]]:
+        """Per task and split: size, label counts, dropped (unmapped) and truncated rows."""
+        return {
+            t: {
+                role: {
+                    "size": s.size,
+                    "label_counts": s.label_counts,
+                    "dropped_unmapped": s.dropped_unmapped,
+                    "truncated": s.truncated,
+                    "majority_baseline": s.majority_baseline,
+                }
+                for role, s in p.stats.items()
+            }
+            for t, p in self.prepared.items()
+        }

@@ -1,0 +1,100 @@
+"""Synthetic tasks and corpus for tests and CI: the shapes of the real sequence, no downloads.
+
+Three task kinds mirror the paper's sequence (MRPC → SST-2 → Sentiment140):
+- ``pair``: sentence pairs; label 1 when the second sentence *agrees* with the first
+  (it contains an agreement cue), 0 when it contradicts (a contradiction cue).
+- ``sentiment``: single sentences whose label is the polarity of the sentiment words in
+  them; ``lexicon`` picks one of two disjoint word lists so two sentiment tasks differ.
+Every sentence also carries filler and topic words so the cue position varies. The labels
+are
+balanced by construction and determined by the cue words, so a small model learns them in a
+few hundred steps, well above chance. Generation is deterministic in ``options.seed`` (a
+data seed, independent of the run seed that draws training subsets).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from curlora.data.tasks import TaskSpec
+
+SUBJECTS = ["the film", "the movie", "this show", "the plot", "the cast", "the story", "my day"]
+TOPICS = ["music", "acting", "ending", "script", "camera", "dialogue", "pacing", "scenery"]
+FILLER = ["really", "quite", "so", "very", "today", "again", "overall", "honestly", "just"]
+VERBS = ["was", "is", "felt", "seemed", "looked"]
+LEXICONS: dict[str, tuple[list[str], list[str]]] = {
+    # (negative words, positive words)
+    "a": (["awful", "boring", "dull", "terrible", "weak"], ["great", "brilliant", "superb", "fun"]),
+    "b": (["sad", "angry", "tired", "annoyed", "upset"], ["happy", "glad", "excited", "joyful"]),
+}
+PAIR_CUES: tuple[list[str], list[str]] = (
+    ["however", "not", "never", "wrong", "differs"],  # contradiction
+    ["indeed", "agreed", "true", "same", "confirmed"],  # agreement
+)
+CORPUS_WORDS = ["and", "but", "with", "because", "while", "."]
+
+VOCABULARY: list[str] = sorted(
+    {w for phrase in SUBJECTS for w in phrase.split()}
+    | set(TOPICS)
+    | set(FILLER)
+    | set(VERBS)
+    | {w for neg, pos in LEXICONS.values() for w in neg + pos}
+    | {w for cues in PAIR_CUES for w in cues}
+    | set(CORPUS_WORDS)
+)
+
+_SPLIT_OFFSET = {"train": 0, "validation": 1, "test": 2}
+
+
+def _sentence(rng: random.Random, cue: str) -> str:
+    words = [*rng.choice(SUBJECTS).split(), rng.choice(VERBS), rng.choice(FILLER)]
+    words.insert(rng.randrange(len(words) + 1), cue)
+    words.insert(rng.randrange(len(words) + 1), rng.choice(TOPICS))
+    return " ".join(words)
+
+
+def _generate(kind: str, lexicon: str, n: int, rng: random.Random) -> list[dict[str, Any]]:
+    rows = []
+    for i in range(n):
+        label = i % 2  # balanced by construction
+        if kind == "pair":
+            first = _sentence(rng, rng.choice(TOPICS))
+            second = _sentence(rng, rng.choice(PAIR_CUES[label]))
+            rows.append({"sentence1": first, "sentence2": second, "label": label})
+        elif kind == "sentiment":
+            words = LEXICONS[lexicon][label]
+            rows.append({"sentence": _sentence(rng, rng.choice(words)), "label": label})
+        else:
+            raise ValueError(f"synthetic task kind '{kind}' unknown; valid: ['pair', 'sentiment']")
+    rng.shuffle(rows)
+    return rows
+
+
+def load_split(spec: TaskSpec, split: str, cache_dir: Path) -> datasets.Dataset:
+    """Generate ``split`` of a synthetic task; sizes come from ``options.sizes[split]``."""
+    opts = spec.options
+    if split not in _SPLIT_OFFSET:
+        raise ValueError(
+            f"task '{spec.name}': synthetic split '{split}' unknown; valid: {sorted(_SPLIT_OFFSET)}"
+        )
+    sizes: Mapping[str, int] = opts.get("sizes", {"train": 400, "validation": 100, "test": 100})
+    seed = int(opts.get("seed", 0)) * 10 + _SPLIT_OFFSET[split]
+    rng = random.Random(f"{spec.name}:{seed}")
+    rows = _generate(opts.get("kind", "sentiment"), opts.get("lexicon", "a"), sizes[split], rng)
+    return datasets.Dataset.from_list(rows)
+
+
+def load_corpus(corpus_cfg: Mapping[str, Any], cache_dir: Path) -> str:
+    """A small deterministic corpus of synthetic sentences (``num_sentences`` of them)."""
+    rng = random.Random(int(corpus_cfg.get("seed", 0)))
+    sentences = []
+    for _ in range(int(corpus_cfg.get("num_sentences", 200))):
+        neg, pos = LEXICONS[rng.choice(sorted(LEXICONS))]
+        cue = rng.choice(neg + pos)
+        sentences.append(f"{_sentence(rng, cue)} {rng.choice(CORPUS_WORDS[:-1])} {_sentence(rng, cue)} .")
+    return "\n\n".join(" ".join(sentences[i : i + 5]) for i in range(0, len(sentences), 5))

@@ -1,0 +1,196 @@
+"""ContinualLitModule: an adapted causal LM with one classification head per task.
+
+The backbone's own LM head is untouched (perplexity uses it). Classification reads the
+final hidden state of each sequence's last non-padding token, ``h: [B, H]``, and applies
+the current task's head ``Linear(H, num_classes)``. The adapter's parameters are shared by
+all tasks and keep training task after task; every task gets a fresh optimizer and
+schedule (the task loop builds one ``Trainer`` per task, and ``configure_optimizers``
+runs at every ``fit``). Only parameters with ``requires_grad`` reach the optimizer; heads
+that receive no gradient in a task have ``grad=None`` and AdamW skips them, so earlier
+heads never move under plain sequential training (not even through weight decay).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+from transformers import PreTrainedModel
+
+from curlora.strategies.base import Strategy
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or inf; the message names the task and step."""
+
+
+def hidden_size_of(backbone: PreTrainedModel) -> int:
+    config = backbone.config
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return int(text_config.hidden_size)
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last non-padding position of each row, for right or left padding.
+
+    attention_mask: [B, T] of 0/1 → [B]. Flipping makes argmax find the *last* 1.
+    """
+    length = attention_mask.shape[1]
+    return length - 1 - attention_mask.flip(1).to(torch.int64).argmax(dim=1)
+
+
+class ContinualLitModule(L.LightningModule):
+    """Trains the shared adapter and the current task's head; evaluates every task's head."""
+
+    def __init__(
+        self,
+        backbone: PreTrainedModel,
+        task_classes: Mapping[str, int],
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        strategy: Strategy | None = None,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        hidden = hidden_size_of(backbone)
+        self.task_names = list(task_classes)
+        # Heads stay fp32 whatever the backbone dtype: they are tiny and train from scratch.
+        self.heads = nn.ModuleDict({t: nn.Linear(hidden, n) for t, n in task_classes.items()})
+        self.val_accuracy = nn.ModuleDict(
+            {t: MulticlassAccuracy(num_classes=n, average="micro") for t, n in task_classes.items()}
+        )
+        self.val_confusion = nn.ModuleDict(
+            {t: MulticlassConfusionMatrix(num_classes=n) for t, n in task_classes.items()}
+        )
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.strategy = strategy or Strategy()
+        self.current_task = self.task_names[0]
+        self.eval_results: dict[str, dict[str, Any]] = {}
+        # Checkpoints hold only what trains (see on_save_checkpoint); loading them into a
+        # module whose frozen backbone is already in place must not demand the rest.
+        self.strict_loading = False
+
+    # ------------------------------------------------------------------ forward
+    def set_task(self, task: str) -> None:
+        if task not in self.heads:
+            raise ValueError(f"unknown task '{task}'; tasks: {self.task_names}")
+        self.current_task = task
+
+    def features(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Final hidden state of the last non-padding token: [B, H] in fp32."""
+        decoder = getattr(self.backbone, self.backbone.base_model_prefix)
+        hidden = decoder(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        ).last_hidden_state  # [B, T, H]
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        return hidden[rows, last_token_index(batch["attention_mask"])].float()
+
+    def task_logits(self, batch: Mapping[str, torch.Tensor], task: str) -> torch.Tensor:
+        """Logits of ``task``'s head: [B, num_classes]."""
+        return self.heads[task](self.features(batch))
+
+    def trainable_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+
+    # ------------------------------------------------------------------ training
+    def on_fit_start(self) -> None:
+        # Stale gradients from the previous task must not reach the new optimizer.
+        self.zero_grad(set_to_none=True)
+        self.strategy.on_task_start(self, self.current_task, self._datamodule())
+
+    def on_fit_end(self) -> None:
+        self.strategy.on_task_end(self, self.current_task, self._datamodule())
+        self.zero_grad(set_to_none=True)
+
+    def _datamodule(self) -> Any:
+        return getattr(self, "datamodule", None)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        task = self.current_task
+        logits = self.task_logits(batch, task)
+        task_loss = F.cross_entropy(logits, batch["labels"])
+        loss = task_loss
+        for past_task, past_batch in self.strategy.extra_batches(self, task, batch):
+            past_logits = self.task_logits(past_batch, past_task)
+            loss = loss + F.cross_entropy(past_logits, past_batch["labels"])
+        extra = self.strategy.extra_loss(self, task, batch, logits)
+        if extra is not None:
+            loss = loss + extra
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"non-finite loss ({loss.item()}) in task '{task}' at step "
+                f"{self.trainer.global_step} (batch {batch_idx})"
+            )
+        batch_size = batch["labels"].shape[0]
+        self.log(f"train/{task}/loss", task_loss, on_step=True, prog_bar=True, batch_size=batch_size)
+        if extra is not None:
+            self.log(f"train/{task}/extra_loss", extra, on_step=True, batch_size=batch_size)
+        optimizer = self.optimizers(use_pl_optimizer=False)
+        self.log(f"train/{task}/lr", optimizer.param_groups[0]["lr"], on_step=True, batch_size=batch_size)
+        return loss
+
+    def configure_optimizers(self) -> Any:
+        params = [p for _, p in self.trainable_named_parameters()]
+        optimizer = self.optimizer_factory(params)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(
+            optimizer, num_training_steps=int(self.trainer.estimated_stepping_batches)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ------------------------------------------------------------------ evaluation
+    def validation_step(
+        self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        task = self.task_names[dataloader_idx]
+        predictions = self.task_logits(batch, task).argmax(dim=-1)
+        self.val_accuracy[task].update(predictions, batch["labels"])
+        self.val_confusion[task].update(predictions, batch["labels"])
+
+    def on_validation_epoch_end(self) -> None:
+        """Per task: accuracy, confusion matrix, share of the most-predicted class."""
+        results: dict[str, dict[str, Any]] = {}
+        for task in self.task_names:
+            confusion = self.val_confusion[task]
+            if not confusion.update_called:
+                continue
+            matrix = confusion.compute()  # [true, predicted]
+            predicted = matrix.sum(dim=0)
+            results[task] = {
+                "acc": float(self.val_accuracy[task].compute()),
+                "top_class_share": float(predicted.max() / predicted.sum()),
+                "confusion": matrix.tolist(),
+            }
+            confusion.reset()
+            self.val_accuracy[task].reset()
+        self.eval_results = results
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep only trainable tensors, buffers that adapters need, and the strategy state.
+
+        The frozen backbone is rebuilt from the model config on resume; storing it would
+        cost 0.5 GB per checkpoint on SmolLM2 and 14 GB on Mistral-7B.
+        """
+        keep = {n for n, p in self.named_parameters() if p.requires_grad}
+        keep |= {n for n, _ in self.named_buffers() if not n.startswith("val_")}
+        state = checkpoint["state_dict"]
+        for name in list(state):
+            if name not in keep and not name.startswith("heads."):
+                del state[name]
+        checkpoint["strategy_state"] = self.strategy.state_dict()
+        checkpoint["current_task"] = self.current_task
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.strategy.load_state_dict(checkpoint.get("strategy_state", {}))
+        self.current_task = checkpoint.get("current_task", self.current_task)

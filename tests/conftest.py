@@ -1,0 +1,45 @@
+"""Shared fixtures: compose run configs for the tiny model and synthetic data, offline."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO_ROOT / "configs"
+
+# Tests never touch the network or a real W&B account.
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+FAST = ["model=tiny_llama", "data=synthetic", "debug=fast", "logger=none"]
+
+
+def compose_run_config(tmp_path: Path, overrides: list[str]) -> DictConfig:
+    """A fully composed run config whose output, logs and cache live under ``tmp_path``."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.root_dir = str(REPO_ROOT)
+        cfg.paths.log_dir = str(tmp_path / "logs")
+        cfg.paths.output_dir = str(tmp_path / "run")
+        cfg.paths.cache_dir = str(tmp_path / "cache")
+    return cfg
+
+
+@pytest.fixture
+def run_config(tmp_path: Path) -> Callable[..., DictConfig]:
+    """``run_config(*overrides)``: the fast tiny/synthetic config plus ``overrides``."""
+
+    def make(*overrides: str) -> DictConfig:
+        return compose_run_config(tmp_path, [*FAST, *overrides])
+
+    return make
