@@ -9,8 +9,8 @@ place each (see ``curlora.models.module``):
   training batch, or None. E.g. the EWC penalty, the LwF distillation term.
 - ``extra_batches(module, task, batch)``: ``[(past_task, batch), ...]`` scored by that past
   task's own head with cross-entropy and added to the loss. E.g. experience replay.
-- ``on_task_end(module, task, datamodule)``: after task ``task`` trained, before evaluation.
-  E.g. EWC's Fisher estimate, filling the replay buffer.
+- ``on_task_end(module, task, datamodule)``: after task ``task`` trained, before it is
+  evaluated. E.g. EWC's Fisher estimate, filling the replay buffer.
 - ``state_dict()`` / ``load_state_dict(state)``: everything needed to resume a run
   bit-exactly (tensors and plain Python values only; saved with the checkpoints).
 
@@ -23,13 +23,31 @@ What a strategy may use:
 - ``datamodule.collate(examples) -> batch``; ``datamodule.train_dataloader_for(task)``.
 - a batch is ``{"input_ids": Long[B, T], "attention_mask": Long[B, T], "labels": Long[B],
   "index": Long[B]}`` (``index``: row number in the task's training split).
+
+Conventions every strategy here keeps (so the module can rely on them):
+- Resume: the module calls ``load_state_dict`` and then ``on_task_start`` for the task it
+  resumes (also in the middle of a task). A repeated ``on_task_start`` / ``on_task_end``
+  for a task a strategy has already handled keeps the restored state (it does not
+  re-record LwF targets with a half-trained model, nor add a Fisher twice).
+- Randomness comes only from local ``torch.Generator`` objects seeded from the config
+  (``seed: ${seed}``) whose states are in ``state_dict``; the global RNGs are never drawn
+  from, so adding a strategy does not shift the data order or dropout masks of training.
+- Passes a strategy makes on its own (Fisher, LwF targets) run with every submodule in
+  eval mode and restore each submodule's own ``training`` flag afterwards; they write no
+  ``.grad``.
+- Batches built by a strategy (``datamodule.collate`` output) are moved to the device of
+  the module's trainable parameters, or of the current batch for ``extra_batches``.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
+from torch import nn
 
 
 class Strategy:
@@ -60,3 +78,72 @@ class Strategy:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""
+
+
+# ---------------------------------------------------------------------------------------
+# Helpers shared by the strategies (not part of the hook interface).
+# ---------------------------------------------------------------------------------------
+
+
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[None]:
+    """Put every submodule in eval mode; restore each one's own flag on exit.
+
+    ``module.train(previous)`` would not do: a module in training may hold frozen parts in
+    eval mode on purpose, and one call would flip them all.
+    """
+    flags = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+def module_device(module: Any) -> torch.device:
+    """Device of the module's first trainable parameter (CPU when it has none)."""
+    for _, p in module.trainable_named_parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def batch_to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """Move the tensors of a batch to ``device`` (other values pass through)."""
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def head_param_ids(module: Any, tasks: Iterable[str] | None = None) -> set[int]:
+    """``id`` of every parameter of the heads of ``tasks`` (all heads when None).
+
+    Identity, not names: the contract does not fix how the module names head parameters.
+    """
+    names = list(module.heads.keys()) if tasks is None else [t for t in tasks]
+    return {id(p) for t in names if t in module.heads for p in module.heads[t].parameters()}
+
+
+def new_generator(seed: int) -> torch.Generator:
+    """A CPU generator seeded with ``seed``: the only source of a strategy's randomness."""
+    return torch.Generator(device="cpu").manual_seed(seed)
+
+
+def check_int(name: str, value: Any, minimum: int) -> int:
+    """``value`` as an int ≥ ``minimum``; a clear ValueError otherwise (bools rejected)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"strategy.{name}={value!r}: expected an integer ≥ {minimum}")
+    return value
+
+
+def check_float(
+    name: str, value: Any, low: float, high: float = math.inf, *, low_open: bool = False
+) -> float:
+    """``value`` as a finite float in ``[low, high]`` (``(low, high]`` when ``low_open``)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok:
+        value = float(value)
+        ok = math.isfinite(value) and (value > low if low_open else value >= low)
+        ok = ok and value <= high
+    if not ok:
+        bracket = "(" if low_open else "["
+        raise ValueError(f"strategy.{name}={value!r}: expected a number in {bracket}{low}, {high}]")
+    return float(value)

@@ -1,0 +1,239 @@
+"""Elastic Weight Consolidation (Kirkpatrick et al. 2017, arXiv 1612.00796), offline and online.
+
+After each task ``s`` the diagonal Fisher information ``F_s`` of the trainable parameters and
+a snapshot ``θ*_s`` are stored; every later training batch adds
+
+    offline:  λ/2 · Σ_{s < t} Σ_i F_{s,i} · (θ_i − θ*_{s,i})²        (one term per past task)
+    online:   λ/2 · Σ_i F̃_i · (θ_i − θ*_i)²,  F̃ ← γ · F̃ + F_s,  θ* ← θ after task s
+
+(online EWC: Schwarz et al. 2018, "Progress & Compress", arXiv 1805.06370, Sec. 3.1; one
+running Fisher and the latest parameters instead of one pair per task).
+
+Fisher (per parameter, a mean over ``n`` examples of per-example squared gradients):
+
+    F_i = 1/n · Σ_k ( ∂ log p(y_k | x_k; θ) / ∂θ_i )²
+
+``y_k`` is drawn from the model's own predictive distribution ``p(· | x_k)`` by default (the
+true Fisher, the one EWC's Laplace argument needs) or is the dataset label when
+``empirical`` (the "empirical Fisher"; Kunstner et al. 2019, arXiv 1905.12558, on why the
+two differ). Gradients are taken one example at a time (a batch of 1): a gradient of a
+batch mean squared is not a mean of squared per-example gradients. The cost is ``n``
+forward+backward passes of one example per task.
+
+Which parameters are penalised: the trainable ones (``module.trainable_named_parameters()``)
+except task heads. A head only enters its own task's loss; under EWC a past head receives
+no gradient from later tasks and so stays exactly at its θ* with no penalty, while a zero
+penalty gradient on it would hand it to the optimizer (weight decay, momentum) every step.
+``include_heads: true`` penalises past heads too (the textbook all-parameters form); the
+current task's own head is never penalised (its Fisher under past tasks is zero anyway: it
+does not enter their logits). With ``method=head_only`` (only heads train) EWC therefore
+adds nothing unless ``include_heads``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from curlora.strategies.base import (
+    Strategy,
+    batch_to,
+    check_float,
+    check_int,
+    eval_mode,
+    head_param_ids,
+    module_device,
+    new_generator,
+)
+
+ONLINE_KEY = "online"  # the single key of the running Fisher / anchor in online mode
+
+
+def estimate_fisher(
+    module: Any,
+    task: str,
+    examples: Sequence[dict[str, Any]],
+    collate: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]],
+    named_params: Sequence[tuple[str, torch.nn.Parameter]],
+    n_samples: int | None,
+    empirical: bool,
+    generator: torch.Generator,
+) -> dict[str, torch.Tensor]:
+    """Diagonal Fisher of ``named_params`` under task ``task``'s head: {name: Float32[shape]}.
+
+    Draws ``min(n_samples, len(examples))`` examples without replacement with ``generator``
+    (all when ``n_samples`` is None), then for each one: logits ``[1, C]`` → label (sampled
+    from ``softmax(logits)`` with ``generator``, or the true label when ``empirical``) →
+    ``torch.autograd.grad`` of its negative log-likelihood → squared gradient accumulated in
+    float32. Parameters the loss does not reach get exact zeros. Runs in eval mode (no
+    dropout: the Fisher of the deterministic model, and no draw from the global RNG) and
+    never writes ``.grad``.
+    """
+    params = [p for _, p in named_params]
+    sums = [torch.zeros_like(p, dtype=torch.float32) for p in params]
+    order = torch.randperm(len(examples), generator=generator)
+    if n_samples is not None:
+        order = order[:n_samples]
+    device = module_device(module)
+    # Fisher estimation may be called from inside an inference-mode or no_grad context.
+    with torch.inference_mode(False), torch.enable_grad(), eval_mode(module):
+        for row in order.tolist():
+            batch = batch_to(collate([examples[row]]), device)
+            log_probs = F.log_softmax(module.task_logits(batch, task).float(), dim=-1)  # [1, C]
+            if empirical:
+                label = batch["labels"].view(1)
+            else:
+                probs = log_probs.detach().exp().cpu()
+                label = torch.multinomial(probs, 1, generator=generator).view(1).to(device)
+            nll = -log_probs.gather(1, label.view(1, 1)).sum()
+            if not params or not nll.requires_grad:
+                continue  # no trainable parameter reaches this loss: all zeros
+            grads = torch.autograd.grad(nll, params, allow_unused=True)
+            for acc, g in zip(sums, grads, strict=True):
+                if g is not None:
+                    acc += g.detach().float().pow(2)
+    n = max(len(order), 1)
+    return {name: acc / n for (name, _), acc in zip(named_params, sums, strict=True)}
+
+
+class EWC(Strategy):
+    """Elastic Weight Consolidation: a quadratic pull towards each past task's parameters.
+
+    Args:
+        ewc_lambda: λ, the penalty weight (≥ 0). Default 1.0: with the task loss a mean over
+            examples and F a mean over examples, the Laplace approximation of the previous
+            task's posterior gives λ = N_prev / N_current, which is 1 for this project's
+            equal-size tasks (1000 training examples each, as in the paper). Not tuned;
+            sweep it (orders of magnitude) in an ``hparams_search`` config.
+        fisher_samples: examples per task for the Fisher (≥ 1; None: all). Default 200:
+            a seeded random fifth of a 1000-example task, about a minute per task for
+            SmolLM2-135M on two CPU cores (one forward+backward per example).
+        empirical: False (default) samples labels from the model: the true Fisher. True
+            uses the dataset labels (empirical Fisher).
+        online: False (default): one (F, θ*) pair per past task, as in Kirkpatrick et al.
+            True: online EWC (Schwarz et al. 2018) with one running Fisher.
+        gamma: online EWC's decay γ ∈ (0, 1] of the running Fisher; default 1.0 (no decay,
+            every task counts equally). Setting γ ≠ 1 without ``online`` is an error rather
+            than silently ignored.
+        include_heads: False (default): heads are not penalised (see the module docstring).
+            True: past tasks' heads are penalised as well.
+        seed: seeds the local generator that picks the Fisher examples and samples labels
+            (config: ``${seed}``), so the estimate is reproducible.
+    """
+
+    name = "ewc"
+
+    def __init__(
+        self,
+        ewc_lambda: float = 1.0,
+        fisher_samples: int | None = 200,
+        empirical: bool = False,
+        online: bool = False,
+        gamma: float = 1.0,
+        include_heads: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.lambda_ = check_float("ewc_lambda", ewc_lambda, 0.0)
+        self.fisher_samples = (
+            None if fisher_samples is None else check_int("fisher_samples", fisher_samples, 1)
+        )
+        for key, value in (("empirical", empirical), ("online", online)):
+            if not isinstance(value, bool):
+                raise ValueError(f"strategy.{key}={value!r}: expected true or false")
+        if not isinstance(include_heads, bool):
+            raise ValueError(f"strategy.include_heads={include_heads!r}: expected true or false")
+        self.empirical, self.online, self.include_heads = empirical, online, include_heads
+        self.gamma = check_float("gamma", gamma, 0.0, 1.0, low_open=True)
+        if self.gamma != 1.0 and not online:
+            raise ValueError(
+                f"strategy.gamma={gamma} only applies to online EWC; set strategy.online=true "
+                "or leave gamma at 1.0"
+            )
+        self.seed = check_int("seed", seed, 0)
+        self._rng = new_generator(self.seed)
+        # key (past task name, or ONLINE_KEY) -> parameter name -> Float32 tensor (param shape)
+        self._fisher: dict[str, dict[str, torch.Tensor]] = {}
+        self._anchor: dict[str, dict[str, torch.Tensor]] = {}
+        self._tasks: list[str] = []  # tasks consolidated so far, in order
+
+    def penalised_parameters(self, module: Any) -> list[tuple[str, torch.nn.Parameter]]:
+        """Trainable parameters whose Fisher is estimated (heads only if ``include_heads``)."""
+        heads = set() if self.include_heads else head_param_ids(module)
+        return [(n, p) for n, p in module.trainable_named_parameters() if id(p) not in heads]
+
+    def on_task_end(self, module: Any, task: str, datamodule: Any) -> None:
+        """Estimate ``F_task``, snapshot ``θ*_task`` and consolidate (once per task)."""
+        if task in self._tasks:
+            return  # already consolidated (a resumed run repeating the hook)
+        named = self.penalised_parameters(module)
+        if named:
+            fisher = estimate_fisher(
+                module,
+                task,
+                datamodule.train_examples(task),
+                datamodule.collate,
+                named,
+                self.fisher_samples,
+                self.empirical,
+                self._rng,
+            )
+            anchor = {n: p.detach().float().clone() for n, p in named}
+            if self.online:
+                old = self._fisher.get(ONLINE_KEY, {})
+                for n, f in old.items():
+                    fisher[n] = self.gamma * f + fisher[n] if n in fisher else self.gamma * f
+                self._fisher[ONLINE_KEY] = fisher
+                self._anchor[ONLINE_KEY] = {**self._anchor.get(ONLINE_KEY, {}), **anchor}
+            else:
+                self._fisher[task] = fisher
+                self._anchor[task] = anchor
+        self._tasks.append(task)
+
+    def extra_loss(
+        self, module: Any, task: str, batch: dict[str, torch.Tensor], logits: torch.Tensor
+    ) -> torch.Tensor | None:
+        """λ/2 · Σ_keys Σ_i F_i (θ_i − θ*_i)² as a 0-dim float32 tensor; None before any task."""
+        if not self._fisher or self.lambda_ == 0.0:
+            return None
+        params = dict(module.trainable_named_parameters())
+        current_head = head_param_ids(module, [task])
+        total: torch.Tensor | None = None
+        for key, fisher in self._fisher.items():
+            for name, f in fisher.items():
+                p = params.get(name)
+                if p is None:
+                    raise ValueError(
+                        f"EWC state holds a Fisher for parameter '{name}', which the module "
+                        "does not list as trainable; was the run resumed with another method?"
+                    )
+                if id(p) in current_head:
+                    continue
+                if f.device != p.device:  # e.g. state loaded onto CPU, module on GPU
+                    f = fisher[name] = f.to(p.device)
+                    self._anchor[key][name] = self._anchor[key][name].to(p.device)
+                term = (f * (p.float() - self._anchor[key][name]).pow(2)).sum()
+                total = term if total is None else total + term
+        return None if total is None else 0.5 * self.lambda_ * total
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "online": self.online,
+            "tasks": list(self._tasks),
+            "fisher": {k: dict(v) for k, v in self._fisher.items()},
+            "anchor": {k: dict(v) for k, v in self._anchor.items()},
+            "rng": self._rng.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["online"] != self.online:
+            raise ValueError(
+                f"EWC state was saved with online={state['online']}, config says "
+                f"online={self.online}; resume with the run's own strategy settings"
+            )
+        self._tasks = list(state["tasks"])
+        self._fisher = {k: dict(v) for k, v in state["fisher"].items()}
+        self._anchor = {k: dict(v) for k, v in state["anchor"].items()}
+        self._rng.set_state(state["rng"].cpu())
