@@ -122,6 +122,22 @@ def head_param_ids(module: Any, tasks: Iterable[str] | None = None) -> set[int]:
     return {id(p) for t in names if t in module.heads for p in module.heads[t].parameters()}
 
 
+def require_datamodule(strategy: str, hook: str, datamodule: Any) -> Any:
+    """``datamodule``, or a RuntimeError saying what the strategy needs from it.
+
+    Strategies call this from ``on_task_start`` too, even where they use the datamodule only
+    at task end, so that a module wired without one fails before training, not after it.
+    """
+    if datamodule is None or not all(
+        hasattr(datamodule, name) for name in ("train_examples", "collate")
+    ):
+        raise RuntimeError(
+            f"strategy '{strategy}' needs the datamodule (train_examples, collate) in {hook}, "
+            f"got {type(datamodule).__name__}; the module must pass it to the strategy hooks"
+        )
+    return datamodule
+
+
 def new_generator(seed: int) -> torch.Generator:
     """A CPU generator seeded with ``seed``: the only source of a strategy's randomness."""
     return torch.Generator(device="cpu").manual_seed(seed)

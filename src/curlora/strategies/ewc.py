@@ -47,6 +47,7 @@ from curlora.strategies.base import (
     head_param_ids,
     module_device,
     new_generator,
+    require_datamodule,
 )
 
 ONLINE_KEY = "online"  # the single key of the running Fisher / anchor in online mode
@@ -164,10 +165,15 @@ class EWC(Strategy):
         heads = set() if self.include_heads else head_param_ids(module)
         return [(n, p) for n, p in module.trainable_named_parameters() if id(p) not in heads]
 
+    def on_task_start(self, module: Any, task: str, datamodule: Any) -> None:
+        """Nothing to do yet; fail now rather than after training when there is no datamodule."""
+        require_datamodule(self.name, "on_task_start", datamodule)
+
     def on_task_end(self, module: Any, task: str, datamodule: Any) -> None:
         """Estimate ``F_task``, snapshot ``θ*_task`` and consolidate (once per task)."""
         if task in self._tasks:
             return  # already consolidated (a resumed run repeating the hook)
+        require_datamodule(self.name, "on_task_end", datamodule)
         named = self.penalised_parameters(module)
         if named:
             fisher = estimate_fisher(

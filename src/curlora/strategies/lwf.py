@@ -39,6 +39,7 @@ from curlora.strategies.base import (
     check_int,
     eval_mode,
     module_device,
+    require_datamodule,
 )
 
 
@@ -116,6 +117,7 @@ class LwF(Strategy):
 
     def on_task_start(self, module: Any, task: str, datamodule: Any) -> None:
         """Record past heads' outputs on ``task``'s training inputs (once per task)."""
+        require_datamodule(self.name, "on_task_start", datamodule)
         past = [t for t in self._trained if t != task]
         if self._targets_task != task:  # not restored from a checkpoint of this task
             self._record(module, task, datamodule, past)

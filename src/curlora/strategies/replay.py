@@ -22,7 +22,13 @@ from typing import Any, TypeVar
 
 import torch
 
-from curlora.strategies.base import Strategy, batch_to, check_int, new_generator
+from curlora.strategies.base import (
+    Strategy,
+    batch_to,
+    check_int,
+    new_generator,
+    require_datamodule,
+)
 
 T = TypeVar("T")
 
@@ -92,11 +98,11 @@ class Replay(Strategy):
 
     def on_task_start(self, module: Any, task: str, datamodule: Any) -> None:
         """Remember how to collate examples: ``extra_batches`` gets no datamodule."""
-        self._collate = datamodule.collate
+        self._collate = require_datamodule(self.name, "on_task_start", datamodule).collate
 
     def on_task_end(self, module: Any, task: str, datamodule: Any) -> None:
         """Fill ``task``'s reservoir from its training examples (once per task)."""
-        self._collate = datamodule.collate
+        self._collate = require_datamodule(self.name, "on_task_end", datamodule).collate
         if task in self._buffers:
             return  # already filled (a resumed run repeating the hook)
         kept, seen = reservoir_sample(
