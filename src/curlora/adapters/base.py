@@ -1,0 +1,229 @@
+"""The method extension point: what is trainable in the backbone and how it is parameterised.
+
+A method is a small dataclass built by Hydra from ``configs/method/<name>.yaml`` (its
+``_target_`` is the registry: adding a method is one file here plus one YAML). Its fields are
+the YAML's fields; constructing it is cheap (no model, no weights), so the same object
+validates a config against layer shapes before anything heavy loads.
+
+What a method overrides (everything else has a working default):
+
+- ``validate(shapes)``: raise ValueError naming the config key, the value and what is valid.
+- ``inject(model)``: replace modules in place (no freezing: ``apply_adapter`` freezes).
+- ``num_trainable(shapes)``: the trainable-parameter count implied by the Linear shapes.
+- ``delta_factors(layer)``: (P, Q) with ΔW = P Q for one adapter layer (diagnostics).
+
+Adapter layers are the modules holding a ``base_layer`` (ours and PEFT's tuner layers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+Shapes = Mapping[str, tuple[int, int]]
+"""Module name -> (out_features, in_features) of every ``nn.Linear`` in a model."""
+
+PAPER_TARGETS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj")
+"""The paper's adapted matrices (CURLoRA §4: attention query, key and value projections)."""
+
+METHOD_ATTR = "_curlora_adapter_method"
+"""Attribute under which ``apply_adapter`` records the applied method on the model."""
+
+
+def module_shapes(model: nn.Module) -> dict[str, tuple[int, int]]:
+    """(out, in) of every ``nn.Linear`` in ``model``, by module name (meta tensors work)."""
+    return {n: tuple(m.weight.shape) for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+
+
+def matches(name: str, targets: Iterable[str]) -> bool:
+    """PEFT's rule for a list of target names: equal, or ends with ``"." + target``."""
+    return any(name == t or name.endswith("." + t) for t in targets)
+
+
+def describe_linears(shapes: Shapes) -> str:
+    """A short listing of the Linear modules that exist, for error messages."""
+    if not shapes:
+        return "the model has no nn.Linear modules"
+    suffixes = sorted({n.rsplit(".", 1)[-1] for n in shapes})
+    return f"nn.Linear modules by name suffix: {', '.join(suffixes)} (e.g. {next(iter(shapes))})"
+
+
+def check_targets(method: str, target_modules: Any, shapes: Shapes) -> list[str]:
+    """The Linear module names matched by ``target_modules`` (every entry must match one).
+
+    Stricter than PEFT, which only fails when nothing matches: a typo in one entry would
+    otherwise silently leave those matrices unadapted.
+    """
+    if (
+        isinstance(target_modules, str)
+        or not isinstance(target_modules, Sequence)
+        or not target_modules
+        or not all(isinstance(t, str) and t for t in target_modules)
+    ):
+        raise ValueError(
+            f"method '{method}': target_modules={target_modules!r} must be a non-empty list of "
+            "module-name suffixes, e.g. [q_proj, k_proj, v_proj]"
+        )
+    for t in target_modules:
+        if not any(matches(n, [t]) for n in shapes):
+            raise ValueError(
+                f"method '{method}': target_modules entry '{t}' matches no nn.Linear module; "
+                f"{describe_linears(shapes)}"
+            )
+    return [n for n in shapes if matches(n, target_modules)]
+
+
+def check_int(method: str, key: str, value: Any, low: int, high: int | None = None) -> None:
+    """``value`` must be an int (not a bool) in ``low..high``."""
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    if ok and value >= low and (high is None or value <= high):
+        return
+    valid = f"{low}..{high}" if high is not None else f"an integer ≥ {low}"
+    raise ValueError(f"method '{method}': {key}={value!r} is not valid; valid: {valid}")
+
+
+def check_rank(method: str, rank: Any, names: Sequence[str], shapes: Shapes) -> None:
+    """1 ≤ rank ≤ min(out, in) for every adapted matrix (k distinct columns and rows)."""
+    check_int(method, "rank", rank, 1)
+    if not names:
+        return
+    tightest = min(names, key=lambda n: min(shapes[n]))  # the binding constraint
+    limit = min(shapes[tightest])
+    if rank > limit:
+        raise ValueError(
+            f"method '{method}': rank={rank} exceeds min(out, in)={limit} of {tightest}; "
+            f"valid: 1..{limit}"
+        )
+
+
+def check_float(
+    method: str, key: str, value: Any, low: float, high: float, high_open: bool = False
+) -> None:
+    """``value`` must be a finite real number in [low, high] (or [low, high))."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low <= value and (value < high if high_open else value <= high):
+        return
+    valid = f"[{low}, {high}{')' if high_open else ']'}"
+    raise ValueError(f"method '{method}': {key}={value!r} is not valid; valid: a number in {valid}")
+
+
+def check_seed(method: str, seed: Any) -> None:
+    """``seed`` must be a non-negative int or None (None means 0)."""
+    if seed is not None:
+        check_int(method, "seed", seed, 0)
+
+
+def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    """Put ``new`` at dotted path ``name`` inside ``model`` (in place)."""
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def lowrank_fro_norm(p: torch.Tensor, q: torch.Tensor) -> float:
+    """‖P Q‖_F for P (out × m), Q (m × in) without forming out × in when m is small.
+
+    ‖P Q‖_F² = tr(Qᵀ PᵀP Q) = Σ (PᵀP) ∘ (Q Qᵀ): two m × m Gram matrices, in float64.
+    """
+    p64, q64 = p.detach().double(), q.detach().double()
+    if p64.shape[1] > 256:  # large m (e.g. OSF): the direct product is no more expensive
+        return float(torch.linalg.matrix_norm(p64 @ q64))
+    sq = ((p64.T @ p64) * (q64 @ q64.T)).sum().clamp_min(0.0)
+    return float(sq.sqrt())
+
+
+@dataclasses.dataclass
+class AdapterMethod:
+    """Base of every method (one level deep). ``name`` is the YAML's ``name``."""
+
+    name: str = ""
+
+    # -- configuration ----------------------------------------------------------------
+    def validate(self, shapes: Shapes) -> None:
+        """Raise ValueError when this config cannot be applied to a model with ``shapes``."""
+
+    def num_trainable(self, shapes: Shapes) -> int | None:
+        """Trainable backbone parameters after ``apply_adapter``; None if Linear shapes
+        alone do not determine it."""
+        return None
+
+    def to_config(self) -> dict[str, Any]:
+        """The resolved config, ``_target_`` first: ``hydra.utils.instantiate`` rebuilds it."""
+        cls = type(self)
+        return {"_target_": f"{cls.__module__}.{cls.__qualname__}", **dataclasses.asdict(self)}
+
+    # -- model surgery ----------------------------------------------------------------
+    def inject(self, model: nn.Module) -> None:
+        """Insert the adapter layers into ``model`` in place (default: nothing)."""
+
+    def adapter_layers(self, model: nn.Module) -> dict[str, nn.Module]:
+        """Adapter layers by module name: the modules that wrap a ``base_layer``."""
+        return {
+            n: m
+            for n, m in model.named_modules()
+            if isinstance(getattr(m, "base_layer", None), nn.Module)
+        }
+
+    def trainable_parameters(self, model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+        """Parameters that train: the adapter layers' own (not their base layer's)."""
+        return [
+            (f"{n}.{pn}", p)
+            for n, layer in self.adapter_layers(model).items()
+            for pn, p in layer.named_parameters()
+            if not pn.startswith("base_layer.")
+        ]
+
+    # -- state --------------------------------------------------------------------------
+    def state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """What restores the adapted state on top of the same base model: each adapter
+        layer's parameters and buffers (non-persistent ones too: e.g. OSF's frozen SVD
+        factors), without the base layer. Tensors alias the live ones (like
+        ``nn.Module.state_dict``)."""
+        state: dict[str, torch.Tensor] = {}
+        for n, layer in self.adapter_layers(model).items():
+            own = [*layer.named_parameters(), *layer.named_buffers()]
+            state.update(
+                {f"{n}.{k}": t.detach() for k, t in own if not k.startswith("base_layer.")}
+            )
+        return state
+
+    # -- diagnostics --------------------------------------------------------------------
+    def delta_factors(self, layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(P: out × m, Q: m × in) with ΔW = P Q for one adapter layer, or None."""
+        return None
+
+    def layer_norms(self, layer: nn.Module) -> dict[str, float]:
+        """Extra per-layer scalars for logging, e.g. ``{"u_norm": ‖U‖_F}``."""
+        return {}
+
+    def diagnostics(self, model: nn.Module) -> dict[str, float]:
+        """``adapter/<layer>/delta_rel`` = ‖ΔW‖_F / ‖W‖_F and the ``layer_norms`` per layer."""
+        out: dict[str, float] = {}
+        for n, layer in self.adapter_layers(model).items():
+            factors = self.delta_factors(layer)
+            if factors is not None:
+                w_norm = float(torch.linalg.matrix_norm(layer.base_layer.weight.detach().double()))
+                out[f"adapter/{n}/delta_rel"] = lowrank_fro_norm(*factors) / max(w_norm, 1e-30)
+            out.update({f"adapter/{n}/{k}": v for k, v in self.layer_norms(layer).items()})
+        return out
+
+
+def applied_method(model: nn.Module) -> AdapterMethod | None:
+    """The method ``apply_adapter`` applied to ``model``, or None."""
+    return model.__dict__.get(METHOD_ATTR)
+
+
+def require_method(model: nn.Module) -> AdapterMethod:
+    """The applied method; ValueError when ``apply_adapter`` was never called on ``model``."""
+    method = applied_method(model)
+    if method is None:
+        raise ValueError(
+            f"{type(model).__name__} has no adapter method applied; call apply_adapter(model, "
+            "method_cfg) first (pass the backbone itself, not a wrapper around it)"
+        )
+    return method

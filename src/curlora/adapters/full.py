@@ -1,0 +1,32 @@
+"""Full fine-tuning: every backbone parameter trains. The forgetting reference against
+which parameter-efficient methods are compared (CURLoRA: https://arxiv.org/abs/2408.14572)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from curlora.adapters.base import AdapterMethod
+
+
+@dataclasses.dataclass
+class FullMethod(AdapterMethod):
+    """No adapter layers; ``apply_adapter`` leaves every backbone parameter trainable.
+
+    The adapter state is the whole backbone ``state_dict()`` (tied weights appear under
+    each of their names, as in ``nn.Module.state_dict``). ``num_trainable`` is None:
+    embeddings and norms are not nn.Linear, so Linear shapes do not determine the count.
+
+    Fields (``configs/method/full.yaml``):
+        name: ``full``.
+    """
+
+    name: str = "full"
+
+    def trainable_parameters(self, model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+        return list(model.named_parameters())
+
+    def state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        return dict(model.state_dict())

@@ -1,0 +1,24 @@
+"""Head-only: a linear probe. The backbone is frozen and unchanged; only the task heads
+(which live in the LightningModule, not here) train. The control that shows what an adapter
+adds over the heads alone (CURLoRA: https://arxiv.org/abs/2408.14572)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from curlora.adapters.base import AdapterMethod, Shapes
+
+
+@dataclasses.dataclass
+class HeadOnlyMethod(AdapterMethod):
+    """No adapter; every backbone parameter frozen, the model's modules untouched, so the
+    backbone's outputs (and the LM perplexity) stay bit-identical.
+
+    Fields (``configs/method/head_only.yaml``):
+        name: ``head_only``.
+    """
+
+    name: str = "head_only"
+
+    def num_trainable(self, shapes: Shapes) -> int:
+        return 0

@@ -1,0 +1,196 @@
+"""apply_adapter on a tiny Llama for every method YAML in configs/method/."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from adapter_helpers import METHODS, tiny_llama_config
+from peft.tuners.lora import Linear as PeftLoraLinear
+from peft.tuners.osf.layer import Linear as PeftOSFLinear
+
+from curlora.adapters import (
+    CURLoRALinear,
+    LoRAPaperLinear,
+    applied_method,
+    apply_adapter,
+    linear_shapes,
+)
+from curlora.adapters.curlora import CURLoRAMethod
+
+QKV = ("q_proj", "k_proj", "v_proj")
+
+
+def test_every_method_yaml_is_tested() -> None:
+    assert set(METHODS) == {"curlora", "full", "head_only", "lora", "lora_paper", "osf"}
+
+
+@pytest.mark.parametrize("name", [m for m in METHODS if m != "osf"])
+@pytest.mark.parametrize("attention_bias", [False, True])
+def test_logits_equal_base_right_after_apply(
+    name, attention_bias, make_model, method_cfg, input_ids
+):
+    # Issue 2: U = 0 (CURLoRA), B = 0 (both LoRAs): the adapted model is the base model.
+    model = make_model(config=tiny_llama_config(attention_bias=attention_bias))
+    base = model(input_ids).logits
+    apply_adapter(model, method_cfg(name))
+    assert torch.equal(model(input_ids).logits, base)
+
+
+def test_osf_logits_equal_base_up_to_rounding(make_model, method_cfg, input_ids):
+    # PEFT's OSF adds U S V − U⁰ S⁰ V⁰ as one 2r-wide product: zero in exact arithmetic,
+    # float32 rounding in practice (PEFT does not guarantee bit equality).
+    model = make_model()
+    base = model(input_ids).logits
+    apply_adapter(model, method_cfg("osf"))
+    torch.testing.assert_close(model(input_ids).logits, base, rtol=0, atol=1e-5)
+
+
+def test_in_place_and_layer_types(make_model, method_cfg):
+    expected = {
+        "curlora": CURLoRALinear,
+        "lora_paper": LoRAPaperLinear,
+        "lora": PeftLoraLinear,
+        "osf": PeftOSFLinear,
+    }
+    for name, layer_type in expected.items():
+        model = make_model()
+        apply_adapter(model, method_cfg(name))
+        for i in range(2):
+            for p in QKV:
+                assert isinstance(
+                    model.get_submodule(f"model.layers.{i}.self_attn.{p}"), layer_type
+                )
+            assert (
+                type(model.get_submodule(f"model.layers.{i}.self_attn.o_proj")) is torch.nn.Linear
+            )
+        assert applied_method(model).name == name
+
+
+def test_trainable_counts_follow_the_formulas(make_model, method_cfg, tiny_config):
+    # Sources: design §3 (CURLoRA k² per matrix); LoRA r·(in + out) per matrix; OSF t·(out +
+    # in + 1) with t = min(out, in) − effective_rank (PEFT's U_low, V_low, S_low); tiny
+    # model: q 32×32, k 16×32, v 16×32, 2 layers.
+    qkv = [(32, 32), (16, 32), (16, 32)] * 2
+    expected = {
+        "curlora": 4**2 * 6,
+        "lora": sum(4 * (o + i) for o, i in qkv),
+        "lora_paper": sum(4 * (o + i) for o, i in qkv),
+        "osf": sum((min(o, i) // 2) * (o + i + 1) for o, i in qkv),
+        "head_only": 0,
+    }
+    shapes = linear_shapes(tiny_config)
+    for name, count in expected.items():
+        model = make_model()
+        cfg = method_cfg(name)
+        assert apply_adapter(model, cfg) == count, name
+        assert sum(p.numel() for p in model.parameters() if p.requires_grad) == count
+        assert applied_method(model).num_trainable(shapes) == count
+
+
+def test_full_trains_everything_head_only_nothing(make_model, method_cfg):
+    model = make_model()
+    total = sum(p.numel() for p in model.parameters())
+    assert apply_adapter(model, method_cfg("full")) == total
+    assert all(p.requires_grad for p in model.parameters())
+    model = make_model()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    assert apply_adapter(model, method_cfg("head_only")) == 0
+    assert not any(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", ["curlora", "lora", "lora_paper", "osf"])
+def test_only_adapter_parameters_train(name, make_model, method_cfg):
+    model = make_model()
+    apply_adapter(model, method_cfg(name))
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    markers = {"curlora": ".U", "lora": ".lora_", "lora_paper": ".lora_", "osf": ".osf_svd_params."}
+    assert trainable and all(markers[name] in n for n in trainable)
+    assert all(any(f".{p}." in n for p in QKV) for n in trainable)
+
+
+@pytest.mark.parametrize("name", ["curlora", "lora", "lora_paper", "osf", "full"])
+def test_a_training_step_changes_the_adapter_and_only_it(name, make_model, method_cfg, input_ids):
+    # lr 0.1, one SGD step on the LM loss; LoRA's B starts at 0, so its first step moves B
+    # only, and the logits change from the second step on (two steps here for all).
+    model = make_model()
+    apply_adapter(model, method_cfg(name))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    logits0 = model(input_ids).logits.detach()
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    for _ in range(2):
+        opt.zero_grad()
+        model(input_ids, labels=input_ids).loss.backward()
+        opt.step()
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert changed and changed <= trainable
+    assert not torch.allclose(model(input_ids).logits, logits0)
+
+
+def test_same_seed_same_curlora_indices_different_layers_differ(make_model, method_cfg):
+    idx = []
+    for seed_state in (0, 1234):
+        torch.manual_seed(seed_state)  # the global RNG must not matter
+        model = make_model()
+        apply_adapter(model, method_cfg("curlora", rank=8))
+        idx.append([m.col_idx.clone() for m in model.modules() if isinstance(m, CURLoRALinear)])
+    assert all(torch.equal(a, b) for a, b in zip(*idx, strict=True))
+    # q_proj of layers 0 and 1 are both 32×32: distinct (seed, name) draws differ.
+    assert not torch.equal(idx[0][0], idx[0][3])
+
+
+def test_lora_init_is_seeded_and_leaves_the_global_rng_alone(make_model, method_cfg):
+    weights = []
+    for seed in (0, 0, 1):
+        model = make_model()
+        torch.manual_seed(77)
+        apply_adapter(model, method_cfg("lora", seed=seed))
+        after = torch.rand(3)
+        torch.manual_seed(77)
+        assert torch.equal(after, torch.rand(3))  # as if apply_adapter had not run
+        weights.append(model.model.layers[0].self_attn.q_proj.lora_A["default"].weight.detach())
+    assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
+
+
+def test_lora_matches_peft_semantics(make_model, method_cfg):
+    # PEFT: scaling = lora_alpha / r (standard LoRA); A (r × in) kaiming-uniform over in.
+    model = make_model()
+    apply_adapter(model, method_cfg("lora", rank=4, alpha=8.0))
+    layer = model.model.layers[0].self_attn.q_proj
+    assert layer.scaling["default"] == 2.0
+    assert layer.lora_A["default"].weight.abs().max() <= 1 / 32**0.5  # bound 1/√in
+
+
+def test_no_match_lists_existing_linears(make_model, method_cfg):
+    model = make_model()
+    with pytest.raises(
+        ValueError, match=r"'query' matches no nn.Linear.*k_proj, lm_head, o_proj, q_proj"
+    ):
+        apply_adapter(model, method_cfg("curlora", target_modules=["query"]))
+    with pytest.raises(ValueError, match=r"'qproj' matches no nn\.Linear"):
+        apply_adapter(model, method_cfg("lora", target_modules=["q_proj", "qproj"]))
+    assert applied_method(model) is None  # nothing changed
+    assert type(model.model.layers[0].self_attn.q_proj) is torch.nn.Linear
+
+
+def test_rank_too_large_fails_before_any_change(make_model, method_cfg):
+    model = make_model()
+    with pytest.raises(
+        ValueError, match=r"rank=17 exceeds min\(out, in\)=16 of model.layers.0.self_attn.k_proj"
+    ):
+        apply_adapter(model, method_cfg("curlora", rank=17))
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_apply_twice_is_refused(make_model, method_cfg):
+    model = make_model()
+    apply_adapter(model, method_cfg("curlora"))
+    with pytest.raises(ValueError, match="already has method 'curlora'"):
+        apply_adapter(model, method_cfg("lora"))
+
+
+def test_method_object_is_accepted(make_model):
+    model = make_model()
+    n = apply_adapter(model, CURLoRAMethod(rank=2, target_modules=["o_proj"]))
+    assert n == 2 * 2**2
