@@ -1,0 +1,296 @@
+"""``results.json``: the one file a run leaves for analysis, its schema, writer and reader.
+
+Schema (top-level keys, in this order):
+
+- ``method`` (str), ``rank`` (int, or null for methods without one), ``seed`` (int),
+  ``tasks`` (list of T task names, the training order);
+- ``accuracy_matrix``: T rows × T entries, row i = after training task i, entry j = task j's
+  accuracy; null where not evaluated (including every row of a task never reached);
+- ``initial_accuracy``: T entries, untrained heads before any training (the FWT baseline);
+- ``perplexity``: ``{"initial": float|null, "after_task": [T × float|null], "tokens": int}``
+  (``tokens`` = predicted tokens per measurement; 0 and nulls when no corpus was measured);
+- ``metrics``: exactly ``curlora.metrics.continual.METRIC_KEYS`` (float or null);
+- ``majority_baseline``: T entries, majority-class accuracy of each task's eval split;
+- ``trainable_params`` (int), ``status`` (``"completed"`` or what stopped the run),
+  ``config`` (the resolved config);
+- ``warnings``: issue 6's degenerate-result flags, dicts with
+  ``curlora.metrics.degenerate.WARNING_KEYS`` (empty list when none);
+- ``label_balance``: issue 4's label balance, task -> split -> counts etc. (free-form
+  below the task level; empty dict when not recorded).
+
+Why two keys beyond issue 3's "exactly these": issues 4 and 6 ask for the label balance
+and a warnings list *in results.json*. Hiding them inside an existing key would change that
+key's documented type (``majority_baseline`` is a list of floats) and break readers of
+issue 3's schema, so they are separate top-level keys, always present so that readers never
+branch on their absence. The schema stays closed: :func:`validate_results` rejects any other
+key, so a typo cannot silently add one.
+
+Per-task lists are aligned with ``tasks`` (index j ↔ ``tasks[j]``), like the matrix columns.
+JSON has no NaN: every non-finite float is written as null. Writes are atomic (a temp file
+in the same directory, then ``os.replace``), so a crash never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from curlora.metrics.continual import METRIC_KEYS, summarize, trained_rows
+from curlora.metrics.degenerate import WARNING_KEYS
+
+ISSUE3_KEYS = (
+    "method",
+    "rank",
+    "seed",
+    "tasks",
+    "accuracy_matrix",
+    "initial_accuracy",
+    "perplexity",
+    "metrics",
+    "majority_baseline",
+    "trainable_params",
+    "status",
+    "config",
+)
+RESULT_KEYS = (*ISSUE3_KEYS, "warnings", "label_balance")
+PERPLEXITY_KEYS = ("initial", "after_task", "tokens")
+
+
+class ResultsError(ValueError):
+    """A results dict or file that does not follow the schema; the message lists every problem."""
+
+
+def json_safe(value: Any, where: str = "results") -> Any:
+    """A copy of ``value`` made of JSON types only: non-finite floats -> None, tuples -> lists,
+    mapping keys -> str, numpy/torch scalars -> Python numbers, paths -> str."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:  # numpy / torch scalar
+        return json_safe(value.item(), where)
+    raise TypeError(f"{where}: {type(value).__name__} is not JSON-serialisable")
+
+
+def _per_task(values: Sequence[Any] | Mapping[str, Any] | None, tasks: Sequence[str]) -> list[Any]:
+    """A list aligned with ``tasks`` from a list (padded with None) or a task -> value mapping."""
+    if values is None:
+        return [None] * len(tasks)
+    if isinstance(values, Mapping):
+        return [values.get(task) for task in tasks]
+    values = list(values)
+    if len(values) > len(tasks):
+        raise ResultsError(f"{len(values)} per-task values for {len(tasks)} tasks")
+    return values + [None] * (len(tasks) - len(values))
+
+
+def build_results(
+    *,
+    method: str,
+    rank: int | None,
+    seed: int,
+    tasks: Sequence[str],
+    accuracy_matrix: Sequence[Sequence[float | None]],
+    initial_accuracy: Sequence[float | None] | Mapping[str, float | None],
+    perplexity: Mapping[str, Any],
+    majority_baseline: Sequence[float | None] | Mapping[str, float | None],
+    trainable_params: int,
+    status: str,
+    config: Mapping[str, Any],
+    metrics: Mapping[str, float | None] | None = None,
+    warnings: Sequence[Mapping[str, Any]] = (),
+    label_balance: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Assemble and validate a results dict (see the module docstring for the schema).
+
+    ``accuracy_matrix`` may have fewer than T rows (a stopped run); it is padded with null
+    rows. ``perplexity`` is ``{"initial", "after_task", "tokens"}``; ``after_task`` is padded
+    to T and a missing ``tokens`` becomes 0. ``metrics`` defaults to
+    ``summarize(accuracy_matrix, initial_accuracy, ...)``; pass it only to reuse a computed
+    one. Raises ResultsError on any schema violation.
+    """
+    tasks = list(tasks)
+    rows = [list(row) for row in accuracy_matrix]
+    if len(rows) > len(tasks) or any(len(row) != len(tasks) for row in rows):
+        shape = [len(row) for row in rows]
+        raise ResultsError(f"accuracy_matrix: row lengths {shape} do not fit {len(tasks)} tasks")
+    rows += [[None] * len(tasks) for _ in range(len(tasks) - len(rows))]
+    initial = _per_task(initial_accuracy, tasks)
+    after_task = _per_task(perplexity.get("after_task"), tasks)
+    if metrics is None:
+        metrics = summarize(rows, initial, perplexity.get("initial"), after_task)
+    results = {
+        "method": method,
+        "rank": rank,
+        "seed": seed,
+        "tasks": tasks,
+        "accuracy_matrix": rows,
+        "initial_accuracy": initial,
+        "perplexity": {
+            "initial": perplexity.get("initial"),
+            "after_task": after_task,
+            "tokens": perplexity.get("tokens") or 0,
+        },
+        "metrics": dict(metrics),
+        "majority_baseline": _per_task(majority_baseline, tasks),
+        "trainable_params": trainable_params,
+        "status": status,
+        "config": dict(config),
+        "warnings": [dict(w) for w in warnings],
+        "label_balance": dict(label_balance or {}),
+    }
+    results = json_safe(results)
+    _raise_if_invalid(results)
+    return results
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_num(x: Any, low: float = -math.inf, high: float = math.inf, nullable: bool = True) -> bool:
+    if x is None:
+        return nullable
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and low <= x <= high
+
+
+def _check_list(name: str, values: Any, n: int, ok: Any, problems: list[str]) -> None:
+    if not isinstance(values, list) or len(values) != n:
+        problems.append(f"{name}: expected a list of {n} entries, got {values!r}")
+    elif not all(ok(v) for v in values):
+        problems.append(f"{name}: invalid entries in {values!r}")
+
+
+def validate_results(results: Any) -> list[str]:
+    """Every way ``results`` departs from the schema, as messages (empty list = valid)."""
+    if not isinstance(results, Mapping):
+        return [f"results must be a JSON object, got {type(results).__name__}"]
+    problems: list[str] = []
+    missing = [k for k in RESULT_KEYS if k not in results]
+    extra = [k for k in results if k not in RESULT_KEYS]
+    if missing:
+        problems.append(f"missing keys {missing}")
+    if extra:
+        problems.append(f"unknown keys {extra}; the schema allows exactly {list(RESULT_KEYS)}")
+    if missing:
+        return problems
+    r = results
+    tasks = r["tasks"]
+    if not (isinstance(tasks, list) and tasks and all(isinstance(t, str) for t in tasks)):
+        return [*problems, f"tasks: expected a non-empty list of names, got {tasks!r}"]
+    if len(set(tasks)) != len(tasks):
+        problems.append(f"tasks: duplicate names in {tasks}")
+    T = len(tasks)
+    if not (isinstance(r["method"], str) and r["method"]):
+        problems.append(f"method: expected a non-empty string, got {r['method']!r}")
+    if not (r["rank"] is None or _is_int(r["rank"])):
+        problems.append(f"rank: expected an int or null, got {r['rank']!r}")
+    if not _is_int(r["seed"]):
+        problems.append(f"seed: expected an int, got {r['seed']!r}")
+    matrix = r["accuracy_matrix"]
+    if not isinstance(matrix, list) or len(matrix) != T:
+        problems.append(f"accuracy_matrix: expected {T} rows, got {matrix!r}")
+    else:
+        for i, row in enumerate(matrix):
+            _check_list(f"accuracy_matrix[{i}]", row, T, lambda v: _is_num(v, 0, 1), problems)
+    for key in ("initial_accuracy", "majority_baseline"):
+        _check_list(key, r[key], T, lambda v: _is_num(v, 0, 1), problems)
+    ppl = r["perplexity"]
+    if not isinstance(ppl, Mapping) or set(ppl) != set(PERPLEXITY_KEYS):
+        problems.append(f"perplexity: expected keys {list(PERPLEXITY_KEYS)}, got {ppl!r}")
+    else:
+        if not _is_num(ppl["initial"], 0):
+            problems.append(
+                f"perplexity.initial: expected a positive number, got {ppl['initial']!r}"
+            )
+        _check_list(
+            "perplexity.after_task", ppl["after_task"], T, lambda v: _is_num(v, 0), problems
+        )
+        if not (_is_int(ppl["tokens"]) and ppl["tokens"] >= 0):
+            problems.append(f"perplexity.tokens: expected an int >= 0, got {ppl['tokens']!r}")
+    metrics = r["metrics"]
+    if not isinstance(metrics, Mapping) or set(metrics) != set(METRIC_KEYS):
+        problems.append(f"metrics: expected exactly {list(METRIC_KEYS)}, got {metrics!r}")
+    elif not all(_is_num(v) for v in metrics.values()):
+        problems.append(f"metrics: values must be numbers or null, got {metrics!r}")
+    if not (_is_int(r["trainable_params"]) and r["trainable_params"] >= 0):
+        problems.append(f"trainable_params: expected an int >= 0, got {r['trainable_params']!r}")
+    if not (isinstance(r["status"], str) and r["status"]):
+        problems.append(f"status: expected a non-empty string, got {r['status']!r}")
+    if not isinstance(r["config"], Mapping):
+        problems.append("config: expected an object")
+    warnings = r["warnings"]
+    if not isinstance(warnings, list) or not all(
+        isinstance(w, Mapping) and set(w) == set(WARNING_KEYS) for w in warnings
+    ):
+        problems.append(f"warnings: expected a list of objects with keys {list(WARNING_KEYS)}")
+    balance = r["label_balance"]
+    if not isinstance(balance, Mapping):
+        problems.append("label_balance: expected an object keyed by task")
+    elif set(balance) - set(tasks):
+        problems.append(f"label_balance: unknown tasks {sorted(set(balance) - set(tasks))}")
+    return problems
+
+
+def _raise_if_invalid(results: Any, source: str = "results") -> None:
+    problems = validate_results(results)
+    if problems:
+        raise ResultsError(
+            f"{source} does not follow the results.json schema:\n- " + "\n- ".join(problems)
+        )
+
+
+def write_results(path: str | os.PathLike[str], results: Mapping[str, Any]) -> Path:
+    """Validate and write ``results`` as JSON atomically; returns the path written.
+
+    Non-finite floats become null (``allow_nan=False`` guarantees strict JSON). The file is
+    written to a temp file in the same directory, fsynced and renamed over ``path``, so
+    readers see the old file or the new one, never a partial one.
+    """
+    path = Path(path)
+    safe = json_safe(dict(results))
+    _raise_if_invalid(safe, str(path))
+    text = json.dumps(safe, indent=2, allow_nan=False) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a results.json and validate it; raises ResultsError naming the file and problems."""
+    path = Path(path)
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ResultsError(f"{path} is not valid JSON: {error}") from error
+    _raise_if_invalid(results, str(path))
+    return results
+
+
+def final_accuracies(results: Mapping[str, Any]) -> list[float | None]:
+    """Each task's accuracy in the last row that was evaluated (T entries; None if none)."""
+    rows = trained_rows(results["accuracy_matrix"])
+    return list(rows[-1]) if rows else [None] * len(results["tasks"])
