@@ -91,6 +91,9 @@ def build_strategy(cfg: Mapping[str, Any] | None) -> Strategy:
     except InstantiationException as err:
         cause = err.__cause__
         if isinstance(cause, (ValueError, TypeError)):
-            raise ValueError(f"strategy {cls.__name__}: {cause}") from None
+            message = str(cause)
+            if not message.startswith("strategy."):
+                message = f"strategy {cls.__name__}: {message}"
+            raise ValueError(message) from None
         raise
     return strategy

@@ -156,10 +156,11 @@ def check_float(
     """``value`` as a finite float in ``[low, high]`` (``(low, high]`` when ``low_open``)."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     if ok:
-        value = float(value)
-        ok = math.isfinite(value) and (value > low if low_open else value >= low)
-        ok = ok and value <= high
+        number = float(value)
+        ok = math.isfinite(number) and (number > low if low_open else number >= low)
+        ok = ok and number <= high
     if not ok:
-        bracket = "(" if low_open else "["
-        raise ValueError(f"strategy.{name}={value!r}: expected a number in {bracket}{low}, {high}]")
+        lower = f"{'>' if low_open else '≥'} {low:g}"
+        bound = lower if math.isinf(high) else f"{lower} and ≤ {high:g}"
+        raise ValueError(f"strategy.{name}={value!r}: expected a finite number {bound}")
     return float(value)
