@@ -146,11 +146,14 @@ class LwF(Strategy):
                 f"LwF holds targets for task '{self._targets_task}' but is asked about "
                 f"'{task}': the module must call on_task_start before training a task"
             )
+        if self._index is not None and self._index.device != logits.device:
+            # e.g. a checkpoint loaded onto the CPU while the module trains on a GPU
+            self._index = self._index.to(logits.device)
+            self._old = {p: z.to(logits.device) for p, z in self._old.items()}
         rows = self._rows(batch["index"])
         new = self._past_logits(module, batch, list(self._old), task, logits, features)
         total = sum(
-            distillation_loss(self._old[p][rows.to(self._old[p].device)], new[p], self.temperature)
-            for p in self._old
+            distillation_loss(self._old[p][rows], new[p], self.temperature) for p in self._old
         )
         if self._capture is not None:
             self._capture.value = None  # the check above re-ran the hooked head
