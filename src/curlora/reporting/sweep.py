@@ -1,0 +1,211 @@
+"""Sweep report: every ``results.json`` below a directory as one table.
+
+    python -m curlora.reporting.sweep logs/multiruns/2026-01-01_12-00-00 [--out DIR]
+
+One row per run: its directory, method, strategy (when the config names one), rank, seed,
+status, the number of degenerate-result warnings, each metric of ``results["metrics"]``,
+and for every task its final accuracy next to its majority baseline (a score is only
+meaningful against the share of its largest class). Writes ``sweep_summary.csv`` (full
+precision) and ``sweep_summary.md`` (rounded; with a mean ± std table over seeds when a
+setting ran more than once) and prints the markdown. Files that do not follow the schema
+are skipped and listed, so one crashed job does not hide the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import statistics
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from curlora.metrics.continual import METRIC_KEYS
+from curlora.reporting.results import ResultsError, final_accuracies, load_results
+
+log = logging.getLogger(__name__)
+SETTING_COLUMNS = ("method", "strategy", "rank")
+
+
+@dataclass
+class SweepSummary:
+    """The table (``columns`` and ``rows`` of column -> value), its markdown, what was
+    written, and the files skipped with the reason."""
+
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    markdown: str
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    csv_path: Path | None = None
+    markdown_path: Path | None = None
+
+
+def strategy_name(config: Mapping[str, Any]) -> str | None:
+    """The strategy a resolved config names: ``strategy.name``, else the module of its
+    ``_target_`` (``curlora.strategies.ewc.EWC`` -> ``ewc``), else a plain string; None if
+    the config has no strategy."""
+    strategy = config.get("strategy")
+    if strategy is None or isinstance(strategy, str):
+        return strategy
+    if isinstance(strategy, Mapping):
+        if strategy.get("name"):
+            return str(strategy["name"])
+        target = str(strategy.get("_target_", ""))
+        parts = target.split(".")
+        return parts[-2] if len(parts) >= 2 else (target or None)
+    return str(strategy)
+
+
+def run_row(results: Mapping[str, Any], run: str) -> dict[str, Any]:
+    """One table row from one validated results dict."""
+    row: dict[str, Any] = {
+        "run": run,
+        "method": results["method"],
+        "strategy": strategy_name(results["config"]),
+        "rank": results["rank"],
+        "seed": results["seed"],
+        "status": results["status"],
+        "warnings": len(results["warnings"]),
+    }
+    row.update({key: results["metrics"][key] for key in METRIC_KEYS})
+    finals = final_accuracies(results)
+    for task, final, majority in zip(
+        results["tasks"], finals, results["majority_baseline"], strict=True
+    ):
+        row[f"{task}/acc"] = final
+        row[f"{task}/majority"] = majority
+    return row
+
+
+def _sort_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    def missing_last(value: Any) -> tuple[bool, Any]:
+        return (value is None, value if value is not None else 0)
+
+    return tuple(missing_last(row.get(key)) for key in (*SETTING_COLUMNS, "seed", "run"))
+
+
+def build_table(
+    found: Sequence[tuple[str, Mapping[str, Any]]],
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """Columns and sorted rows for ``(run name, results)`` pairs. Task columns follow the
+    order in which tasks first appear; the strategy column only when some run has one."""
+    rows = sorted((run_row(results, run) for run, results in found), key=_sort_key)
+    tasks = list(dict.fromkeys(task for _, results in found for task in results["tasks"]))
+    has_strategy = any(row["strategy"] is not None for row in rows)
+    columns = ["run", "method", *(["strategy"] if has_strategy else []), "rank", "seed", "status"]
+    columns += ["warnings", *METRIC_KEYS]
+    columns += [f"{task}/{kind}" for task in tasks for kind in ("acc", "majority")]
+    return columns, rows
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
+    """A GitHub-flavoured markdown table; floats to 4 decimals, missing values blank."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def aggregate(
+    columns: Sequence[str], rows: Sequence[Mapping[str, Any]]
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """Mean ± sample std over the runs of each setting (method, strategy, rank), as strings.
+
+    Numeric columns only; None values are left out of a cell's statistics."""
+    keys = [c for c in SETTING_COLUMNS if c in columns]
+    numeric = [c for c in columns if c == "warnings" or c in METRIC_KEYS or "/" in c]
+    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row.get(k) for k in keys), []).append(row)
+    out = []
+    for setting, members in groups.items():
+        agg: dict[str, Any] = dict(zip(keys, setting, strict=True))
+        agg["runs"] = len(members)
+        for column in numeric:
+            values = [float(m[column]) for m in members if m.get(column) is not None]
+            if len(values) > 1:
+                agg[column] = f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+            elif values:
+                agg[column] = f"{values[0]:.4f}"
+        out.append(agg)
+    return [*keys, "runs", *numeric], out
+
+
+def write_csv(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> Path:
+    """CSV with a header row; missing values empty, floats at full precision."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: "" if row.get(c) is None else row[c] for c in columns})
+    return path
+
+
+def summarize_sweep(
+    root: str | Path, out_dir: str | Path | None = None, write: bool = True
+) -> SweepSummary:
+    """Collect every results.json below ``root``; write the CSV and markdown into ``out_dir``
+    (default ``root``) unless ``write`` is False."""
+    root = Path(root)
+    found: list[tuple[str, dict[str, Any]]] = []
+    skipped: list[tuple[Path, str]] = []
+    for path in sorted(root.rglob("results.json")):
+        try:
+            found.append((str(path.parent.relative_to(root)), load_results(path)))
+        except (ResultsError, OSError) as error:
+            log.warning("skipping %s: %s", path, error)
+            skipped.append((path, str(error).splitlines()[0]))
+    columns, rows = build_table(found)
+    parts = [f"## Sweep: {len(rows)} runs under {root}", "", to_markdown(columns, rows)]
+    group_columns, groups = aggregate(columns, rows)
+    if any(group["runs"] > 1 for group in groups):
+        parts += [
+            "",
+            "## Mean ± std over runs of each setting",
+            "",
+            to_markdown(group_columns, groups),
+        ]
+    if skipped:
+        parts += ["", "Skipped (not valid results.json):", *(f"- {p}: {why}" for p, why in skipped)]
+    summary = SweepSummary(columns, rows, "\n".join(parts) + "\n", skipped)
+    if write:
+        out = Path(out_dir) if out_dir is not None else root
+        out.mkdir(parents=True, exist_ok=True)
+        summary.csv_path = write_csv(out / "sweep_summary.csv", columns, rows)
+        summary.markdown_path = out / "sweep_summary.md"
+        summary.markdown_path.write_text(summary.markdown, encoding="utf-8")
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m curlora.reporting.sweep",
+        description="Tabulate every results.json below a (multirun) directory.",
+    )
+    parser.add_argument("root", type=Path, help="directory searched recursively for results.json")
+    parser.add_argument("--out", type=Path, default=None, help="where to write (default: root)")
+    args = parser.parse_args(argv)
+    if not args.root.is_dir():
+        print(f"error: {args.root} is not a directory", file=sys.stderr)
+        return 2
+    summary = summarize_sweep(args.root, args.out)
+    print(summary.markdown, end="")
+    if not summary.rows:
+        print(f"error: no valid results.json below {args.root}", file=sys.stderr)
+        return 1
+    print(f"\nwrote {summary.csv_path} and {summary.markdown_path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
