@@ -2,14 +2,47 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from adapter_helpers import METHOD_DIR, tiny_llama_config
 from omegaconf import DictConfig, OmegaConf
 from transformers import LlamaConfig, LlamaForCausalLM
+
+METHOD_DIR = Path(__file__).resolve().parents[2] / "configs" / "method"
+
+
+def tiny_llama_config(**overrides: Any) -> LlamaConfig:
+    """2 layers, hidden 32, 4 heads, 2 KV heads: q_proj 32×32, k_proj/v_proj 16×32 (GQA)."""
+    kwargs: dict[str, Any] = dict(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
+    kwargs.update(overrides)
+    return LlamaConfig(**kwargs)
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine
+    spinning OpenMP workers make them slower by seconds; restored after each test."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def llama_config() -> Callable[..., LlamaConfig]:
+    """``llama_config(**overrides)``: the tiny config with some fields changed."""
+    return tiny_llama_config
 
 
 @pytest.fixture

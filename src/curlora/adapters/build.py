@@ -37,10 +37,10 @@ def build_method(method_cfg: Any) -> AdapterMethod:
             "method config has no _target_; e.g. _target_: curlora.adapters.curlora.CURLoRAMethod"
         )
     try:
-        cls = hydra.utils.get_class(target)
+        cls = hydra.utils.get_object(target)
     except Exception as e:  # hydra raises ImportError or ValueError, wrapped differently by version
         raise ValueError(f"method _target_='{target}' cannot be imported: {e}") from e
-    if not issubclass(cls, AdapterMethod):
+    if not (isinstance(cls, type) and issubclass(cls, AdapterMethod)):
         raise ValueError(f"method _target_='{target}' is not an AdapterMethod subclass")
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(cfg) - fields - {"_target_"})

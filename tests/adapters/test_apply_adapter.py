@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
-from adapter_helpers import METHODS, tiny_llama_config
 from peft.tuners.lora import Linear as PeftLoraLinear
 from peft.tuners.osf.layer import Linear as PeftOSFLinear
 
@@ -17,6 +18,9 @@ from curlora.adapters import (
 )
 from curlora.adapters.curlora import CURLoRAMethod
 
+METHOD_DIR = Path(__file__).resolve().parents[2] / "configs" / "method"
+METHODS = sorted(p.stem for p in METHOD_DIR.glob("*.yaml"))
+
 QKV = ("q_proj", "k_proj", "v_proj")
 
 
@@ -27,10 +31,10 @@ def test_every_method_yaml_is_tested() -> None:
 @pytest.mark.parametrize("name", [m for m in METHODS if m != "osf"])
 @pytest.mark.parametrize("attention_bias", [False, True])
 def test_logits_equal_base_right_after_apply(
-    name, attention_bias, make_model, method_cfg, input_ids
+    name, attention_bias, make_model, method_cfg, input_ids, llama_config
 ):
     # Issue 2: U = 0 (CURLoRA), B = 0 (both LoRAs): the adapted model is the base model.
-    model = make_model(config=tiny_llama_config(attention_bias=attention_bias))
+    model = make_model(config=llama_config(attention_bias=attention_bias))
     base = model(input_ids).logits
     apply_adapter(model, method_cfg(name))
     assert torch.equal(model(input_ids).logits, base)
