@@ -53,7 +53,7 @@ def _evaluations(loop: TaskLoop) -> list[dict[str, Any]]:
 def write_run_report(loop: TaskLoop, status: str) -> dict[str, Any]:
     cfg, run_dir = loop.cfg, loop.run_dir
     forgetting, perplexity = loop.forgetting, loop.perplexity
-    warnings = degenerate_warnings(_evaluations(loop))
+    warnings = degenerate_warnings(_evaluations(loop), tasks=loop.tasks)
     for warning in warnings:
         log.warning("degenerate result: %s", warning)
     results = build_results(

@@ -170,6 +170,7 @@ class TaskLoop:
             self.data.set_task(task)
             self.module.set_task(task)
             trainer = self._trainer(index)
+            self.module.train()  # Lightning keeps the mode it finds; loaders return eval mode
             last = step_checkpoint_dir(self.run_dir, index) / "last.ckpt"
             trainer.fit(
                 self.module,

@@ -75,6 +75,11 @@ class ContinualLitModule(L.LightningModule):
         self.strategy = strategy or Strategy()
         self.current_task = self.task_names[0]
         self.eval_results: dict[str, dict[str, Any]] = {}
+        # The TaskSequenceDataModule, set by the task loop: strategies read examples from it
+        # and the perplexity callback its corpus (fit/validate receive plain loaders).
+        self.task_data: Any = None
+        # Evaluation point the callbacks file results under: -1 = before training, i = after task i.
+        self.eval_point = -1
         # Checkpoints hold only what trains (see on_save_checkpoint); loading them into a
         # module whose frozen backbone is already in place must not demand the rest.
         self.strict_loading = False
@@ -112,7 +117,7 @@ class ContinualLitModule(L.LightningModule):
         self.zero_grad(set_to_none=True)
 
     def _datamodule(self) -> Any:
-        return getattr(self, "datamodule", None)
+        return self.task_data
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         task = self.current_task

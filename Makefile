@@ -1,0 +1,32 @@
+# make train | make test | make lint | make bench | make sweep
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e ".[dev]"
+	touch $(STAMP)
+
+.PHONY: install train test test-slow lint bench sweep
+install: $(STAMP)
+
+train: $(STAMP)  ## the default run: offline tasks, SmolLM2-135M, CURLoRA rank 16
+	$(BIN)/python train.py $(ARGS)
+
+test: $(STAMP)  ## the fast suite: tiny models, synthetic data, no network
+	$(BIN)/pytest -q
+
+test-slow: $(STAMP)  ## real assets from the package registry, SmolLM2
+	$(BIN)/pytest -q -m slow
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/adapter_layer.py
+
+sweep: $(STAMP)  ## the paper's method × rank grid on the default (offline) setup
+	$(BIN)/python train.py -m method=curlora,lora rank=8,16,24 $(ARGS)

@@ -1,0 +1,114 @@
+"""TaskSequenceDataModule on synthetic tasks and the tiny tokenizer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from curlora.data.datamodule import TaskSequenceDataModule
+from curlora.data.sampling import ResumableShuffleSampler
+from curlora.data.tasks import TaskSpec
+from curlora.models.tiny import build_tokenizer
+
+
+def _specs(train_limit: int | None = 50) -> dict[str, TaskSpec]:
+    sizes = {"train": 80, "validation": 20, "test": 20}
+    return {
+        "pairs": TaskSpec(
+            name="pairs", source="synthetic", text_field="sentence1", text_pair_field="sentence2",
+            label_field="label", num_classes=2, train_limit=train_limit,
+            options={"kind": "pair", "seed": 1, "sizes": sizes},
+        ),
+        "reviews": TaskSpec(
+            name="reviews", source="synthetic", text_field="sentence", label_field="label",
+            num_classes=2, train_limit=train_limit,
+            options={"kind": "sentiment", "lexicon": "a", "seed": 2, "sizes": sizes},
+        ),
+    }
+
+
+def _datamodule(tmp_path: Path, seed: int = 1311, **kwargs) -> TaskSequenceDataModule:
+    specs = kwargs.pop("specs", _specs())
+    dm = TaskSequenceDataModule(
+        specs, list(specs), build_tokenizer(), tmp_path, seed=seed, max_length=32, batch_size=8, **kwargs
+    )
+    dm.setup()
+    return dm
+
+
+def test_subset_sizes_balance_and_majority_baseline(tmp_path: Path) -> None:
+    dm = _datamodule(tmp_path)
+    balance = dm.label_balance()
+    # train_limit=50 of 80 generated rows; eval keeps the whole split (20 rows).
+    assert balance["pairs"]["train"]["size"] == 50
+    assert balance["pairs"]["eval"]["size"] == 20
+    # Synthetic labels alternate 0/1 before shuffling, so each split is exactly balanced.
+    assert balance["reviews"]["eval"]["label_counts"] == [10, 10]
+    assert dm.majority_baseline()["reviews"] == pytest.approx(0.5)
+
+
+def test_training_subset_depends_on_run_seed_only(tmp_path: Path) -> None:
+    first = _datamodule(tmp_path, seed=1)
+    again = _datamodule(tmp_path, seed=1)
+    other = _datamodule(tmp_path, seed=2)
+    ids = lambda dm: [e["input_ids"] for e in dm.train_examples("pairs")]  # noqa: E731
+    assert ids(first) == ids(again)
+    assert ids(first) != ids(other)
+
+
+def test_batches_are_dynamically_padded_and_end_with_eos(tmp_path: Path) -> None:
+    dm = _datamodule(tmp_path)
+    batch = next(iter(dm.train_dataloader()))
+    assert set(batch) == {"input_ids", "attention_mask", "labels", "index"}
+    lengths = batch["attention_mask"].sum(dim=1)
+    # Dynamic padding: the batch is as long as its longest example, no longer.
+    assert batch["input_ids"].shape[1] == int(lengths.max())
+    eos = dm.tokenizer.eos_token_id
+    last = batch["input_ids"][torch.arange(len(lengths)), lengths - 1]
+    assert (last == eos).all()
+
+
+def test_pair_tasks_contain_both_sentences(tmp_path: Path) -> None:
+    dm = _datamodule(tmp_path)
+    example = dm.train_examples("pairs")[0]
+    text = dm.tokenizer.decode(example["input_ids"])
+    # Both halves of the pair survive tokenisation (the synthetic pair puts a cue in each).
+    assert len(example["input_ids"]) > 10 and "[EOS]" in text
+
+
+def test_eval_loaders_follow_task_order(tmp_path: Path) -> None:
+    dm = _datamodule(tmp_path)
+    loaders = dm.val_dataloader()
+    assert len(loaders) == 2
+    assert sum(len(b["labels"]) for b in loaders[1]) == 20
+
+
+def test_truncation_is_counted(tmp_path: Path) -> None:
+    specs = _specs()
+    dm = TaskSequenceDataModule(specs, list(specs), build_tokenizer(), tmp_path, seed=0, max_length=4)
+    dm.setup()
+    assert dm.label_balance()["pairs"]["train"]["truncated"] == 50
+    assert max(len(e["input_ids"]) for e in dm.train_examples("pairs")) == 4
+
+
+def test_label_map_drops_and_counts_unmapped_rows(tmp_path: Path) -> None:
+    specs = _specs(train_limit=None)
+    specs["reviews"] = TaskSpec(**{**specs["reviews"].__dict__, "label_map": {1: 1}, "num_classes": 2})
+    dm = _datamodule(tmp_path, specs=specs)
+    # Half of the 80 training rows have label 0, which the map leaves out.
+    assert dm.label_balance()["reviews"]["train"]["dropped_unmapped"] == 40
+    assert dm.label_balance()["reviews"]["train"]["label_counts"] == [0, 40]
+
+
+def test_sampler_resumes_mid_epoch_with_the_same_order() -> None:
+    sampler = ResumableShuffleSampler(20, seed=3, batch_size=4)
+    sampler.set_epoch(2)
+    full = list(sampler)
+    resumed = ResumableShuffleSampler(20, seed=3, batch_size=4)
+    resumed.resume_from(epoch=2, batches_consumed=3)
+    assert list(resumed) == full[12:]
+    # The resume applies once; the next epoch is a fresh permutation again.
+    resumed.set_epoch(3)
+    assert sorted(resumed) == list(range(20)) and list(resumed) != full
