@@ -107,7 +107,7 @@ def convert(model_cfg: Mapping[str, Any], cache_dir: Path) -> Path:
         tokenizer.save_pretrained(staging)
         gguf = folder / file_name
         provenance = {
-            "converted_from": str(gguf),
+            "converted_from": str(gguf.resolve()),
             "gguf_sha256": sha256_file(gguf),
             "asset": None if _local_gguf(model_cfg) else wheel_asset(model_cfg).describe(),
             "licence": model_cfg.get("licence"),

@@ -1,0 +1,97 @@
+"""Any causal LM from the Hugging Face Hub or a local folder (e.g. Mistral-7B v0.3 on GPUs).
+
+Config keys (``configs/model/hub.yaml``, ``configs/model/mistral_7b.yaml``):
+    name_or_path: Hub id (``mistralai/Mistral-7B-v0.3``) or a local folder saved with
+        ``save_pretrained``.
+    revision: branch, tag or commit on the Hub (None: the default branch).
+    dtype: bfloat16 | float32 | float16 | auto (``auto``: the checkpoint's own dtype).
+    trust_remote_code: False unless the config says so: it runs code from the repository.
+    hf_cache_dir: where Hub downloads go; None keeps Hugging Face's shared cache
+        (``HF_HOME``), so multi-GB weights already downloaded by other tools are reused.
+    attn_implementation: optional (``sdpa``, ``eager``, ``flash_attention_2``).
+
+The run's ``cache_dir`` is not used for weights, for the reason given for ``hf_cache_dir``.
+When the Hub is unreachable and the model is not cached, one :class:`HubUnreachableError`
+says so and names ``model=smollm2_135m`` and local paths as alternatives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from curlora.data.sources.hub import HubUnreachableError, is_offline_error
+
+DTYPES: dict[str, Any] = {
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float32": torch.float32,
+    "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16, "auto": "auto",
+}  # fmt: skip
+T = TypeVar("T")
+
+
+def _common(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    if not model_cfg.get("name_or_path"):
+        raise ValueError("model.name_or_path is required (a Hub id or a local folder)")
+    trust = model_cfg.get("trust_remote_code", False)
+    if not isinstance(trust, bool):
+        raise ValueError(f"model.trust_remote_code must be true or false, got {trust!r}")
+    kwargs: dict[str, Any] = {"revision": model_cfg.get("revision"), "trust_remote_code": trust}
+    if model_cfg.get("hf_cache_dir"):
+        kwargs["cache_dir"] = str(model_cfg["hf_cache_dir"])
+    return kwargs
+
+
+def _from_hub(model_cfg: Mapping[str, Any], what: str, load: Callable[[], T]) -> T:
+    """Run ``load``; turn "cannot reach the Hub" into one actionable error."""
+    try:
+        return load()
+    except Exception as error:
+        name = str(model_cfg["name_or_path"])
+        if Path(name).exists() or not is_offline_error(error):
+            raise
+        raise HubUnreachableError(
+            f"model '{name}': cannot load its {what}: the Hugging Face Hub is unreachable (or "
+            "offline mode is on) and it is not in the local cache. Use the registry-shipped "
+            "model instead (model=smollm2_135m), or set model.name_or_path to a local folder "
+            "saved with save_pretrained."
+        ) from error
+
+
+def load_config(model_cfg: Mapping[str, Any], cache_dir: Path) -> PretrainedConfig:
+    """The architecture config only (config.json, no weights)."""
+    kwargs = _common(model_cfg)
+    name = str(model_cfg["name_or_path"])
+    return _from_hub(model_cfg, "config", lambda: AutoConfig.from_pretrained(name, **kwargs))
+
+
+def load(
+    model_cfg: Mapping[str, Any], cache_dir: Path
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """``(causal LM, tokenizer)`` in ``model.dtype`` (default bfloat16, the paper's)."""
+    kwargs = _common(model_cfg)
+    dtype_name = str(model_cfg.get("dtype", "bfloat16"))
+    if dtype_name not in DTYPES:
+        raise ValueError(f"model.dtype='{dtype_name}' unknown; valid: {sorted(DTYPES)}")
+    name = str(model_cfg["name_or_path"])
+    model_kwargs = dict(kwargs, dtype=DTYPES[dtype_name])
+    if model_cfg.get("attn_implementation"):
+        model_kwargs["attn_implementation"] = str(model_cfg["attn_implementation"])
+    tokenizer = _from_hub(
+        model_cfg, "tokenizer", lambda: AutoTokenizer.from_pretrained(name, **kwargs)
+    )
+    model = _from_hub(
+        model_cfg, "weights", lambda: AutoModelForCausalLM.from_pretrained(name, **model_kwargs)
+    )
+    model.eval()
+    return model, tokenizer
