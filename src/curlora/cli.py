@@ -10,6 +10,7 @@ import hydra
 from omegaconf import DictConfig
 
 from curlora.config_checks import ConfigError
+from curlora.data.validation import DataError
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
 log = logging.getLogger("curlora")
@@ -21,10 +22,12 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
     try:
         results = run(cfg)
-    except ConfigError as error:
-        # A misconfiguration is the user's to fix: one clear message, no traceback.
-        log.error("invalid configuration: %s", error)
-        print(f"error: invalid configuration: {error}", file=sys.stderr)
+    except (ConfigError, DataError) as error:
+        # A misconfiguration or unusable data is the user's to fix: one clear message,
+        # no traceback, non-zero exit (also for each job of a multirun).
+        kind = "configuration" if isinstance(error, ConfigError) else "data"
+        log.error("invalid %s: %s", kind, error)
+        print(f"error: invalid {kind}: {error}", file=sys.stderr)
         sys.exit(2)
     # The sweep objective (Optuna and friends minimise/maximise what main returns).
     value = results.get("metrics", {}).get("avg_accuracy")

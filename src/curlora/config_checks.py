@@ -30,7 +30,9 @@ def _positive_int(cfg: Mapping[str, Any], key: str, path: str, allow_none: bool 
     if value is None and allow_none:
         return
     valid = "expected a positive integer" + (" or null" if allow_none else "")
-    _require(isinstance(value, int) and not isinstance(value, bool) and value > 0, path, value, valid)
+    _require(
+        isinstance(value, int) and not isinstance(value, bool) and value > 0, path, value, valid
+    )
 
 
 def _positive_number(value: Any, path: str) -> None:
@@ -41,34 +43,61 @@ def _positive_number(value: Any, path: str) -> None:
 def _check_top_level(cfg: Mapping[str, Any]) -> None:
     _positive_int(cfg, "rank", "rank")
     seed = cfg.get("seed")
-    _require(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0, "seed", seed,
-             "expected a non-negative integer")
+    _require(
+        isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0,
+        "seed",
+        seed,
+        "expected a non-negative integer",
+    )
     _positive_number(cfg.get("alpha"), "alpha") if cfg.get("alpha") is not None else None
     _positive_number(cfg["optimizer"].get("lr"), "optimizer.lr")
     scheduler = cfg.get("scheduler") or {}
     if scheduler:
         steps, ratio = scheduler.get("warmup_steps"), scheduler.get("warmup_ratio")
-        _require((steps is None) != (ratio is None), "scheduler.warmup_steps", steps,
-                 f"set exactly one of scheduler.warmup_steps and scheduler.warmup_ratio (ratio={ratio})")
+        _require(
+            (steps is None) != (ratio is None),
+            "scheduler.warmup_steps",
+            steps,
+            f"set exactly one of scheduler.warmup_steps and scheduler.warmup_ratio (ratio={ratio})",
+        )
         if steps is not None:
-            _require(isinstance(steps, int) and steps >= 0, "scheduler.warmup_steps", steps,
-                     "expected an integer >= 0")
+            _require(
+                isinstance(steps, int) and steps >= 0,
+                "scheduler.warmup_steps",
+                steps,
+                "expected an integer >= 0",
+            )
         if ratio is not None:
-            _require(isinstance(ratio, int | float) and 0 <= ratio <= 1, "scheduler.warmup_ratio", ratio,
-                     "expected a number in [0, 1]")
+            _require(
+                isinstance(ratio, int | float) and 0 <= ratio <= 1,
+                "scheduler.warmup_ratio",
+                ratio,
+                "expected a number in [0, 1]",
+            )
     _positive_int(cfg["trainer"], "max_epochs", "trainer.max_epochs")
     every = (cfg.get("checkpoint") or {}).get("every_n_train_steps", 0)
-    _require(isinstance(every, int) and every >= 0, "checkpoint.every_n_train_steps", every,
-             "expected an integer >= 0 (0 = task boundaries only)")
+    _require(
+        isinstance(every, int) and every >= 0,
+        "checkpoint.every_n_train_steps",
+        every,
+        "expected an integer >= 0 (0 = task boundaries only)",
+    )
 
 
 def _check_data(cfg: Mapping[str, Any]) -> None:
     data = cfg["data"]
     specs = data.get("task_specs") or {}
     tasks = cfg.get("tasks")
-    _require(isinstance(tasks, list) and len(tasks) > 0, "tasks", tasks, "expected a non-empty list")
+    _require(
+        isinstance(tasks, list) and len(tasks) > 0, "tasks", tasks, "expected a non-empty list"
+    )
     for task in tasks:
-        _require(task in specs, "tasks", tasks, f"'{task}' is not a task of this data config; valid: {sorted(specs)}")
+        _require(
+            task in specs,
+            "tasks",
+            tasks,
+            f"'{task}' is not a task of this data config; valid: {sorted(specs)}",
+        )
     _require(len(set(tasks)) == len(tasks), "tasks", tasks, "each task may appear once")
     for key in ("max_length", "batch_size", "eval_batch_size"):
         _positive_int(data, key, f"data.{key}")
@@ -82,14 +111,28 @@ def _check_data(cfg: Mapping[str, Any]) -> None:
         except TypeError as error:
             raise ConfigError(f"data.task_specs.{task}: {error}") from None
         prefix = f"data.task_specs.{task}"
-        _require(spec.source in TASK_SOURCES, f"{prefix}.source", spec.source, f"valid: {sorted(TASK_SOURCES)}")
+        _require(
+            spec.source in TASK_SOURCES,
+            f"{prefix}.source",
+            spec.source,
+            f"valid: {sorted(TASK_SOURCES)}",
+        )
         _positive_int(spec_cfg, "num_classes", f"{prefix}.num_classes")
-        _require(spec.num_classes >= 2, f"{prefix}.num_classes", spec.num_classes, "expected at least 2 classes")
+        _require(
+            spec.num_classes >= 2,
+            f"{prefix}.num_classes",
+            spec.num_classes,
+            "expected at least 2 classes",
+        )
         _positive_int(spec_cfg, "train_limit", f"{prefix}.train_limit", allow_none=True)
         _positive_int(spec_cfg, "eval_limit", f"{prefix}.eval_limit", allow_none=True)
         for class_id in (spec.label_map or {}).values():
-            _require(isinstance(class_id, int) and 0 <= class_id < spec.num_classes, f"{prefix}.label_map",
-                     dict(spec.label_map or {}), f"class ids must lie in 0..{spec.num_classes - 1}")
+            _require(
+                isinstance(class_id, int) and 0 <= class_id < spec.num_classes,
+                f"{prefix}.label_map",
+                dict(spec.label_map or {}),
+                f"class ids must lie in 0..{spec.num_classes - 1}",
+            )
 
 
 def _check_perplexity(cfg: Mapping[str, Any]) -> None:
@@ -100,8 +143,13 @@ def _check_perplexity(cfg: Mapping[str, Any]) -> None:
         for key in ("max_length", "stride", "batch_size"):
             _positive_int(callback, key, f"{prefix}.{key}")
         _positive_int(callback, "max_tokens", f"{prefix}.max_tokens", allow_none=True)
-        _require(callback["stride"] <= callback["max_length"], f"{prefix}.stride", callback["stride"],
-                 f"must not exceed {prefix}.max_length={callback['max_length']} (tokens would go unscored)")
+        _require(
+            callback["stride"] <= callback["max_length"],
+            f"{prefix}.stride",
+            callback["stride"],
+            f"must not exceed {prefix}.max_length={callback['max_length']} "
+            "(tokens between windows would go unscored)",
+        )
 
 
 def _check_method(cfg: Mapping[str, Any], cache_dir: Path) -> None:
@@ -123,14 +171,20 @@ def _check_resume(cfg: Mapping[str, Any]) -> None:
     if resume is None:
         return
     _require(Path(str(resume)).is_dir(), "resume", resume, "expected an existing run directory")
-    _require((Path(str(resume)) / "progress.json").exists(), "resume", resume,
-             "that directory has no progress.json: it is not a run directory, or the run never started")
+    _require(
+        (Path(str(resume)) / "run_config.yaml").exists(),
+        "resume",
+        resume,
+        "that directory has no run_config.yaml, so it is not a run directory of this project",
+    )
 
 
 def validate_config(cfg: DictConfig | Mapping[str, Any], check_model: bool = True) -> None:
     """Raise ``ConfigError`` for the first problem found; return None when the config is sound."""
     try:
-        plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+        plain = (
+            OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+        )
     except Exception as error:  # interpolation to a missing key, a bad resolver, ...
         raise ConfigError(f"the config does not resolve: {error}") from None
     _check_top_level(plain)

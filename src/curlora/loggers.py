@@ -34,7 +34,12 @@ class GuardedLogger(Logger):
             return fn(*args, **kwargs)
         except Exception as error:  # any logger failure degrades to a warning
             self.failed = f"{type(error).__name__}: {error}"
-            log.warning("logger '%s' failed during %s (%s); continuing without it", self.label, action, self.failed)
+            log.warning(
+                "logger '%s' failed during %s (%s); continuing without it",
+                self.label,
+                action,
+                self.failed,
+            )
             return None
 
     @property
@@ -112,5 +117,7 @@ def build_loggers(logger_cfg: Mapping[str, Any] | None) -> list[GuardedLogger]:
         try:
             loggers.append(GuardedLogger(instantiate(cfg), label))
         except Exception as error:
-            log.warning("logger '%s' could not be created (%s); continuing without it", label, error)
+            log.warning(
+                "logger '%s' could not be created (%s); continuing without it", label, error
+            )
     return loggers

@@ -68,7 +68,9 @@ def write_run_report(loop: TaskLoop, status: str) -> dict[str, Any]:
             "after_task": perplexity.after_task,
             "tokens": perplexity.tokens,
         },
-        metrics=summarize(forgetting.matrix, forgetting.initial, perplexity.initial, perplexity.after_task),
+        metrics=summarize(
+            forgetting.matrix, forgetting.initial, perplexity.initial, perplexity.after_task
+        ),
         majority_baseline=[loop.data.majority_baseline()[t] for t in loop.tasks],
         trainable_params=loop.trainable_params,
         status=status,
@@ -86,7 +88,9 @@ def write_run_report(loop: TaskLoop, status: str) -> dict[str, Any]:
 def _plots(loop: TaskLoop, run_dir: Path) -> None:
     majority = [loop.data.majority_baseline()[t] for t in loop.tasks]
     try:
-        plot_forgetting(loop.forgetting.matrix, loop.tasks, run_dir / "forgetting.png", majority=majority)
+        plot_forgetting(
+            loop.forgetting.matrix, loop.tasks, run_dir / "forgetting.png", majority=majority
+        )
         plot_curves(
             loop.forgetting.matrix,
             loop.forgetting.initial,
@@ -97,7 +101,9 @@ def _plots(loop: TaskLoop, run_dir: Path) -> None:
             majority=majority,
         )
     except Exception as error:  # plots are a convenience; results.json is already safe
-        log.warning("plotting failed (%s: %s); results.json is unaffected", type(error).__name__, error)
+        log.warning(
+            "plotting failed (%s: %s); results.json is unaffected", type(error).__name__, error
+        )
 
 
 def _log_results(loop: TaskLoop, results: dict[str, Any], run_dir: Path) -> None:

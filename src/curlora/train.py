@@ -79,7 +79,9 @@ class TaskLoop:
         )
         self.module.task_data = self.data
         self.trainable_params += sum(p.numel() for p in self.module.heads.parameters())
-        self.callbacks: list[Callback] = [instantiate(c) for c in (cfg.callbacks or {}).values() if c]
+        self.callbacks: list[Callback] = [
+            instantiate(c) for c in (cfg.callbacks or {}).values() if c
+        ]
         self.forgetting = self._one(ForgettingMatrixCallback)
         self.perplexity = self._one(PerplexityCallback)
         self.forgetting.reset(self.tasks)
@@ -93,7 +95,9 @@ class TaskLoop:
     def _one(self, kind: type) -> Any:
         found = [c for c in self.callbacks if isinstance(c, kind)]
         if len(found) != 1:
-            raise ValueError(f"callbacks must contain exactly one {kind.__name__}; found {len(found)}")
+            raise ValueError(
+                f"callbacks must contain exactly one {kind.__name__}; found {len(found)}"
+            )
         return found[0]
 
     # ------------------------------------------------------------------ trainers
@@ -145,18 +149,27 @@ class TaskLoop:
         if progress is None:
             return
         if progress["tasks"] != self.tasks:
-            raise ValueError(f"resume: the run trained tasks {progress['tasks']}, config has {self.tasks}")
+            raise ValueError(
+                f"resume: the run trained tasks {progress['tasks']}, config has {self.tasks}"
+            )
         self.initial_done = bool(progress["initial_done"])
         self.completed = int(progress["completed_tasks"])
         self.forgetting.load_state_dict(progress["forgetting"])
         self.perplexity.load_state_dict(progress["perplexity"])
         if self.completed > 0:
             checkpoint = torch.load(
-                task_checkpoint(self.run_dir, self.completed - 1), weights_only=True, map_location="cpu"
+                task_checkpoint(self.run_dir, self.completed - 1),
+                weights_only=True,
+                map_location="cpu",
             )
             self.module.load_state_dict(checkpoint["state_dict"], strict=False)
-            self.module.on_load_checkpoint(checkpoint)
-        log.info("resuming %s: initial evaluation %s, %d task(s) done", self.run_dir, self.initial_done, self.completed)
+            self.module.strategy.load_state_dict(checkpoint.get("strategy_state", {}))
+        log.info(
+            "resuming %s: initial evaluation %s, %d task(s) done",
+            self.run_dir,
+            self.initial_done,
+            self.completed,
+        )
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> str:
@@ -182,7 +195,9 @@ class TaskLoop:
             self.completed = index + 1
             self._save_progress("running")
             row = ", ".join(
-                f"{t}={a:.3f}" for t, a in zip(self.tasks, self.forgetting.matrix[index], strict=True) if a is not None
+                f"{t}={a:.3f}"
+                for t, a in zip(self.tasks, self.forgetting.matrix[index], strict=True)
+                if a is not None
             )
             log.info(
                 "task %d/%d %s | acc: %s | ppl %.3f | %.0fs",
@@ -203,11 +218,35 @@ class TaskLoop:
         return results
 
 
+RUN_CONFIG_FILE = "run_config.yaml"
+
+
+def _config_for(cfg: DictConfig) -> DictConfig:
+    """The config to run: the given one, or for ``resume=<dir>`` the one that run saved.
+
+    A resumed run must be the same experiment, so its saved (resolved) config wins; only
+    the output directory is pinned to the run directory being resumed.
+    """
+    if not cfg.get("resume"):
+        return cfg
+    run_dir = Path(str(cfg.resume))
+    saved = OmegaConf.load(run_dir / RUN_CONFIG_FILE)
+    saved.paths.output_dir = str(run_dir)
+    saved.resume = str(run_dir)
+    return saved
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Run one experiment from a composed config; returns the results dict."""
     from curlora.config_checks import validate_config
 
     validate_config(cfg)
+    cfg = _config_for(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    if not cfg.get("resume"):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+        OmegaConf.save(resolved, run_dir / RUN_CONFIG_FILE)
     loop = TaskLoop(cfg)
     if cfg.get("resume"):
         loop.restore()

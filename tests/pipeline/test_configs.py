@@ -9,7 +9,18 @@ from omegaconf import OmegaConf
 
 from tests.conftest import CONFIG_DIR, compose_run_config
 
-GROUPS = ["method", "model", "data", "strategy", "trainer", "logger", "callbacks", "paths", "experiment", "debug"]
+GROUPS = [
+    "method",
+    "model",
+    "data",
+    "strategy",
+    "trainer",
+    "logger",
+    "callbacks",
+    "paths",
+    "experiment",
+    "debug",
+]
 
 
 def _options() -> list[tuple[str, str]]:

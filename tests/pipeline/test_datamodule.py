@@ -17,13 +17,22 @@ def _specs(train_limit: int | None = 50) -> dict[str, TaskSpec]:
     sizes = {"train": 80, "validation": 20, "test": 20}
     return {
         "pairs": TaskSpec(
-            name="pairs", source="synthetic", text_field="sentence1", text_pair_field="sentence2",
-            label_field="label", num_classes=2, train_limit=train_limit,
+            name="pairs",
+            source="synthetic",
+            text_field="sentence1",
+            text_pair_field="sentence2",
+            label_field="label",
+            num_classes=2,
+            train_limit=train_limit,
             options={"kind": "pair", "seed": 1, "sizes": sizes},
         ),
         "reviews": TaskSpec(
-            name="reviews", source="synthetic", text_field="sentence", label_field="label",
-            num_classes=2, train_limit=train_limit,
+            name="reviews",
+            source="synthetic",
+            text_field="sentence",
+            label_field="label",
+            num_classes=2,
+            train_limit=train_limit,
             options={"kind": "sentiment", "lexicon": "a", "seed": 2, "sizes": sizes},
         ),
     }
@@ -32,7 +41,14 @@ def _specs(train_limit: int | None = 50) -> dict[str, TaskSpec]:
 def _datamodule(tmp_path: Path, seed: int = 1311, **kwargs) -> TaskSequenceDataModule:
     specs = kwargs.pop("specs", _specs())
     dm = TaskSequenceDataModule(
-        specs, list(specs), build_tokenizer(), tmp_path, seed=seed, max_length=32, batch_size=8, **kwargs
+        specs,
+        list(specs),
+        build_tokenizer(),
+        tmp_path,
+        seed=seed,
+        max_length=32,
+        batch_size=8,
+        **kwargs,
     )
     dm.setup()
     return dm
@@ -87,7 +103,9 @@ def test_eval_loaders_follow_task_order(tmp_path: Path) -> None:
 
 def test_truncation_is_counted(tmp_path: Path) -> None:
     specs = _specs()
-    dm = TaskSequenceDataModule(specs, list(specs), build_tokenizer(), tmp_path, seed=0, max_length=4)
+    dm = TaskSequenceDataModule(
+        specs, list(specs), build_tokenizer(), tmp_path, seed=0, max_length=4
+    )
     dm.setup()
     assert dm.label_balance()["pairs"]["train"]["truncated"] == 50
     assert max(len(e["input_ids"]) for e in dm.train_examples("pairs")) == 4
@@ -95,7 +113,9 @@ def test_truncation_is_counted(tmp_path: Path) -> None:
 
 def test_label_map_drops_and_counts_unmapped_rows(tmp_path: Path) -> None:
     specs = _specs(train_limit=None)
-    specs["reviews"] = TaskSpec(**{**specs["reviews"].__dict__, "label_map": {1: 1}, "num_classes": 2})
+    specs["reviews"] = TaskSpec(
+        **{**specs["reviews"].__dict__, "label_map": {1: 1}, "num_classes": 2}
+    )
     dm = _datamodule(tmp_path, specs=specs)
     # Half of the 80 training rows have label 0, which the map leaves out.
     assert dm.label_balance()["reviews"]["train"]["dropped_unmapped"] == 40

@@ -9,12 +9,27 @@ from pathlib import Path
 from curlora.train import run
 
 RESULT_KEYS = {
-    "method", "rank", "seed", "tasks", "accuracy_matrix", "initial_accuracy", "perplexity",
-    "metrics", "majority_baseline", "trainable_params", "status", "config",
+    "method",
+    "rank",
+    "seed",
+    "tasks",
+    "accuracy_matrix",
+    "initial_accuracy",
+    "perplexity",
+    "metrics",
+    "majority_baseline",
+    "trainable_params",
+    "status",
+    "config",
 }
 METRIC_KEYS = {
-    "avg_accuracy", "bwt", "forgetting_max", "forgetting_first", "fwt",
-    "avg_incremental_accuracy", "ppl_ratio_final",
+    "avg_accuracy",
+    "bwt",
+    "forgetting_max",
+    "forgetting_first",
+    "fwt",
+    "avg_incremental_accuracy",
+    "ppl_ratio_final",
 }
 
 
@@ -30,7 +45,7 @@ def test_three_task_run_writes_results_and_plots(run_config, tmp_path: Path) -> 
     run_dir = Path(cfg.paths.output_dir)
     on_disk = json.loads((run_dir / "results.json").read_text())
     assert on_disk == results
-    assert RESULT_KEYS <= set(on_disk)
+    assert set(on_disk) >= RESULT_KEYS
     assert set(on_disk["metrics"]) == METRIC_KEYS
     assert on_disk["status"] == "completed"
     tasks = on_disk["tasks"]
@@ -70,5 +85,7 @@ def test_earlier_heads_unchanged_by_later_tasks(run_config) -> None:
     after_second = torch.load(checkpoints / "task_1.ckpt", weights_only=True)["state_dict"]
     assert torch.equal(after_second["heads.reviews.weight"], after_last["heads.reviews.weight"])
     # ... while the shared adapter did keep training.
-    adapter = [n for n in after_first if not n.startswith("heads.") and after_first[n].is_floating_point()]
+    adapter = [
+        n for n in after_first if not n.startswith("heads.") and after_first[n].is_floating_point()
+    ]
     assert adapter and any(not torch.equal(after_first[n], after_last[n]) for n in adapter)

@@ -27,7 +27,10 @@ def test_last_token_index_handles_both_padding_sides() -> None:
 def test_features_ignore_padding() -> None:
     module = _module().eval()
     ids = torch.tensor([[5, 6, 7]])
-    padded = {"input_ids": torch.tensor([[5, 6, 7, 0, 0]]), "attention_mask": torch.tensor([[1, 1, 1, 0, 0]])}
+    padded = {
+        "input_ids": torch.tensor([[5, 6, 7, 0, 0]]),
+        "attention_mask": torch.tensor([[1, 1, 1, 0, 0]]),
+    }
     plain = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     # Right padding after a causal LM cannot change the last real token's state.
     torch.testing.assert_close(module.features(padded), module.features(plain))
@@ -44,4 +47,9 @@ def test_checkpoint_keeps_only_trainable_state() -> None:
     module = _module()
     checkpoint = {"state_dict": module.state_dict()}
     module.on_save_checkpoint(checkpoint)
-    assert set(checkpoint["state_dict"]) == {"heads.a.weight", "heads.a.bias", "heads.b.weight", "heads.b.bias"}
+    assert set(checkpoint["state_dict"]) == {
+        "heads.a.weight",
+        "heads.a.bias",
+        "heads.b.weight",
+        "heads.b.bias",
+    }

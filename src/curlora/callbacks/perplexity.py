@@ -18,7 +18,11 @@ from curlora.metrics.perplexity import sliding_window_perplexity
 
 class PerplexityCallback(Callback):
     def __init__(
-        self, max_length: int = 512, stride: int = 256, batch_size: int = 4, max_tokens: int | None = None
+        self,
+        max_length: int = 512,
+        stride: int = 256,
+        batch_size: int = 4,
+        max_tokens: int | None = None,
     ) -> None:
         self.max_length = max_length
         self.stride = stride

@@ -20,9 +20,7 @@ def check_split(spec: TaskSpec, split: str, data: Any) -> None:
     for key in ("text_field", "text_pair_field", "label_field"):
         column = getattr(spec, key)
         if column is not None and column not in columns:
-            raise DataError(
-                f"{where}: {key}='{column}' is not a column; columns are {columns}"
-            )
+            raise DataError(f"{where}: {key}='{column}' is not a column; columns are {columns}")
 
 
 def map_labels(
@@ -51,7 +49,11 @@ def map_labels(
             label = label_map[key]
         else:
             label = raw
-        if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < spec.num_classes:
+        if (
+            not isinstance(label, int)
+            or isinstance(label, bool)
+            or not 0 <= label < spec.num_classes
+        ):
             raise DataError(
                 f"{where}, field '{spec.label_field}': row {row} has label {raw!r}, outside "
                 f"0..{spec.num_classes - 1} (num_classes={spec.num_classes})"

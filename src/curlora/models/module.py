@@ -136,11 +136,15 @@ class ContinualLitModule(L.LightningModule):
                 f"{self.trainer.global_step} (batch {batch_idx})"
             )
         batch_size = batch["labels"].shape[0]
-        self.log(f"train/{task}/loss", task_loss, on_step=True, prog_bar=True, batch_size=batch_size)
+        self.log(
+            f"train/{task}/loss", task_loss, on_step=True, prog_bar=True, batch_size=batch_size
+        )
         if extra is not None:
             self.log(f"train/{task}/extra_loss", extra, on_step=True, batch_size=batch_size)
         optimizer = self.optimizers(use_pl_optimizer=False)
-        self.log(f"train/{task}/lr", optimizer.param_groups[0]["lr"], on_step=True, batch_size=batch_size)
+        self.log(
+            f"train/{task}/lr", optimizer.param_groups[0]["lr"], on_step=True, batch_size=batch_size
+        )
         return loss
 
     def configure_optimizers(self) -> Any:
@@ -151,7 +155,10 @@ class ContinualLitModule(L.LightningModule):
         scheduler = self.scheduler_factory(
             optimizer, num_training_steps=int(self.trainer.estimated_stepping_batches)
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
     # ------------------------------------------------------------------ evaluation
     def validation_step(
@@ -195,7 +202,23 @@ class ContinualLitModule(L.LightningModule):
                 del state[name]
         checkpoint["strategy_state"] = self.strategy.state_dict()
         checkpoint["current_task"] = self.current_task
+        checkpoint["torch_rng_state"] = torch.get_rng_state()
+        if self._trainer is not None and self.trainer.training:
+            # Where the data stream stands: the epoch and the batches of it already trained
+            # on (``ready`` counts the batch being finished when a step checkpoint is saved).
+            progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
+            checkpoint["data_position"] = {
+                "epoch": int(self.trainer.current_epoch),
+                "batches": int(progress.ready),
+            }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Resume inside a task (Lightning ``fit(ckpt_path=...)``)."""
         self.strategy.load_state_dict(checkpoint.get("strategy_state", {}))
         self.current_task = checkpoint.get("current_task", self.current_task)
+        if "torch_rng_state" in checkpoint:
+            torch.set_rng_state(checkpoint["torch_rng_state"])
+        position = checkpoint.get("data_position")
+        sampler = getattr(self.task_data, "train_sampler", None)
+        if position is not None and sampler is not None:
+            sampler.resume_from(position["epoch"], position["batches"])

@@ -22,5 +22,7 @@ def cosine_with_warmup(
         raise ValueError("set exactly one of scheduler.warmup_steps and scheduler.warmup_ratio")
     warmup = warmup_steps if warmup_steps is not None else round(warmup_ratio * num_training_steps)
     return get_cosine_schedule_with_warmup(
-        optimizer, num_warmup_steps=min(warmup, num_training_steps), num_training_steps=num_training_steps
+        optimizer,
+        num_warmup_steps=min(warmup, num_training_steps),
+        num_training_steps=num_training_steps,
     )

@@ -58,7 +58,9 @@ def load_config(model_cfg: Mapping[str, Any], cache_dir: Path) -> LlamaConfig:
     )
 
 
-def load(model_cfg: Mapping[str, Any], cache_dir: Path) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
+def load(
+    model_cfg: Mapping[str, Any], cache_dir: Path
+) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
     config = load_config(model_cfg, cache_dir)
     # Fork the RNG so building the model never shifts the caller's random stream.
     with torch.random.fork_rng(devices=[]):

@@ -96,5 +96,7 @@ def load_corpus(corpus_cfg: Mapping[str, Any], cache_dir: Path) -> str:
     for _ in range(int(corpus_cfg.get("num_sentences", 200))):
         neg, pos = LEXICONS[rng.choice(sorted(LEXICONS))]
         cue = rng.choice(neg + pos)
-        sentences.append(f"{_sentence(rng, cue)} {rng.choice(CORPUS_WORDS[:-1])} {_sentence(rng, cue)} .")
+        sentences.append(
+            f"{_sentence(rng, cue)} {rng.choice(CORPUS_WORDS[:-1])} {_sentence(rng, cue)} ."
+        )
     return "\n\n".join(" ".join(sentences[i : i + 5]) for i in range(0, len(sentences), 5))
