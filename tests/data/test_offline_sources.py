@@ -1,0 +1,225 @@
+"""Offline suite: parsers on small fixtures in the real file formats, fixed splits, loaders.
+
+Fixtures mirror the real files: BIG-bench's VitaminC ``task.json`` (``input`` =
+``"<page>: <evidence>\\nClaim: <claim>"``, one-hot ``target_scores``), Hutto & Gilbert's
+``*_GroundTruth.txt`` (``id<TAB>score<TAB>text``, CRLF, BOM) and a MediaWiki export-0.10 XML
+dump. Loaders read fixtures placed where the asset cache keeps the real files (a folder with
+``PROVENANCE.json`` counts as fetched), so no test touches the network.
+"""
+
+from __future__ import annotations
+
+import bz2
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from curlora.data.assets import asset_dir
+from curlora.data.sources import offline
+from curlora.data.tasks import TaskSpec
+
+NS = "http://www.mediawiki.org/xml/export-0.10/"
+
+
+def vitaminc_json(examples: list[tuple[str, str, str, str]]) -> str:
+    """(page, evidence, claim, True/False/Neither) → BIG-bench task.json text."""
+    rows = [
+        {
+            "input": f"{page}: {evidence}\nClaim: {claim}",
+            "target_scores": {k: int(k == verdict) for k in ("True", "False", "Neither")},
+        }
+        for page, evidence, claim, verdict in examples
+    ]
+    return json.dumps({"name": "vitaminc_fact_verification", "examples": rows}, indent=4)
+
+
+def ground_truth(rows: list[tuple[int, float, str]], bom: bool = False) -> str:
+    text = "".join(f"{i}\t{score}\t{t}\r\n" for i, score, t in rows)
+    return ("\ufeff" if bom else "") + text
+
+
+def page(title: str, ns: int, text: str, redirect: str | None = None) -> str:
+    redirect_tag = f'<redirect title="{redirect}" />' if redirect else ""
+    return (
+        f"<page><title>{title}</title><ns>{ns}</ns><id>1</id>{redirect_tag}"
+        f'<revision><id>2</id><model>wikitext</model><text xml:space="preserve">{text}</text>'
+        "</revision></page>"
+    )
+
+
+def dump(pages: list[str]) -> bytes:
+    body = "".join(pages)
+    return f'<mediawiki xmlns="{NS}" version="0.10"><siteinfo/>{body}</mediawiki>'.encode()
+
+
+def place(cache: Path, asset: offline.Asset, files: dict[str, bytes]) -> None:
+    """Put fixture files where ensure_asset keeps the real ones, marked complete."""
+    folder = asset_dir(asset, cache)
+    folder.mkdir(parents=True)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    (folder / "PROVENANCE.json").write_text("{}")
+
+
+# ----------------------------------------------------------------------------- parsers
+def test_parse_vitaminc_splits_input_and_maps_verdicts() -> None:
+    text = vitaminc_json(
+        [
+            ("Westlife", "sales of 9.8\ufffdmillion singles", "Westlife sold 9.8M.", "True"),
+            ("New York -LRB-state-RRB-", "cases rose: 10 , then 12 .", "Cases: 12.", "False"),
+            ("Page", "an evidence", "a claim", "Neither"),
+        ]
+    )
+    rows = offline.parse_vitaminc(text)
+    assert [r["verdict"] for r in rows] == ["SUPPORTS", "REFUTES", "NOT ENOUGH INFO"]
+    # U+FFFD (a lost space) becomes a space; the page prefix stays part of the evidence.
+    assert rows[0]["evidence"] == "Westlife: sales of 9.8 million singles"
+    assert rows[0]["claim"] == "Westlife sold 9.8M."
+    # PTB bracket tokens are restored; the page is the text before the first ": ".
+    assert rows[1]["page"] == "New York -LRB-state-RRB-"
+    assert rows[1]["evidence"] == "New York (state): cases rose: 10 , then 12 ."
+    assert rows[1]["claim"] == "Cases: 12."
+
+
+def test_parse_vitaminc_rejects_malformed_examples() -> None:
+    bad = json.dumps({"examples": [{"input": "no claim here", "target_scores": {"True": 1}}]})
+    with pytest.raises(ValueError, match="example 0 is malformed"):
+        offline.parse_vitaminc(bad)
+    two = vitaminc_json([("P", "e", "c", "True")]).replace('"False": 0', '"False": 1')
+    with pytest.raises(ValueError, match="malformed"):
+        offline.parse_vitaminc(two)
+
+
+def test_parse_vader_ground_truth_handles_bom_crlf_and_entities() -> None:
+    text = ground_truth(
+        [(1, 2.26666666667, "The Rock is destined to be great."), (2, -0.6, "PB&amp;J, tepid")],
+        bom=True,
+    )
+    rows = offline.parse_vader_ground_truth(text + "\r\n")
+    assert rows == [
+        {"id": 1, "score": 2.26666666667, "text": "The Rock is destined to be great."},
+        {"id": 2, "score": -0.6, "text": "PB&J, tepid"},
+    ]
+    with pytest.raises(ValueError, match="line 1 has 2 fields"):
+        offline.parse_vader_ground_truth("1\tonly two\r\n")
+
+
+def test_parse_mediawiki_dump_keeps_articles_only() -> None:
+    xml = dump(
+        [
+            page("Anarchism", 0, "'''Anarchism''' is a philosophy."),
+            page("AccessibleComputing", 0, "#REDIRECT [[Computing]]", redirect="Computing"),
+            page("Talk:Anarchism", 1, "A talk page."),
+        ]
+    )  # fmt: skip
+    assert offline.parse_mediawiki_dump(xml) == [("Anarchism", "'''Anarchism''' is a philosophy.")]
+
+
+def test_wikitext_to_plain_strips_markup_and_reference_sections() -> None:
+    wikitext = (
+        "'''Paris''' is a [[city|large city]].<ref name=a>Some citation.</ref> {{cn}}\n"
+        "[[File:Paris.jpg|thumb|A caption]][[Category:Cities]][[de:Paris]]\n"
+        '{| class="wikitable"\n|-\n| a table cell\n|}\n'
+        '== History ==\nIt is old.<ref>[http://x.org Bad "quote], 2001.</ref>\n'
+        "== References ==\n{{reflist}}\n* A reference list item\n"
+    )
+    assert offline.wikitext_to_plain(wikitext) == "Paris is a large city.\n\nHistory\nIt is old."
+
+
+# ------------------------------------------------------------------------------ splits
+def test_split_groups_never_straddle_and_test_fits_the_fraction() -> None:
+    groups = [f"page{i % 37}" for i in range(500)]  # 37 groups of 13-14 rows
+    split = offline.split_indices("demo", groups, 0.2)
+    train, test = set(split["train"]), set(split["test"])
+    assert train.isdisjoint(test) and train | test == set(range(500))
+    assert {groups[i] for i in train}.isdisjoint({groups[i] for i in test})
+    # Whole groups of 13-14 rows join while they fit in 0.2 × 500 = 100 rows: 7 groups.
+    assert 100 - 14 < len(test) <= 100
+    # Deterministic and independent of row order (it hashes the group names).
+    assert offline.split_indices("demo", groups, 0.2) == split
+    reordered = groups[::-1]
+    test_groups = {reordered[i] for i in offline.split_indices("demo", reordered, 0.2)["test"]}
+    assert test_groups == {groups[i] for i in test}
+
+
+def test_balance_keeps_the_minority_count_per_class() -> None:
+    rows = [{"text": f"t{i}", "label": int(i % 4 != 0)} for i in range(40)]  # 10 vs 30
+    kept = offline.balance("demo", rows, "text")
+    assert Counter(r["label"] for r in kept) == {0: 10, 1: 10}
+    assert offline.balance("demo", rows[1:4], "text") == []  # one class only: nothing to keep
+    assert kept == offline.balance("demo", list(reversed(rows)), "text")
+
+
+# ----------------------------------------------------------------------------- loaders
+def _spec(dataset: str, balance: bool, pair: bool = False) -> TaskSpec:
+    return TaskSpec(
+        name=dataset,
+        source="offline",
+        text_field="claim" if pair else "text",
+        text_pair_field="evidence" if pair else None,
+        label_field="label",
+        num_classes=2,
+        options={"dataset": dataset, "balance": balance},
+    )
+
+
+def test_tweets_loader_labels_by_score_sign_and_drops_zero(tmp_path: Path) -> None:
+    # 60 positive, 30 negative, 5 at exactly 0 (dropped): 90 rows in train + test.
+    scores = [1.5] * 60 + [-2.0] * 30 + [0.0] * 5
+    rows = [(i, s, f"tweet number {i} &amp; more") for i, s in enumerate(scores)]
+    place(tmp_path, offline.VADER, {"tweets_GroundTruth.txt": ground_truth(rows).encode()})
+    natural = {
+        s: offline.load_split(_spec("tweets", False), s, tmp_path) for s in ("train", "test")
+    }
+    assert len(natural["train"]) + len(natural["test"]) == 90
+    # tweets hold out 20% (TEST_FRACTION): singleton groups fill it exactly, floor(0.2 × 90).
+    assert len(natural["test"]) == 18
+    assert set(natural["train"]["text"]).isdisjoint(natural["test"]["text"])
+    assert Counter(natural["train"]["label"]) + Counter(natural["test"]["label"]) == {1: 60, 0: 30}
+    assert natural["test"][0]["text"].endswith("& more")
+    balanced = offline.load_split(_spec("tweets", True), "train", tmp_path)
+    counts = Counter(balanced["label"])
+    assert counts[0] == counts[1] == Counter(natural["train"]["label"])[0]
+
+
+def test_vitaminc_loader_drops_nei_and_balances(tmp_path: Path) -> None:
+    # 700 SUPPORTS/REFUTES rows on 350 pages: VitaminC holds out 2.5% (17 rows) by page.
+    verdicts = ["True"] * 400 + ["False"] * 300 + ["Neither"] * 100
+    examples = [
+        (f"Page {i % 350}", f"evidence {i}", f"claim {i}", v) for i, v in enumerate(verdicts)
+    ]
+    place(tmp_path, offline.BIGBENCH, {"task.json": vitaminc_json(examples).encode()})
+    spec = _spec("vitaminc", True, pair=True)
+    data = {s: offline.load_split(spec, s, tmp_path) for s in ("train", "test")}
+    assert 0 < len(data["test"]) <= 17 and len(data["train"]) > 500
+    for split in data.values():
+        counts = Counter(split["label"])
+        assert counts[0] == counts[1] > 0
+        assert set(split["verdict"]) == {"SUPPORTS", "REFUTES"}
+        assert {"claim", "evidence", "label"} <= set(split.column_names)
+    assert {p for p in data["train"]["page"]}.isdisjoint(data["test"]["page"])
+
+
+def test_loader_rejects_unknown_dataset_and_split(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=re.escape("options.dataset='nope'")):
+        offline.load_split(_spec("nope", False), "train", tmp_path)
+    with pytest.raises(ValueError, match="split 'validation' unknown"):
+        offline.load_split(_spec("tweets", False), "validation", tmp_path)
+
+
+def test_corpus_is_the_held_out_articles_joined(tmp_path: Path) -> None:
+    titles = [f"Article {i}" for i in range(20)]
+    xml = dump([page(t, 0, f"Body of {t}.&lt;ref&gt;cite&lt;/ref&gt;") for t in titles])
+    place(tmp_path, offline.GENSIM, {"enwiki-test.xml.bz2": bz2.compress(xml)})
+    test = offline.load_corpus({"source": "offline"}, tmp_path)
+    train = offline.load_corpus({"source": "offline", "split": "train"}, tmp_path)
+    held_out = [t for t in titles if f"{t}\n\nBody of {t}." in test]
+    # enwiki holds out 10% of the articles: 2 of 20; the rest is train, none in both.
+    assert len(held_out) == 2 and test.count("\n\nBody of") == 2
+    assert train.count("\n\nBody of") == 18 and all(f"Body of {t}." not in train for t in held_out)
+    assert "cite" not in test  # the <ref> is stripped
+    one = offline.load_corpus({"source": "offline", "max_chars": 10}, tmp_path)
+    assert one.count("Body of") == 1  # whole articles only, but at least one
