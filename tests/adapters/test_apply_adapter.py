@@ -198,3 +198,30 @@ def test_method_object_is_accepted(make_model):
     model = make_model()
     n = apply_adapter(model, CURLoRAMethod(rank=2, target_modules=["o_proj"]))
     assert n == 2 * 2**2
+
+
+@pytest.mark.parametrize("name", ["curlora", "lora", "lora_paper", "osf"])
+def test_training_is_reproducible_under_deterministic_algorithms(
+    name, make_model, method_cfg, input_ids
+):
+    # configs/train.yaml sets deterministic: true (torch.use_deterministic_algorithms):
+    # no adapter op may raise under it, and two identical runs give identical weights.
+    def run() -> dict[str, torch.Tensor]:
+        model = make_model()
+        apply_adapter(model, method_cfg(name))
+        model.train()
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+        for _ in range(2):
+            opt.zero_grad()
+            model(input_ids, labels=input_ids).loss.backward()
+            opt.step()
+        return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        first, second = run(), run()
+    finally:
+        torch.use_deterministic_algorithms(before)
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)

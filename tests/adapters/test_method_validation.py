@@ -78,6 +78,7 @@ def test_rank_error_names_key_value_module_and_valid_range(method_cfg, tiny_conf
         ("lora_paper", {"dropout": -1}, r"dropout=-1 is not valid"),
         ("curlora", {"replace": "yes"}, r"replace='yes'"),
         ("curlora", {"seed": -1}, r"seed=-1 is not valid"),
+        ("lora", {"alpha": float("nan")}, r"alpha=nan is not valid; valid: a finite number"),
         ("curlora", {"target_modules": []}, r"target_modules=\[\] must be a non-empty list"),
         (
             "curlora",

@@ -108,8 +108,11 @@ def check_float(
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if ok and low <= value and (value < high if high_open else value <= high):
         return
-    valid = f"[{low}, {high}{')' if high_open else ']'}"
-    raise ValueError(f"method '{method}': {key}={value!r} is not valid; valid: a number in {valid}")
+    if math.isinf(low) and math.isinf(high):
+        valid = "a finite number"
+    else:
+        valid = f"a number in [{low}, {high}{')' if high_open else ']'}"
+    raise ValueError(f"method '{method}': {key}={value!r} is not valid; valid: {valid}")
 
 
 def check_seed(method: str, seed: Any) -> None:
