@@ -22,8 +22,9 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
+from safetensors.torch import save_file
 
-from curlora.adapters import apply_adapter
+from curlora.adapters import adapter_diagnostics, apply_adapter, save_adapter
 from curlora.callbacks.forgetting import ForgettingMatrixCallback
 from curlora.callbacks.perplexity import PerplexityCallback
 from curlora.data.datamodule import TaskSequenceDataModule
@@ -191,6 +192,7 @@ class TaskLoop:
                 ckpt_path=str(last) if last.exists() else None,
             )
             self._evaluate(index, trainer)
+            self._log_adapter_diagnostics(index)
             trainer.save_checkpoint(task_checkpoint(self.run_dir, index), weights_only=True)
             self.completed = index + 1
             self._save_progress("running")
@@ -208,7 +210,24 @@ class TaskLoop:
                 self.perplexity.after_task[index],
                 time.perf_counter() - start,
             )
+        self._save_final_weights()
         return "completed"
+
+    def _log_adapter_diagnostics(self, index: int) -> None:
+        """‖ΔW‖_F/‖W‖_F (and ‖U‖_F, ‖A‖_F, ...) per adapted layer, after each task."""
+        diagnostics = adapter_diagnostics(self.backbone)
+        if diagnostics:
+            for logger in self.loggers:
+                logger.log_metrics({**diagnostics, "tasks_trained": index + 1}, step=index + 1)
+
+    def _save_final_weights(self) -> None:
+        """The trained adapter (safetensors + JSON config, ``load_adapter`` reads it) and heads."""
+        if self.cfg.method.name == "full":
+            log.info("method=full: the whole backbone is in the last task checkpoint; no adapter file")
+        else:
+            save_adapter(self.backbone, self.run_dir / "adapter")
+        heads = {n: p.detach().contiguous() for n, p in self.module.heads.state_dict().items()}
+        save_file(heads, str(self.run_dir / "heads.safetensors"))
 
     def report(self, status: str) -> dict[str, Any]:
         self._save_progress(status)

@@ -111,7 +111,10 @@ class TaskSequenceDataModule(L.LightningDataModule):
                 data = load_task_split(spec, split, self.cache_dir)
                 check_split(spec, split, data)
                 texts, pairs, labels, dropped = map_labels(spec, split, data)
-                order = self._subsample(len(labels), limit, salt=f"{task}:{role}")
+                # Training subsets follow the run seed (the paper's protocol); evaluation
+                # subsets are fixed, so runs with different seeds score the same examples.
+                seed = self.seed if role == "train" else 0
+                order = self._subsample(len(labels), limit, seed, salt=f"{task}:{role}")
                 examples, truncated = self._tokenise(spec, split, texts, pairs, labels, order)
                 counts = Counter(labels[i] for i in order)
                 prepared.stats[role] = SplitStats(
@@ -126,12 +129,13 @@ class TaskSequenceDataModule(L.LightningDataModule):
             text = load_corpus(self.corpus_cfg, self.cache_dir)
             self.corpus_ids = tokenize_corpus(self.tokenizer, text)
 
-    def _subsample(self, n: int, limit: int | None, salt: str) -> list[int]:
-        """Row indices of the split to keep: all in order, or ``limit`` drawn with the run seed."""
+    @staticmethod
+    def _subsample(n: int, limit: int | None, seed: int, salt: str) -> list[int]:
+        """Row indices of the split to keep: all in order, or ``limit`` drawn with ``seed``."""
         if limit is None or limit >= n:
             return list(range(n))
-        # The salt keeps tasks' draws independent while depending only on the run seed.
-        generator = torch.Generator().manual_seed(zlib.crc32(f"{self.seed}:{salt}".encode()))
+        # The salt keeps tasks' draws independent while depending only on the seed.
+        generator = torch.Generator().manual_seed(zlib.crc32(f"{seed}:{salt}".encode()))
         return sorted(torch.randperm(n, generator=generator)[:limit].tolist())
 
     def _tokenise(

@@ -23,8 +23,8 @@ class TaskSpec:
         train_split / eval_split: split names passed to the source.
         train_limit: at most this many training records, drawn with the run seed
             (the paper uses 1000); None keeps all.
-        eval_limit: at most this many evaluation records (first N after a seeded shuffle);
-            None keeps the whole split, which is what results should report.
+        eval_limit: at most this many evaluation records, a fixed random subset that does
+            not depend on the run seed; None keeps the whole split (what papers report).
         label_map: raw label value -> class id. Rows whose raw label is not a key are
             dropped and counted (e.g. Sentiment140's neutral tweets); None keeps labels as is.
         options: source-specific settings (Hub path/name/revision, a local-path override,
