@@ -223,3 +223,32 @@ def test_corpus_is_the_held_out_articles_joined(tmp_path: Path) -> None:
     assert "cite" not in test  # the <ref> is stripped
     one = offline.load_corpus({"source": "offline", "max_chars": 10}, tmp_path)
     assert one.count("Body of") == 1  # whole articles only, but at least one
+
+
+# ------------------------------------------------------------------- real assets (slow)
+# Sizes and class counts (negative, positive) measured on the real archives when the suite
+# was built, and recorded in configs/data/offline.yaml; any change in parsing, cleaning or
+# splitting shows up here.
+REAL = {
+    "vitaminc": {"train": (19638, 19638), "test": (531, 531)},
+    "movie_reviews": {"train": (4787, 4725), "test": (539, 517)},
+    "tweets": {"train": (1032, 1032), "test": (267, 267)},
+}
+
+
+@pytest.mark.slow
+def test_real_offline_suite_has_the_documented_splits() -> None:
+    from omegaconf import OmegaConf
+
+    from tests.data.conftest import REPO_ROOT, cache_with
+
+    cache = cache_with([offline.VADER, offline.BIGBENCH, offline.GENSIM])
+    data_cfg = OmegaConf.to_container(OmegaConf.load(REPO_ROOT / "configs/data/offline.yaml"))
+    for task, expected in REAL.items():
+        spec = TaskSpec.from_config(task, data_cfg["task_specs"][task])
+        for split, (negative, positive) in expected.items():
+            data = offline.load_split(spec, split, cache)
+            assert Counter(data["label"]) == {0: negative, 1: positive}, (task, split)
+            assert all(t.strip() for t in data[spec.text_field])
+    corpus = offline.load_corpus(data_cfg["corpus"], cache)
+    assert len(corpus) == 370_480 and corpus.startswith("Autism\n\nAutism is a neurodevelopmental")

@@ -293,6 +293,8 @@ def ensure_asset(
             "retrieved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         (staging / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n")
+        if (final / PROVENANCE).exists():  # another process finished meanwhile: use it
+            return final
         if final.exists():  # left by hand without provenance: not a complete extraction
             shutil.rmtree(final)
         try:

@@ -116,6 +116,8 @@ def convert(model_cfg: Mapping[str, Any], cache_dir: Path) -> Path:
             "converted": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         (staging / DONE).write_text(json.dumps(provenance, indent=2) + "\n")
+        if (target / DONE).exists():  # another process finished meanwhile: use it
+            return target
         if target.exists():  # an incomplete folder (no DONE) left by hand
             shutil.rmtree(target)
         try:

@@ -239,7 +239,8 @@ def balance(dataset: str, rows: list[Row], key: str) -> list[Row]:
     by_class: dict[int, list[Row]] = {}
     for row in rows:
         by_class.setdefault(row["label"], []).append(row)
-    n = min(len(v) for v in by_class.values())
+    # One class alone cannot be balanced: an empty split, which the datamodule reports.
+    n = min(len(v) for v in by_class.values()) if len(by_class) > 1 else 0
     kept = [
         r for v in by_class.values() for r in sorted(v, key=lambda r: _hash(dataset, r[key]))[:n]
     ]
