@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from curlora.config_checks import ConfigError
 from curlora.data.validation import DataError
@@ -20,6 +20,7 @@ log = logging.getLogger("curlora")
 def _hydra_main(cfg: DictConfig) -> float | None:
     from curlora.train import run
 
+    _group_sweep_runs(cfg)
     try:
         results = run(cfg)
     except (ConfigError, DataError) as error:
@@ -32,6 +33,18 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     # The sweep objective (Optuna and friends minimise/maximise what main returns).
     value = results.get("metrics", {}).get("avg_accuracy")
     return float(value) if value is not None else None
+
+
+def _group_sweep_runs(cfg: DictConfig) -> None:
+    """In a multirun, put every job's W&B run in one group named after the sweep directory."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    wandb_cfg = (cfg.get("logger") or {}).get("wandb")
+    if hydra_cfg.mode == RunMode.MULTIRUN and wandb_cfg is not None and not wandb_cfg.get("group"):
+        with open_dict(cfg):
+            cfg.logger.wandb.group = Path(hydra_cfg.sweep.dir).name
 
 
 def main() -> None:
