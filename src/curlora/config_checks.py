@@ -51,6 +51,8 @@ def _check_top_level(cfg: Mapping[str, Any]) -> None:
     )
     _positive_number(cfg.get("alpha"), "alpha") if cfg.get("alpha") is not None else None
     _positive_number(cfg["optimizer"].get("lr"), "optimizer.lr")
+    if cfg.get("head_lr") is not None:
+        _positive_number(cfg.get("head_lr"), "head_lr")
     scheduler = cfg.get("scheduler") or {}
     if scheduler:
         steps, ratio = scheduler.get("warmup_steps"), scheduler.get("warmup_ratio")

@@ -68,6 +68,7 @@ class TaskLoop:
             batch_size=int(cfg.data.batch_size),
             eval_batch_size=int(cfg.data.eval_batch_size),
             num_workers=int(cfg.data.get("num_workers", 0)),
+            append_eos=bool(cfg.data.get("append_eos", False)),
             corpus=OmegaConf.to_container(cfg.data.corpus, resolve=True),
         )
         self.data.setup()
@@ -77,6 +78,7 @@ class TaskLoop:
             optimizer=instantiate(cfg.optimizer),
             scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
             strategy=build_strategy(cfg.get("strategy")),
+            head_lr=cfg.get("head_lr"),
         )
         self.module.task_data = self.data
         self.trainable_params += sum(p.numel() for p in self.module.heads.parameters())

@@ -28,6 +28,7 @@ BAD_CONFIGS = [
     ("data.task_specs.pairs.train_limit=0", ["data.task_specs.pairs.train_limit", "0"]),
     ("trainer.max_epochs=0", ["trainer.max_epochs", "0"]),
     ("optimizer.lr=-1", ["optimizer.lr", "-1"]),
+    ("head_lr=0", ["head_lr", "0"]),
     ("callbacks.perplexity.stride=100", ["callbacks.perplexity.stride", "100", "max_length"]),
     ("scheduler.warmup_steps=10", ["warmup_steps", "warmup_ratio"]),
     ("data.max_length=-5", ["data.max_length", "-5"]),

@@ -75,7 +75,7 @@ def test_training_subset_depends_on_run_seed_only(tmp_path: Path) -> None:
 
 
 def test_batches_are_dynamically_padded_and_end_with_eos(tmp_path: Path) -> None:
-    dm = _datamodule(tmp_path)
+    dm = _datamodule(tmp_path, append_eos=True)
     batch = next(iter(dm.train_dataloader()))
     assert set(batch) == {"input_ids", "attention_mask", "labels", "index"}
     lengths = batch["attention_mask"].sum(dim=1)
@@ -89,9 +89,8 @@ def test_batches_are_dynamically_padded_and_end_with_eos(tmp_path: Path) -> None
 def test_pair_tasks_contain_both_sentences(tmp_path: Path) -> None:
     dm = _datamodule(tmp_path)
     example = dm.train_examples("pairs")[0]
-    text = dm.tokenizer.decode(example["input_ids"])
-    # Both halves of the pair survive tokenisation (the synthetic pair puts a cue in each).
-    assert len(example["input_ids"]) > 10 and "[EOS]" in text
+    # Both halves survive: a synthetic sentence has at least 5 words, a pair at least 10.
+    assert len(example["input_ids"]) >= 10
 
 
 def test_eval_loaders_follow_task_order(tmp_path: Path) -> None:

@@ -71,7 +71,7 @@ class TaskSequenceDataModule(L.LightningDataModule):
         eval_batch_size: int = 32,
         num_workers: int = 0,
         pair_separator: str = "\n",
-        append_eos: bool = True,
+        append_eos: bool = False,
         corpus: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -165,8 +165,10 @@ class TaskSequenceDataModule(L.LightningDataModule):
                 # Keep the beginning: the label-bearing content of these tasks is up front.
                 ids, truncated = ids[:budget], truncated + 1
             if self.append_eos and eos is not None:
-                # Classification reads the last token's state; a fixed final token makes it
-                # the same kind of position for every example.
+                # Optional: classification then reads a fixed final token's state. Off by
+                # default: measured on SmolLM2-135M-Instruct, a linear probe on the state of
+                # its EOS (<|im_end|>) reached 0.55 on movie reviews, on the last text
+                # token 0.75 (400 train / 200 test records, 50 Adam steps).
                 ids = [*ids, eos]
             examples.append(
                 {

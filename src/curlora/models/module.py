@@ -57,8 +57,10 @@ class ContinualLitModule(L.LightningModule):
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
         strategy: Strategy | None = None,
+        head_lr: float | None = None,
     ) -> None:
         super().__init__()
+        self.head_lr = head_lr
         self.backbone = backbone
         hidden = hidden_size_of(backbone)
         self.task_names = list(task_classes)
@@ -148,8 +150,20 @@ class ContinualLitModule(L.LightningModule):
         return loss
 
     def configure_optimizers(self) -> Any:
-        params = [p for _, p in self.trainable_named_parameters()]
-        optimizer = self.optimizer_factory(params)
+        """A fresh optimizer over the trainable parameters: [shared backbone/adapter, heads].
+
+        Heads start from scratch every task while the adapter fine-tunes a pretrained
+        model, so ``head_lr`` (when set) gives the heads their own learning rate; it is
+        the same for every method, so comparisons stay fair.
+        """
+        named = self.trainable_named_parameters()
+        shared = [p for n, p in named if not n.startswith("heads.")]
+        heads = [p for n, p in named if n.startswith("heads.")]
+        head_group: dict[str, Any] = {"params": heads}
+        if self.head_lr is not None:
+            head_group["lr"] = self.head_lr
+        groups = [g for g in ({"params": shared}, head_group) if g["params"]]
+        optimizer = self.optimizer_factory(groups)
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(
