@@ -58,7 +58,8 @@ def write_run_report(loop: TaskLoop, status: str) -> dict[str, Any]:
         log.warning("degenerate result: %s", warning)
     results = build_results(
         method=str(cfg.method.name),
-        rank=int(cfg.rank),
+        # Methods without a rank (head_only, full; OSF counts a frozen rank) record null.
+        rank=int(cfg.method.rank) if cfg.method.get("rank") is not None else None,
         seed=int(cfg.seed),
         tasks=loop.tasks,
         accuracy_matrix=forgetting.matrix,

@@ -24,7 +24,12 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import save_file
 
-from curlora.adapters import adapter_diagnostics, apply_adapter, save_adapter
+from curlora.adapters import (
+    adapter_diagnostics,
+    apply_adapter,
+    load_adapter_state_dict,
+    save_adapter,
+)
 from curlora.callbacks.forgetting import ForgettingMatrixCallback
 from curlora.callbacks.perplexity import PerplexityCallback
 from curlora.data.datamodule import TaskSequenceDataModule
@@ -166,6 +171,7 @@ class TaskLoop:
                 map_location="cpu",
             )
             self.module.load_state_dict(checkpoint["state_dict"], strict=False)
+            load_adapter_state_dict(self.backbone, checkpoint["adapter_state"])
             self.module.strategy.load_state_dict(checkpoint.get("strategy_state", {}))
         log.info(
             "resuming %s: initial evaluation %s, %d task(s) done",
@@ -225,7 +231,9 @@ class TaskLoop:
     def _save_final_weights(self) -> None:
         """The trained adapter (safetensors + JSON config, ``load_adapter`` reads it) and heads."""
         if self.cfg.method.name == "full":
-            log.info("method=full: the whole backbone is in the last task checkpoint; no adapter file")
+            log.info(
+                "method=full: the whole backbone is in the last task checkpoint; no adapter file"
+            )
         else:
             save_adapter(self.backbone, self.run_dir / "adapter")
         heads = {n: p.detach().contiguous() for n, p in self.module.heads.state_dict().items()}

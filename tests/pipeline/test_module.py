@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import torch
 
+from curlora.adapters import apply_adapter
+from curlora.adapters.head_only import HeadOnlyMethod
 from curlora.models.module import ContinualLitModule, last_token_index
 from curlora.models.tiny import load
 
 
 def _module() -> ContinualLitModule:
     backbone, _ = load({}, cache_dir=".")
-    for p in backbone.parameters():
-        p.requires_grad_(False)
+    apply_adapter(backbone, HeadOnlyMethod())
     return ContinualLitModule(
         backbone, {"a": 2, "b": 3}, optimizer=lambda params: torch.optim.AdamW(params, lr=1e-2)
     )

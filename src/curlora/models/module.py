@@ -22,6 +22,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 from transformers import PreTrainedModel
 
+from curlora.adapters import adapter_state_dict, load_adapter_state_dict
 from curlora.strategies.base import Strategy
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -203,17 +204,21 @@ class ContinualLitModule(L.LightningModule):
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep only trainable tensors, buffers that adapters need, and the strategy state.
+        """Keep the heads, the adapter's state and the strategy's; never the frozen backbone.
 
         The frozen backbone is rebuilt from the model config on resume; storing it would
-        cost 0.5 GB per checkpoint on SmolLM2 and 14 GB on Mistral-7B.
+        cost 0.5 GB per checkpoint on SmolLM2 and 14 GB on Mistral-7B. The adapter state
+        is the method's own (``adapter_state_dict``): for CURLoRA U and the indices, for
+        OSF also its frozen SVD factors, which are not in ``state_dict()``.
         """
-        keep = {n for n, p in self.named_parameters() if p.requires_grad}
-        keep |= {n for n, _ in self.named_buffers() if not n.startswith("val_")}
         state = checkpoint["state_dict"]
         for name in list(state):
-            if name not in keep and not name.startswith("heads."):
+            if not name.startswith("heads."):
                 del state[name]
+        checkpoint["adapter_state"] = {
+            name: tensor.detach().clone()
+            for name, tensor in adapter_state_dict(self.backbone).items()
+        }
         checkpoint["strategy_state"] = self.strategy.state_dict()
         checkpoint["current_task"] = self.current_task
         checkpoint["torch_rng_state"] = torch.get_rng_state()
@@ -227,7 +232,9 @@ class ContinualLitModule(L.LightningModule):
             }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Resume inside a task (Lightning ``fit(ckpt_path=...)``)."""
+        """Resume inside a task (Lightning ``fit(ckpt_path=...)``) or at a task boundary."""
+        if "adapter_state" in checkpoint:
+            load_adapter_state_dict(self.backbone, checkpoint["adapter_state"])
         self.strategy.load_state_dict(checkpoint.get("strategy_state", {}))
         self.current_task = checkpoint.get("current_task", self.current_task)
         if "torch_rng_state" in checkpoint:
