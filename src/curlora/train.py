@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,17 @@ from curlora.run_state import (
 from curlora.strategies import build_strategy
 
 log = logging.getLogger(__name__)
+
+# Two Lightning warnings that are wrong for this loop, silenced by exact message:
+# - fit gets no val loader on purpose: every head is evaluated after the task, by the loop;
+# - mid-epoch resume *is* exact here: the module's checkpoint carries the data position and
+#   ResumableShuffleSampler replays the epoch from it (tests/pipeline/test_reliability.py).
+warnings.filterwarnings(
+    "ignore", message="You defined a `validation_step` but have no `val_dataloader`"
+)
+warnings.filterwarnings(
+    "ignore", message="You're resuming from a checkpoint that ended before the epoch"
+)
 
 
 class TaskLoop:
