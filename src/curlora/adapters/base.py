@@ -230,3 +230,18 @@ def require_method(model: nn.Module) -> AdapterMethod:
             "method_cfg) first (pass the backbone itself, not a wrapper around it)"
         )
     return method
+
+
+def validate_lowrank(method: Any, shapes: Shapes) -> None:
+    """Checks shared by the A·B methods (lora, lora_paper): targets, rank, α, dropout, seed."""
+    check_targets(method.name, method.target_modules, shapes)
+    check_int(method.name, "rank", method.rank, 1)
+    check_float(method.name, "alpha", method.alpha, float("-inf"), float("inf"))
+    check_float(method.name, "dropout", method.dropout, 0.0, 1.0, high_open=True)
+    check_seed(method.name, method.seed)
+
+
+def lowrank_trainable(method: Any, shapes: Shapes) -> int:
+    """r · (out + in) per adapted matrix: A is r × in, B is out × r."""
+    names = check_targets(method.name, method.target_modules, shapes)
+    return sum(method.rank * (shapes[n][0] + shapes[n][1]) for n in names)

@@ -18,11 +18,10 @@ from curlora.adapters.base import (
     PAPER_TARGETS,
     AdapterMethod,
     Shapes,
-    check_float,
-    check_int,
-    check_seed,
     check_targets,
+    lowrank_trainable,
     module_shapes,
+    validate_lowrank,
 )
 
 ADAPTER_NAME = "default"  # PEFT's adapter name; one adapter per model here
@@ -57,15 +56,10 @@ class LoRAMethod(AdapterMethod):
     seed: int | None = 0
 
     def validate(self, shapes: Shapes) -> None:
-        check_targets(self.name, self.target_modules, shapes)
-        check_int(self.name, "rank", self.rank, 1)
-        check_float(self.name, "alpha", self.alpha, float("-inf"), float("inf"))
-        check_float(self.name, "dropout", self.dropout, 0.0, 1.0, high_open=True)
-        check_seed(self.name, self.seed)
+        validate_lowrank(self, shapes)
 
     def num_trainable(self, shapes: Shapes) -> int:
-        names = check_targets(self.name, self.target_modules, shapes)
-        return sum(self.rank * (shapes[n][0] + shapes[n][1]) for n in names)
+        return lowrank_trainable(self, shapes)
 
     def peft_config(self, names: list[str]) -> LoraConfig:
         # Full module names, so PEFT adapts exactly the Linear layers validate() matched.
