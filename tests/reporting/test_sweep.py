@@ -97,3 +97,50 @@ def test_strategy_name() -> None:
     assert strategy_name({"strategy": "replay"}) == "replay"
     assert strategy_name({"strategy": {"name": "lwf", "_target_": "x.y.Z"}}) == "lwf"
     assert strategy_name({"strategy": {"_target_": "curlora.strategies.replay.Replay"}}) == "replay"
+
+
+def test_swept_config_keys_become_columns_and_settings() -> None:
+    """Runs that differ in a swept key (EWC's λ) are separate settings, never pooled."""
+    from curlora.reporting.sweep import aggregate, varying_config_keys
+
+    base = {"method": {"name": "curlora", "seed": 1}, "strategy": {"_target_": "x.ewc.EWC"}}
+    configs = [
+        {**base, "strategy": {**base["strategy"], "ewc_lambda": lam}, "paths": {"out": str(i)}}
+        for i, lam in enumerate([1.0, 10.0])
+    ]
+    # Paths differ too, but do not make a new setting.
+    assert varying_config_keys(configs) == ["strategy.ewc_lambda"]
+    columns = ["run", "method", "strategy", "rank", "strategy.ewc_lambda", "seed", "avg_accuracy"]
+    rows = [
+        {
+            "run": "a",
+            "method": "curlora",
+            "strategy": "ewc",
+            "rank": 16,
+            "strategy.ewc_lambda": 1.0,
+            "seed": 1,
+            "avg_accuracy": 0.6,
+        },
+        {
+            "run": "b",
+            "method": "curlora",
+            "strategy": "ewc",
+            "rank": 16,
+            "strategy.ewc_lambda": 10.0,
+            "seed": 1,
+            "avg_accuracy": 0.7,
+        },
+        {
+            "run": "c",
+            "method": "curlora",
+            "strategy": "ewc",
+            "rank": 16,
+            "strategy.ewc_lambda": 10.0,
+            "seed": 2,
+            "avg_accuracy": 0.8,
+        },
+    ]
+    _, groups = aggregate(columns, rows)
+    assert [(g["strategy.ewc_lambda"], g["runs"]) for g in groups] == [(1.0, 1), (10.0, 2)]
+    # λ = 10 pools its two seeds only: mean(0.7, 0.8) = 0.75, sample std 0.0707.
+    assert groups[1]["avg_accuracy"] == "0.7500 ± 0.0707"

@@ -80,6 +80,48 @@ def run_row(results: Mapping[str, Any], run: str) -> dict[str, Any]:
     return row
 
 
+# Config keys that differ between runs without making them different settings.
+_NOT_SETTINGS = ("paths.", "logger.", "hydra.", "callbacks.fault")
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, Mapping):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: node if not isinstance(node, list) else tuple(node)}
+
+
+def varying_config_keys(configs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Config keys (dotted) whose value differs between runs, other than seeds and paths.
+
+    These are what a sweep varied beyond method/strategy/rank (e.g. ``strategy.ewc_lambda``),
+    so runs that differ in them are different settings, never pooled as repeats.
+    """
+    flat = [_flatten(config) for config in configs]
+    keys = sorted({k for f in flat for k in f})
+    varying = []
+    for key in keys:
+        if (
+            key in {"seed", "resume", "rank"}
+            or key.endswith(".seed")
+            or key.startswith(_NOT_SETTINGS)
+        ):
+            continue
+        if key in {
+            "method.name",
+            "method._target_",
+            "strategy._target_",
+            "strategy.name",
+            "method.rank",
+        }:
+            continue
+        if len({repr(f.get(key)) for f in flat}) > 1:
+            varying.append(key)
+    return varying
+
+
 def _sort_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
     def missing_last(value: Any) -> tuple[bool, Any]:
         return (value is None, value if value is not None else 0)
@@ -92,10 +134,18 @@ def build_table(
 ) -> tuple[list[str], list[dict[str, Any]]]:
     """Columns and sorted rows for ``(run name, results)`` pairs. Task columns follow the
     order in which tasks first appear; the strategy column only when some run has one."""
-    rows = sorted((run_row(results, run) for run, results in found), key=_sort_key)
+    varying = varying_config_keys([results["config"] for _, results in found])
+    rows = []
+    for run, results in found:
+        row = run_row(results, run)
+        flat = _flatten(results["config"])
+        row.update({key: flat.get(key) for key in varying})
+        rows.append(row)
+    rows.sort(key=lambda row: (_sort_key(row), tuple(repr(row[k]) for k in varying)))
     tasks = list(dict.fromkeys(task for _, results in found for task in results["tasks"]))
     has_strategy = any(row["strategy"] is not None for row in rows)
-    columns = ["run", "method", *(["strategy"] if has_strategy else []), "rank", "seed", "status"]
+    columns = ["run", "method", *(["strategy"] if has_strategy else []), "rank", *varying]
+    columns += ["seed", "status"]
     columns += ["warnings", *METRIC_KEYS]
     columns += [f"{task}/{kind}" for task in tasks for kind in ("acc", "majority")]
     return columns, rows
@@ -122,7 +172,11 @@ def aggregate(
     """Mean ± sample std over the runs of each setting (method, strategy, rank), as strings.
 
     Numeric columns only; None values are left out of a cell's statistics."""
-    keys = [c for c in SETTING_COLUMNS if c in columns]
+    # A setting is method/strategy/rank plus every config key the sweep varied (the columns
+    # between "rank" and "seed"); only seeds are pooled.
+    start = columns.index("rank") + 1 if "rank" in columns else len(columns)
+    varied = list(columns[start : columns.index("seed")]) if "seed" in columns else []
+    keys = [c for c in SETTING_COLUMNS if c in columns] + varied
     numeric = [c for c in columns if c == "warnings" or c in METRIC_KEYS or "/" in c]
     groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
     for row in rows:
