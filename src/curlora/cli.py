@@ -10,6 +10,8 @@ import hydra
 from omegaconf import DictConfig, open_dict
 
 from curlora.config_checks import ConfigError
+from curlora.data.assets import AssetError
+from curlora.data.sources.hub import HubUnreachableError
 from curlora.data.validation import DataError
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
@@ -30,6 +32,12 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         log.error("invalid %s: %s", kind, error)
         print(f"error: invalid {kind}: {error}", file=sys.stderr)
         sys.exit(2)
+    except (HubUnreachableError, AssetError) as error:
+        # A model or data set that cannot be fetched here: the message says what to use
+        # instead; a traceback would only bury it.
+        log.error("%s", error)
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(3)
     # The sweep objective (Optuna and friends minimise/maximise what main returns).
     value = results.get("metrics", {}).get("avg_accuracy")
     return float(value) if value is not None else None

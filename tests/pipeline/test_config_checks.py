@@ -127,3 +127,20 @@ def test_missing_label_column_is_named() -> None:
     data = datasets.Dataset.from_list([{"text": "a", "y": 1}])
     with pytest.raises(DataError, match="label_field='label' is not a column"):
         check_split(SPEC, "train", data)
+
+
+def test_cli_unreachable_hub_model_says_what_to_use_instead(tmp_path: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CURLORA_CACHE": str(tmp_path / "cache")}
+    command = [
+        sys.executable,
+        "train.py",
+        "experiment=paper",
+        "logger=none",
+        f"hydra.run.dir={tmp_path}",
+    ]
+    done = subprocess.run(
+        command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 3
+    assert "Hub is unreachable" in done.stderr and "model=smollm2_135m" in done.stderr
+    assert "Traceback" not in done.stderr
