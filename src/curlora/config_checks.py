@@ -49,7 +49,8 @@ def _check_top_level(cfg: Mapping[str, Any]) -> None:
         seed,
         "expected a non-negative integer",
     )
-    _positive_number(cfg.get("alpha"), "alpha") if cfg.get("alpha") is not None else None
+    if cfg.get("alpha") is not None:
+        _positive_number(cfg.get("alpha"), "alpha")
     _positive_number(cfg["optimizer"].get("lr"), "optimizer.lr")
     if cfg.get("head_lr") is not None:
         _positive_number(cfg.get("head_lr"), "head_lr")

@@ -25,29 +25,24 @@ log = logging.getLogger(__name__)
 
 
 def _evaluations(loop: TaskLoop) -> list[dict[str, Any]]:
-    """One record per (evaluation point, task) for the degenerate-result guard."""
+    """One record per trained-matrix cell for the degenerate-result guard.
+
+    The initial evaluation is left out: untrained heads are expected to be degenerate.
+    """
     majority = loop.data.majority_baseline()
     forgetting = loop.forgetting
-    records = []
-    rows = [("initial", forgetting.initial, forgetting.initial_top_class_share)]
-    rows += [
-        (i, forgetting.matrix[i], forgetting.top_class_share["matrix"][i])
+    return [
+        {
+            "task": task,
+            "evaluated_after": loop.tasks[i],
+            "accuracy": forgetting.matrix[i][j],
+            "majority_baseline": majority[task],
+            "top_class_share": forgetting.top_class_share[i][j],
+        }
         for i in range(len(loop.tasks))
+        for j, task in enumerate(loop.tasks)
+        if forgetting.matrix[i][j] is not None
     ]
-    for point, accuracies, shares in rows:
-        for j, task in enumerate(loop.tasks):
-            if accuracies[j] is None or point == "initial":
-                continue  # untrained heads are expected to be degenerate
-            records.append(
-                {
-                    "task": task,
-                    "evaluated_after": loop.tasks[point],
-                    "accuracy": accuracies[j],
-                    "majority_baseline": majority[task],
-                    "top_class_share": shares[j],
-                }
-            )
-    return records
 
 
 def write_run_report(loop: TaskLoop, status: str) -> dict[str, Any]:

@@ -20,7 +20,8 @@ class ForgettingMatrixCallback(Callback):
         self.tasks: list[str] = []
         self.matrix: list[list[float | None]] = []
         self.initial: list[float | None] = []
-        self.top_class_share: dict[str, list[float | None]] = {}
+        # Share of the most-predicted class, same layout as ``matrix`` (degenerate-head guard).
+        self.top_class_share: list[list[float | None]] = []
         self.initial_top_class_share: list[float | None] = []
 
     def reset(self, tasks: list[str]) -> None:
@@ -29,7 +30,7 @@ class ForgettingMatrixCallback(Callback):
         self.matrix = [[None] * n for _ in range(n)]
         self.initial = [None] * n
         self.initial_top_class_share = [None] * n
-        self.top_class_share = {"matrix": [[None] * n for _ in range(n)]}  # type: ignore[dict-item]
+        self.top_class_share = [[None] * n for _ in range(n)]
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         point = int(getattr(pl_module, "eval_point", -1))
@@ -43,7 +44,7 @@ class ForgettingMatrixCallback(Callback):
                 self.initial[j], self.initial_top_class_share[j] = acc, share
             else:
                 self.matrix[point][j] = acc
-                self.top_class_share["matrix"][point][j] = share  # type: ignore[index]
+                self.top_class_share[point][j] = share
             metrics[f"eval/{task}/acc"] = acc
             metrics[f"eval/{task}/top_class_share"] = share
         metrics["tasks_trained"] = point + 1

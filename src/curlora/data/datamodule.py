@@ -166,9 +166,9 @@ class TaskSequenceDataModule(L.LightningDataModule):
                 ids, truncated = ids[:budget], truncated + 1
             if self.append_eos and eos is not None:
                 # Optional: classification then reads a fixed final token's state. Off by
-                # default: measured on SmolLM2-135M-Instruct, a linear probe on the state of
-                # its EOS (<|im_end|>) reached 0.55 on movie reviews, on the last text
-                # token 0.75 (400 train / 200 test records, 50 Adam steps).
+                # default: on SmolLM2-135M-Instruct (movie reviews, 400 train / 200 test, a
+                # linear probe on frozen features) the EOS (<|im_end|>) state reached at most
+                # 0.55 after 150 Adam steps, the last text token 0.755 after 50.
                 ids = [*ids, eos]
             examples.append(
                 {
