@@ -1,54 +1,114 @@
-"""Hydra entry point shared by ``python train.py`` and the ``curlora-train`` script."""
+"""Hydra entry point shared by ``python train.py`` and the ``curlora-train`` script.
+
+Exit codes (also in the README):
+
+    0    the run completed (or had already completed in its directory)
+    1    an unexpected error (traceback in the log); in a multirun: some job did not complete
+    2    invalid configuration or data: nothing was trained (one line says what to change)
+    3    a model or data set cannot be fetched here (the message says what to use instead)
+    4    stopped by a non-finite loss (results.json holds what was measured before)
+    5    an output could not be written (disk full, read-only, permissions)
+    130  interrupted by SIGINT (Ctrl+C); 143 interrupted by SIGTERM (e.g. SLURM pre-emption)
+         — results.json and the checkpoints are saved: ``resume=<run dir>`` continues
+
+In a multirun, a job that fails is recorded and the sweep goes on; at the end one line per
+job that did not complete, and exit code 1. An interrupt stops the whole sweep.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig, open_dict
 
+from curlora.atomic import OutputError
 from curlora.config_checks import ConfigError
 from curlora.data.assets import AssetError
 from curlora.data.sources.hub import HubUnreachableError
 from curlora.data.validation import DataError
+from curlora.interrupts import RunInterrupted
+from curlora.run_dirs import JOB_OUTCOMES, SWEEP_FAILURES, JobOutcome
+from curlora.run_guard import remove_if_unused
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
 log = logging.getLogger("curlora")
 
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_STOPPED, EXIT_OUTPUT = 0, 1, 2, 3, 4, 5
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one run ended: its exit code, a one-line status and the results (if any)."""
+
+    exit_code: int
+    status: str
+    results: dict[str, Any] | None = None
+
+
+def run_job(cfg: DictConfig, overrides: Sequence[str], multirun: bool) -> Outcome:
+    """Run one experiment and classify how it ended (see the module docstring)."""
+    from curlora.train import run
+
+    try:
+        results = run(cfg, overrides)
+    except (ConfigError, DataError) as error:
+        kind = "configuration" if isinstance(error, ConfigError) else "data"
+        return Outcome(EXIT_CONFIG, f"invalid {kind}: {error}")
+    except (HubUnreachableError, AssetError) as error:
+        return Outcome(EXIT_UNREACHABLE, str(error))
+    except OutputError as error:
+        return Outcome(EXIT_OUTPUT, str(error))
+    except RunInterrupted as interrupt:
+        return Outcome(interrupt.exit_code, f"{interrupt}; continue with resume=<run dir>")
+    except Exception as error:
+        if not multirun:
+            raise  # a bug: the traceback is what helps
+        log.exception("job failed")
+        return Outcome(EXIT_ERROR, f"failed: {type(error).__name__}: {error}")
+    status = str(results["status"])
+    code = EXIT_OK if status == "completed" else EXIT_STOPPED
+    return Outcome(code, status, results)
+
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
-    from curlora.train import run
-
-    _group_sweep_runs(cfg)
-    try:
-        results = run(cfg)
-    except (ConfigError, DataError) as error:
-        # A misconfiguration or unusable data is the user's to fix: one clear message,
-        # no traceback, non-zero exit (also for each job of a multirun).
-        kind = "configuration" if isinstance(error, ConfigError) else "data"
-        log.error("invalid %s: %s", kind, error)
-        print(f"error: invalid {kind}: {error}", file=sys.stderr)
-        sys.exit(2)
-    except (HubUnreachableError, AssetError) as error:
-        # A model or data set that cannot be fetched here: the message says what to use
-        # instead; a traceback would only bury it.
-        log.error("%s", error)
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(3)
-    # The sweep objective (Optuna and friends minimise/maximise what main returns).
-    value = results.get("metrics", {}).get("avg_accuracy")
-    return float(value) if value is not None else None
-
-
-def _group_sweep_runs(cfg: DictConfig) -> None:
-    """In a multirun, put every job's W&B run in one group named after the sweep directory."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    output_dir = Path(hydra_cfg.runtime.output_dir)
+    _group_sweep_runs(cfg, hydra_cfg)
+    outcome = run_job(cfg, list(hydra_cfg.overrides.task), multirun)
+    if outcome.exit_code in (EXIT_CONFIG, EXIT_UNREACHABLE) and not multirun:
+        remove_if_unused(output_dir)  # refused before it started: leave no empty run dir
+    if outcome.exit_code != EXIT_OK:
+        log.error("%s", outcome.status)
+        print(f"error: {outcome.status}", file=sys.stderr)
+    if multirun:
+        overrides = tuple(hydra_cfg.overrides.task)
+        JOB_OUTCOMES.append(
+            JobOutcome(str(output_dir), overrides, outcome.status, outcome.exit_code)
+        )
+        if outcome.exit_code >= 128:
+            sys.exit(outcome.exit_code)  # an interrupt stops the whole sweep
+    elif outcome.exit_code != EXIT_OK:
+        sys.exit(outcome.exit_code)
+    # The sweep objective (Optuna and friends minimise/maximise what main returns).
+    value = (outcome.results or {}).get("metrics", {}).get("avg_accuracy")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _group_sweep_runs(cfg: DictConfig, hydra_cfg: Any) -> None:
+    """In a multirun, put every job's W&B run in one group named after the sweep directory."""
+    from hydra.types import RunMode
+
     wandb_cfg = (cfg.get("logger") or {}).get("wandb")
     if hydra_cfg.mode == RunMode.MULTIRUN and wandb_cfg is not None and not wandb_cfg.get("group"):
         with open_dict(cfg):
@@ -56,4 +116,15 @@ def _group_sweep_runs(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    _hydra_main()
+    try:
+        _hydra_main()
+    except KeyboardInterrupt:  # Ctrl+C before a run started (imports, config loading)
+        print("error: interrupted by SIGINT", file=sys.stderr)
+        sys.exit(130)
+    if SWEEP_FAILURES:
+        print(
+            f"error: {len(SWEEP_FAILURES)} job(s) of the sweep did not complete: "
+            + "; ".join(f"{Path(o.directory).name}: {o.status}" for o in SWEEP_FAILURES),
+            file=sys.stderr,
+        )
+        sys.exit(EXIT_ERROR)

@@ -9,11 +9,24 @@ of valid ones; the checks here cover everything inside the groups.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import logging
+import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+MAX_SEED = 2**32 - 1  # numpy's and Lightning's seed_everything bound
+KNOWN_TOP_LEVEL = frozenset(
+    {
+        "method", "model", "data", "strategy", "trainer", "logger", "callbacks", "paths",
+        "rank", "alpha", "seed", "tasks", "resume", "deterministic", "optimizer", "head_lr",
+        "scheduler", "checkpoint", "reproduce",
+    }
+)  # fmt: skip
+"""The top-level keys a run config may have (a ``+typo=1`` override adds another)."""
 
 
 class ConfigError(ValueError):
@@ -41,13 +54,21 @@ def _positive_number(value: Any, path: str) -> None:
 
 
 def _check_top_level(cfg: Mapping[str, Any]) -> None:
+    unknown = sorted(set(cfg) - KNOWN_TOP_LEVEL)
+    _require(
+        not unknown,
+        unknown[0] if unknown else "",
+        cfg.get(unknown[0]) if unknown else None,
+        f"'{unknown[0] if unknown else ''}' is not a setting of this project (a typo?); "
+        f"top-level settings: {sorted(KNOWN_TOP_LEVEL)}",
+    )
     _positive_int(cfg, "rank", "rank")
     seed = cfg.get("seed")
     _require(
-        isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0,
+        isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED,
         "seed",
         seed,
-        "expected a non-negative integer",
+        f"expected an integer in 0..{MAX_SEED}",
     )
     if cfg.get("alpha") is not None:
         _positive_number(cfg.get("alpha"), "alpha")
@@ -78,6 +99,16 @@ def _check_top_level(cfg: Mapping[str, Any]) -> None:
                 "expected a number in [0, 1]",
             )
     _positive_int(cfg["trainer"], "max_epochs", "trainer.max_epochs")
+    _positive_int(cfg["trainer"], "accumulate_grad_batches", "trainer.accumulate_grad_batches")
+    limit = cfg["trainer"].get("limit_train_batches")
+    _require(
+        limit is None
+        or (isinstance(limit, float) and 0 < limit <= 1)
+        or (isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1),
+        "trainer.limit_train_batches",
+        limit,
+        "expected null (all batches), a fraction in (0, 1] or an integer >= 1 (0 trains nothing)",
+    )
     every = (cfg.get("checkpoint") or {}).get("every_n_train_steps", 0)
     _require(
         isinstance(every, int) and every >= 0,
@@ -104,6 +135,13 @@ def _check_data(cfg: Mapping[str, Any]) -> None:
     _require(len(set(tasks)) == len(tasks), "tasks", tasks, "each task may appear once")
     for key in ("max_length", "batch_size", "eval_batch_size"):
         _positive_int(data, key, f"data.{key}")
+    workers = data.get("num_workers", 0)
+    _require(
+        isinstance(workers, int) and not isinstance(workers, bool) and workers >= 0,
+        "data.num_workers",
+        workers,
+        "expected an integer >= 0 (0 loads batches in the main process)",
+    )
     from curlora.data.sources import TASK_SOURCES
     from curlora.data.tasks import TaskSpec
 
@@ -182,8 +220,91 @@ def _check_resume(cfg: Mapping[str, Any]) -> None:
     )
 
 
+@contextlib.contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Building a Trainer logs "GPU available ..." lines; a check should print nothing."""
+    logger = logging.getLogger("lightning.pytorch")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _check_trainer(cfg: Mapping[str, Any]) -> None:
+    """Build the configured Trainer once (cheap): Lightning itself checks the accelerator
+    (e.g. ``gpu`` on a machine without one), precision, devices and strategy."""
+    from hydra.utils import instantiate
+
+    trainer_cfg = {k: v for k, v in cfg["trainer"].items() if k not in ("callbacks", "logger")}
+    try:
+        with _quiet_lightning():
+            instantiate(trainer_cfg, logger=False, callbacks=[], enable_checkpointing=False)
+    except Exception as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        keys = [k for k in ("accelerator", "precision", "devices", "strategy") if k in message]
+        where = ", ".join(f"trainer.{k}={trainer_cfg.get(k)!r}" for k in keys) or "trainer"
+        raise ConfigError(f"{where}: {message}") from None
+
+
+def _check_optimization(cfg: Mapping[str, Any]) -> None:
+    """Build the optimizer and scheduler on a dummy parameter: their own argument checks
+    (a negative weight decay, an unknown keyword) fail here, not after the model loads."""
+    import torch
+    from hydra.utils import instantiate
+
+    try:
+        optimizer = instantiate(cfg["optimizer"])([torch.nn.Parameter(torch.zeros(1))])
+    except Exception as error:
+        raise ConfigError(f"optimizer: {error}") from None
+    if cfg.get("scheduler"):
+        try:
+            instantiate(cfg["scheduler"])(optimizer, num_training_steps=10)
+        except Exception as error:
+            raise ConfigError(f"scheduler: {error}") from None
+
+
+def _check_output_dir(cfg: Mapping[str, Any]) -> None:
+    output = Path(str(cfg["paths"]["output_dir"]))
+    _require(
+        not output.exists() or output.is_dir(),
+        "paths.output_dir",
+        str(output),
+        "it is a file; expected a directory (or a path where one can be created)",
+    )
+    existing = output
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    _require(
+        os.access(existing, os.W_OK | os.X_OK),
+        "paths.output_dir",
+        str(output),
+        f"{existing} is not writable by this user",
+    )
+
+
+def _check_model_path(cfg: Mapping[str, Any]) -> None:
+    model = cfg["model"]
+    name = model.get("name_or_path")
+    if model.get("source") == "hub" and isinstance(name, str) and name.startswith(("/", ".", "~")):
+        _require(
+            Path(name).expanduser().exists(),
+            "model.name_or_path",
+            name,
+            "that local path does not exist (a Hub id looks like ORG/NAME)",
+        )
+
+
 def validate_config(cfg: DictConfig | Mapping[str, Any], check_model: bool = True) -> None:
     """Raise ``ConfigError`` for the first problem found; return None when the config is sound."""
+    if isinstance(cfg, DictConfig):
+        missing = sorted(OmegaConf.missing_keys(cfg))
+        if missing:
+            raise ConfigError(
+                f"{missing[0]} must be set (the config leaves it as ???), e.g. "
+                f"{missing[0]}=<value> on the command line"
+            )
     try:
         plain = (
             OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
@@ -191,6 +312,10 @@ def validate_config(cfg: DictConfig | Mapping[str, Any], check_model: bool = Tru
     except Exception as error:  # interpolation to a missing key, a bad resolver, ...
         raise ConfigError(f"the config does not resolve: {error}") from None
     _check_top_level(plain)
+    _check_trainer(plain)
+    _check_optimization(plain)
+    _check_output_dir(plain)
+    _check_model_path(plain)
     _check_data(plain)
     _check_perplexity(plain)
     _check_resume(plain)

@@ -1,98 +1,125 @@
-"""End-of-run reporting: results.json first, then plots, then the experiment loggers.
+"""End-of-run reporting from a RunRecord: results.json first, then plots, then loggers.
 
 Order matters: ``results.json`` is written before anything that can fail for reasons
 unrelated to the science (matplotlib, W&B), and each later step is guarded, so a plotting
-or logging failure costs a warning, never the results.
+or logging failure costs a warning, never the results. When ``results.json`` itself cannot
+be written (read-only or full disk), the results are printed to the log instead and the
+caller gets an :class:`~curlora.atomic.OutputError` naming the file.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from curlora.metrics.continual import summarize
-from curlora.metrics.degenerate import degenerate_warnings
+from curlora.atomic import OutputError
+from curlora.loggers import GuardedLogger
+from curlora.metrics.degenerate import degenerate_warnings, perplexity_warnings
 from curlora.reporting.plots import plot_curves, plot_forgetting
 from curlora.reporting.results import build_results, write_results
+from curlora.run_record import RunRecord
 
-if TYPE_CHECKING:
-    from curlora.train import TaskLoop
-
-log = logging.getLogger(__name__)
+log = logging.getLogger("curlora")
+RESULTS_FILE = "results.json"
 
 
-def _evaluations(loop: TaskLoop) -> list[dict[str, Any]]:
+def _evaluations(record: RunRecord, majority: Mapping[str, float]) -> list[dict[str, Any]]:
     """One record per trained-matrix cell for the degenerate-result guard.
 
     The initial evaluation is left out: untrained heads are expected to be degenerate.
     """
-    majority = loop.data.majority_baseline()
-    forgetting = loop.forgetting
+    accuracy, share = record.accuracy_matrix(), record.top_class_share_matrix()
     return [
         {
             "task": task,
-            "evaluated_after": loop.tasks[i],
-            "accuracy": forgetting.matrix[i][j],
+            "evaluated_after": record.tasks[i],
+            "accuracy": accuracy[i][j],
             "majority_baseline": majority[task],
-            "top_class_share": forgetting.top_class_share[i][j],
+            "top_class_share": share[i][j],
         }
-        for i in range(len(loop.tasks))
-        for j, task in enumerate(loop.tasks)
-        if forgetting.matrix[i][j] is not None
+        for i in range(len(record.tasks))
+        for j, task in enumerate(record.tasks)
+        if accuracy[i][j] is not None
     ]
 
 
-def write_run_report(loop: TaskLoop, status: str) -> dict[str, Any]:
-    cfg, run_dir = loop.cfg, loop.run_dir
-    forgetting, perplexity = loop.forgetting, loop.perplexity
-    warnings = degenerate_warnings(_evaluations(loop), tasks=loop.tasks)
-    for warning in warnings:
-        log.warning("degenerate result: %s", warning)
-    results = build_results(
+def run_warnings(record: RunRecord, majority: Mapping[str, float]) -> list[dict[str, Any]]:
+    """Degenerate heads, non-finite perplexities, and the warnings raised during the run."""
+    ppl = record.perplexity()
+    return [
+        *degenerate_warnings(_evaluations(record, majority), tasks=record.tasks),
+        *perplexity_warnings(ppl["initial"], ppl["after_task"], record.tasks),
+        *record.warnings,
+    ]
+
+
+def build_run_results(
+    cfg: DictConfig, record: RunRecord, context: Mapping[str, Any], status: str
+) -> dict[str, Any]:
+    """The results dict of ``results.json`` (schema: ``curlora.reporting.results``)."""
+    majority = dict(context["majority_baseline"])
+    return build_results(
         method=str(cfg.method.name),
         # Methods without a rank (head_only, full; OSF counts a frozen rank) record null.
         rank=int(cfg.method.rank) if cfg.method.get("rank") is not None else None,
         seed=int(cfg.seed),
-        tasks=loop.tasks,
-        accuracy_matrix=forgetting.matrix,
-        initial_accuracy=forgetting.initial,
-        perplexity={
-            "initial": perplexity.initial,
-            "after_task": perplexity.after_task,
-            "tokens": perplexity.tokens,
-        },
-        metrics=summarize(
-            forgetting.matrix, forgetting.initial, perplexity.initial, perplexity.after_task
-        ),
-        majority_baseline=[loop.data.majority_baseline()[t] for t in loop.tasks],
-        trainable_params=loop.trainable_params,
+        tasks=record.tasks,
+        accuracy_matrix=record.accuracy_matrix(),
+        initial_accuracy=record.initial_accuracy(),
+        perplexity=record.perplexity(),
+        majority_baseline=[majority[t] for t in record.tasks],
+        trainable_params=int(context["trainable_params"]),
         status=status,
         config=OmegaConf.to_container(cfg, resolve=True),
-        warnings=warnings,
-        label_balance=loop.data.label_balance(),
+        warnings=run_warnings(record, majority),
+        label_balance=dict(context["label_balance"]),
     )
-    write_results(run_dir / "results.json", results)
-    _plots(loop, run_dir)
-    _log_results(loop, results, run_dir)
-    log.info("results: %s", run_dir / "results.json")
+
+
+def write_run_report(
+    cfg: DictConfig,
+    run_dir: Path,
+    record: RunRecord,
+    context: Mapping[str, Any],
+    status: str,
+    loggers: Sequence[GuardedLogger] = (),
+) -> dict[str, Any]:
+    """Write ``results.json``, the plots and the logger summary; return the results."""
+    results = build_run_results(cfg, record, context, status)
+    for warning in results["warnings"]:
+        log.warning("%s", warning["detail"])
+    try:
+        write_results(run_dir / RESULTS_FILE, results)
+    except OutputError:
+        log.error("results (not saved):\n%s", json.dumps(_numbers(results), indent=1))
+        raise
+    _plots(results, run_dir)
+    _log_results(results, run_dir, loggers)
     return results
 
 
-def _plots(loop: TaskLoop, run_dir: Path) -> None:
-    majority = [loop.data.majority_baseline()[t] for t in loop.tasks]
+def _numbers(results: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in results.items() if k not in ("config", "label_balance")}
+
+
+def _plots(results: Mapping[str, Any], run_dir: Path) -> None:
+    tasks, majority = results["tasks"], results["majority_baseline"]
+    ppl = results["perplexity"]
     try:
         plot_forgetting(
-            loop.forgetting.matrix, loop.tasks, run_dir / "forgetting.png", majority=majority
+            results["accuracy_matrix"], tasks, run_dir / "forgetting.png", majority=majority
         )
         plot_curves(
-            loop.forgetting.matrix,
-            loop.forgetting.initial,
-            loop.tasks,
-            loop.perplexity.initial,
-            loop.perplexity.after_task,
+            results["accuracy_matrix"],
+            results["initial_accuracy"],
+            tasks,
+            ppl["initial"],
+            ppl["after_task"],
             run_dir / "curves.png",
             majority=majority,
         )
@@ -102,8 +129,10 @@ def _plots(loop: TaskLoop, run_dir: Path) -> None:
         )
 
 
-def _log_results(loop: TaskLoop, results: dict[str, Any], run_dir: Path) -> None:
-    if not loop.loggers:
+def _log_results(
+    results: Mapping[str, Any], run_dir: Path, loggers: Sequence[GuardedLogger]
+) -> None:
+    if not loggers:
         return
     try:
         from curlora.reporting.wandb_report import accuracy_table, summary_metrics
@@ -112,7 +141,9 @@ def _log_results(loop: TaskLoop, results: dict[str, Any], run_dir: Path) -> None
         objects: dict[str, Any] = {}
         import wandb
 
-        objects["eval/accuracy_matrix"] = accuracy_table(results["accuracy_matrix"], loop.tasks)
+        objects["eval/accuracy_matrix"] = accuracy_table(
+            results["accuracy_matrix"], results["tasks"]
+        )
         for name in ("forgetting", "curves"):
             image = run_dir / f"{name}.png"
             if image.exists():
@@ -120,6 +151,6 @@ def _log_results(loop: TaskLoop, results: dict[str, Any], run_dir: Path) -> None
     except Exception as error:
         log.warning("could not prepare logger summary (%s)", error)
         return
-    for logger in loop.loggers:
+    for logger in loggers:
         logger.log_summary(summary)
         logger.log_objects(objects)

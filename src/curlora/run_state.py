@@ -1,58 +1,161 @@
-"""Crash-safe run state: progress file, task-boundary checkpoints, atomic writes.
+"""Crash-safe run state on disk: progress, task checkpoints, step checkpoints, RNG state.
 
 Layout inside a run directory::
 
-    progress.json                    what is done: initial evaluation, tasks completed,
-                                     the accuracy matrix and perplexities so far
-    checkpoints/task_<i>.ckpt        after task i trained and was evaluated (trainable
-                                     tensors + heads + optimizer-free module state)
+    run_config.yaml                   the resolved config (the experiment; see run_guard)
+    progress.json                     the RunRecord so far (what is measured, warnings)
+    checkpoints/task_<i>.ckpt         after task i trained and was evaluated: the module's
+                                      training state, the RunRecord at that point, RNG state
     checkpoints/task_<i>_steps/last.ckpt   every N steps inside task i (Lightning format:
-                                     optimizer, scheduler, loop position, data position)
+                                      optimizer, scheduler, loop and data position)
 
-Every file is written to a temporary name in the same directory and renamed, so a crash
-leaves either the old file or the new one, never half of one.
+Every file goes through ``curlora.atomic`` (temp file beside it, fsync, rename), Lightning's
+checkpoints included (:class:`AtomicCheckpointIO`). Readers never trust a file blindly: a
+damaged one (truncated, empty, wrong shape) is reported by name with :class:`DamagedFile`,
+and resume falls back to the previous good state.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable
+import logging
 from pathlib import Path
 from typing import Any
 
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from curlora.atomic import atomic_write, atomic_write_text
+from curlora.run_record import RunRecord
+
+log = logging.getLogger(__name__)
+
 PROGRESS_FILE = "progress.json"
+TASK_CHECKPOINT_FORMAT = "curlora-task-checkpoint/1"
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_path)`` then rename onto ``path`` (same filesystem: atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+class DamagedFile(ValueError):
+    """A run file exists but cannot be used; the message names it and says why."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = Path(path)
+        super().__init__(f"{path} is damaged ({reason})")
 
 
-def atomic_write_json(path: Path, data: Any) -> None:
-    def write(tmp: Path) -> None:
-        tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's ``torch.save`` checkpoints, written atomically in the destination
+    directory (Lightning's own writer stages them in ``$TMPDIR`` and then moves them,
+    which is a non-atomic copy when that is another filesystem)."""
 
-    atomic_write(path, write)
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
+    ) -> None:
+        atomic_write(Path(path), lambda tmp: torch.save(checkpoint, tmp))
 
 
-def read_progress(run_dir: Path) -> dict[str, Any] | None:
-    path = run_dir / PROGRESS_FILE
-    return json.loads(path.read_text()) if path.exists() else None
-
-
+# ---------------------------------------------------------------------------------- paths
 def task_checkpoint(run_dir: Path, index: int) -> Path:
-    return run_dir / "checkpoints" / f"task_{index}.ckpt"
+    return Path(run_dir) / "checkpoints" / f"task_{index}.ckpt"
 
 
 def step_checkpoint_dir(run_dir: Path, index: int) -> Path:
-    return run_dir / "checkpoints" / f"task_{index}_steps"
+    return Path(run_dir) / "checkpoints" / f"task_{index}_steps"
+
+
+def step_checkpoint(run_dir: Path, index: int) -> Path:
+    return step_checkpoint_dir(run_dir, index) / "last.ckpt"
+
+
+# ---------------------------------------------------------------------------------- RNG
+def rng_state() -> dict[str, Any]:
+    """The global torch RNG states (CPU, and every CUDA device when present)."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ---------------------------------------------------------------------------------- progress
+def write_progress(run_dir: Path, record: RunRecord) -> None:
+    text = json.dumps(record.to_dict(), indent=2, allow_nan=False) + "\n"
+    atomic_write_text(Path(run_dir) / PROGRESS_FILE, text)
+
+
+def read_progress(run_dir: Path) -> RunRecord | None:
+    """The saved RunRecord; None when there is none. Raises DamagedFile."""
+    path = Path(run_dir) / PROGRESS_FILE
+    if not path.exists():
+        return None
+    try:
+        return RunRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise DamagedFile(path, f"{type(error).__name__}: {error}") from None
+
+
+# ---------------------------------------------------------------------------------- checkpoints
+def save_task_checkpoint(
+    run_dir: Path, index: int, training_state: dict[str, Any], record: RunRecord
+) -> Path:
+    """After task ``index``: what resumes the run from here (see the module docstring)."""
+    payload = {
+        "format": TASK_CHECKPOINT_FORMAT,
+        "task_index": index,
+        "training_state": training_state,
+        "record": record.to_dict(),
+        "rng_state": rng_state(),
+    }
+    return atomic_write(task_checkpoint(run_dir, index), lambda tmp: torch.save(payload, tmp))
+
+
+def load_task_checkpoint(path: Path) -> dict[str, Any]:
+    """A task checkpoint's contents; raises DamagedFile."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated, empty, not a torch file, unpickling refused
+        raise DamagedFile(path, f"{type(error).__name__}: {error}") from None
+    if not isinstance(payload, dict) or payload.get("format") != TASK_CHECKPOINT_FORMAT:
+        raise DamagedFile(path, "not a task checkpoint of this version")
+    try:
+        payload["record"] = RunRecord.from_dict(payload["record"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise DamagedFile(path, f"its record is unreadable: {error}") from None
+    return payload
+
+
+def latest_task_checkpoint(
+    run_dir: Path, num_tasks: int, warnings: list[str]
+) -> tuple[int, dict[str, Any]] | None:
+    """The last readable task checkpoint as ``(index, contents)``; damaged ones are skipped
+    (each adds a line to ``warnings``), so a run falls back to the previous good one."""
+    for index in reversed(range(num_tasks)):
+        path = task_checkpoint(run_dir, index)
+        if not path.exists():
+            continue
+        try:
+            return index, load_task_checkpoint(path)
+        except DamagedFile as error:
+            warnings.append(f"{error}; falling back to the checkpoint before it")
+    return None
+
+
+def usable_step_checkpoint(run_dir: Path, index: int, warnings: list[str]) -> Path | None:
+    """``task_<index>_steps/last.ckpt`` if it exists and loads; a damaged one is named in
+    ``warnings`` and the task restarts from its beginning instead."""
+    path = step_checkpoint(run_dir, index)
+    if not path.exists():
+        return None
+    try:
+        torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        warnings.append(
+            f"{DamagedFile(path, f'{type(error).__name__}: {error}')}; restarting task "
+            f"{index} from its beginning"
+        )
+        return None
+    return path

@@ -80,7 +80,17 @@ def test_perplexity_ratio() -> None:
     assert perplexity_ratio(10.0, 12.5) == pytest.approx(1.25)
     assert perplexity_ratio(None, 12.5) is None
     assert perplexity_ratio(0.0, 12.5) is None
-    assert perplexity_ratio(10.0, float("nan")) is None
+    # A measured non-finite perplexity is a result: the ratio shows it.
+    assert math.isnan(perplexity_ratio(10.0, float("nan")))
+    assert perplexity_ratio(10.0, math.inf) == math.inf
+
+
+def test_blown_up_last_perplexity_is_not_replaced_by_an_earlier_one() -> None:
+    # after_task = [11, 12, inf]: the model broke after the last task. The ratio is inf,
+    # never 12 / 10 = 1.2 (the last *finite* value), and a missing entry still reads
+    # "not measured".
+    assert summarize(R3, B3, 10.0, [11.0, 12.0, math.inf])["ppl_ratio_final"] == math.inf
+    assert summarize(R3, B3, 10.0, [11.0, 12.0, None])["ppl_ratio_final"] == pytest.approx(1.2)
 
 
 def test_summarize_has_exactly_the_issue_keys() -> None:
@@ -138,8 +148,8 @@ def test_missing_cells_are_left_out_of_the_mean() -> None:
     assert forgetting_max(R) == pytest.approx(0.05)
     # ACC over the evaluated cells of the last row: (0.85 + 0.75) / 2
     assert average_accuracy(R) == pytest.approx(0.80)
-    R[2][0] = math.nan  # NaN reads as "not evaluated" too
-    assert backward_transfer(R) == pytest.approx(-0.05)
+    R[2][0] = math.nan  # a NaN is a measurement, not a gap: it propagates
+    assert math.isnan(backward_transfer(R))
 
 
 def test_empty_matrix() -> None:

@@ -1,11 +1,16 @@
-"""Every method and every strategy completes a 3-task run (issue 6)."""
+"""Every method and every strategy completes a 3-task run."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
 
-from curlora.train import TaskLoop, run
+from curlora.interrupts import InterruptGuard
+from curlora.loop import TaskLoop
+from curlora.run_report import write_run_report
+from curlora.train import run
 
 SHORT = [
     "trainer.max_epochs=1",
@@ -25,13 +30,14 @@ def _frozen_weights(loop: TaskLoop) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("method", METHODS)
 def test_each_method_completes_three_tasks(run_config, method: str) -> None:
-    loop = TaskLoop(run_config(f"method={method}", *SHORT))
+    cfg = run_config(f"method={method}", *SHORT)
+    loop = TaskLoop(cfg, Path(cfg.paths.output_dir), InterruptGuard())
     frozen_before = _frozen_weights(loop)
     trainable_before = {
         n: p.detach().clone() for n, p in loop.backbone.named_parameters() if p.requires_grad
     }
     loop.run()
-    results = loop.report("completed")
+    results = write_run_report(cfg, loop.run_dir, loop.record, loop.context(), "completed")
     assert results["status"] == "completed"
     assert all(v is not None for row in results["accuracy_matrix"] for v in row)
     # Frozen parameters never move, whatever the method.

@@ -10,6 +10,7 @@ import torch
 from curlora.data.datamodule import TaskSequenceDataModule
 from curlora.data.sampling import ResumableShuffleSampler
 from curlora.data.tasks import TaskSpec
+from curlora.data.validation import DataError
 from curlora.models.tiny import build_tokenizer
 
 
@@ -100,14 +101,25 @@ def test_eval_loaders_follow_task_order(tmp_path: Path) -> None:
     assert sum(len(b["labels"]) for b in loaders[1]) == 20
 
 
-def test_truncation_is_counted(tmp_path: Path) -> None:
+def test_truncation_is_counted_and_a_length_that_cuts_most_texts_is_refused(
+    tmp_path: Path,
+) -> None:
     specs = _specs()
     dm = TaskSequenceDataModule(
-        specs, list(specs), build_tokenizer(), tmp_path, seed=0, max_length=4
+        specs, list(specs), build_tokenizer(), tmp_path, seed=0, max_length=5
     )
-    dm.setup()
-    assert dm.label_balance()["pairs"]["train"]["truncated"] == 50
-    assert max(len(e["input_ids"]) for e in dm.train_examples("pairs")) == 4
+    # Word-level tokenizer: "[BOS]"-free, one token per word; 1 of 4 texts is longer than 5.
+    texts = ["good film", "bad film", "a good film", "a very very good and fine film"]
+    examples, truncated = dm._tokenise(
+        specs["reviews"], "train", texts, None, [1, 0, 1, 1], [0, 1, 2, 3]
+    )
+    assert truncated == 1
+    assert [len(e["input_ids"]) for e in examples] == [2, 2, 3, 5]
+    # data.max_length=1 cuts every text to one token: refused by name, not run silently.
+    with pytest.raises(DataError, match=r"data.max_length=1 cuts 50 of 50"):
+        TaskSequenceDataModule(
+            specs, list(specs), build_tokenizer(), tmp_path, seed=0, max_length=1
+        ).setup()
 
 
 def test_label_map_drops_and_counts_unmapped_rows(tmp_path: Path) -> None:

@@ -1,16 +1,17 @@
-"""results.json: schema (issue 3, plus issue 4's label balance and issue 6's warnings),
-atomic JSON-safe writing, validating reader."""
+"""results.json: schema, atomic JSON-safe writing, validating reader, non-finite values."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
 import pytest
 
+from curlora import atomic as atomic_module
+from curlora.atomic import OutputError
 from curlora.metrics.continual import summarize
-from curlora.reporting import results as results_module
 from curlora.reporting.results import (
     RESULT_KEYS,
     ResultsError,
@@ -32,7 +33,6 @@ ISSUE3_KEYS = [
 
 def test_schema_keys(make_results) -> None:
     results = make_results()
-    # issue 3's keys exactly, then issue 6's warnings and issue 4's label balance
     assert list(results) == [*ISSUE3_KEYS, "warnings", "label_balance"] == list(RESULT_KEYS)
     assert set(results["perplexity"]) == {"initial", "after_task", "tokens"}
     assert validate_results(results) == []
@@ -49,16 +49,32 @@ def test_roundtrip_is_strict_json(make_results, tmp_path: Path) -> None:
     results = make_results(
         initial_accuracy={"mrpc": 0.5, "sst2": float("nan"), "sentiment140": 0.35},
         warnings=[{"task": "sst2", "evaluated_after": 1, "reason": "single_class",
-                   "accuracy": 0.509, "majority_baseline": 0.509, "top_class_share": 1.0}],
+                   "accuracy": 0.509, "majority_baseline": 0.509, "top_class_share": 1.0,
+                   "detail": "predicts one class"}],
         label_balance={"sst2": {"eval": {"label_counts": [428, 444], "majority": float("nan")}}},
     )  # fmt: skip
     path = write_results(tmp_path / "run" / "results.json", results)
     text = path.read_text()
-    json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    on_disk = json.loads(
+        text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}")
+    )
+    assert on_disk == results
+    # A measured NaN is written as the string "nan" (a result, not a gap), and read back
+    # as a float NaN; null stays for what was never measured.
+    assert on_disk["initial_accuracy"] == [0.5, "nan", 0.35]
     loaded = load_results(path)
-    assert loaded == results
-    assert loaded["initial_accuracy"] == [0.5, None, 0.35]  # NaN -> null
-    assert loaded["label_balance"]["sst2"]["eval"]["majority"] is None
+    assert math.isnan(loaded["initial_accuracy"][1])
+    assert loaded["label_balance"]["sst2"]["eval"]["majority"] == "nan"
+
+
+def test_non_finite_perplexity_is_shown_not_dropped(make_results, tmp_path: Path) -> None:
+    # after_task = [11, 12, inf]: the language model blew up after the last task.
+    results = make_results(perplexity={"initial": 10.0, "after_task": [11.0, 12.0, math.inf]})
+    assert results["perplexity"]["after_task"] == [11.0, 12.0, "inf"]
+    assert results["metrics"]["ppl_ratio_final"] == "inf"  # not 12 / 10 = 1.2
+    loaded = load_results(write_results(tmp_path / "results.json", results))
+    assert loaded["perplexity"]["after_task"][2] == math.inf
+    assert loaded["metrics"]["ppl_ratio_final"] == math.inf
 
 
 def test_partial_run_is_padded_with_nulls(make_results) -> None:
@@ -97,8 +113,8 @@ def test_write_is_atomic(make_results, tmp_path: Path, monkeypatch: pytest.Monke
     def failing_replace(src: str, dst: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(results_module.os, "replace", failing_replace)
-    with pytest.raises(OSError, match="disk full"):
+    monkeypatch.setattr(atomic_module.os, "replace", failing_replace)
+    with pytest.raises(OutputError, match="disk full"):
         write_results(path, make_results(status="completed-again"))
     assert path.read_text() == before  # old file intact
     assert os.listdir(tmp_path) == ["results.json"]  # no temp file left behind

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -194,6 +195,13 @@ class AdapterMethod:
                 {f"{n}.{k}": t.detach() for k, t in own if not k.startswith("base_layer.")}
             )
         return state
+
+    def save_final(self, model: nn.Module, directory: Path) -> Path | None:
+        """Save the trained adapter of ``model`` at the end of a run (``load_adapter``
+        reads it back); returns the directory, or None when nothing is written."""
+        from curlora.adapters.saving import save_adapter  # saving builds on this module
+
+        return save_adapter(model, directory)
 
     # -- diagnostics --------------------------------------------------------------------
     def delta_factors(self, layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -4,11 +4,15 @@ which parameter-efficient methods are compared (CURLoRA: https://arxiv.org/abs/2
 from __future__ import annotations
 
 import dataclasses
+import logging
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from curlora.adapters.base import AdapterMethod
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -30,3 +34,9 @@ class FullMethod(AdapterMethod):
 
     def state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
         return dict(model.state_dict())
+
+    def save_final(self, model: nn.Module, directory: Path) -> Path | None:
+        """Nothing beside the checkpoints: the whole fine-tuned backbone is already in the
+        last task checkpoint, and a second copy would double the run's disk use."""
+        log.info("method=full: the whole backbone is in the last task checkpoint; no adapter")
+        return None

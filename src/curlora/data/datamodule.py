@@ -8,10 +8,17 @@ tokenises each split once, and serves: the *current* task's train loader, eval l
 A batch is ``{"input_ids": Long[B, T], "attention_mask": Long[B, T], "labels": Long[B],
 "index": Long[B]}``, padded to the longest example of the batch (dynamic padding);
 ``index`` is the example's row in its task's (sub-sampled) training split.
+
+Built from ``configs/data/<name>.yaml`` (``_target_`` with ``_partial_: true``: the task
+loop adds the tokenizer, cache directory, seed and task order) and handed to every Trainer,
+which calls its loaders; its ``state_dict`` records where the training stream stands, so a
+step checkpoint resumes mid-epoch on exactly the next batch. Loaders never draw from the
+global RNG (each has its own generator), so data loading cannot shift dropout masks.
 """
 
 from __future__ import annotations
 
+import statistics
 import zlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -31,6 +38,7 @@ from curlora.data.validation import DataError, check_split, map_labels
 from curlora.metrics.perplexity import tokenize_corpus
 
 Example = dict[str, Any]
+MAX_TRUNCATED_SHARE = 0.5  # more than this share of a split cut short is a config mistake
 
 
 @dataclass
@@ -61,7 +69,7 @@ class TaskSequenceDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        task_specs: Mapping[str, TaskSpec],
+        task_specs: Mapping[str, TaskSpec | Mapping[str, Any]],
         tasks: Sequence[str],
         tokenizer: PreTrainedTokenizerBase,
         cache_dir: str | Path,
@@ -78,7 +86,10 @@ class TaskSequenceDataModule(L.LightningDataModule):
         missing = [t for t in tasks if t not in task_specs]
         if missing:
             raise ValueError(f"tasks {missing} have no spec; available: {sorted(task_specs)}")
-        self.specs = {t: task_specs[t] for t in tasks}
+        self.specs = {
+            t: spec if isinstance(spec, TaskSpec) else TaskSpec.from_config(t, spec)
+            for t, spec in ((t, task_specs[t]) for t in tasks)
+        }
         self.tasks = list(tasks)
         self.tokenizer = tokenizer
         self.cache_dir = Path(cache_dir)
@@ -94,6 +105,8 @@ class TaskSequenceDataModule(L.LightningDataModule):
         self.corpus_cfg = corpus
         self.corpus_ids: torch.Tensor | None = None  # [N] token ids of the perplexity corpus
         self.train_sampler: ResumableShuffleSampler | None = None
+        # (epoch, batches consumed) restored from a step checkpoint, for the next train loader
+        self._resume_position: tuple[int, int] | None = None
         self._collator = DataCollatorWithPadding(tokenizer, padding="longest", return_tensors="pt")
 
     # ------------------------------------------------------------------ preparation
@@ -153,7 +166,7 @@ class TaskSequenceDataModule(L.LightningDataModule):
         ]
         budget = self.max_length - (1 if self.append_eos else 0)
         encoded = self.tokenizer(joined, add_special_tokens=True, truncation=False)["input_ids"]
-        examples, truncated = [], 0
+        examples, truncated, lengths = [], 0, []
         eos = self.tokenizer.eos_token_id
         for position, (row, ids) in enumerate(zip(order, encoded, strict=True)):
             if not ids:
@@ -161,6 +174,7 @@ class TaskSequenceDataModule(L.LightningDataModule):
                     f"task '{spec.name}', split '{split}', field '{spec.text_field}': row {row} "
                     "tokenises to nothing (empty text?)"
                 )
+            lengths.append(len(ids))
             if len(ids) > budget:
                 # Keep the beginning: the label-bearing content of these tasks is up front.
                 ids, truncated = ids[:budget], truncated + 1
@@ -178,6 +192,14 @@ class TaskSequenceDataModule(L.LightningDataModule):
                     "index": position,
                 }
             )
+        if truncated > MAX_TRUNCATED_SHARE * len(examples):
+            p95 = statistics.quantiles(lengths, n=20)[-1] if len(lengths) > 1 else lengths[0]
+            raise DataError(
+                f"task '{spec.name}', split '{split}': data.max_length={self.max_length} cuts "
+                f"{truncated} of {len(examples)} texts short (median length "
+                f"{statistics.median(lengths):.0f} tokens, 95th percentile {p95:.0f}); "
+                "valid: a data.max_length that keeps most texts whole"
+            )
         return examples, truncated
 
     # ------------------------------------------------------------------ serving
@@ -193,6 +215,11 @@ class TaskSequenceDataModule(L.LightningDataModule):
     def train_examples(self, task: str) -> list[Example]:
         return self.prepared[task].train
 
+    def _generator(self) -> torch.Generator:
+        """A loader's own generator: DataLoader draws its base seed from it (for worker
+        seeds), never from the global RNG that dropout uses."""
+        return torch.Generator().manual_seed(self.seed)
+
     def train_dataloader_for(self, task: str, batch_size: int | None = None) -> DataLoader:
         """A task's training examples in order (for strategies: Fisher, LwF targets)."""
         return DataLoader(
@@ -201,6 +228,7 @@ class TaskSequenceDataModule(L.LightningDataModule):
             shuffle=False,
             collate_fn=self.collate,
             num_workers=self.num_workers,
+            generator=self._generator(),
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -211,12 +239,16 @@ class TaskSequenceDataModule(L.LightningDataModule):
             seed=self.seed + 7919 * self.tasks.index(task),
             batch_size=self.batch_size,
         )
+        if self._resume_position is not None:
+            self.train_sampler.resume_from(*self._resume_position)
+            self._resume_position = None
         return DataLoader(
             self.prepared[task].train,
             batch_size=self.batch_size,
             sampler=self.train_sampler,
             collate_fn=self.collate,
             num_workers=self.num_workers,
+            generator=self._generator(),
         )
 
     def eval_dataloader_for(self, task: str) -> DataLoader:
@@ -226,11 +258,32 @@ class TaskSequenceDataModule(L.LightningDataModule):
             shuffle=False,
             collate_fn=self.collate,
             num_workers=self.num_workers,
+            generator=self._generator(),
         )
 
     def val_dataloader(self) -> list[DataLoader]:
         """One eval loader per task, in sequence order (dataloader_idx = task position)."""
         return [self.eval_dataloader_for(t) for t in self.tasks]
+
+    # ------------------------------------------------------------------ checkpoint state
+    def state_dict(self) -> dict[str, Any]:
+        """Where the training stream stands (saved in Lightning's step checkpoints): the
+        current task, its epoch, and the batches of that epoch already trained on
+        (``ready`` counts the batch being finished when a step checkpoint is saved)."""
+        trainer = self.trainer
+        if trainer is None or not trainer.training:
+            return {}
+        progress = trainer.fit_loop.epoch_loop.batch_progress.current
+        return {
+            "task": self.current_task,
+            "epoch": int(trainer.current_epoch),
+            "batches": int(progress.ready),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Make the next train loader continue the stream where the checkpoint left it."""
+        if state_dict:
+            self._resume_position = (int(state_dict["epoch"]), int(state_dict["batches"]))
 
     # ------------------------------------------------------------------ reporting
     def majority_baseline(self) -> dict[str, float]:

@@ -1,19 +1,21 @@
 """Continual-learning metrics over an accuracy matrix, as pure functions (no torch, no Lightning).
 
-Notation (``shared/design.md`` §4), with 0-based indices in the code:
+Notation (the README's metric table), with 0-based indices in the code:
 
 - ``R[i][j]``: accuracy on task ``j`` after training task ``i``; a T × T matrix with ``None``
   where a head was not evaluated. ``R[i]`` is "row i", the evaluation after task ``i``.
 - ``initial[j]`` (b_j): accuracy of task ``j``'s untrained head before any training.
 - The last row is ``R[K-1]`` where K is the number of rows that exist (see below); the
-  formulas in §4 are 1-based, so their ``R[T]`` is our ``R[K-1]`` and their ``j < T`` is our
+  usual formulas are 1-based, so their ``R[T]`` is our ``R[K-1]`` and their ``j < T`` is our
   ``j < K-1``.
 
 Partial matrices (a run stopped early after K < T tasks): trailing rows that are missing or
 entirely ``None`` are dropped and every metric is computed as if the sequence had been the
 first K tasks (columns ``j >= K`` are ignored: those tasks were never trained). Inside the
-rows that exist, a ``None`` (or NaN) cell is "not evaluated" and its term is left out of the
-mean; a metric with no term left is ``None``.
+rows that exist, a ``None`` cell is "not evaluated" and its term is left out of the mean; a
+metric with no term left is ``None``. A NaN or inf is a measurement, never "not evaluated":
+it propagates into the metrics that use it (a perplexity that overflowed after the last
+task makes ``ppl_ratio_final`` inf, instead of silently reporting an earlier ratio).
 
 Metrics that need at least two trained tasks (BWT, both forgettings, FWT) are ``None``
 for K = 1, never NaN, so that ``results.json`` stays valid JSON.
@@ -38,11 +40,8 @@ METRIC_KEYS: tuple[str, ...] = (
 
 
 def _value(x: float | None) -> float | None:
-    """A finite float, or None for missing / NaN / inf (an evaluation that did not happen)."""
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
+    """A float, or None for a cell that was not evaluated (non-finite values stay as they are)."""
+    return None if x is None else float(x)
 
 
 def trained_rows(R: Matrix) -> list[list[float | None]]:
@@ -74,7 +73,7 @@ def _diff(a: float | None, b: float | None) -> float | None:
 
 
 def average_accuracy(R: Matrix) -> float | None:
-    """ACC = mean_j R[K-1][j] over the K trained tasks (Lopez-Paz & Ranzato 2017; design §4).
+    """ACC = mean_j R[K-1][j] over the K trained tasks (Lopez-Paz & Ranzato 2017).
 
     None when no row exists.
     """
@@ -98,13 +97,13 @@ def backward_transfer(R: Matrix) -> float | None:
 
 
 def forgetting_max(R: Matrix) -> float | None:
-    """Forgetting measure of Chaudhry et al. 2018 (RWalk), as design §4 restricts it.
+    """Forgetting measure of Chaudhry et al. 2018 (RWalk), with the maximum starting at l = j.
 
     f_j = max_{j <= l <= K-2} R[l][j] − R[K-1][j], averaged over j < K-1: the best accuracy
     task ``j`` ever had, from the row right after it was trained (l = j) up to the row before
     the last, minus its final accuracy.
 
-    Chaudhry et al. take the maximum over every earlier row, l in 0..K-2; design §4 starts it
+    Chaudhry et al. take the maximum over every earlier row, l in 0..K-2; here it starts
     at l = j because before task j is trained its head is untrained and says nothing (an
     untrained head that happens to beat the trained one would inflate f_j). None for K < 2.
     """
@@ -139,6 +138,12 @@ def forward_transfer(R: Matrix, initial: Sequence[float | None]) -> float | None
     How much training the earlier tasks helps task ``j`` before it is trained, against
     ``b_j = initial[j]``, the accuracy of its untrained head before any training. Uses
     ``initial`` of length T (one per task). None for K < 2.
+
+    Read it with care: with one head per task, ``R[j-1][j]`` and ``b_j`` score the same
+    *untrained* head j, so this FWT only sees how far the backbone's features drifted,
+    through a random projection; it is exactly 0 for ``head_only`` (the backbone never
+    changes) and says nothing about whether earlier tasks made task j easier to learn. A
+    probe-based forward transfer (a fresh linear probe on frozen features) measures that.
     """
     rows = trained_rows(R)
     K = len(rows)
@@ -150,7 +155,7 @@ def forward_transfer(R: Matrix, initial: Sequence[float | None]) -> float | None
 
 
 def average_incremental_accuracy(R: Matrix) -> float | None:
-    """mean_k mean_{j<=k} R[k][j] over the K rows (Rebuffi et al. 2017, iCaRL; design §4).
+    """mean_k mean_{j<=k} R[k][j] over the K rows (Rebuffi et al. 2017, iCaRL).
 
     The average, over the sequence, of the accuracy on the tasks seen so far. A row with no
     evaluated cell among j <= k is left out. None when no row exists.
@@ -162,18 +167,22 @@ def average_incremental_accuracy(R: Matrix) -> float | None:
 def perplexity_ratio(initial: float | None, final: float | None) -> float | None:
     """final / initial perplexity: > 1 means the language model got worse.
 
-    None when either is missing or not a positive finite number.
+    None when either is missing (or not positive, which no perplexity can be). A final
+    perplexity that overflowed gives inf, a NaN one NaN: the ratio shows what happened.
     """
     a, b = _value(initial), _value(final)
     if a is None or b is None or a <= 0 or b <= 0:
         return None
+    if math.isinf(a):
+        return math.nan  # inf / anything: no finite reference to compare with
     return b / a
 
 
 def last_measured(values: Sequence[float | None]) -> float | None:
-    """The last finite entry of ``values`` (e.g. perplexity after the last trained task)."""
+    """The last measured (non-None) entry of ``values``, inf and NaN included: e.g. the
+    perplexity after the last trained task, whatever it came out as."""
     for v in reversed(values):
-        if _value(v) is not None:
+        if v is not None:
             return _value(v)
     return None
 
@@ -184,7 +193,7 @@ def summarize(
     ppl_initial: float | None,
     ppl_after: Sequence[float | None],
 ) -> dict[str, float | None]:
-    """All metrics of design §4 in one dict with exactly the keys of :data:`METRIC_KEYS`.
+    """All the metrics above in one dict with exactly the keys of :data:`METRIC_KEYS`.
 
     ``ppl_ratio_final`` compares the last measured entry of ``ppl_after`` with
     ``ppl_initial`` (so a run stopped early reports the ratio where it stopped).

@@ -17,6 +17,7 @@ split's majority baseline. Pure functions: the caller logs and stores the warnin
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from typing import Any
 
 SINGLE_CLASS = "single_class"
 AT_OR_BELOW_MAJORITY = "at_or_below_majority"
+NON_FINITE_PERPLEXITY = "non_finite_perplexity"
+INERT_ADAPTER = "inert_adapter"
 WARNING_KEYS = (
     "task",
     "evaluated_after",
@@ -31,7 +34,10 @@ WARNING_KEYS = (
     "accuracy",
     "majority_baseline",
     "top_class_share",
+    "detail",
 )
+"""Every warning in ``results.json`` has exactly these keys; fields a reason does not use
+are null, ``detail`` says in words what happened."""
 _EPS = 1e-9  # accuracy equal to the baseline (both count ratios) must count as "at"
 
 
@@ -146,21 +152,47 @@ def degenerate_warnings(
         if baseline is not None and accuracy <= baseline + _EPS:
             reasons.append(AT_OR_BELOW_MAJORITY)
         for reason in reasons:
-            warnings.append(
-                {
-                    "task": task,
-                    "evaluated_after": point,
-                    "reason": reason,
-                    "accuracy": accuracy,
-                    "majority_baseline": baseline,
-                    "top_class_share": share,
-                }
+            record = make_warning(
+                reason,
+                evaluated_after=point,
+                task=task,
+                accuracy=accuracy,
+                majority_baseline=baseline,
+                top_class_share=share,
             )
+            warnings.append(record)
     return warnings
+
+
+def make_warning(
+    reason: str,
+    evaluated_after: int | str,
+    task: str | None = None,
+    accuracy: float | None = None,
+    majority_baseline: float | None = None,
+    top_class_share: float | None = None,
+    detail: str | None = None,
+) -> dict[str, Any]:
+    """One warning record with exactly :data:`WARNING_KEYS` (``detail`` from
+    :func:`describe` when not given)."""
+    record: dict[str, Any] = {
+        "task": task,
+        "evaluated_after": evaluated_after,
+        "reason": reason,
+        "accuracy": accuracy,
+        "majority_baseline": majority_baseline,
+        "top_class_share": top_class_share,
+        "detail": detail,
+    }
+    if detail is None:
+        record["detail"] = describe(record)
+    return record
 
 
 def describe(warning: Mapping[str, Any]) -> str:
     """One log line for a warning, e.g. for ``logging.warning``."""
+    if warning.get("detail"):
+        return str(warning["detail"])
     what = {
         SINGLE_CLASS: "predicts one class for most of the split",
         AT_OR_BELOW_MAJORITY: "scores at or below the majority baseline",
@@ -170,3 +202,26 @@ def describe(warning: Mapping[str, Any]) -> str:
         f"(accuracy {warning['accuracy']}, majority baseline {warning['majority_baseline']}, "
         f"top-class share {warning['top_class_share']})"
     )
+
+
+def perplexity_warnings(
+    initial: float | None, after_task: Sequence[float | None], tasks: Sequence[str]
+) -> list[dict[str, Any]]:
+    """One warning per perplexity that was measured and came out non-finite (inf or NaN):
+    the language model broke at that point. Unmeasured (None) entries are not warned about."""
+    points: list[tuple[int | str, str, float | None]] = [("initial", "before training", initial)]
+    points += [
+        (task, f"after training {task}", v) for task, v in zip(tasks, after_task, strict=False)
+    ]
+    out = []
+    for point, when, value in points:
+        if value is not None and not math.isfinite(value):
+            out.append(
+                make_warning(
+                    NON_FINITE_PERPLEXITY,
+                    evaluated_after=point,
+                    detail=f"language-model perplexity is {value} {when}: the model's "
+                    "predictions broke down (overflowing or NaN logits)",
+                )
+            )
+    return out

@@ -19,10 +19,10 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 from transformers import PreTrainedModel
 
 from curlora.adapters import adapter_state_dict, load_adapter_state_dict
+from curlora.run_state import rng_state, set_rng_state
 from curlora.strategies.base import Strategy
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -49,7 +49,13 @@ def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
 
 
 class ContinualLitModule(L.LightningModule):
-    """Trains the shared adapter and the current task's head; evaluates every task's head."""
+    """Trains the shared adapter and the current task's head; evaluates every task's head.
+
+    Data arrives through Lightning: ``trainer.datamodule`` (a ``TaskSequenceDataModule``)
+    serves the current task's training batches and one eval loader per task; strategies
+    receive it in their hooks. ``validation_step`` returns the predictions of the head of
+    the loader's task, which ``ForgettingMatrixCallback`` scores.
+    """
 
     def __init__(
         self,
@@ -67,22 +73,10 @@ class ContinualLitModule(L.LightningModule):
         self.task_names = list(task_classes)
         # Heads stay fp32 whatever the backbone dtype: they are tiny and train from scratch.
         self.heads = nn.ModuleDict({t: nn.Linear(hidden, n) for t, n in task_classes.items()})
-        self.val_accuracy = nn.ModuleDict(
-            {t: MulticlassAccuracy(num_classes=n, average="micro") for t, n in task_classes.items()}
-        )
-        self.val_confusion = nn.ModuleDict(
-            {t: MulticlassConfusionMatrix(num_classes=n) for t, n in task_classes.items()}
-        )
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.strategy = strategy or Strategy()
         self.current_task = self.task_names[0]
-        self.eval_results: dict[str, dict[str, Any]] = {}
-        # The TaskSequenceDataModule, set by the task loop: strategies read examples from it
-        # and the perplexity callback its corpus (fit/validate receive plain loaders).
-        self.task_data: Any = None
-        # Evaluation point the callbacks file results under: -1 = before training, i = after task i.
-        self.eval_point = -1
         # Checkpoints hold only what trains (see on_save_checkpoint); loading them into a
         # module whose frozen backbone is already in place must not demand the rest.
         self.strict_loading = False
@@ -110,6 +104,9 @@ class ContinualLitModule(L.LightningModule):
         return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
 
     # ------------------------------------------------------------------ training
+    def _datamodule(self) -> Any:
+        return self.trainer.datamodule if self._trainer is not None else None
+
     def on_fit_start(self) -> None:
         # Stale gradients from the previous task must not reach the new optimizer.
         self.zero_grad(set_to_none=True)
@@ -118,9 +115,6 @@ class ContinualLitModule(L.LightningModule):
     def on_fit_end(self) -> None:
         self.strategy.on_task_end(self, self.current_task, self._datamodule())
         self.zero_grad(set_to_none=True)
-
-    def _datamodule(self) -> Any:
-        return self.task_data
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         task = self.current_task
@@ -178,68 +172,53 @@ class ContinualLitModule(L.LightningModule):
     # ------------------------------------------------------------------ evaluation
     def validation_step(
         self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        task = self.task_names[dataloader_idx]
+    ) -> dict[str, torch.Tensor]:
+        """Predictions of the head of the task this loader belongs to: {predictions, labels}."""
+        task = self.trainer.datamodule.tasks[dataloader_idx]
         predictions = self.task_logits(batch, task).argmax(dim=-1)
-        self.val_accuracy[task].update(predictions, batch["labels"])
-        self.val_confusion[task].update(predictions, batch["labels"])
-
-    def on_validation_epoch_end(self) -> None:
-        """Per task: accuracy, confusion matrix, share of the most-predicted class."""
-        results: dict[str, dict[str, Any]] = {}
-        for task in self.task_names:
-            confusion = self.val_confusion[task]
-            if not confusion.update_called:
-                continue
-            matrix = confusion.compute()  # [true, predicted]
-            predicted = matrix.sum(dim=0)
-            results[task] = {
-                "acc": float(self.val_accuracy[task].compute()),
-                "top_class_share": float(predicted.max() / predicted.sum()),
-                "confusion": matrix.tolist(),
-            }
-            confusion.reset()
-            self.val_accuracy[task].reset()
-        self.eval_results = results
+        return {"predictions": predictions, "labels": batch["labels"]}
 
     # ------------------------------------------------------------------ checkpoints
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep the heads, the adapter's state and the strategy's; never the frozen backbone.
-
-        The frozen backbone is rebuilt from the model config on resume; storing it would
-        cost 0.5 GB per checkpoint on SmolLM2 and 14 GB on Mistral-7B. The adapter state
-        is the method's own (``adapter_state_dict``): for CURLoRA U and the indices, for
-        OSF also its frozen SVD factors, which are not in ``state_dict()``.
+    def training_state(self) -> dict[str, Any]:
+        """What restores training on top of the same frozen base: the heads, the adapter's
+        own state (``adapter_state_dict``: for CURLoRA U and the indices, for OSF also its
+        frozen SVD factors, which are not in ``state_dict()``), the strategy's state and the
+        current task. Never the frozen backbone: it is rebuilt from the model config on
+        resume (storing it would cost 0.5 GB per checkpoint on SmolLM2, 14 GB on Mistral-7B).
         """
+        return {
+            "heads": {k: v.detach().clone() for k, v in self.heads.state_dict().items()},
+            "adapter_state": {
+                name: tensor.detach().clone()
+                for name, tensor in adapter_state_dict(self.backbone).items()
+            },
+            "strategy_state": self.strategy.state_dict(),
+            "current_task": self.current_task,
+        }
+
+    def load_training_state(self, state: Mapping[str, Any]) -> None:
+        self.heads.load_state_dict(state["heads"])
+        load_adapter_state_dict(self.backbone, state["adapter_state"])
+        self.strategy.load_state_dict(state.get("strategy_state", {}))
+        self.current_task = state.get("current_task", self.current_task)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Lightning (step) checkpoints: the heads in ``state_dict``, the rest of
+        :meth:`training_state`, and the RNG state (dropout masks resume exactly)."""
         state = checkpoint["state_dict"]
         for name in list(state):
             if not name.startswith("heads."):
                 del state[name]
-        checkpoint["adapter_state"] = {
-            name: tensor.detach().clone()
-            for name, tensor in adapter_state_dict(self.backbone).items()
-        }
-        checkpoint["strategy_state"] = self.strategy.state_dict()
-        checkpoint["current_task"] = self.current_task
-        checkpoint["torch_rng_state"] = torch.get_rng_state()
-        if self._trainer is not None and self.trainer.training:
-            # Where the data stream stands: the epoch and the batches of it already trained
-            # on (``ready`` counts the batch being finished when a step checkpoint is saved).
-            progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
-            checkpoint["data_position"] = {
-                "epoch": int(self.trainer.current_epoch),
-                "batches": int(progress.ready),
-            }
+        extra = self.training_state()
+        del extra["heads"]
+        checkpoint.update(extra)
+        checkpoint["rng_state"] = rng_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Resume inside a task (Lightning ``fit(ckpt_path=...)``) or at a task boundary."""
+        """Resume inside a task (Lightning ``fit(ckpt_path=...)``)."""
         if "adapter_state" in checkpoint:
             load_adapter_state_dict(self.backbone, checkpoint["adapter_state"])
         self.strategy.load_state_dict(checkpoint.get("strategy_state", {}))
         self.current_task = checkpoint.get("current_task", self.current_task)
-        if "torch_rng_state" in checkpoint:
-            torch.set_rng_state(checkpoint["torch_rng_state"])
-        position = checkpoint.get("data_position")
-        sampler = getattr(self.task_data, "train_sampler", None)
-        if position is not None and sampler is not None:
-            sampler.resume_from(position["epoch"], position["batches"])
+        if "rng_state" in checkpoint:
+            set_rng_state(checkpoint["rng_state"])

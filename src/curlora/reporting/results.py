@@ -13,38 +13,40 @@ Schema (top-level keys, in this order):
 - ``majority_baseline``: T entries, majority-class accuracy of each task's eval split;
 - ``trainable_params`` (int), ``status`` (``"completed"`` or what stopped the run),
   ``config`` (the resolved config);
-- ``warnings``: issue 6's degenerate-result flags, dicts with
-  ``curlora.metrics.degenerate.WARNING_KEYS`` (empty list when none);
-- ``label_balance``: issue 4's label balance, task -> split -> counts etc. (free-form
-  below the task level; empty dict when not recorded).
+- ``warnings``: what makes a number suspect, dicts with
+  ``curlora.metrics.degenerate.WARNING_KEYS`` (empty list when none): degenerate heads,
+  a perplexity that went non-finite, an adapter that did not move;
+- ``label_balance``: task -> split -> size, label counts, dropped and truncated rows
+  (free-form below the task level; empty dict when not recorded).
 
-Why two keys beyond issue 3's "exactly these": issues 4 and 6 ask for the label balance
-and a warnings list *in results.json*. Hiding them inside an existing key would change that
-key's documented type (``majority_baseline`` is a list of floats) and break readers of
-issue 3's schema, so they are separate top-level keys, always present so that readers never
-branch on their absence. The schema stays closed: :func:`validate_results` rejects any other
-key, so a typo cannot silently add one.
+``warnings`` and ``label_balance`` are always present, so readers never branch on their
+absence. The schema is closed: :func:`validate_results` rejects any other key, so a typo
+cannot silently add one.
 
 Per-task lists are aligned with ``tasks`` (index j ↔ ``tasks[j]``), like the matrix columns.
-JSON has no NaN: every non-finite float is written as null. Writes are atomic (a temp file
-in the same directory, then ``os.replace``), so a crash never leaves half a file.
+
+Missing versus non-finite. ``null`` means "never measured" (a task the run did not reach).
+A measurement that came out non-finite is a result, not a gap (a language model whose
+perplexity overflowed is exactly the failure the CURLoRA paper reports for LoRA), so it is
+written as one of the strings ``"inf"``, ``"-inf"``, ``"nan"``: JSON has no such numbers,
+and these strings keep the file strict JSON that any reader parses. :func:`load_results`
+turns them back into floats. Writes are atomic (``curlora.atomic``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from curlora.atomic import atomic_write_text
 from curlora.metrics.continual import METRIC_KEYS, summarize, trained_rows
 from curlora.metrics.degenerate import WARNING_KEYS
 
-ISSUE3_KEYS = (
+RESULT_KEYS = (
     "method",
     "rank",
     "seed",
@@ -57,8 +59,9 @@ ISSUE3_KEYS = (
     "trainable_params",
     "status",
     "config",
+    "warnings",
+    "label_balance",
 )
-RESULT_KEYS = (*ISSUE3_KEYS, "warnings", "label_balance")
 PERPLEXITY_KEYS = ("initial", "after_task", "tokens")
 
 
@@ -66,13 +69,30 @@ class ResultsError(ValueError):
     """A results dict or file that does not follow the schema; the message lists every problem."""
 
 
+NON_FINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+"""How a non-finite measurement is written in JSON (see the module docstring)."""
+
+
+def encode_number(value: float) -> float | str:
+    """A finite float as is; inf, -inf, NaN as ``"inf"``, ``"-inf"``, ``"nan"``."""
+    if math.isfinite(value):
+        return value
+    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+
+
+def decode_number(value: Any) -> Any:
+    """The inverse of :func:`encode_number` (other values pass through)."""
+    return NON_FINITE[value] if isinstance(value, str) and value in NON_FINITE else value
+
+
 def json_safe(value: Any, where: str = "results") -> Any:
-    """A copy of ``value`` made of JSON types only: non-finite floats -> None, tuples -> lists,
-    mapping keys -> str, numpy/torch scalars -> Python numbers, paths -> str."""
+    """A copy of ``value`` made of JSON types only: non-finite floats -> ``"inf"``/``"nan"``
+    strings, tuples -> lists, mapping keys -> str, numpy/torch scalars -> Python numbers,
+    paths -> str."""
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
-        return value if math.isfinite(value) else None
+        return encode_number(value)
     if isinstance(value, Mapping):
         return {str(k): json_safe(v, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -156,13 +176,28 @@ def build_results(
     return results
 
 
+PPL_NON_FINITE = ("inf", "nan")
+
+
 def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def _is_num(x: Any, low: float = -math.inf, high: float = math.inf, nullable: bool = True) -> bool:
+def _is_num(
+    x: Any,
+    low: float = -math.inf,
+    high: float = math.inf,
+    nullable: bool = True,
+    non_finite: tuple[str, ...] = ("nan",),
+) -> bool:
+    """A number in [low, high], null (when ``nullable``) or one of the allowed non-finite
+    markers (a measurement that came out NaN is a result; +inf only where it can occur)."""
     if x is None:
         return nullable
+    if isinstance(x, str):
+        return x in non_finite
+    if isinstance(x, float) and not math.isfinite(x):
+        return encode_number(x) in non_finite
     return isinstance(x, (int, float)) and not isinstance(x, bool) and low <= x <= high
 
 
@@ -211,19 +246,23 @@ def validate_results(results: Any) -> list[str]:
     if not isinstance(ppl, Mapping) or set(ppl) != set(PERPLEXITY_KEYS):
         problems.append(f"perplexity: expected keys {list(PERPLEXITY_KEYS)}, got {ppl!r}")
     else:
-        if not _is_num(ppl["initial"], 0):
+        if not _is_num(ppl["initial"], 0, non_finite=PPL_NON_FINITE):
             problems.append(
                 f"perplexity.initial: expected a positive number, got {ppl['initial']!r}"
             )
         _check_list(
-            "perplexity.after_task", ppl["after_task"], T, lambda v: _is_num(v, 0), problems
+            "perplexity.after_task",
+            ppl["after_task"],
+            T,
+            lambda v: _is_num(v, 0, non_finite=PPL_NON_FINITE),
+            problems,
         )
         if not (_is_int(ppl["tokens"]) and ppl["tokens"] >= 0):
             problems.append(f"perplexity.tokens: expected an int >= 0, got {ppl['tokens']!r}")
     metrics = r["metrics"]
     if not isinstance(metrics, Mapping) or set(metrics) != set(METRIC_KEYS):
         problems.append(f"metrics: expected exactly {list(METRIC_KEYS)}, got {metrics!r}")
-    elif not all(_is_num(v) for v in metrics.values()):
+    elif not all(_is_num(v, non_finite=tuple(NON_FINITE)) for v in metrics.values()):
         problems.append(f"metrics: values must be numbers or null, got {metrics!r}")
     if not (_is_int(r["trainable_params"]) and r["trainable_params"] >= 0):
         problems.append(f"trainable_params: expected an int >= 0, got {r['trainable_params']!r}")
@@ -255,39 +294,44 @@ def _raise_if_invalid(results: Any, source: str = "results") -> None:
 def write_results(path: str | os.PathLike[str], results: Mapping[str, Any]) -> Path:
     """Validate and write ``results`` as JSON atomically; returns the path written.
 
-    Non-finite floats become null (``allow_nan=False`` guarantees strict JSON). The file is
-    written to a temp file in the same directory, fsynced and renamed over ``path``, so
-    readers see the old file or the new one, never a partial one.
+    Non-finite floats become ``"inf"``/``"nan"`` strings (``allow_nan=False`` guarantees
+    strict JSON). Written atomically (``curlora.atomic``): readers see the old file or the
+    new one, never a partial one.
     """
     path = Path(path)
     safe = json_safe(dict(results))
     _raise_if_invalid(safe, str(path))
-    text = json.dumps(safe, indent=2, allow_nan=False) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write_text(path, json.dumps(safe, indent=2, allow_nan=False) + "\n")
+
+
+def decode_results(results: dict[str, Any]) -> dict[str, Any]:
+    """``results`` with the non-finite markers of its numeric fields turned back into floats."""
+    out = dict(results)
+    out["accuracy_matrix"] = [[decode_number(v) for v in row] for row in results["accuracy_matrix"]]
+    for key in ("initial_accuracy", "majority_baseline"):
+        out[key] = [decode_number(v) for v in results[key]]
+    ppl = results["perplexity"]
+    out["perplexity"] = {
+        **ppl,
+        "initial": decode_number(ppl["initial"]),
+        "after_task": [decode_number(v) for v in ppl["after_task"]],
+    }
+    out["metrics"] = {k: decode_number(v) for k, v in results["metrics"].items()}
+    return out
 
 
 def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a results.json and validate it; raises ResultsError naming the file and problems."""
+    """Read a results.json and validate it; raises ResultsError naming the file and problems.
+
+    Non-finite measurements come back as floats (``inf``, ``nan``; see the module docstring).
+    """
     path = Path(path)
     try:
         results = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise ResultsError(f"{path} is not valid JSON: {error}") from error
     _raise_if_invalid(results, str(path))
-    return results
+    return decode_results(results)
 
 
 def final_accuracies(results: Mapping[str, Any]) -> list[float | None]:

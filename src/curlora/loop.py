@@ -1,0 +1,292 @@
+"""The continual task loop: one Trainer per task, an evaluation after each, a checkpoint.
+
+:class:`TaskLoop` builds the objects of a run from its config (backbone, method, data,
+module, callbacks, loggers), then walks the task sequence:
+
+    initial evaluation (untrained heads: the FWT baseline; perplexity before training)
+    for each task i:  Trainer.fit on task i  (fresh optimizer and schedule; the adapter
+                      carries over)  →  evaluate every task's head and the perplexity
+                      →  task checkpoint (atomic)  →  progress.json
+
+Everything measured goes into a :class:`~curlora.run_record.RunRecord`; reporting reads
+the record. A run directory that already holds this experiment's checkpoints continues from
+them (:meth:`TaskLoop.restore`), including mid-task from a step checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+from safetensors.torch import save_file
+
+from curlora.adapters import adapter_diagnostics, applied_method, apply_adapter
+from curlora.atomic import atomic_write
+from curlora.callbacks.forgetting import ForgettingMatrixCallback
+from curlora.callbacks.perplexity import PerplexityCallback
+from curlora.data.datamodule import TaskSequenceDataModule
+from curlora.interrupts import CheckpointOnInterrupt, InterruptGuard
+from curlora.loggers import GuardedLogger, build_loggers
+from curlora.metrics.degenerate import INERT_ADAPTER, make_warning
+from curlora.models.backbone import load_backbone
+from curlora.models.module import ContinualLitModule
+from curlora.run_record import Evaluation, RunRecord
+from curlora.run_state import (
+    AtomicCheckpointIO,
+    DamagedFile,
+    latest_task_checkpoint,
+    read_progress,
+    save_task_checkpoint,
+    set_rng_state,
+    step_checkpoint,
+    step_checkpoint_dir,
+    usable_step_checkpoint,
+    write_progress,
+)
+from curlora.strategies import build_strategy
+
+log = logging.getLogger("curlora")
+
+# Callbacks the loop reads results from; every other entry of ``callbacks`` is passed on.
+EVALUATION_CALLBACKS = ("forgetting", "perplexity")
+
+
+class TaskLoop:
+    """Holds the objects of one run and walks the task sequence; see the module docstring."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, guard: InterruptGuard) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.guard = guard
+        self.tasks: list[str] = list(cfg.tasks)
+        L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+        torch.use_deterministic_algorithms(bool(cfg.get("deterministic", True)), warn_only=True)
+        cache_dir = Path(cfg.paths.cache_dir)
+
+        self.backbone, self.tokenizer = load_backbone(cfg.model, cache_dir)
+        self.trainable_params = apply_adapter(self.backbone, cfg.method)
+        make_data = instantiate(cfg.data, _convert_="all")  # _partial_: completed here
+        self.data: TaskSequenceDataModule = make_data(
+            tasks=self.tasks, tokenizer=self.tokenizer, cache_dir=cache_dir, seed=int(cfg.seed)
+        )
+        self.data.setup()
+        self.module = ContinualLitModule(
+            self.backbone,
+            {t: self.data.specs[t].num_classes for t in self.tasks},
+            optimizer=instantiate(cfg.optimizer),
+            scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+            strategy=build_strategy(cfg.get("strategy")),
+            head_lr=cfg.get("head_lr"),
+        )
+        self.trainable_params += sum(p.numel() for p in self.module.heads.parameters())
+        callbacks = cfg.get("callbacks") or {}
+        self.forgetting: ForgettingMatrixCallback = instantiate(callbacks["forgetting"])
+        self.perplexity: PerplexityCallback = instantiate(callbacks["perplexity"])
+        self.extra_callbacks: list[Callback] = [
+            instantiate(c) for k, c in callbacks.items() if c and k not in EVALUATION_CALLBACKS
+        ]
+        self.loggers: list[GuardedLogger] = build_loggers(cfg.get("logger"))
+        for logger in self.loggers:
+            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        self.record = RunRecord(self.tasks)
+        self.resume_warnings: list[str] = []
+
+    # ------------------------------------------------------------------ trainers
+    def _trainer(self, task_index: int | None) -> L.Trainer:
+        """A Trainer that trains task ``task_index``, or evaluates when it is None."""
+        callbacks: list[Callback] = [*self.extra_callbacks]
+        if task_index is None:
+            callbacks += [self.forgetting, self.perplexity]
+        every = int(self.cfg.checkpoint.every_n_train_steps or 0)
+        if task_index is not None:
+            path = step_checkpoint(self.run_dir, task_index)
+            callbacks.append(CheckpointOnInterrupt(self.guard, path))
+            if every > 0:
+                callbacks.append(
+                    ModelCheckpoint(
+                        dirpath=step_checkpoint_dir(self.run_dir, task_index),
+                        every_n_train_steps=every,
+                        save_top_k=0,
+                        save_last=True,
+                        enable_version_counter=False,
+                    )
+                )
+        training = task_index is not None
+        return instantiate(
+            self.cfg.trainer,
+            callbacks=callbacks,
+            logger=self.loggers or False,
+            default_root_dir=str(self.run_dir),
+            enable_checkpointing=training and every > 0,
+            plugins=[AtomicCheckpointIO()],
+            # Training never validates (every head is evaluated after the task, by the loop).
+            limit_val_batches=0 if training else None,
+        )
+
+    def _evaluate(self, point: int) -> None:
+        """Every task's head on its eval split + perplexity, filed under ``point``."""
+        self._trainer(None).validate(self.module, datamodule=self.data, verbose=False)
+        evaluation = Evaluation(dict(self.forgetting.result), self.perplexity.result)
+        self.record.add(point, evaluation)
+        self._log_evaluation(point, evaluation)
+
+    def _log_evaluation(self, point: int, evaluation: Evaluation) -> None:
+        metrics: dict[str, float] = {"tasks_trained": point + 1}
+        for task, score in evaluation.scores.items():
+            metrics[f"eval/{task}/acc"] = score.accuracy
+            metrics[f"eval/{task}/top_class_share"] = score.top_class_share
+        if evaluation.perplexity is not None:
+            metrics["lm/ppl"] = evaluation.perplexity.ppl
+        for logger in self.loggers:
+            logger.log_metrics(metrics, step=point + 1)
+
+    # ------------------------------------------------------------------ state
+    def save_progress(self, status: str) -> None:
+        self.record.status = status
+        write_progress(self.run_dir, self.record)
+
+    def restore(self) -> None:
+        """Continue from what the run directory holds (see ``curlora.run_state``).
+
+        The last readable task checkpoint decides how many tasks are done (its embedded
+        record is what was measured up to it); ``progress.json`` adds the initial
+        evaluation when no task finished yet. Damaged files are named in the log and
+        skipped, falling back to the previous good state; nothing is written here.
+        """
+        warnings = self.resume_warnings
+        try:
+            progress = read_progress(self.run_dir)
+        except DamagedFile as error:
+            warnings.append(f"{error}; using the task checkpoints instead")
+            progress = None
+        if progress is not None and progress.tasks != self.tasks:
+            raise DamagedFile(
+                self.run_dir / "progress.json",
+                f"it records tasks {progress.tasks}, the config has {self.tasks}",
+            )
+        found = latest_task_checkpoint(self.run_dir, len(self.tasks), warnings)
+        if found is not None:
+            _, checkpoint = found
+            self.module.load_training_state(checkpoint["training_state"])
+            set_rng_state(checkpoint["rng_state"])
+            self.record = checkpoint["record"]
+        elif progress is not None:
+            # No task finished: keep the initial evaluation, nothing after it.
+            self.record = RunRecord(self.tasks, initial=progress.initial)
+        for warning in warnings:
+            log.warning("resume: %s", warning)
+        log.info(
+            "continuing %s: initial evaluation %s, %d of %d task(s) done",
+            self.run_dir,
+            "done" if self.record.initial is not None else "to do",
+            self.record.completed_tasks,
+            len(self.tasks),
+        )
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> str:
+        if self.record.initial is None:
+            self._evaluate(-1)
+            self.save_progress("running")
+        self.guard.check()
+        for index in range(self.record.completed_tasks, len(self.tasks)):
+            self._train_task(index)
+        self._save_final_weights()
+        return "completed"
+
+    def _save_final_weights(self) -> None:
+        """The trained adapter (``adapter/``, which ``load_adapter`` reads; what a method
+        saves is its own business) and the heads (``heads.safetensors``)."""
+        applied_method(self.backbone).save_final(self.backbone, self.run_dir / "adapter")
+        heads = {n: p.detach().contiguous() for n, p in self.module.heads.state_dict().items()}
+        atomic_write(self.run_dir / "heads.safetensors", lambda tmp: save_file(heads, str(tmp)))
+
+    def _train_task(self, index: int) -> None:
+        task = self.tasks[index]
+        start = time.perf_counter()
+        self.data.set_task(task)
+        self.module.set_task(task)
+        trainer = self._trainer(index)
+        self.module.train()  # Lightning keeps the mode it finds; evaluation leaves eval mode
+        before = self._adapter_snapshot()
+        resume_from = usable_step_checkpoint(self.run_dir, index, self.resume_warnings)
+        trainer.fit(
+            self.module,
+            datamodule=self.data,
+            ckpt_path=str(resume_from) if resume_from is not None else None,
+        )
+        self.guard.check()
+        self._check_adapter_moved(before, index)
+        self._evaluate(index)
+        self._log_adapter_diagnostics(index)
+        save_task_checkpoint(self.run_dir, index, self.module.training_state(), self.record)
+        self.save_progress("running")
+        row = ", ".join(
+            f"{t}={a:.3f}"
+            for t, a in zip(self.tasks, self.record.accuracy_matrix()[index], strict=True)
+            if a is not None
+        )
+        ppl = self.record.perplexity()["after_task"][index]
+        log.info(
+            "task %d/%d %s | acc: %s | ppl %s | %.0fs",
+            index + 1,
+            len(self.tasks),
+            task,
+            row,
+            "-" if ppl is None else f"{ppl:.3f}",
+            time.perf_counter() - start,
+        )
+        self.guard.check()
+
+    # ------------------------------------------------------------------ adapter checks
+    def _adapter_snapshot(self) -> dict[str, torch.Tensor] | None:
+        """Copies of the shared (non-head) trainable tensors, to see whether they moved;
+        None when there are none or they are too large to copy cheaply (full fine-tuning
+        of a large model)."""
+        shared = [(n, p) for n, p in self.module.trainable_named_parameters() if "heads." not in n]
+        if not shared or sum(p.numel() for _, p in shared) > 50_000_000:
+            return None
+        return {n: p.detach().clone() for n, p in shared}
+
+    def _check_adapter_moved(self, before: dict[str, torch.Tensor] | None, index: int) -> None:
+        """An adapter none of whose parameters changed during a task has learned nothing
+        (e.g. an update scale so large that Adam's second moment overflows): warn."""
+        if before is None:
+            return
+        params = dict(self.module.trainable_named_parameters())
+        if all(torch.equal(params[n].detach(), t) for n, t in before.items()):
+            task = self.tasks[index]
+            warning = make_warning(
+                INERT_ADAPTER,
+                evaluated_after=task,
+                detail=f"no adapter parameter changed while training {task}: the adapter "
+                "learned nothing (check the learning rate and the update scale alpha)",
+            )
+            self.record.warnings.append(warning)
+            log.warning("%s", warning["detail"])
+
+    def _log_adapter_diagnostics(self, index: int) -> None:
+        """‖ΔW‖_F/‖W‖_F (and ‖U‖_F, ‖A‖_F, ...) per adapted layer, after each task."""
+        diagnostics = adapter_diagnostics(self.backbone)
+        if diagnostics:
+            for logger in self.loggers:
+                logger.log_metrics({**diagnostics, "tasks_trained": index + 1}, step=index + 1)
+
+    def close_loggers(self) -> None:
+        for logger in self.loggers:
+            logger.close()
+
+    def context(self) -> dict[str, Any]:
+        """What reporting needs besides the record."""
+        return {
+            "trainable_params": self.trainable_params,
+            "majority_baseline": self.data.majority_baseline(),
+            "label_balance": self.data.label_balance(),
+        }

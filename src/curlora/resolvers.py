@@ -1,0 +1,68 @@
+"""OmegaConf resolvers the configs use; registered on import of ``curlora``.
+
+- ``${curlora.cwd:}``: the directory the command was started in, as an absolute path.
+  ``paths.root_dir`` uses it instead of ``${hydra:runtime.cwd}``, which only resolves inside
+  a job: Hydra's sweeper resolves ``hydra.sweep.dir`` (built from ``paths.log_dir``) before
+  any job exists, so ``${hydra:...}`` there fails with "HydraConfig was not set".
+- ``${curlora.run_tag:${method},${strategy},${seed}}``: a run's name by what defines it:
+  ``curlora_r16_s1311``, ``head_only_s1311`` (no rank for methods without one),
+  ``lora_r8_ewc_s3`` (the strategy when it is not plain sequential training).
+- ``${curlora.safe_name:<text>}``: ``text`` made safe as one path component (no ``/``, at
+  most 120 characters; a longer one keeps a hash of the rest), for names built from
+  overrides such as ``model.name_or_path=org/name``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from omegaconf import OmegaConf
+
+MAX_NAME = 120
+
+
+def strategy_tag(strategy: Mapping[str, Any] | None) -> str | None:
+    """``ewc`` for ``curlora.strategies.ewc.EWC``; None for sequential training or none."""
+    if not strategy:
+        return None
+    target = str(strategy.get("_target_", ""))
+    parts = target.split(".")
+    name = str(strategy.get("name") or (parts[-2] if len(parts) >= 2 else target))
+    return None if name in ("", "sequential") else name
+
+
+def run_tag(method: Mapping[str, Any], strategy: Mapping[str, Any] | None, seed: Any) -> str:
+    """``<method>[_r<rank>][_<strategy>]_s<seed>``; see the module docstring."""
+    parts = [str(method.get("name") or "method")]
+    if method.get("rank") is not None:
+        parts.append(f"r{method.get('rank')}")
+    tag = strategy_tag(strategy)
+    if tag:
+        parts.append(tag)
+    parts.append(f"s{seed}")
+    return "_".join(parts)
+
+
+def safe_name(text: Any) -> str:
+    """One path component from ``text``: separators replaced, length capped with a hash."""
+    name = re.sub(r"[/\\\s]+", "_", str(text)).strip("._") or "run"
+    if len(name) > MAX_NAME:
+        digest = hashlib.blake2b(name.encode(), digest_size=4).hexdigest()
+        name = f"{name[: MAX_NAME - 9]}-{digest}"
+    return name
+
+
+def register_resolvers() -> None:
+    """Register the ``curlora.*`` resolvers (idempotent)."""
+    resolvers = {
+        "curlora.cwd": lambda: os.getcwd(),
+        "curlora.run_tag": run_tag,
+        "curlora.safe_name": safe_name,
+    }
+    for name, function in resolvers.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, function)

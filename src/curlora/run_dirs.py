@@ -1,0 +1,148 @@
+"""Run and sweep directories: never shared by accident, and a sweep that says how it went.
+
+A Hydra callback (``configs/hydra/default.yaml`` registers it) that decides where Hydra
+puts a run before Hydra creates anything:
+
+- A *timestamped* directory (the defaults ``logs/runs/<time>_...`` and
+  ``logs/multiruns/<time>``) is meant to be new. If it already exists, two commands started
+  in the same second, a suffix ``_2``, ``_3``, ... is added; the directory is claimed with
+  an exclusive ``mkdir``, so two processes can never get the same one.
+- A *fixed* directory (``hydra.run.dir=...``, ``hydra.sweep.dir=...``, or a config that
+  names one, like the reproduction grids) is used as given; the run itself then decides
+  whether it may continue what is there (``curlora.run_guard``).
+- ``resume=<run dir>``: Hydra's own files (its log, ``.hydra/``) go into the run being
+  resumed, under ``.hydra/resume_<time>/``, so the original record is kept.
+- After a multirun, one summary line per job that did not complete (read from the job
+  outcomes the jobs recorded, or from each job's ``results.json`` when the jobs ran in
+  other processes), and :data:`SWEEP_FAILURES` so that the command exits non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+log = logging.getLogger("curlora")
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How one job of a multirun ended: ``exit_code`` as the command would have exited."""
+
+    directory: str
+    overrides: tuple[str, ...]
+    status: str
+    exit_code: int
+
+
+JOB_OUTCOMES: list[JobOutcome] = []
+"""Outcomes recorded by the jobs of the current multirun (jobs that run in this process)."""
+SWEEP_FAILURES: list[JobOutcome] = []
+"""Jobs of the last multirun that did not complete; the command exits 1 when non-empty."""
+
+
+def _unresolved(node: DictConfig, key: str) -> str:
+    value = OmegaConf.to_container(node, resolve=False)[key]  # type: ignore[index]
+    return str(value)
+
+
+def claim_fresh_directory(path: Path) -> Path:
+    """Create ``path`` (or ``path_2``, ``path_3``, ...) with an exclusive mkdir; return it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        candidate = path if n == 1 else path.with_name(f"{path.name}_{n}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise RuntimeError(f"no free directory name next to {path}")
+
+
+def _set(config: DictConfig, dotted: str, value: str) -> None:
+    with read_write(config), open_dict(config):
+        OmegaConf.update(config, dotted, value, merge=False)
+
+
+def _claim_if_timestamped(config: DictConfig, dotted: str) -> None:
+    parent, _, key = dotted.rpartition(".")
+    if "${now:" not in _unresolved(OmegaConf.select(config, parent), key):
+        return  # a fixed directory: used as given
+    fresh = claim_fresh_directory(Path(str(OmegaConf.select(config, dotted))).absolute())
+    _set(config, dotted, str(fresh))
+
+
+class RunDirectories(Callback):
+    """See the module docstring."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        resume = config.get("resume")
+        if resume and (Path(str(resume)) / "run_config.yaml").is_file():
+            stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+            _set(config, "hydra.run.dir", str(Path(str(resume)).absolute()))
+            _set(config, "hydra.output_subdir", f".hydra/resume_{stamp}")
+            return
+        _claim_if_timestamped(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        JOB_OUTCOMES.clear()
+        SWEEP_FAILURES.clear()
+        _claim_if_timestamped(config, "hydra.sweep.dir")
+        _name_jobs_by_swept_keys(config)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        outcomes = list(JOB_OUTCOMES) or outcomes_on_disk(sweep_dir)
+        failed = [o for o in outcomes if o.exit_code != 0]
+        SWEEP_FAILURES[:] = failed
+        done = len(outcomes) - len(failed)
+        log.info("sweep %s: %d of %d jobs completed", sweep_dir, done, len(outcomes))
+        for outcome in failed:
+            log.error(
+                "job %s (%s) did not complete: %s",
+                Path(outcome.directory).name,
+                " ".join(outcome.overrides),
+                outcome.status,
+            )
+
+
+def _name_jobs_by_swept_keys(config: DictConfig) -> None:
+    """Job directories named by what varies: the command line's fixed overrides join the
+    keys left out of ``hydra.job.override_dirname`` (``0_method=curlora,rank=8``, not
+    ``0_method=curlora,rank=8,model=tiny_llama,...``). Each job's config is composed again
+    from the sweep's Hydra overrides, so the exclusion travels as one more of them."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    task = [str(o) for o in config.hydra.overrides.task]
+    parsed = OverridesParser.create().parse_overrides(task)
+    fixed = [o.key_or_group for o in parsed if not o.is_sweep_override()]
+    node = config.hydra.job.config.override_dirname
+    exclude = list(dict.fromkeys([*node.exclude_keys, *fixed]))
+    with read_write(config), open_dict(config):
+        node.exclude_keys = exclude
+        config.hydra.overrides.hydra.append(
+            f"hydra.job.config.override_dirname.exclude_keys=[{','.join(exclude)}]"
+        )
+
+
+def outcomes_on_disk(sweep_dir: Path) -> list[JobOutcome]:
+    """Job outcomes read from the job directories of a sweep (jobs run elsewhere)."""
+    outcomes = []
+    for overrides_file in sorted(sweep_dir.glob("*/.hydra/overrides.yaml")):
+        job_dir = overrides_file.parent.parent
+        overrides = tuple(str(o) for o in OmegaConf.load(overrides_file))
+        results = job_dir / "results.json"
+        try:
+            status = str(json.loads(results.read_text())["status"])
+        except (OSError, ValueError, KeyError, TypeError):
+            status = f"no results.json (see {job_dir}/*.log)"
+        code = 0 if status in ("completed",) else 1
+        outcomes.append(JobOutcome(str(job_dir), overrides, status, code))
+    return outcomes

@@ -1,0 +1,227 @@
+"""One run directory, one experiment, one process.
+
+Before anything loads, :func:`claim_run_directory` decides what a command may do with its
+run directory:
+
+- **new**: the directory holds no run. The config is saved (``run_config.yaml``) and the
+  run starts from scratch.
+- **continue**: the directory holds a run of *the same experiment* (the saved config
+  equals this one, paths and loggers aside): it is continued from its checkpoints, or, if
+  it completed, reported and left as it is. Re-running a command, or a sweep with a fixed
+  ``hydra.sweep.dir``, therefore resumes what was interrupted and skips what finished,
+  and can never mix two experiments.
+- **resume** (``resume=<dir>``): the saved config is the experiment. Command-line
+  overrides that would change it are refused (exit 2) and name what they would change;
+  overrides that do not affect the numbers (loggers, paths) are ignored with a warning.
+- Anything else is refused with one line: a directory that holds a *different* run, or
+  run files without a saved config.
+
+:class:`RunLock` holds an exclusive ``fcntl`` lock on ``<run dir>/.lock`` for the whole
+run, so two processes never write one directory; the operating system releases it when
+the process dies, whatever killed it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from curlora.config_checks import ConfigError
+
+RUN_CONFIG_FILE = "run_config.yaml"
+LOCK_FILE = ".lock"
+# Config keys that do not change what a run computes: where files go and how it is logged.
+NOT_EXPERIMENT = ("paths", "resume", "logger")
+# Files a run leaves; any of them without run_config.yaml means "something is here".
+RUN_FILES = ("progress.json", "results.json", "checkpoints")
+# Files Hydra itself writes into a run directory before the run starts.
+HYDRA_FILES = (".hydra", ".lock")
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What the command will do: ``mode`` is new | continue | resume."""
+
+    mode: str
+    cfg: DictConfig
+    run_dir: Path
+
+
+def experiment_view(cfg: Mapping[str, Any] | DictConfig) -> dict[str, Any]:
+    """The resolved config without the keys that do not change the numbers."""
+    plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    return {k: v for k, v in plain.items() if k not in NOT_EXPERIMENT}  # type: ignore[union-attr]
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, Mapping):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out if out else {prefix[:-1]: {}}
+    return {prefix[:-1]: node}
+
+
+def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """``key: saved → current`` for every leaf that differs (dotted keys, sorted)."""
+    a, b = _flatten(saved), _flatten(current)
+    missing = object()
+    return [
+        f"{key}: {a.get(key, '(absent)')!r} → {b.get(key, '(absent)')!r}"
+        for key in sorted(set(a) | set(b))
+        if a.get(key, missing) != b.get(key, missing)
+    ]
+
+
+def holds_a_run(run_dir: Path) -> bool:
+    return any((run_dir / name).exists() for name in (RUN_CONFIG_FILE, *RUN_FILES))
+
+
+def load_saved_config(run_dir: Path) -> DictConfig:
+    path = run_dir / RUN_CONFIG_FILE
+    try:
+        saved = OmegaConf.load(path)
+    except Exception as error:
+        raise ConfigError(f"{path} cannot be read ({type(error).__name__}: {error})") from None
+    if not isinstance(saved, DictConfig) or "method" not in saved:
+        raise ConfigError(f"{path} is not a run config of this project")
+    return saved
+
+
+def override_key(override: str) -> str:
+    """``rank`` from ``rank=8``, ``+foo.bar=1``, ``~key``; the group name for ``method=lora``."""
+    body = override.lstrip("+~")
+    return body.split("=", 1)[0].split("@", 1)[0]
+
+
+def check_resume_overrides(
+    saved: DictConfig, given: DictConfig, overrides: Iterable[str]
+) -> list[str]:
+    """Overrides a resume ignores (returned, to warn about). Raises ConfigError naming the
+    overrides that would change the experiment."""
+    changing, ignored = [], []
+    for override in overrides:
+        key = override_key(override)
+        if key in ("resume", "hydra") or key.startswith("hydra."):
+            continue
+        old = OmegaConf.select(saved, key, default=None)
+        new = OmegaConf.select(given, key, default=None)
+        as_plain = [
+            OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v
+            for v in (old, new)
+        ]
+        if key.split(".", 1)[0] in NOT_EXPERIMENT:
+            ignored.append(override)
+        elif as_plain[0] != as_plain[1]:
+            changing.append(f"{override} (the run has {key}={_short(as_plain[0])})")
+    if changing:
+        raise ConfigError(
+            f"resume: overrides would change the experiment being resumed: "
+            f"{'; '.join(changing)}. A resumed run keeps its saved config; start a new run "
+            "for a different experiment"
+        )
+    return ignored
+
+
+def _short(value: Any) -> str:
+    text = repr(value.get("name", value)) if isinstance(value, Mapping) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def plan_run(cfg: DictConfig, overrides: Sequence[str] | None = None) -> tuple[RunPlan, list[str]]:
+    """Decide new / continue / resume for ``cfg`` (see the module docstring).
+
+    Returns the plan and warnings (overrides a resume ignores). Raises ConfigError for a
+    directory that cannot be used. Reads only small files; nothing heavy loads.
+    """
+    if cfg.get("resume"):
+        run_dir = Path(str(cfg.resume)).absolute()
+        saved = load_saved_config(run_dir)
+        ignored = check_resume_overrides(saved, cfg, overrides or [])
+        saved.paths.output_dir = str(run_dir)
+        saved.resume = str(run_dir)
+        warnings = []
+        if ignored:
+            warnings.append(
+                f"resume: ignoring {', '.join(ignored)} (the saved config of {run_dir} wins)"
+            )
+        return RunPlan("resume", saved, run_dir), warnings
+    run_dir = Path(str(cfg.paths.output_dir)).absolute()
+    if (run_dir / RUN_CONFIG_FILE).exists():
+        saved = load_saved_config(run_dir)
+        differences = config_differences(experiment_view(saved), experiment_view(cfg))
+        if differences:
+            shown = "; ".join(differences[:4]) + (" ..." if len(differences) > 4 else "")
+            raise ConfigError(
+                f"paths.output_dir={run_dir} already holds a different run ({shown}); "
+                "choose a new directory, or continue that run with "
+                f"resume={run_dir}"
+            )
+        return RunPlan("continue", cfg, run_dir), []
+    if holds_a_run(run_dir):
+        raise ConfigError(
+            f"paths.output_dir={run_dir} holds run files but no {RUN_CONFIG_FILE}; it is not "
+            "a run this version can continue: choose a new directory"
+        )
+    return RunPlan("new", cfg, run_dir), []
+
+
+def save_run_config(cfg: DictConfig, run_dir: Path) -> None:
+    from curlora.atomic import atomic_write_text
+
+    resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    atomic_write_text(run_dir / RUN_CONFIG_FILE, OmegaConf.to_yaml(resolved))
+
+
+class RunLock:
+    """Exclusive lock on ``<run dir>/.lock`` (context manager); ConfigError if held."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / LOCK_FILE
+        self._fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise ConfigError(
+                f"paths.output_dir={self.path.parent} is in use by another running process "
+                f"(pid {holder}); two runs never share a directory"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def remove_if_unused(run_dir: Path) -> bool:
+    """Delete ``run_dir`` if it holds nothing but Hydra's own files (a run that was refused
+    before it started); returns whether it was removed."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return False
+    for entry in run_dir.iterdir():
+        if entry.name not in HYDRA_FILES and entry.suffix != ".log":
+            return False
+    import shutil
+
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return True

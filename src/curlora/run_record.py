@@ -1,0 +1,163 @@
+"""What a run has measured so far: the typed record the task loop fills and reporting reads.
+
+An :class:`Evaluation` is one evaluation point: every task's head scored on its eval split
+(:class:`TaskScore`) and the language model's perplexity (:class:`PerplexityScore`). The
+:class:`RunRecord` holds the one before any training (``initial``) and one per trained task
+(``after_task[i]``, None until task i is trained and evaluated), plus the warnings raised
+along the way. It is saved in ``progress.json`` and inside every task checkpoint, so a
+resumed run continues from exactly what was known, and ``results.json`` is built from it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from curlora.reporting.results import decode_number, json_safe
+
+
+@dataclass(frozen=True)
+class TaskScore:
+    """One head on its task's eval split. ``confusion[t][p]``: examples of true class t
+    predicted as p; its total is the split's size."""
+
+    accuracy: float
+    top_class_share: float
+    confusion: list[list[int]]
+
+    @property
+    def size(self) -> int:
+        return sum(sum(row) for row in self.confusion)
+
+    @classmethod
+    def from_confusion(cls, confusion: list[list[int]]) -> TaskScore:
+        """Accuracy and top-class share from a confusion matrix [true][predicted]."""
+        total = sum(sum(row) for row in confusion)
+        if total == 0:
+            return cls(math.nan, math.nan, confusion)
+        correct = sum(confusion[c][c] for c in range(len(confusion)))
+        predicted = [sum(row[p] for row in confusion) for p in range(len(confusion))]
+        return cls(correct / total, max(predicted) / total, confusion)
+
+
+@dataclass(frozen=True)
+class PerplexityScore:
+    """exp(mean NLL) over ``tokens`` predicted tokens (inf when the model broke down)."""
+
+    ppl: float
+    tokens: int
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Everything measured at one evaluation point."""
+
+    scores: dict[str, TaskScore]
+    perplexity: PerplexityScore | None = None
+
+
+@dataclass
+class RunRecord:
+    """The measurements of one run, in task order (see the module docstring)."""
+
+    tasks: list[str]
+    initial: Evaluation | None = None
+    after_task: list[Evaluation | None] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    status: str = "running"
+
+    def __post_init__(self) -> None:
+        if not self.after_task:
+            self.after_task = [None] * len(self.tasks)
+        if len(self.after_task) != len(self.tasks):
+            raise ValueError(f"{len(self.after_task)} evaluations for {len(self.tasks)} tasks")
+
+    # ------------------------------------------------------------------ filling
+    def add(self, point: int, evaluation: Evaluation) -> None:
+        """File ``evaluation`` under ``point``: -1 = before training, i = after task i."""
+        if point < 0:
+            self.initial = evaluation
+        else:
+            self.after_task[point] = evaluation
+
+    @property
+    def completed_tasks(self) -> int:
+        """Tasks trained and evaluated, from the first on."""
+        done = 0
+        while done < len(self.tasks) and self.after_task[done] is not None:
+            done += 1
+        return done
+
+    # ------------------------------------------------------------------ views
+    def _cell(self, evaluation: Evaluation | None, task: str, key: str) -> float | None:
+        if evaluation is None or task not in evaluation.scores:
+            return None
+        return getattr(evaluation.scores[task], key)
+
+    def accuracy_matrix(self) -> list[list[float | None]]:
+        """R[i][j]: accuracy on task j after training task i (None: not evaluated)."""
+        return [[self._cell(e, t, "accuracy") for t in self.tasks] for e in self.after_task]
+
+    def top_class_share_matrix(self) -> list[list[float | None]]:
+        return [[self._cell(e, t, "top_class_share") for t in self.tasks] for e in self.after_task]
+
+    def initial_accuracy(self) -> list[float | None]:
+        return [self._cell(self.initial, t, "accuracy") for t in self.tasks]
+
+    def perplexity(self) -> dict[str, Any]:
+        """``{"initial", "after_task", "tokens"}`` as ``results.json`` has it."""
+
+        def ppl(evaluation: Evaluation | None) -> float | None:
+            return (
+                None
+                if evaluation is None or evaluation.perplexity is None
+                else (evaluation.perplexity.ppl)
+            )
+
+        measured = [e.perplexity for e in (self.initial, *self.after_task) if e and e.perplexity]
+        return {
+            "initial": ppl(self.initial),
+            "after_task": [ppl(e) for e in self.after_task],
+            "tokens": measured[-1].tokens if measured else 0,
+        }
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe (non-finite numbers as ``"inf"``/``"nan"`` strings)."""
+        return json_safe(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunRecord:
+        """Inverse of :meth:`to_dict`; raises KeyError/TypeError/ValueError on a bad shape."""
+
+        def evaluation(node: Mapping[str, Any] | None) -> Evaluation | None:
+            if node is None:
+                return None
+            scores = {
+                task: TaskScore(
+                    accuracy=float(decode_number(s["accuracy"])),
+                    top_class_share=float(decode_number(s["top_class_share"])),
+                    confusion=[[int(v) for v in row] for row in s["confusion"]],
+                )
+                for task, s in node["scores"].items()
+            }
+            p = node.get("perplexity")
+            perplexity = (
+                None
+                if p is None
+                else PerplexityScore(float(decode_number(p["ppl"])), int(p["tokens"]))
+            )
+            return Evaluation(scores, perplexity)
+
+        tasks = [str(t) for t in data["tasks"]]
+        if not isinstance(data["after_task"], list):
+            raise TypeError("after_task must be a list")
+        return cls(
+            tasks=tasks,
+            initial=evaluation(data["initial"]),
+            after_task=[evaluation(e) for e in data["after_task"]],
+            warnings=[dict(w) for w in data.get("warnings", [])],
+            status=str(data.get("status", "running")),
+        )
