@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,3 +49,22 @@ def run_config(tmp_path: Path) -> Callable[..., DictConfig]:
         return compose_run_config(tmp_path, [*FAST, *overrides])
 
     return make
+
+
+TINY = ["debug=tiny"]
+"""What the README-command tests append: tiny model, synthetic data, 32 records per task."""
+
+
+def run_cli(
+    args: list[str], cwd: Path, timeout: float = 600, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``python <repo>/train.py *args`` started in ``cwd`` (its logs/ and .cache/ go there)."""
+    environment = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", **env}
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "train.py"), *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

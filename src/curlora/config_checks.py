@@ -232,17 +232,37 @@ def _quiet_lightning() -> Iterator[None]:
         logger.setLevel(level)
 
 
+def _check_accelerator(accelerator: Any) -> None:
+    """An accelerator this machine lacks (``gpu`` without CUDA or MPS) is a config error."""
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+
+    if not isinstance(accelerator, str) or accelerator in ("auto", "cpu"):
+        return
+    kinds = {"gpu": ["cuda", "mps"]}.get(accelerator, [accelerator])
+    known = [k for k in kinds if k in AcceleratorRegistry.available_accelerators()]
+    if not known:
+        return  # an unknown name: Lightning's own message lists the valid ones
+    if not any(AcceleratorRegistry[k]["accelerator"].is_available() for k in known):
+        raise ConfigError(
+            f"trainer.accelerator={accelerator!r} is invalid: this machine has no {accelerator} "
+            "(no usable CUDA/MPS device was found); valid here: cpu or auto, e.g. "
+            "trainer.accelerator=cpu (a 7B model on CPU is impractically slow)"
+        )
+
+
 def _check_trainer(cfg: Mapping[str, Any]) -> None:
     """Build the configured Trainer once (cheap): Lightning itself checks the accelerator
     (e.g. ``gpu`` on a machine without one), precision, devices and strategy."""
     from hydra.utils import instantiate
 
     trainer_cfg = {k: v for k, v in cfg["trainer"].items() if k not in ("callbacks", "logger")}
+    _check_accelerator(trainer_cfg.get("accelerator"))
     try:
         with _quiet_lightning():
             instantiate(trainer_cfg, logger=False, callbacks=[], enable_checkpointing=False)
     except Exception as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        cause = error.__cause__ or error  # Hydra wraps the Trainer's own exception
+        message = " ".join(str(cause).split()) or type(cause).__name__
         keys = [k for k in ("accelerator", "precision", "devices", "strategy") if k in message]
         where = ", ".join(f"trainer.{k}={trainer_cfg.get(k)!r}" for k in keys) or "trainer"
         raise ConfigError(f"{where}: {message}") from None
@@ -257,12 +277,12 @@ def _check_optimization(cfg: Mapping[str, Any]) -> None:
     try:
         optimizer = instantiate(cfg["optimizer"])([torch.nn.Parameter(torch.zeros(1))])
     except Exception as error:
-        raise ConfigError(f"optimizer: {error}") from None
+        raise ConfigError(f"optimizer: {error.__cause__ or error}") from None
     if cfg.get("scheduler"):
         try:
             instantiate(cfg["scheduler"])(optimizer, num_training_steps=10)
         except Exception as error:
-            raise ConfigError(f"scheduler: {error}") from None
+            raise ConfigError(f"scheduler: {error.__cause__ or error}") from None
 
 
 def _check_output_dir(cfg: Mapping[str, Any]) -> None:

@@ -96,7 +96,6 @@ class TaskLoop:
         for logger in self.loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         self.record = RunRecord(self.tasks)
-        self.resume_warnings: list[str] = []
 
     # ------------------------------------------------------------------ trainers
     def _trainer(self, task_index: int | None) -> L.Trainer:
@@ -160,18 +159,17 @@ class TaskLoop:
         evaluation when no task finished yet. Damaged files are named in the log and
         skipped, falling back to the previous good state; nothing is written here.
         """
-        warnings = self.resume_warnings
         try:
             progress = read_progress(self.run_dir)
         except DamagedFile as error:
-            warnings.append(f"{error}; using the task checkpoints instead")
+            log.warning("resume: %s; using the task checkpoints instead", error)
             progress = None
         if progress is not None and progress.tasks != self.tasks:
             raise DamagedFile(
                 self.run_dir / "progress.json",
                 f"it records tasks {progress.tasks}, the config has {self.tasks}",
             )
-        found = latest_task_checkpoint(self.run_dir, len(self.tasks), warnings)
+        found = latest_task_checkpoint(self.run_dir, len(self.tasks))
         if found is not None:
             _, checkpoint = found
             self.module.load_training_state(checkpoint["training_state"])
@@ -180,8 +178,6 @@ class TaskLoop:
         elif progress is not None:
             # No task finished: keep the initial evaluation, nothing after it.
             self.record = RunRecord(self.tasks, initial=progress.initial)
-        for warning in warnings:
-            log.warning("resume: %s", warning)
         log.info(
             "continuing %s: initial evaluation %s, %d of %d task(s) done",
             self.run_dir,
@@ -216,7 +212,7 @@ class TaskLoop:
         trainer = self._trainer(index)
         self.module.train()  # Lightning keeps the mode it finds; evaluation leaves eval mode
         before = self._adapter_snapshot()
-        resume_from = usable_step_checkpoint(self.run_dir, index, self.resume_warnings)
+        resume_from = usable_step_checkpoint(self.run_dir, index)
         trainer.fit(
             self.module,
             datamodule=self.data,

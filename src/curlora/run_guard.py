@@ -143,6 +143,11 @@ def plan_run(cfg: DictConfig, overrides: Sequence[str] | None = None) -> tuple[R
     """
     if cfg.get("resume"):
         run_dir = Path(str(cfg.resume)).absolute()
+        if not (run_dir / RUN_CONFIG_FILE).is_file():
+            raise ConfigError(
+                f"resume={cfg.resume!r} is invalid; expected a run directory of this project "
+                f"(one with {RUN_CONFIG_FILE})"
+            )
         saved = load_saved_config(run_dir)
         ignored = check_resume_overrides(saved, cfg, overrides or [])
         saved.paths.output_dir = str(run_dir)

@@ -128,11 +128,9 @@ def load_task_checkpoint(path: Path) -> dict[str, Any]:
     return payload
 
 
-def latest_task_checkpoint(
-    run_dir: Path, num_tasks: int, warnings: list[str]
-) -> tuple[int, dict[str, Any]] | None:
+def latest_task_checkpoint(run_dir: Path, num_tasks: int) -> tuple[int, dict[str, Any]] | None:
     """The last readable task checkpoint as ``(index, contents)``; damaged ones are skipped
-    (each adds a line to ``warnings``), so a run falls back to the previous good one."""
+    (each named in a warning), so a run falls back to the previous good one."""
     for index in reversed(range(num_tasks)):
         path = task_checkpoint(run_dir, index)
         if not path.exists():
@@ -140,22 +138,20 @@ def latest_task_checkpoint(
         try:
             return index, load_task_checkpoint(path)
         except DamagedFile as error:
-            warnings.append(f"{error}; falling back to the checkpoint before it")
+            log.warning("resume: %s; falling back to the checkpoint before it", error)
     return None
 
 
-def usable_step_checkpoint(run_dir: Path, index: int, warnings: list[str]) -> Path | None:
-    """``task_<index>_steps/last.ckpt`` if it exists and loads; a damaged one is named in
-    ``warnings`` and the task restarts from its beginning instead."""
+def usable_step_checkpoint(run_dir: Path, index: int) -> Path | None:
+    """``task_<index>_steps/last.ckpt`` if it exists and loads; a damaged one is named in a
+    warning and the task restarts from its beginning instead."""
     path = step_checkpoint(run_dir, index)
     if not path.exists():
         return None
     try:
         torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:
-        warnings.append(
-            f"{DamagedFile(path, f'{type(error).__name__}: {error}')}; restarting task "
-            f"{index} from its beginning"
-        )
+        damaged = DamagedFile(path, f"{type(error).__name__}: {error}")
+        log.warning("resume: %s; restarting task %d from its beginning", damaged, index)
         return None
     return path

@@ -64,8 +64,10 @@ def run(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[str, An
     a ``resume=`` whose overrides would change the experiment. Raises ``ConfigError`` or
     ``DataError`` before anything trains, ``OutputError`` when outputs cannot be written.
     """
-    validate_config(cfg)
+    # For resume= the saved config is the experiment: it is the one to validate (the
+    # composed defaults may name a model this machine has never fetched).
     plan, plan_warnings = plan_run(cfg, overrides)
+    validate_config(plan.cfg)
     for warning in plan_warnings:
         log.warning("%s", warning)
     cfg, run_dir = plan.cfg, plan.run_dir

@@ -139,7 +139,20 @@ def test_sampler_resumes_mid_epoch_with_the_same_order() -> None:
     full = list(sampler)
     resumed = ResumableShuffleSampler(20, seed=3, batch_size=4)
     resumed.resume_from(epoch=2, batches_consumed=3)
+    resumed.set_epoch(2)  # Lightning restarts the interrupted epoch
     assert list(resumed) == full[12:]
     # The resume applies once; the next epoch is a fresh permutation again.
     resumed.set_epoch(3)
     assert sorted(resumed) == list(range(20)) and list(resumed) != full
+
+
+def test_sampler_drops_the_position_of_an_epoch_that_had_finished() -> None:
+    # A checkpoint on the last batch of epoch 2: Lightning restarts at epoch 3, which must
+    # be a whole epoch (replaying epoch 2 from its end would be an empty epoch).
+    sampler = ResumableShuffleSampler(20, seed=3, batch_size=4)
+    sampler.set_epoch(3)
+    full = list(sampler)
+    resumed = ResumableShuffleSampler(20, seed=3, batch_size=4)
+    resumed.resume_from(epoch=2, batches_consumed=5)
+    resumed.set_epoch(3)
+    assert list(resumed) == full

@@ -1,9 +1,12 @@
 """A shuffling sampler whose order is a pure function of (seed, epoch) and can resume mid-epoch.
 
-Lightning calls ``set_epoch`` before every epoch. To resume inside an epoch, the module
-records ``(epoch, batches consumed)`` in its checkpoint and hands it back through
-``resume_from``; the next iteration then replays that epoch's permutation from the first
-unconsumed example, so a resumed run sees exactly the batches an uninterrupted one would.
+Lightning calls ``set_epoch`` before every epoch. To resume inside an epoch, the data
+module records ``(epoch, batches consumed)`` in the step checkpoint and hands it back
+through ``resume_from``; the next iteration then replays that epoch's permutation from the
+first unconsumed example, so a resumed run sees exactly the batches an uninterrupted one
+would. A checkpoint taken on the last batch of an epoch is a finished epoch: Lightning
+restarts at the next one (its ``set_epoch`` says so) and the recorded position is dropped,
+rather than replaying the finished epoch from its end (an empty epoch: one epoch lost).
 """
 
 from __future__ import annotations
@@ -34,11 +37,12 @@ class ResumableShuffleSampler(Sampler[int]):
         return torch.randperm(self.num_examples, generator=generator).tolist()
 
     def __iter__(self) -> Iterator[int]:
-        epoch, skip = self.epoch, 0
+        skip = 0
         if self._resume is not None:
             (epoch, batches), self._resume = self._resume, None
-            self.epoch, skip = epoch, batches * self.batch_size
-        yield from self.permutation(epoch)[skip:]
+            if epoch == self.epoch:  # resuming inside this epoch; else it had finished
+                skip = batches * self.batch_size
+        yield from self.permutation(self.epoch)[skip:]
 
     def __len__(self) -> int:
         return self.num_examples

@@ -1,0 +1,106 @@
+"""The command line as a user meets it: entry points, exit codes, one-line errors, signals,
+run directory names. Every command runs in a subprocess from a fresh working directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import REPO_ROOT, TINY, run_cli
+
+FAULTS = {"PYTHONPATH": str(REPO_ROOT)}  # so Hydra can build tests.pipeline.faults callbacks
+
+
+def _runs(cwd: Path) -> list[Path]:
+    root = cwd / "logs" / "runs"
+    return sorted(root.iterdir()) if root.exists() else []
+
+
+def _results(run_dir: Path) -> dict:
+    return json.loads((run_dir / "results.json").read_text())
+
+
+def test_curlora_train_script_runs(tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "curlora-train"
+    done = subprocess.run(
+        [str(script), *TINY], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_dir,) = _runs(tmp_path)
+    assert _results(run_dir)["status"] == "completed"
+
+
+def test_missing_required_value_is_one_line_exit_2_and_leaves_no_directory(tmp_path: Path) -> None:
+    done = run_cli(["model=hub"], cwd=tmp_path)
+    assert done.returncode == 2
+    assert "model.name_or_path must be set" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert _runs(tmp_path) == []  # refused before it started: no stray run directory
+
+
+def test_typo_key_is_refused_before_anything_loads(tmp_path: Path) -> None:
+    done = run_cli(["+foo=1", *TINY], cwd=tmp_path)
+    assert done.returncode == 2 and "'foo' is not a setting" in done.stderr
+    assert "Traceback" not in done.stderr and _runs(tmp_path) == []
+
+
+def test_non_finite_loss_exits_4_with_results(tmp_path: Path) -> None:
+    poison = "+callbacks.fault={_target_: tests.pipeline.faults.PoisonHead, task: reviews, step: 1}"
+    done = run_cli([*TINY, poison], cwd=tmp_path, **FAULTS)
+    assert done.returncode == 4, done.stderr[-3000:]
+    (run_dir,) = _runs(tmp_path)
+    results = _results(run_dir)
+    assert results["status"].startswith("stopped: non-finite loss")
+    assert all(v is not None for v in results["accuracy_matrix"][0])  # task 1 is kept
+
+
+def test_run_directory_names_say_what_defines_the_run(tmp_path: Path) -> None:
+    for method in ("head_only", "curlora"):
+        assert run_cli([f"method={method}", "strategy=ewc", *TINY], cwd=tmp_path).returncode == 0
+    names = sorted(p.name.split("_", 2)[2] for p in _runs(tmp_path))
+    # No rank for a method without one; the strategy when it is not plain sequential.
+    assert names == ["curlora_r16_ewc_s1311", "head_only_ewc_s1311"]
+
+
+def test_sigterm_checkpoints_exits_143_and_resume_matches(tmp_path: Path) -> None:
+    reference_dir = tmp_path / "reference"
+    reference_dir.mkdir()
+    assert run_cli(TINY, cwd=reference_dir).returncode == 0
+    (reference,) = _runs(reference_dir)
+
+    term = "+callbacks.fault={_target_: tests.pipeline.faults.SignalAt, task: reviews, step: 1}"
+    done = run_cli([*TINY, term], cwd=tmp_path, **FAULTS)
+    assert done.returncode == 143, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    (run_dir,) = _runs(tmp_path)
+    assert _results(run_dir)["status"] == "interrupted by SIGTERM"
+    # The batch in flight was finished and saved before stopping.
+    assert (run_dir / "checkpoints" / "task_1_steps" / "last.ckpt").exists()
+    resumed = run_cli([f"resume={run_dir}"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    numbers = ("accuracy_matrix", "initial_accuracy", "perplexity", "metrics")
+    assert {k: _results(run_dir)[k] for k in numbers} == {
+        k: _results(reference)[k] for k in numbers
+    }
+
+
+def test_sigint_right_after_start_is_one_line_exit_130(tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "train.py"), *TINY],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(3)  # importing and composing the config
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr and "interrupted by SIGINT" in stderr
