@@ -62,8 +62,9 @@ class BrokenLogger(Logger):
 
 
 class BreakLMHead(Callback):
-    """After training ``task``, break the LM head: every logit NaN (``not_a_number``) or so large that
-    the perplexity overflows to inf (``overflow``). Classification heads are untouched."""
+    """After training ``task``, break the LM head: every logit NaN (``not_a_number``) or so
+    large that the perplexity overflows to inf (``overflow``). Classification heads are
+    untouched."""
 
     def __init__(self, task: str, how: str) -> None:
         self.task, self.how = task, how
