@@ -12,7 +12,7 @@ rank 16, float32, the input requiring grad (the layer sits inside a network), it
 
 Variants run interleaved in a shuffled order within each round, so drift in the machine's
 load hits them alike; each ratio is the median over rounds of the per-round ratio (the
-paired estimate), with the medians of the raw times shown beside. Targets (issue 2):
+paired estimate), with the medians of the raw times shown beside. Targets:
 curlora/base ≤ 1.03, curlora/lora ≤ 0.95, naive/curlora ≥ 2.5.
 """
 

@@ -34,7 +34,8 @@ def perturb(model: torch.nn.Module, seed: int) -> None:
 
 
 def test_state_keys_per_method(make_model, method_cfg):
-    # Issue 2 / design §3: CURLoRA's state is U plus integer indices, never C or R.
+    # CURLoRA's state is U plus integer indices, never C or R (C and R are re-gathered
+    # from the frozen weight).
     keys = {}
     for name in [*ADAPTED, "head_only", "full"]:
         model = make_model()
@@ -120,7 +121,7 @@ def test_full_with_tied_embeddings_round_trips(
 
 
 def test_curlora_checkpoint_is_small(make_model, method_cfg, tmp_path):
-    # Design §3: U plus integer indices: 6 matrices × (4² floats + 2·4 int64) = 6·(64 + 64) B.
+    # CURLoRA saves U plus integer indices: 6 matrices × (4² floats + 2·4 int64) = 6·(64 + 64) B.
     model = make_model()
     apply_adapter(model, method_cfg("curlora"))
     save_adapter(model, tmp_path, method_cfg("curlora"))
@@ -157,8 +158,8 @@ CHILD = textwrap.dedent(
 
 
 def test_fresh_process_reproduces_outputs_bit_for_bit(make_model, method_cfg, input_ids, tmp_path):
-    # Issue 2: "a fresh process that loads it onto the same base model reproduces the
-    # outputs bit for bit on CPU". The child rebuilds the base from saved weights, so any
+    # A fresh process that loads the adapter onto the same base model reproduces the
+    # outputs bit for bit on CPU. The child rebuilds the base from saved weights, so any
     # per-process state (hash salts, RNG, SVD recomputation) would show up here.
     base = make_model()
     base.config.to_json_file(tmp_path / "config.json")
@@ -185,3 +186,21 @@ def test_fresh_process_reproduces_outputs_bit_for_bit(make_model, method_cfg, in
     got = load_file(tmp_path / "logits.safetensors")
     for name in ADAPTED:
         assert torch.equal(got[name], expected[name]), name
+
+
+@pytest.mark.parametrize("name", ADAPTED)
+def test_an_adapter_refuses_a_base_it_was_not_trained_on(name, make_model, method_cfg, tmp_path):
+    model = make_model(seed=0)
+    apply_adapter(model, method_cfg(name))
+    perturb(model, seed=1)
+    save_adapter(model, tmp_path / "adapter")
+    # Another base (other weights): C and R would be gathered from the wrong matrices.
+    with pytest.raises(ValueError, match=r"does not fit this base model at layer model\.layers"):
+        load_adapter(make_model(seed=1), tmp_path / "adapter")
+    # The same weights in another dtype: named as such.
+    with pytest.raises(ValueError, match=r"saved on a float32 weight.*bfloat16"):
+        load_adapter(make_model(seed=0).to(torch.bfloat16), tmp_path / "adapter")
+    # strict=False loads it anyway, with a warning.
+    with pytest.warns(UserWarning, match="does not fit this base model"):
+        load_adapter(make_model(seed=1), tmp_path / "adapter", strict=False)
+    load_adapter(make_model(seed=0), tmp_path / "adapter")  # the right base: silent

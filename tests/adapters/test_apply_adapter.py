@@ -33,7 +33,7 @@ def test_every_method_yaml_is_tested() -> None:
 def test_logits_equal_base_right_after_apply(
     name, attention_bias, make_model, method_cfg, input_ids, llama_config
 ):
-    # Issue 2: U = 0 (CURLoRA), B = 0 (both LoRAs): the adapted model is the base model.
+    # At initialisation U = 0 (CURLoRA), B = 0 (both LoRAs): the adapted model is the base model.
     model = make_model(config=llama_config(attention_bias=attention_bias))
     base = model(input_ids).logits
     apply_adapter(model, method_cfg(name))
@@ -71,9 +71,9 @@ def test_in_place_and_layer_types(make_model, method_cfg):
 
 
 def test_trainable_counts_follow_the_formulas(make_model, method_cfg, tiny_config):
-    # Sources: design §3 (CURLoRA k² per matrix); LoRA r·(in + out) per matrix; OSF t·(out +
-    # in + 1) with t = min(out, in) − effective_rank (PEFT's U_low, V_low, S_low); tiny
-    # model: q 32×32, k 16×32, v 16×32, 2 layers.
+    # Sources: the CURLoRA paper (arXiv 2408.14572; k² per matrix); LoRA r·(in + out) per
+    # matrix; OSF t·(out + in + 1) with t = min(out, in) − effective_rank (PEFT's U_low,
+    # V_low, S_low); tiny model: q 32×32, k 16×32, v 16×32, 2 layers.
     qkv = [(32, 32), (16, 32), (16, 32)] * 2
     expected = {
         "curlora": 4**2 * 6,

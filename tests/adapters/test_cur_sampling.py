@@ -1,4 +1,4 @@
-"""CUR column/row selection: probabilities, modes, determinism (design §3, issue 2)."""
+"""CUR column/row selection: probabilities, modes, determinism (CURLoRA, arXiv 2408.14572)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ def graded_weight() -> torch.Tensor:
 
 
 def test_norm_probabilities_are_squared_norm_shares() -> None:
-    # Source: design §3, p_j = ‖W[:, j]‖² / ‖W‖_F², p_i = ‖W[i, :]‖² / ‖W‖_F².
+    # Source: the CURLoRA paper (arXiv 2408.14572), p_j = ‖W[:, j]‖² / ‖W‖_F²,
+    # p_i = ‖W[i, :]‖² / ‖W‖_F².
     w = graded_weight()
     p_cols, p_rows = norm_probabilities(w)
     total = (w.double() ** 2).sum()
@@ -40,7 +41,7 @@ def test_inverted_is_paper_eq4_and_smoothed_is_reference_code() -> None:
 
 
 def test_inverted_favours_low_norm_columns_leverage_the_reverse() -> None:
-    # Invariant (issue 2): the low-norm half gets more mass under inverted than uniform
+    # Invariant: the low-norm half gets more mass under inverted than uniform
     # (0.5), and less under leverage; also in actual draws over many seeds.
     p = norm_probabilities(graded_weight())[0]
     low = torch.arange(10) < 5  # columns scaled 1..5: the low-norm half
@@ -59,7 +60,7 @@ def test_inverted_favours_low_norm_columns_leverage_the_reverse() -> None:
 
 @pytest.mark.parametrize("mode", SAMPLING_MODES)
 def test_zero_norm_columns_give_finite_probabilities(mode: str) -> None:
-    # Design §3: zero-norm columns must not produce inf/NaN.
+    # Zero-norm columns must not produce inf/NaN.
     w = graded_weight()
     w[:, [0, 3]] = 0.0
     for p in norm_probabilities(w):

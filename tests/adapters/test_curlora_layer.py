@@ -23,7 +23,7 @@ def make_layer(bias: bool, out_f: int = 12, in_f: int = 20, **kwargs) -> CURLoRA
 
 
 def explicit(layer: CURLoRALinear, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """x (W + α C U R)ᵀ + b with C, R gathered by hand (design §3)."""
+    """x (W + α C U R)ᵀ + b with C, R gathered by hand (CURLoRA, arXiv 2408.14572)."""
     w = layer.base_layer.weight
     c, r = w[:, layer.col_idx], w[layer.row_idx, :]
     return F.linear(x, w + layer.alpha * (c @ u @ r), layer.base_layer.bias)
@@ -56,15 +56,16 @@ def test_only_u_trains_and_starts_at_zero() -> None:
 
 
 def test_state_dict_holds_u_and_int_indices_not_c_or_r() -> None:
-    # Issue 2: C and R are gathered from the base weight, never stored as float copies.
+    # C and R are gathered from the base weight, never stored as float copies.
     state = make_layer(True).state_dict()
     assert set(state) == {"U", "col_idx", "row_idx", "base_layer.weight", "base_layer.bias"}
     assert state["col_idx"].dtype == state["row_idx"].dtype == torch.int64
 
 
 def test_forward_never_builds_an_out_by_in_tensor() -> None:
-    # Design §3: "no out × in matrix". Record every op's output during forward+backward;
-    # 1 token, so any tensor with out·in = 2000 elements could only be a full-size matrix.
+    # The fast path never materialises an out × in matrix. Record every op's output during
+    # forward+backward; 1 token, so any tensor with out·in = 2000 elements could only be a
+    # full-size matrix.
     class Sizes(TorchDispatchMode):
         def __init__(self) -> None:
             super().__init__()

@@ -35,7 +35,7 @@ def test_linear_shapes_match_the_real_model(make_model, tiny_config):
 
 
 def test_mistral_7b_curlora_count_is_the_papers_24576(method_cfg):
-    # Source: CURLoRA paper (arXiv 2408.14572) and design §3: Mistral-7B, q/k/v, rank 16
+    # Source: the CURLoRA paper (arXiv 2408.14572): Mistral-7B, q/k/v, rank 16
     # -> 3 · 32 · 16² = 24,576 trainable parameters. Built on the meta device: no weights.
     shapes = linear_shapes(mistral_7b_config())
     assert shapes["model.layers.0.self_attn.q_proj"] == (4096, 4096)
@@ -44,7 +44,7 @@ def test_mistral_7b_curlora_count_is_the_papers_24576(method_cfg):
     validate_method(cfg, shapes)
     assert build_method(cfg).num_trainable(shapes) == 24_576
     # LoRA at the same rank for contrast: 16·(in + out) per matrix = 16·(8192 + 5120 + 5120)
-    # per layer -> 9,437,184 (37.7 MB in fp32, design §3's "about 38 MB").
+    # per layer -> 9,437,184 (37.7 MB, i.e. about 38 MB, in fp32).
     assert build_method(method_cfg("lora", rank=16)).num_trainable(shapes) == 9_437_184
 
 

@@ -1,9 +1,10 @@
 """Continual metrics against hand-computed matrices.
 
-Definitions: shared/design.md §4 — ACC, BWT, FWT from Lopez-Paz & Ranzato 2017 (GEM);
-forgetting (max − last) from Chaudhry et al. 2018 (RWalk) restricted to rows l >= j;
-forgetting (first − last) as in Avalanche; average incremental accuracy from Rebuffi et al.
-2017 (iCaRL). The arithmetic of every expected number is written next to it.
+Definitions (as implemented in ``curlora.metrics.continual``): ACC, BWT, FWT from
+Lopez-Paz & Ranzato 2017 (GEM); forgetting (max − last) from Chaudhry et al. 2018 (RWalk)
+restricted to rows l >= j; forgetting (first − last) as in Avalanche; average incremental
+accuracy from Rebuffi et al. 2017 (iCaRL). The arithmetic of every expected number is
+written next to it.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from curlora.metrics.continual import (
 )
 
 # R[i][j] = accuracy on task j after training task i. R[0][1] = 0.95 is an untrained head
-# that happens to score high: design §4 excludes it from forgetting's maximum.
+# that happens to score high: forgetting's maximum is taken over rows l >= j only, so it
+# is excluded.
 R3 = [
     [0.80, 0.95, 0.40],
     [0.85, 0.90, 0.45],

@@ -1,4 +1,4 @@
-"""The degenerate-result guard (issue 6): fires on a constant predictor, not on a perfect one.
+"""The degenerate-result guard: fires on a constant predictor, not on a perfect one.
 
 Expected numbers are counts over the small label lists written in each test; the MRPC case
 uses the GLUE MRPC validation split's class counts (129 "not equivalent", 279 "equivalent").

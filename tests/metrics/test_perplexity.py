@@ -1,6 +1,6 @@
 """Sliding-window perplexity against an explicit token-by-token computation.
 
-Source of the expected numbers: the definition (design §4, the Hugging Face perplexity
+Source of the expected numbers: the definition (as in the Hugging Face perplexity
 guide): perplexity = exp(Σ_t −log p(x_t | context_t) / #t) over t = 1..N−1, each target
 predicted once, with the context its window gives it. The reference below runs one forward
 pass per target on exactly that context, with no windows, batching or logits_to_keep.

@@ -1,4 +1,4 @@
-"""Fail-fast validation: bad configs and bad data stop the run early, by name (issue 5)."""
+"""Fail-fast validation: bad configs and bad data stop the run early, by name."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every option of every config group composes and resolves (design §5.10)."""
+"""Every option of every config group composes and resolves."""
 
 from __future__ import annotations
 

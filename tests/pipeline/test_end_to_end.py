@@ -1,4 +1,4 @@
-"""A whole continual run on the tiny model and synthetic tasks (issue 3's acceptance run)."""
+"""A whole continual run on the tiny model and synthetic tasks, end to end."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The documented sweep command runs six jobs, each in its own directory (issue 3)."""
+"""The documented sweep command runs six jobs, each in its own directory."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Crash-safe resume, determinism, the NaN guard and logger failures (issue 5)."""
+"""Crash-safe resume, determinism, the NaN guard and logger failures."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ from curlora.reporting.results import (
 TASKS = ["mrpc", "sst2", "sentiment140"]  # as in conftest.results_kwargs
 MATRIX = [[0.80, 0.95, 0.40], [0.85, 0.90, 0.45], [0.60, 0.85, 0.75]]  # conftest.MATRIX
 
-ISSUE3_KEYS = [
+CORE_KEYS = [
     "method", "rank", "seed", "tasks", "accuracy_matrix", "initial_accuracy", "perplexity",
     "metrics", "majority_baseline", "trainable_params", "status", "config",
 ]  # fmt: skip
@@ -33,7 +33,7 @@ ISSUE3_KEYS = [
 
 def test_schema_keys(make_results) -> None:
     results = make_results()
-    assert list(results) == [*ISSUE3_KEYS, "warnings", "label_balance"] == list(RESULT_KEYS)
+    assert list(results) == [*CORE_KEYS, "warnings", "label_balance"] == list(RESULT_KEYS)
     assert set(results["perplexity"]) == {"initial", "after_task", "tokens"}
     assert validate_results(results) == []
 

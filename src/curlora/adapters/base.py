@@ -18,6 +18,7 @@ Adapter layers are the modules holding a ``base_layer`` (ours and PEFT's tuner l
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -202,6 +203,31 @@ class AdapterMethod:
         from curlora.adapters.saving import save_adapter  # saving builds on this module
 
         return save_adapter(model, directory)
+
+    # -- identity of the base ------------------------------------------------------------
+    def layer_fingerprint_tensors(self, layer: nn.Module) -> list[torch.Tensor]:
+        """What this adapter layer's meaning depends on in the base: by default its weight
+        (a strided sample of at most ~64k entries: enough to tell two models apart)."""
+        weight = layer.base_layer.weight.detach()
+        step = max(1, weight.numel() // 65_536)
+        return [weight.reshape(-1)[::step]]
+
+    def fingerprint(self, model: nn.Module) -> dict[str, dict[str, Any]]:
+        """Per adapter layer: the base weight's shape and dtype and a sha256 of
+        :meth:`layer_fingerprint_tensors`. ``save_adapter`` stores it; ``load_adapter``
+        refuses a base whose fingerprint differs (another model, another dtype)."""
+        out: dict[str, dict[str, Any]] = {}
+        for name, layer in self.adapter_layers(model).items():
+            digest = hashlib.sha256()
+            for tensor in self.layer_fingerprint_tensors(layer):
+                digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy())
+            weight = layer.base_layer.weight
+            out[name] = {
+                "shape": list(weight.shape),
+                "dtype": str(weight.dtype).removeprefix("torch."),
+                "sha256": digest.hexdigest(),
+            }
+        return out
 
     # -- diagnostics --------------------------------------------------------------------
     def delta_factors(self, layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -1,4 +1,4 @@
-"""Build a method object from its config: ``_target_`` is the registry (design §5.2)."""
+"""Build a method object from its config: ``_target_`` is the registry."""
 
 from __future__ import annotations
 

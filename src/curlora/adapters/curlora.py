@@ -49,9 +49,10 @@ class CURLoRALinear(nn.Module):
             undropped input, as in PEFT's LoRA).
         name: the layer's module name, used for the per-layer seed and in error messages.
 
-    State: ``U`` (parameter, k × k) and ``col_idx``/``row_idx`` (persistent int64 buffers,
-    k each). C and R are gathered from the base weight when needed, never stored, so a
-    checkpoint is k² floats + 2k ints per layer.
+    State: ``U`` (parameter, k × k, float32 whatever the base weight's dtype: under a bf16
+    backbone, updates of a bf16 U would mostly round away) and ``col_idx``/``row_idx``
+    (persistent int64 buffers, k each). C and R are gathered from the base weight when
+    needed, never stored, so a checkpoint is k² floats + 2k ints per layer.
 
     Forward (fast path, no out × in matrix): since R = W[rows, :],
 
@@ -61,7 +62,13 @@ class CURLoRALinear(nn.Module):
     costing k² + k·out multiply-adds per token on top of the frozen layer (LoRA at the
     same rank: k·in + k·out). The identity needs the adapter to see the base layer's input;
     with dropout active (training and dropout > 0) the direct path
-    ((dropout(x) Rᵀ) Uᵀ) Cᵀ · α is used instead, with R gathered (k × in).
+    ((dropout(x) Rᵀ) Uᵀ) Cᵀ · α is used instead, with R gathered (k × in). So it is for a
+    layer with a bias in a 16-bit dtype: there base_out − b cancels catastrophically (the
+    bias swamps x Rᵀ in bf16's 8 significant bits; 11 % error on the adapter term at bias
+    20), so x Rᵀ is computed directly, in float32.
+
+    Under a 16-bit base the adapter term is computed in U's float32 and added to the base
+    output in the base's dtype, as PEFT's LoRA does.
     """
 
     def __init__(
@@ -99,7 +106,7 @@ class CURLoRALinear(nn.Module):
         cols, rows = cur_indices(weight, rank, sampling, replace, layer_seed(seed, name or ""))
         self.register_buffer("col_idx", cols.to(weight.device))
         self.register_buffer("row_idx", rows.to(weight.device))
-        self.U = nn.Parameter(torch.zeros(rank, rank, dtype=weight.dtype, device=weight.device))
+        self.U = nn.Parameter(torch.zeros(rank, rank, dtype=torch.float32, device=weight.device))
         # (C, R, U) as they were when merged: unmerge subtracts exactly what merge added.
         self._merged_factors: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
@@ -124,9 +131,30 @@ class CURLoRALinear(nn.Module):
         return w.index_select(1, self.col_idx), w.index_select(0, self.row_idx)
 
     def delta_weight(self) -> torch.Tensor:
-        """α · C U R (out × in), explicitly. For merging and checks; forward never builds it."""
+        """α · C U R (out × in) in U's dtype, explicitly. For merging and checks; forward
+        never builds it."""
         c, r = self.cur_factors()
-        return self.alpha * (c @ self.U @ r)
+        u = self.U
+        return self.alpha * (c.to(u.dtype) @ u @ r.to(u.dtype))
+
+    def _needs_direct_path(self, x: torch.Tensor) -> bool:
+        if self.training and self.dropout > 0:
+            return True  # the adapter sees dropout(x), the base layer x
+        low_precision = x.dtype in (torch.float16, torch.bfloat16)
+        return self.base_layer.bias is not None and low_precision
+
+    def adapter_input(self, x: torch.Tensor, base_out: torch.Tensor) -> torch.Tensor:
+        """x Rᵀ, (..., k), in U's dtype: from the base output when exact enough, else
+        computed directly (dropout, or a bias in a 16-bit dtype; see the class docstring)."""
+        u = self.U
+        if self._needs_direct_path(x):
+            r = self.base_layer.weight.index_select(0, self.row_idx)  # (k, in)
+            x_in = F.dropout(x, self.dropout, training=self.training) if self.dropout else x
+            return F.linear(x_in.to(u.dtype), r.to(u.dtype))
+        h = base_out.index_select(-1, self.row_idx)  # x Rᵀ + b[rows], (..., k)
+        if self.base_layer.bias is not None:
+            h = h - self.base_layer.bias.index_select(0, self.row_idx)
+        return h.to(u.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (..., in) -> (..., out)."""
@@ -134,14 +162,10 @@ class CURLoRALinear(nn.Module):
         if self.merged:
             return base_out
         c = self.base_layer.weight.index_select(1, self.col_idx)  # (out, k)
-        if self.training and self.dropout > 0:
-            r = self.base_layer.weight.index_select(0, self.row_idx)  # (k, in)
-            h = F.linear(F.dropout(x, self.dropout, training=True), r)  # (..., k)
-        else:
-            h = base_out.index_select(-1, self.row_idx)  # x Rᵀ + b[rows], (..., k)
-            if self.base_layer.bias is not None:
-                h = h - self.base_layer.bias.index_select(0, self.row_idx)
-        hu = F.linear(h, self.U)  # (..., k)
+        hu = F.linear(self.adapter_input(x, base_out), self.U)  # (..., k)
+        if hu.dtype != base_out.dtype:  # a 16-bit base: the adapter term in float32
+            delta = F.linear(hu, c.to(hu.dtype)) * self.alpha  # (..., out)
+            return base_out + delta.to(base_out.dtype)
         # base_out + α · (h Uᵀ) Cᵀ as one fused multiply-add over (tokens, out).
         out = torch.addmm(
             base_out.reshape(-1, self.out_features),
@@ -158,7 +182,8 @@ class CURLoRALinear(nn.Module):
             raise RuntimeError(f"CURLoRA layer {self.name or ''} is already merged")
         c, r = self.cur_factors()
         u = self.U.detach().clone()
-        self.base_layer.weight += self.alpha * (c @ u @ r)
+        weight = self.base_layer.weight
+        weight += (self.alpha * (c.to(u.dtype) @ u @ r.to(u.dtype))).to(weight.dtype)
         self._merged_factors = (c, r, u)
 
     @torch.no_grad()
@@ -167,7 +192,8 @@ class CURLoRALinear(nn.Module):
         if self._merged_factors is None:
             raise RuntimeError(f"CURLoRA layer {self.name or ''} is not merged")
         c, r, u = self._merged_factors
-        self.base_layer.weight -= self.alpha * (c @ u @ r)
+        weight = self.base_layer.weight
+        weight -= (self.alpha * (c.to(u.dtype) @ u @ r.to(u.dtype))).to(weight.dtype)
         self._merged_factors = None
 
     def extra_repr(self) -> str:
@@ -238,9 +264,15 @@ class CURLoRAMethod(AdapterMethod):
             )
             replace_module(model, n, layer)
 
+    def layer_fingerprint_tensors(self, layer: nn.Module) -> list[torch.Tensor]:
+        """C and R themselves: a saved CURLoRA adapter is only U and the indices, so it
+        means what it meant only where the same indices gather the same C and R."""
+        return list(layer.cur_factors())
+
     def delta_factors(self, layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         c, r = layer.cur_factors()
-        return layer.alpha * (c @ layer.U), r  # (out × k), (k × in)
+        u = layer.U
+        return layer.alpha * (c.to(u.dtype) @ u), r.to(u.dtype)  # (out × k), (k × in)
 
     def layer_norms(self, layer: nn.Module) -> dict[str, float]:
         return {"u_norm": float(torch.linalg.matrix_norm(layer.U.detach().double()))}

@@ -29,6 +29,13 @@ class FullMethod(AdapterMethod):
 
     name: str = "full"
 
+    def inject(self, model: nn.Module) -> None:
+        """Every weight trains, so every weight must be float32: under a 16-bit backbone
+        the model is upcast (small Adam updates of bf16 weights mostly round away)."""
+        if any(p.dtype in (torch.float16, torch.bfloat16) for p in model.parameters()):
+            log.info("method=full: upcasting the backbone to float32 (its weights train)")
+            model.float()
+
     def trainable_parameters(self, model: nn.Module) -> list[tuple[str, nn.Parameter]]:
         return list(model.named_parameters())
 

@@ -12,6 +12,7 @@ import dataclasses
 
 import torch
 from peft import LoraConfig, inject_adapter_in_model
+from peft.tuners.tuners_utils import cast_adapter_dtype
 from torch import nn
 
 from curlora.adapters.base import (
@@ -76,6 +77,10 @@ class LoRAMethod(AdapterMethod):
         with torch.random.fork_rng(devices=cuda_devices(model)):
             torch.manual_seed(0 if self.seed is None else self.seed)
             inject_adapter_in_model(self.peft_config(names), model, adapter_name=ADAPTER_NAME)
+        # PEFT creates A and B in the base weight's dtype and upcasts them only inside a
+        # PeftModel; injected in place, the upcast is ours: float32 adapters under a bf16
+        # backbone (PEFT's forward casts the input to A's dtype and the result back).
+        cast_adapter_dtype(model, ADAPTER_NAME, autocast_adapter_dtype=True)
 
     def delta_factors(self, layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         a = layer.lora_A[ADAPTER_NAME].weight  # (r, in)

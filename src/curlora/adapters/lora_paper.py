@@ -70,8 +70,9 @@ class LoRAPaperLinear(nn.Module):
         gen = torch.Generator(device="cpu").manual_seed(layer_seed(seed, name or ""))
         a = torch.empty(in_f, rank, dtype=torch.float32)
         nn.init.kaiming_uniform_(a, a=math.sqrt(5), generator=gen)  # fan_in = a.size(1) = r
-        self.lora_A = nn.Parameter(a.to(device=w.device, dtype=w.dtype))
-        self.lora_B = nn.Parameter(torch.zeros(rank, out_f, dtype=w.dtype, device=w.device))
+        # float32 whatever the base weight's dtype: small updates of bf16 A, B round away.
+        self.lora_A = nn.Parameter(a.to(device=w.device))
+        self.lora_B = nn.Parameter(torch.zeros(rank, out_f, dtype=torch.float32, device=w.device))
 
     @property
     def weight(self) -> torch.Tensor:
@@ -82,13 +83,14 @@ class LoRAPaperLinear(nn.Module):
         return self.base_layer.bias
 
     def delta_weight(self) -> torch.Tensor:
-        """α · (A B)ᵀ (out × in)."""
+        """α · (A B)ᵀ (out × in), float32."""
         return self.alpha * (self.lora_A @ self.lora_B).T
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (..., in) -> (..., out)."""
+        """x: (..., in) -> (..., out); the adapter term in float32, added in x's dtype."""
         h = F.dropout(x, self.dropout, training=self.training) if self.dropout > 0 else x
-        return self.base_layer(x) + self.alpha * ((h @ self.lora_A) @ self.lora_B)
+        delta = self.alpha * ((h.to(self.lora_A.dtype) @ self.lora_A) @ self.lora_B)
+        return self.base_layer(x) + delta.to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"rank={self.rank}, alpha={self.alpha}, dropout={self.dropout}"

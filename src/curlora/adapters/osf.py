@@ -21,6 +21,7 @@ import dataclasses
 
 import torch
 from peft import OSFConfig, inject_adapter_in_model
+from peft.tuners.tuners_utils import cast_adapter_dtype
 from torch import nn
 
 from curlora.adapters.base import (
@@ -101,6 +102,21 @@ class OSFMethod(AdapterMethod):
         # Full module names, so PEFT adapts exactly the Linear layers validate() matched.
         config = OSFConfig(effective_rank=self.effective_rank, target_modules=names)
         inject_adapter_in_model(config, model, adapter_name=ADAPTER_NAME)
+        upcast = any(
+            p.dtype in (torch.float16, torch.bfloat16)
+            for layer in self.adapter_layers(model).values()
+            for p in layer.osf_svd_params[ADAPTER_NAME].values()
+        )
+        if upcast:
+            # float32 factors under a 16-bit backbone (see LoRAMethod.inject). The cast
+            # replaces the Parameter objects, so OSF's gradient-projection hooks, which
+            # hang on the old ones, are attached again.
+            cast_adapter_dtype(model, ADAPTER_NAME, autocast_adapter_dtype=True)
+            for layer in self.adapter_layers(model).values():
+                for handle in layer.hook_handles:
+                    handle.remove()
+                layer.hook_handles = []
+                layer._attach_hooks(ADAPTER_NAME)
 
     def delta_factors(self, layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         p = layer.osf_svd_params[ADAPTER_NAME]

@@ -3,14 +3,19 @@
 Layout: ``adapter.safetensors`` (``adapter_state_dict``) and ``adapter_config.json`` (the
 resolved method config with ``_target_``, so ``hydra.utils.instantiate`` rebuilds it).
 A CURLoRA adapter is U plus integer indices: for Mistral-7B q/k/v at k = 16 about 100 KB.
+
+An adapter only means something on the base it was trained on (a CURLoRA adapter most of
+all: its C and R are gathered again from the base). The safetensors metadata therefore
+holds the base's fingerprint (``AdapterMethod.fingerprint``: per layer the weight's shape,
+dtype and a sha256 of what the adapter depends on), and :func:`load_adapter` refuses a
+base that does not match, naming the first layer that differs.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Callable
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,23 +28,11 @@ from curlora.adapters.base import require_method
 from curlora.adapters.build import build_method
 from curlora.adapters.inject import apply_adapter
 from curlora.adapters.state import adapter_state_dict, load_adapter_state_dict
+from curlora.atomic import atomic_write, atomic_write_text
 
 WEIGHTS_NAME = "adapter.safetensors"
 CONFIG_NAME = "adapter_config.json"
 FORMAT = "curlora-adapter"
-
-
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Write through a temporary file in the same directory, then rename: a crash never
-    leaves a half-written file under the final name."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _dedupe(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -82,18 +75,51 @@ def save_adapter(
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     tensors, aliases = _dedupe(adapter_state_dict(model))
-    meta = {"format": FORMAT, "method": method.name, "aliases": json.dumps(aliases)}
-    _atomic_write(out / WEIGHTS_NAME, lambda p: save_file(tensors, p, metadata=meta))
-    text = json.dumps(method.to_config(), indent=2) + "\n"
-    _atomic_write(out / CONFIG_NAME, lambda p: Path(p).write_text(text))
+    meta = {
+        "format": FORMAT,
+        "method": method.name,
+        "aliases": json.dumps(aliases),
+        "fingerprint": json.dumps(method.fingerprint(model)),
+    }
+    atomic_write(out / WEIGHTS_NAME, lambda p: save_file(tensors, str(p), metadata=meta))
+    atomic_write_text(out / CONFIG_NAME, json.dumps(method.to_config(), indent=2) + "\n")
     return out
 
 
-def load_adapter(model: nn.Module, directory: str | os.PathLike[str]) -> int:
+def _check_fingerprint(model: nn.Module, saved: dict[str, Any], strict: bool, src: Path) -> None:
+    """Raise (or warn, ``strict=False``) when the base differs from the one saved with."""
+    method = require_method(model)
+    live = method.fingerprint(model)
+    for name, expected in saved.items():
+        found = live.get(name)
+        if found == expected:
+            continue
+        if found is None:
+            what = "the layer does not exist in this model"
+        elif found["shape"] != expected["shape"] or found["dtype"] != expected["dtype"]:
+            what = (
+                f"it was saved on a {expected['dtype']} weight of shape {expected['shape']}, "
+                f"this base has {found['dtype']} {found['shape']}"
+            )
+        else:
+            what = "its base weights differ from the ones the adapter was trained on"
+        message = (
+            f"adapter {src} does not fit this base model at layer {name}: {what}. Load it "
+            "onto the model it was trained on (strict=False loads it anyway)"
+        )
+        if strict:
+            raise ValueError(message)
+        warnings.warn(message, stacklevel=3)
+        return
+
+
+def load_adapter(model: nn.Module, directory: str | os.PathLike[str], strict: bool = True) -> int:
     """Apply the saved method to the fresh base ``model`` and load the saved adapter state.
 
     Returns the trainable-parameter count, as ``apply_adapter`` does. On CPU the outputs
-    then equal those of the saved model bit for bit (same base weights).
+    then equal those of the saved model bit for bit (same base weights). A base whose
+    fingerprint differs from the saved one raises ValueError naming the layer
+    (``strict=False``: a warning, and the adapter is loaded anyway).
     """
     src = Path(directory)
     config = json.loads((src / CONFIG_NAME).read_text())
@@ -102,6 +128,8 @@ def load_adapter(model: nn.Module, directory: str | os.PathLike[str]) -> int:
     if meta.get("format") != FORMAT:
         raise ValueError(f"{src / WEIGHTS_NAME} is not a curlora adapter (metadata {meta})")
     n_trainable = apply_adapter(model, config)
+    if "fingerprint" in meta:
+        _check_fingerprint(model, json.loads(meta["fingerprint"]), strict, src)
     state = load_file(src / WEIGHTS_NAME)
     for dropped, kept in json.loads(meta.get("aliases", "{}")).items():
         state[dropped] = state[kept]

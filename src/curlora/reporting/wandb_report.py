@@ -2,10 +2,10 @@
 
 ``wandb`` is imported lazily, inside the one function that needs it, and its absence is
 not an error: the table helper returns None, everything else needs no wandb at all. A
-missing or broken logger must never cost a run its ``results.json`` (issue 3), and
+missing or broken logger must never cost a run its ``results.json``, and
 importing wandb costs seconds that runs with ``logger=csv`` or ``logger=none`` should not pay.
 
-Key names follow design §5.7: ``final/<metric>``, ``final/<task>/acc``, ``lm/ppl_final``.
+Key names: ``final/<metric>``, ``final/<task>/acc``, ``lm/ppl_final``.
 """
 
 from __future__ import annotations

@@ -112,7 +112,8 @@ class EWC(Strategy):
         fisher_samples: examples per task for the Fisher (≥ 1; None: all). Default 200:
             a seeded random fifth of a 1000-example task; one forward+backward of a single
             example each, roughly 1–2 minutes per task for SmolLM2-135M on two CPU cores
-            (an estimate from design §6's 3–4 s per 8 × 128-token batch, not a measurement).
+            (an estimate from the measured 3–4 s per 8 × 128-token batch of SmolLM2-135M on
+            two CPU cores, not itself a measurement).
         empirical: False (default) samples labels from the model: the true Fisher. True
             uses the dataset labels (empirical Fisher).
         online: False (default): one (F, θ*) pair per past task, as in Kirkpatrick et al.

@@ -21,7 +21,7 @@ evidence never straddle the split; review snippets and tweets by normalised text
 duplicates stay together; the corpus by article), groups are ordered by the sha256 of
 ``"<dataset>:<group>"``, and groups are taken in that order into ``test`` while they fit in
 ``TEST_FRACTION`` of the examples; the rest is ``train``. Where ``options.balance`` is true
-(VitaminC by default, as the issue asks), each split then keeps, per class, the examples
+(VitaminC by default), each split then keeps, per class, the examples
 with the smallest hashes up to the minority class's count. Labels: 1 = SUPPORTS / positive,
 0 = REFUTES / negative; VitaminC's NOT ENOUGH INFO and the snippets with a mean score of
 exactly 0 are dropped here (they are no class of a binary task).
