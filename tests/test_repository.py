@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import sys
-from pathlib import Path
-
 import yaml
 
 from tests.conftest import REPO_ROOT
@@ -19,12 +15,12 @@ def test_licence_and_citation_match_the_package() -> None:
     assert "2408.14572" in str(citation["preferred-citation"])
 
 
-def test_every_pre_commit_hook_runs_an_installed_tool() -> None:
+def test_pre_commit_hooks_need_no_hook_repository_and_match_the_dev_pins() -> None:
     config = yaml.safe_load((REPO_ROOT / ".pre-commit-config.yaml").read_text())
-    bin_dir = Path(sys.executable).parent
+    pyproject = (REPO_ROOT / "pyproject.toml").read_text()
     for repo in config["repos"]:
-        assert repo["repo"] == "local", repo["repo"]  # no hook repository to fetch
+        assert repo["repo"] == "local", repo["repo"]  # nothing to clone from GitHub
         for hook in repo["hooks"]:
-            tool = hook["entry"].split()[0]
-            assert hook["language"] == "system"
-            assert (bin_dir / tool).exists() or shutil.which(tool), (hook["id"], tool)
+            assert hook["language"] == "python", hook["id"]
+            for requirement in hook["additional_dependencies"]:
+                assert "==" in requirement and f'"{requirement}"' in pyproject, requirement
