@@ -23,7 +23,7 @@ KNOWN_TOP_LEVEL = frozenset(
     {
         "method", "model", "data", "strategy", "trainer", "logger", "callbacks", "paths",
         "rank", "alpha", "seed", "tasks", "resume", "deterministic", "optimizer", "head_lr",
-        "scheduler", "checkpoint", "reproduce",
+        "scheduler", "checkpoint", "reproduce", "reuse_initial_evaluation",
     }
 )  # fmt: skip
 """The top-level keys a run config may have (a ``+typo=1`` override adds another)."""

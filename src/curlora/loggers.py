@@ -13,9 +13,40 @@ from typing import Any
 
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 log = logging.getLogger(__name__)
+
+
+class WandbLogger(LightningWandbLogger):
+    """Lightning's ``WandbLogger``, quiet, and with the x-axis of a continual run.
+
+    - Lightning always passes ``anonymous`` to ``wandb.init``, on which wandb ≥ 0.20 warns
+      that the setting does nothing; it is left out when unset.
+    - ``quiet`` (default true) keeps wandb's run history and summary off the console: the
+      run ends with its own table, which names the offline run directory to sync.
+    - :meth:`define_task_axis` makes ``tasks_trained`` the x-axis of ``eval/*``, ``lm/*`` and
+      ``adapter/*``, so a run's (and a sweep group's) default workspace draws forgetting
+      curves against tasks trained, not against ``trainer/global_step``, which restarts
+      with every task's Trainer.
+    """
+
+    def __init__(self, *args: Any, quiet: bool = True, **kwargs: Any) -> None:
+        if quiet and "settings" not in kwargs:
+            import wandb
+
+            kwargs["settings"] = wandb.Settings(quiet=True)
+        super().__init__(*args, **kwargs)
+        if self._wandb_init.get("anonymous") is None:
+            self._wandb_init.pop("anonymous", None)
+
+    @rank_zero_only
+    def define_task_axis(self) -> None:
+        experiment = self.experiment
+        experiment.define_metric("tasks_trained")
+        for prefix in ("eval", "lm", "adapter"):
+            experiment.define_metric(f"{prefix}/*", step_metric="tasks_trained")
 
 
 class GuardedLogger(Logger):
@@ -66,6 +97,11 @@ class GuardedLogger(Logger):
     def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
         self._guard("log_hyperparams", self.inner.log_hyperparams, params, *args, **kwargs)
 
+    def define_task_axis(self) -> None:
+        """Per-task metrics against ``tasks_trained`` (W&B only; see ``WandbLogger``)."""
+        if hasattr(self.inner, "define_task_axis"):
+            self._guard("define_task_axis", self.inner.define_task_axis)
+
     def log_summary(self, summary: Mapping[str, Any]) -> None:
         """Final metrics into the W&B run summary (other loggers get them as metrics)."""
 
@@ -84,7 +120,7 @@ class GuardedLogger(Logger):
 
         def write() -> None:
             experiment = self.inner.experiment
-            if hasattr(experiment, "log") and "wandb" in type(self.inner).__module__.lower():
+            if isinstance(self.inner, LightningWandbLogger):
                 experiment.log(dict(objects))
 
         self._guard("log_objects", write)

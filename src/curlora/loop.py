@@ -27,6 +27,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import save_file
 
+from curlora import evaluation_cache
 from curlora.adapters import adapter_diagnostics, applied_method, apply_adapter
 from curlora.atomic import atomic_write
 from curlora.callbacks.forgetting import ForgettingMatrixCallback
@@ -62,6 +63,7 @@ class TaskLoop:
     """Holds the objects of one run and walks the task sequence; see the module docstring."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path, guard: InterruptGuard) -> None:
+        self._clock = (time.perf_counter(), 0.0)  # (this session's start, time before it)
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.guard = guard
@@ -95,14 +97,16 @@ class TaskLoop:
         self.loggers: list[GuardedLogger] = build_loggers(cfg.get("logger"))
         for logger in self.loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+            logger.define_task_axis()
         self.record = RunRecord(self.tasks)
 
     # ------------------------------------------------------------------ trainers
-    def _trainer(self, task_index: int | None) -> L.Trainer:
-        """A Trainer that trains task ``task_index``, or evaluates when it is None."""
+    def _trainer(self, task_index: int | None, perplexity: bool = True) -> L.Trainer:
+        """A Trainer that trains task ``task_index``, or evaluates when it is None (with the
+        perplexity measured unless ``perplexity`` is False)."""
         callbacks: list[Callback] = [*self.extra_callbacks]
         if task_index is None:
-            callbacks += [self.forgetting, self.perplexity]
+            callbacks += [self.forgetting, self.perplexity] if perplexity else [self.forgetting]
         every = int(self.cfg.checkpoint.every_n_train_steps or 0)
         if task_index is not None:
             path = step_checkpoint(self.run_dir, task_index)
@@ -130,11 +134,39 @@ class TaskLoop:
         )
 
     def _evaluate(self, point: int) -> None:
-        """Every task's head on its eval split + perplexity, filed under ``point``."""
-        self._trainer(None).validate(self.module, datamodule=self.data, verbose=False)
-        evaluation = Evaluation(dict(self.forgetting.result), self.perplexity.result)
+        """Every task's head on its eval split + perplexity, filed under ``point``.
+
+        A frozen backbone (``head_only``) computes what it computed before training: its
+        perplexity is reused and its features come from the module's cache, so only the
+        heads run again (bit-identical by construction).
+        """
+        frozen = self.module.backbone_frozen and self.record.initial is not None
+        reuse_ppl = frozen and self.record.initial.perplexity is not None
+        trainer = self._trainer(None, perplexity=not reuse_ppl)
+        self.perplexity.result = None
+        trainer.validate(self.module, datamodule=self.data, verbose=False)
+        ppl = self.record.initial.perplexity if reuse_ppl else self.perplexity.result
+        evaluation = Evaluation(dict(self.forgetting.result), ppl)
         self.record.add(point, evaluation)
         self._log_evaluation(point, evaluation)
+
+    def _initial_evaluation(self) -> None:
+        """The evaluation before training, from the shared cache when this run's is there
+        (``curlora.evaluation_cache``), else computed and stored for the next run."""
+        use_cache = bool(self.cfg.get("reuse_initial_evaluation", True))
+        key = evaluation_cache.initial_evaluation_key(self) if use_cache else None
+        cache_dir = Path(self.cfg.paths.cache_dir)
+        cached = evaluation_cache.load(cache_dir, key, self.tasks) if key else None
+        if cached is not None:
+            log.info(
+                "evaluation before training: reused (same base, heads and data; key %s)", key[:12]
+            )
+            self.record.add(-1, cached)
+            self._log_evaluation(-1, cached)
+            return
+        self._evaluate(-1)
+        if key is not None:
+            evaluation_cache.store(cache_dir, key, self.tasks, self.record.initial)
 
     def _log_evaluation(self, point: int, evaluation: Evaluation) -> None:
         metrics: dict[str, float] = {"tasks_trained": point + 1}
@@ -149,7 +181,13 @@ class TaskLoop:
     # ------------------------------------------------------------------ state
     def save_progress(self, status: str) -> None:
         self.record.status = status
+        self.record.elapsed_s = self.elapsed_s()
         write_progress(self.run_dir, self.record)
+
+    def elapsed_s(self) -> float:
+        """Wall time of the run: earlier sessions (resume) plus this one."""
+        start, before = self._clock
+        return before + time.perf_counter() - start
 
     def restore(self) -> None:
         """Continue from what the run directory holds (see ``curlora.run_state``).
@@ -178,6 +216,8 @@ class TaskLoop:
         elif progress is not None:
             # No task finished: keep the initial evaluation, nothing after it.
             self.record = RunRecord(self.tasks, initial=progress.initial)
+        if progress is not None:
+            self._clock = (time.perf_counter(), max(progress.elapsed_s, self.record.elapsed_s))
         log.info(
             "continuing %s: initial evaluation %s, %d of %d task(s) done",
             self.run_dir,
@@ -189,7 +229,7 @@ class TaskLoop:
     # ------------------------------------------------------------------ the loop
     def run(self) -> str:
         if self.record.initial is None:
-            self._evaluate(-1)
+            self._initial_evaluation()
             self.save_progress("running")
         self.guard.check()
         for index in range(self.record.completed_tasks, len(self.tasks)):

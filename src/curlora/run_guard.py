@@ -37,8 +37,9 @@ from curlora.config_checks import ConfigError
 
 RUN_CONFIG_FILE = "run_config.yaml"
 LOCK_FILE = ".lock"
-# Config keys that do not change what a run computes: where files go and how it is logged.
-NOT_EXPERIMENT = ("paths", "resume", "logger")
+# Config keys that do not change what a run computes: where files go, how it is logged,
+# whether a bit-identical cached evaluation is reused.
+NOT_EXPERIMENT = ("paths", "resume", "logger", "reuse_initial_evaluation")
 # Files a run leaves; any of them without run_config.yaml means "something is here".
 RUN_FILES = ("progress.json", "results.json", "checkpoints")
 # Files Hydra itself writes into a run directory before the run starts.

@@ -67,6 +67,8 @@ class RunRecord:
     after_task: list[Evaluation | None] = field(default_factory=list)
     warnings: list[dict[str, Any]] = field(default_factory=list)
     status: str = "running"
+    elapsed_s: float = 0.0
+    """Wall time of the run so far, every session of it (a resumed run adds its own)."""
 
     def __post_init__(self) -> None:
         if not self.after_task:
@@ -160,4 +162,5 @@ class RunRecord:
             after_task=[evaluation(e) for e in data["after_task"]],
             warnings=[dict(w) for w in data.get("warnings", [])],
             status=str(data.get("status", "running")),
+            elapsed_s=float(data.get("elapsed_s", 0.0)),
         )

@@ -14,7 +14,6 @@ SIGTERM``/``SIGINT``; ``failed: ...``). ``curlora.cli`` turns that into the exit
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,27 +21,17 @@ from omegaconf import DictConfig
 
 from curlora.atomic import OutputError, remove_stale_temp_files
 from curlora.config_checks import ConfigError, validate_config
+from curlora.console import configure_console
 from curlora.interrupts import InterruptGuard, RunInterrupted
 from curlora.loop import TaskLoop
 from curlora.models.module import NonFiniteLossError
+from curlora.reporting.console import run_table
 from curlora.reporting.results import ResultsError, load_results
 from curlora.run_guard import RunLock, plan_run, save_run_config
 from curlora.run_report import RESULTS_FILE, write_run_report
 from curlora.run_state import DamagedFile, read_progress
 
 log = logging.getLogger("curlora")
-
-# Two Lightning warnings that are wrong for this loop, silenced by exact message:
-# - training Trainers get limit_val_batches=0 on purpose: every head is evaluated after
-#   the task, by the loop;
-# - mid-epoch resume *is* exact here: the DataModule's state in the step checkpoint
-#   replays the epoch from the next batch (tests/pipeline/test_reliability.py).
-warnings.filterwarnings(
-    "ignore", message="You defined a `validation_step` but have no `val_dataloader`"
-)
-warnings.filterwarnings(
-    "ignore", message="You're resuming from a checkpoint that ended before the epoch"
-)
 
 
 def _finished_results(run_dir: Any) -> dict[str, Any] | None:
@@ -68,6 +57,7 @@ def run(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[str, An
     # composed defaults may name a model this machine has never fetched).
     plan, plan_warnings = plan_run(cfg, overrides)
     validate_config(plan.cfg)
+    configure_console()
     for warning in plan_warnings:
         log.warning("%s", warning)
     cfg, run_dir = plan.cfg, plan.run_dir
@@ -138,4 +128,5 @@ def _report(loop: TaskLoop, status: str) -> tuple[dict[str, Any] | None, OutputE
         return None, failure or error
     finally:
         loop.close_loggers()
+    log.info("\n%s", run_table(results, loop.run_dir, loop.elapsed_s()))
     return results, failure

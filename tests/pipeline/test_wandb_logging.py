@@ -22,7 +22,12 @@ def test_offline_wandb_run_gets_metrics_table_images_and_summary(run_config, mon
     summary: dict[str, Any] = {}
     groups: list[str | None] = []
     original_log, original_update = wandb_run.Run.log, wandb_summary.Summary.update
-    original_init = wandb.init
+    original_init, original_define = wandb.init, wandb_run.Run.define_metric
+    axes: dict[str, str | None] = {}
+
+    def spy_define(self, name, *args, **kwargs):
+        axes[name] = kwargs.get("step_metric")
+        return original_define(self, name, *args, **kwargs)
 
     def spy_log(self, data, *args, **kwargs):
         logged.update(data)
@@ -39,6 +44,7 @@ def test_offline_wandb_run_gets_metrics_table_images_and_summary(run_config, mon
     monkeypatch.setattr(wandb_run.Run, "log", spy_log)
     monkeypatch.setattr(wandb_summary.Summary, "update", spy_update)
     monkeypatch.setattr(wandb, "init", spy_init)
+    monkeypatch.setattr(wandb_run.Run, "define_metric", spy_define)
     cfg = run_config("logger=wandb", "trainer.max_epochs=1", "logger.wandb.group=sweep-x")
     results = run(cfg)
     assert results["status"] == "completed"
@@ -53,6 +59,10 @@ def test_offline_wandb_run_gets_metrics_table_images_and_summary(run_config, mon
     ):
         assert key in logged, key
     assert any(k.startswith("adapter/") and k.endswith("/delta_rel") for k in logged)
+    # Forgetting curves without setup: per-task metrics are drawn against tasks trained
+    # (trainer/global_step restarts with every task's Trainer).
+    assert {axes[f"{p}/*"] for p in ("eval", "lm", "adapter")} == {"tasks_trained"}
+    assert logged["tasks_trained"] == 3
     # The accuracy matrix as a wandb.Table, the plots as images.
     assert isinstance(logged["eval/accuracy_matrix"], wandb.Table)
     assert isinstance(logged["plots/forgetting"], wandb.Image)

@@ -157,6 +157,13 @@ class AdapterMethod:
         alone do not determine it."""
         return None
 
+    def starts_at_base(self) -> bool:
+        """True when the adapted model computes *exactly* what the base model computes until
+        it trains (a zero-initialised U or B adds exact zeros). Runs of such methods share
+        their evaluation before training (``curlora.evaluation_cache``). False by default:
+        only say True when it is bit-for-bit so."""
+        return False
+
     def to_config(self) -> dict[str, Any]:
         """The resolved config, ``_target_`` first: ``hydra.utils.instantiate`` rebuilds it."""
         cls = type(self)

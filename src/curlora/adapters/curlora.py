@@ -232,6 +232,9 @@ class CURLoRAMethod(AdapterMethod):
     dropout: float = 0.0
     seed: int | None = 0
 
+    def starts_at_base(self) -> bool:
+        return True  # U starts at zero: α (h·0) Cᵀ adds exact zeros
+
     def validate(self, shapes: Shapes) -> None:
         names = check_targets(self.name, self.target_modules, shapes)
         check_rank(self.name, self.rank, names, shapes)

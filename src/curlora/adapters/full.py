@@ -29,6 +29,9 @@ class FullMethod(AdapterMethod):
 
     name: str = "full"
 
+    def starts_at_base(self) -> bool:
+        return True  # the backbone is the base model until it trains
+
     def inject(self, model: nn.Module) -> None:
         """Every weight trains, so every weight must be float32: under a 16-bit backbone
         the model is upcast (small Adam updates of bf16 weights mostly round away)."""

@@ -20,5 +20,8 @@ class HeadOnlyMethod(AdapterMethod):
 
     name: str = "head_only"
 
+    def starts_at_base(self) -> bool:
+        return True  # nothing in the backbone changes at all
+
     def num_trainable(self, shapes: Shapes) -> int:
         return 0

@@ -56,6 +56,9 @@ class LoRAMethod(AdapterMethod):
     dropout: float = 0.0
     seed: int | None = 0
 
+    def starts_at_base(self) -> bool:
+        return True  # PEFT's default init: B starts at zero, the adapter term is exactly zero
+
     def validate(self, shapes: Shapes) -> None:
         validate_lowrank(self, shapes)
 

@@ -116,6 +116,9 @@ class LoRAPaperMethod(AdapterMethod):
     dropout: float = 0.0
     seed: int | None = 0
 
+    def starts_at_base(self) -> bool:
+        return True  # B starts at zero: the adapter term is exactly zero
+
     def validate(self, shapes: Shapes) -> None:
         validate_lowrank(self, shapes)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
+from tqdm.auto import tqdm
 
 from curlora.metrics.perplexity import sliding_window_perplexity
 from curlora.run_record import PerplexityScore
@@ -38,12 +39,25 @@ class PerplexityCallback(Callback):
         corpus = trainer.datamodule.corpus_ids
         if corpus is None:
             return
-        measured = sliding_window_perplexity(
-            pl_module.backbone,
-            corpus.to(pl_module.device),
-            max_length=self.max_length,
-            stride=self.stride,
-            batch_size=self.batch_size,
-            max_tokens=self.max_tokens,
-        )
+        bar = None
+        if trainer.progress_bar_callback is not None and trainer.is_global_zero:
+            bar = tqdm(desc="Perplexity", unit="window", leave=False, dynamic_ncols=True)
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        try:
+            measured = sliding_window_perplexity(
+                pl_module.backbone,
+                corpus.to(pl_module.device),
+                max_length=self.max_length,
+                stride=self.stride,
+                batch_size=self.batch_size,
+                max_tokens=self.max_tokens,
+                progress=progress if bar is not None else None,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
         self.result = PerplexityScore(ppl=measured.ppl, tokens=measured.tokens)

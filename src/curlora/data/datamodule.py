@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
-from curlora.data.sampling import ResumableShuffleSampler
+from curlora.data.sampling import LengthSortedBatches, ResumableShuffleSampler
 from curlora.data.sources import load_corpus, load_task_split
 from curlora.data.tasks import TaskSpec
 from curlora.data.validation import DataError, check_split, map_labels
@@ -81,6 +81,7 @@ class TaskSequenceDataModule(L.LightningDataModule):
         pair_separator: str = "\n",
         append_eos: bool = False,
         corpus: Mapping[str, Any] | None = None,
+        group_by_length: bool = False,
     ) -> None:
         super().__init__()
         missing = [t for t in tasks if t not in task_specs]
@@ -100,6 +101,7 @@ class TaskSequenceDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.pair_separator = pair_separator
         self.append_eos = append_eos
+        self.group_by_length = group_by_length
         self.prepared: dict[str, PreparedTask] = {}
         self.current_task: str = self.tasks[0]
         self.corpus_cfg = corpus
@@ -234,10 +236,12 @@ class TaskSequenceDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """The current task's shuffled loader; its order depends only on (seed, task, epoch)."""
         task = self.current_task
+        examples = self.prepared[task].train
         self.train_sampler = ResumableShuffleSampler(
-            len(self.prepared[task].train),
+            len(examples),
             seed=self.seed + 7919 * self.tasks.index(task),
             batch_size=self.batch_size,
+            lengths=[len(e["input_ids"]) for e in examples] if self.group_by_length else None,
         )
         if self._resume_position is not None:
             self.train_sampler.resume_from(*self._resume_position)
@@ -252,10 +256,12 @@ class TaskSequenceDataModule(L.LightningDataModule):
         )
 
     def eval_dataloader_for(self, task: str) -> DataLoader:
+        """A task's eval split in batches of similar length (``LengthSortedBatches``)."""
+        examples = self.prepared[task].eval
+        batches = LengthSortedBatches([len(e["input_ids"]) for e in examples], self.eval_batch_size)
         return DataLoader(
-            self.prepared[task].eval,
-            batch_size=self.eval_batch_size,
-            shuffle=False,
+            examples,
+            batch_sampler=batches,
             collate_fn=self.collate,
             num_workers=self.num_workers,
             generator=self._generator(),

@@ -18,10 +18,24 @@ from torch.utils.data import Sampler
 
 
 class ResumableShuffleSampler(Sampler[int]):
-    def __init__(self, num_examples: int, seed: int, batch_size: int) -> None:
+    """Seeded shuffle per epoch, resumable mid-epoch; optionally grouped by length.
+
+    ``lengths`` (optional) turns on length grouping: the epoch's seeded permutation is cut
+    into chunks of ``GROUP_BATCHES`` batches and each chunk is sorted by length, so a batch
+    holds examples of similar length (less padding) while the order stays a pure function of
+    (seed, epoch). It changes which examples share a batch, hence the gradients: an option
+    (``data.group_by_length``), off by default.
+    """
+
+    GROUP_BATCHES = 50
+
+    def __init__(
+        self, num_examples: int, seed: int, batch_size: int, lengths: list[int] | None = None
+    ) -> None:
         self.num_examples = num_examples
         self.seed = seed
         self.batch_size = batch_size
+        self.lengths = lengths
         self.epoch = 0
         self._resume: tuple[int, int] | None = None
 
@@ -34,7 +48,16 @@ class ResumableShuffleSampler(Sampler[int]):
 
     def permutation(self, epoch: int) -> list[int]:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        return torch.randperm(self.num_examples, generator=generator).tolist()
+        order = torch.randperm(self.num_examples, generator=generator).tolist()
+        if self.lengths is None:
+            return order
+        size = self.batch_size * self.GROUP_BATCHES
+        lengths = self.lengths
+        return [
+            i
+            for start in range(0, len(order), size)
+            for i in sorted(order[start : start + size], key=lambda j: -lengths[j])
+        ]
 
     def __iter__(self) -> Iterator[int]:
         skip = 0
@@ -46,3 +69,27 @@ class ResumableShuffleSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.num_examples
+
+
+class LengthSortedBatches(Sampler[list[int]]):
+    """Evaluation batches of examples of similar length, longest first.
+
+    Padding to the longest example of a batch wastes compute on the padded positions; in
+    the dataset's own order about half of an eval batch is padding (texts of 10 to 160
+    tokens side by side). Sorted by length, a batch holds neighbours in length and almost
+    nothing is padded. Which batch an example lands in cannot change its score (padding is
+    masked and causal attention never looks right), and per-task accuracy and confusion
+    counts are sums, so the order does not matter. Longest first: a batch that does not
+    fit in memory fails at once, not at the end. Deterministic (ties keep dataset order).
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int) -> None:
+        self.batch_size = batch_size
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        self.batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from (list(b) for b in self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)

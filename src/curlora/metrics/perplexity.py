@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import groupby
 
@@ -110,6 +111,7 @@ def sliding_window_perplexity(
     stride: int,
     batch_size: int = 1,
     max_tokens: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> PerplexityResult:
     """Perplexity of ``model`` (a causal LM returning ``.logits``) on ``input_ids`` [N] or [1, N].
 
@@ -121,9 +123,13 @@ def sliding_window_perplexity(
             the first and last are equal); no padding is ever needed.
         max_tokens: score only the first ``max_tokens`` tokens of the corpus (CPU budgets);
             None = all. The result's ``tokens`` says how many were scored.
+        progress: called as ``progress(windows done, windows in all)`` after each batch
+            (a progress bar); never changes the result.
 
-    Runs under ``torch.no_grad`` with the model in eval mode (dropout off), then restores
-    each submodule's training flag as it was (a frozen backbone left in eval stays there).
+    Runs under ``torch.inference_mode`` with the model in eval mode (dropout off), then
+    restores each submodule's training flag as it was (a frozen backbone left in eval
+    stays there). Only the scored positions reach the LM head (``logits_to_keep``), so
+    no [batch, window, vocabulary] tensor is built for the context positions.
     """
     if input_ids.dim() == 2 and input_ids.shape[0] == 1:
         input_ids = input_ids[0]
@@ -141,9 +147,9 @@ def sliding_window_perplexity(
 
     modes = {module: module.training for module in model.modules()}
     model.eval()
-    nll_sum, tokens = 0.0, 0
+    nll_sum, tokens, done = 0.0, 0, 0
     try:
-        with torch.no_grad():
+        with torch.inference_mode():
             # Consecutive windows of one shape (length, scored) form batches of batch_size.
             for _, group in groupby(windows, key=lambda w: (w.end - w.begin, w.scored)):
                 group = list(group)
@@ -155,6 +161,9 @@ def sliding_window_perplexity(
                     )  # [B, S]
                     nll_sum += _batch_nll(model, batch, targets, keep, cache)
                     tokens += targets.numel()
+                    done += len(chunk)
+                    if progress is not None:
+                        progress(done, len(windows))
     finally:
         for module, mode in modes.items():
             module.train(mode)

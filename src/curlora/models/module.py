@@ -80,6 +80,14 @@ class ContinualLitModule(L.LightningModule):
         # Checkpoints hold only what trains (see on_save_checkpoint); loading them into a
         # module whose frozen backbone is already in place must not demand the rest.
         self.strict_loading = False
+        # A backbone with nothing trainable (head_only) gives every eval batch the same
+        # features at every evaluation point: computed once, kept per (task, batch).
+        self._feature_cache: dict[tuple[str, tuple[int, ...]], torch.Tensor] = {}
+
+    @property
+    def backbone_frozen(self) -> bool:
+        """True when no backbone parameter trains: its outputs never change."""
+        return not any(p.requires_grad for p in self.backbone.parameters())
 
     # ------------------------------------------------------------------ forward
     def set_task(self, task: str) -> None:
@@ -175,8 +183,14 @@ class ContinualLitModule(L.LightningModule):
     ) -> dict[str, torch.Tensor]:
         """Predictions of the head of the task this loader belongs to: {predictions, labels}."""
         task = self.trainer.datamodule.tasks[dataloader_idx]
-        predictions = self.task_logits(batch, task).argmax(dim=-1)
-        return {"predictions": predictions, "labels": batch["labels"]}
+        if self.backbone_frozen:
+            key = (task, tuple(batch["index"].tolist()))
+            if key not in self._feature_cache:
+                self._feature_cache[key] = self.features(batch)
+            logits = self.heads[task](self._feature_cache[key])
+        else:
+            logits = self.task_logits(batch, task)
+        return {"predictions": logits.argmax(dim=-1), "labels": batch["labels"]}
 
     # ------------------------------------------------------------------ checkpoints
     def training_state(self) -> dict[str, Any]:

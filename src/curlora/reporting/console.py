@@ -1,0 +1,139 @@
+"""The table a run ends with, and ``curlora-report`` for finished runs and sweeps.
+
+    curlora-report <run dir>      the run's table (what ``python train.py`` prints at the end)
+    curlora-report <sweep dir>    the sweep's table (one row per run; mean ± std over seeds)
+
+A run's table: the accuracy matrix with each task's majority-class rate beside its name,
+one row before training and one after each task (``*`` marks an accuracy at or below the
+majority rate: a head that does no better than predicting one class), then BWT,
+forgetting, average accuracy, the perplexity before and after, the status, the wall time,
+the warnings and the paths of the files to open next.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from curlora.reporting.results import ResultsError, decode_results, load_results
+
+
+def _acc(value: float | None, majority: float | None) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    star = "*" if majority is not None and value <= majority + 1e-9 else " "
+    return f"{value:.3f}{star}"
+
+
+def _num(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m{rest:02d}s" if minutes else f"{rest}s"
+
+
+def run_table(
+    results: Mapping[str, Any], run_dir: Path | None = None, wall_time_s: float | None = None
+) -> str:
+    """The run's summary as plain text (see the module docstring)."""
+    results = decode_results(dict(results))  # "inf"/"nan" markers back to floats
+    tasks: Sequence[str] = results["tasks"]
+    majority = results["majority_baseline"]
+    headers = [f"{t} ({_num(m)})" for t, m in zip(tasks, majority, strict=True)]
+    label_width = max(len("before training"), *(len(f"after {t}") for t in tasks))
+    widths = [max(len(h), 7) for h in headers]
+    rows = [("before training", results["initial_accuracy"])]
+    rows += [(f"after {t}", row) for t, row in zip(tasks, results["accuracy_matrix"], strict=True)]
+
+    def line(label: str, cells: Sequence[str]) -> str:
+        body = "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
+        return f"  {label.ljust(label_width)}  {body}"
+
+    metrics, ppl = results["metrics"], results["perplexity"]
+    final_ppl = next((v for v in reversed(ppl["after_task"]) if v is not None), None)
+    out = [
+        f"accuracy per task (column: task (majority-class rate); * = at or below it), "
+        f"{results['method']}"
+        + (f" r{results['rank']}" if results.get("rank") is not None else "")
+        + f", seed {results['seed']}",
+        line("", headers),
+        *(
+            line(label, [_acc(v, m) for v, m in zip(row, majority, strict=True)])
+            for label, row in rows
+        ),
+        (
+            f"  BWT {_num(metrics['bwt'], signed=True)}   forgetting "
+            f"{_num(metrics['forgetting_max'])}   average accuracy {_num(metrics['avg_accuracy'])}"
+            f"   perplexity {_num(ppl['initial'])} -> {_num(final_ppl)} "
+            f"(x{_num(metrics['ppl_ratio_final'])}, {ppl['tokens']} tokens)"
+        ),
+        f"  status {results['status']}   wall time {_duration(wall_time_s)}"
+        f"   warnings {len(results['warnings'])}",
+    ]
+    for warning in results["warnings"][:5]:
+        out.append(f"    - {warning.get('detail') or warning['reason']}")
+    if len(results["warnings"]) > 5:
+        out.append(f"    ... and {len(results['warnings']) - 5} more in results.json")
+    if run_dir is not None:
+        files = [run_dir / name for name in ("results.json", "forgetting.png", "curves.png")]
+        out.append("  files: " + "  ".join(str(p) for p in files if p.exists()))
+        wandb_runs = sorted((run_dir / "wandb").glob("offline-run-*"))
+        if wandb_runs:
+            out.append(f"  W&B (offline): wandb sync {wandb_runs[-1]}")
+    return "\n".join(out)
+
+
+def wall_time(run_dir: Path) -> float | None:
+    """The run's wall time as recorded in progress.json (all sessions of it together)."""
+    try:
+        return float(json.loads((run_dir / "progress.json").read_text())["elapsed_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def report(path: Path) -> str:
+    """The table for a run directory or for every run below a sweep directory."""
+    if (path / "results.json").exists():
+        return run_table(load_results(path / "results.json"), path, wall_time(path))
+    from curlora.reporting.sweep import summarize_sweep
+
+    summary = summarize_sweep(path, write=False)
+    if not summary.rows:
+        raise ResultsError(f"no results.json in or below {path}")
+    return summary.markdown
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="curlora-report", description="Print the table of a finished run or sweep."
+    )
+    parser.add_argument("path", type=Path, help="a run directory or a sweep directory")
+    args = parser.parse_args(argv)
+    if not args.path.is_dir():
+        print(f"error: {args.path} is not a directory", file=sys.stderr)
+        return 2
+    try:
+        print(report(args.path))
+    except ResultsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
