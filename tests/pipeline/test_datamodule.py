@@ -156,3 +156,21 @@ def test_sampler_drops_the_position_of_an_epoch_that_had_finished() -> None:
     resumed.resume_from(epoch=2, batches_consumed=5)
     resumed.set_epoch(3)
     assert list(resumed) == full
+
+
+def test_length_grouped_training_order_is_seeded_and_groups_similar_lengths() -> None:
+    lengths = [(i * 37) % 50 + 1 for i in range(400)]
+    plain = ResumableShuffleSampler(400, seed=3, batch_size=4)
+    grouped = ResumableShuffleSampler(400, seed=3, batch_size=4, lengths=lengths)
+    order = grouped.permutation(0)
+    assert sorted(order) == list(range(400)) and order == grouped.permutation(0)
+    size = 4 * ResumableShuffleSampler.GROUP_BATCHES
+    for start in range(0, 400, size):  # each chunk of the seeded permutation, longest first
+        chunk = order[start : start + size]
+        assert sorted(chunk) == sorted(plain.permutation(0)[start : start + size])
+        assert [lengths[i] for i in chunk] == sorted((lengths[i] for i in chunk), reverse=True)
+
+    def padded(o: list[int]) -> int:
+        return sum(4 * max(lengths[i] for i in o[b : b + 4]) for b in range(0, 400, 4))
+
+    assert padded(order) < 0.8 * padded(plain.permutation(0))

@@ -14,7 +14,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 from tqdm.auto import tqdm
 
-from curlora.metrics.perplexity import sliding_window_perplexity
+from curlora.metrics.perplexity import sliding_window_perplexity, sliding_windows
 from curlora.run_record import PerplexityScore
 
 
@@ -41,10 +41,11 @@ class PerplexityCallback(Callback):
             return
         bar = None
         if trainer.progress_bar_callback is not None and trainer.is_global_zero:
-            bar = tqdm(desc="Perplexity", unit="window", leave=False, dynamic_ncols=True)
+            n = corpus.numel() if self.max_tokens is None else min(corpus.numel(), self.max_tokens)
+            total = len(sliding_windows(n, self.max_length, self.stride))
+            bar = tqdm(total=total, desc="Perplexity", unit="window", leave=False)
 
         def progress(done: int, total: int) -> None:
-            bar.total = total
             bar.update(done - bar.n)
 
         try:
