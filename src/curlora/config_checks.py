@@ -18,6 +18,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from curlora import checks
+
 MAX_SEED = 2**32 - 1  # numpy's and Lightning's seed_everything bound
 KNOWN_TOP_LEVEL = frozenset(
     {
@@ -35,22 +37,26 @@ class ConfigError(ValueError):
 
 def _require(condition: bool, key: str, value: Any, valid: str) -> None:
     if not condition:
-        raise ConfigError(f"{key}={value!r} is invalid; {valid}")
+        raise ConfigError(f"{key}={value!r} is not valid; valid: {valid}")
+
+
+@contextlib.contextmanager
+def _as_config_error() -> Iterator[None]:
+    """The shared checks (``curlora.checks``) raise ValueError; here it is a ConfigError."""
+    try:
+        yield
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 def _positive_int(cfg: Mapping[str, Any], key: str, path: str, allow_none: bool = False) -> None:
-    value = cfg.get(key)
-    if value is None and allow_none:
-        return
-    valid = "expected a positive integer" + (" or null" if allow_none else "")
-    _require(
-        isinstance(value, int) and not isinstance(value, bool) and value > 0, path, value, valid
-    )
+    with _as_config_error():
+        checks.check_int(path, cfg.get(key), 1, allow_none=allow_none)
 
 
 def _positive_number(value: Any, path: str) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
-    _require(ok, path, value, "expected a number > 0")
+    with _as_config_error():
+        checks.check_real(path, value, 0, low_open=True)
 
 
 def _check_top_level(cfg: Mapping[str, Any]) -> None:
@@ -63,13 +69,8 @@ def _check_top_level(cfg: Mapping[str, Any]) -> None:
         f"top-level settings: {sorted(KNOWN_TOP_LEVEL)}",
     )
     _positive_int(cfg, "rank", "rank")
-    seed = cfg.get("seed")
-    _require(
-        isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED,
-        "seed",
-        seed,
-        f"expected an integer in 0..{MAX_SEED}",
-    )
+    with _as_config_error():
+        checks.check_int("seed", cfg.get("seed"), 0, MAX_SEED)
     if cfg.get("alpha") is not None:
         _positive_number(cfg.get("alpha"), "alpha")
     _positive_number(cfg["optimizer"].get("lr"), "optimizer.lr")
@@ -85,37 +86,25 @@ def _check_top_level(cfg: Mapping[str, Any]) -> None:
             f"set exactly one of scheduler.warmup_steps and scheduler.warmup_ratio (ratio={ratio})",
         )
         if steps is not None:
-            _require(
-                isinstance(steps, int) and steps >= 0,
-                "scheduler.warmup_steps",
-                steps,
-                "expected an integer >= 0",
-            )
+            with _as_config_error():
+                checks.check_int("scheduler.warmup_steps", steps, 0)
         if ratio is not None:
-            _require(
-                isinstance(ratio, int | float) and 0 <= ratio <= 1,
-                "scheduler.warmup_ratio",
-                ratio,
-                "expected a number in [0, 1]",
-            )
+            with _as_config_error():
+                checks.check_real("scheduler.warmup_ratio", ratio, 0, 1)
     _positive_int(cfg["trainer"], "max_epochs", "trainer.max_epochs")
     _positive_int(cfg["trainer"], "accumulate_grad_batches", "trainer.accumulate_grad_batches")
     limit = cfg["trainer"].get("limit_train_batches")
     _require(
         limit is None
         or (isinstance(limit, float) and 0 < limit <= 1)
-        or (isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1),
+        or (checks.is_int(limit) and limit >= 1),
         "trainer.limit_train_batches",
         limit,
         "expected null (all batches), a fraction in (0, 1] or an integer >= 1 (0 trains nothing)",
     )
     every = (cfg.get("checkpoint") or {}).get("every_n_train_steps", 0)
-    _require(
-        isinstance(every, int) and every >= 0,
-        "checkpoint.every_n_train_steps",
-        every,
-        "expected an integer >= 0 (0 = task boundaries only)",
-    )
+    with _as_config_error():
+        checks.check_int("checkpoint.every_n_train_steps", every, 0)  # 0: task boundaries only
 
 
 def _check_data(cfg: Mapping[str, Any]) -> None:
@@ -135,14 +124,8 @@ def _check_data(cfg: Mapping[str, Any]) -> None:
     _require(len(set(tasks)) == len(tasks), "tasks", tasks, "each task may appear once")
     for key in ("max_length", "batch_size", "eval_batch_size"):
         _positive_int(data, key, f"data.{key}")
-    workers = data.get("num_workers", 0)
-    _require(
-        isinstance(workers, int) and not isinstance(workers, bool) and workers >= 0,
-        "data.num_workers",
-        workers,
-        "expected an integer >= 0 (0 loads batches in the main process)",
-    )
-    from curlora.data.sources import TASK_SOURCES
+    with _as_config_error():
+        checks.check_int("data.num_workers", data.get("num_workers", 0), 0)
     from curlora.data.tasks import TaskSpec
 
     for task in tasks:
@@ -152,12 +135,6 @@ def _check_data(cfg: Mapping[str, Any]) -> None:
         except TypeError as error:
             raise ConfigError(f"data.task_specs.{task}: {error}") from None
         prefix = f"data.task_specs.{task}"
-        _require(
-            spec.source in TASK_SOURCES,
-            f"{prefix}.source",
-            spec.source,
-            f"valid: {sorted(TASK_SOURCES)}",
-        )
         _positive_int(spec_cfg, "num_classes", f"{prefix}.num_classes")
         _require(
             spec.num_classes >= 2,
@@ -169,7 +146,7 @@ def _check_data(cfg: Mapping[str, Any]) -> None:
         _positive_int(spec_cfg, "eval_limit", f"{prefix}.eval_limit", allow_none=True)
         for class_id in (spec.label_map or {}).values():
             _require(
-                isinstance(class_id, int) and 0 <= class_id < spec.num_classes,
+                checks.is_int(class_id) and 0 <= class_id < spec.num_classes,
                 f"{prefix}.label_map",
                 dict(spec.label_map or {}),
                 f"class ids must lie in 0..{spec.num_classes - 1}",
@@ -307,7 +284,7 @@ def _check_output_dir(cfg: Mapping[str, Any]) -> None:
 def _check_model_path(cfg: Mapping[str, Any]) -> None:
     model = cfg["model"]
     name = model.get("name_or_path")
-    if model.get("source") == "hub" and isinstance(name, str) and name.startswith(("/", ".", "~")):
+    if isinstance(name, str) and name.startswith(("/", ".", "~")):  # a local path, not a Hub id
         _require(
             Path(name).expanduser().exists(),
             "model.name_or_path",

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from curlora.data.sources import hub
+from curlora.data.sources import hub, load_corpus, load_task_split
 from curlora.data.tasks import TaskSpec
 from curlora.data.validation import map_labels
 
@@ -37,7 +37,7 @@ def offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def paper_spec(task: str, data_files: dict[str, str]) -> TaskSpec:
     cfg: dict[str, Any] = json.loads(json.dumps(PAPER["task_specs"][task]))
-    cfg["options"]["data_files"] = data_files
+    cfg["source"]["data_files"] = data_files
     return TaskSpec.from_config(task, cfg)
 
 
@@ -59,13 +59,13 @@ def test_mrpc_from_local_parquet_keeps_the_hub_schema(tmp_path: Path) -> None:
         files[split] = str(tmp_path / f"mrpc-{split}.parquet")
         frame.to_parquet(files[split])
     spec = paper_spec("mrpc", files)
-    train = hub.load_split(spec, "train", tmp_path / "cache")
+    train = load_task_split(spec, "train", tmp_path / "cache")
     assert train.column_names == ["sentence1", "sentence2", "label", "idx"]
     assert (
         list(zip(train["sentence1"], train["sentence2"], train["label"], strict=True))
         == MRPC["train"]
     )
-    evaluation = hub.load_split(spec, spec.eval_split, tmp_path / "cache")
+    evaluation = load_task_split(spec, spec.eval_split, tmp_path / "cache")
     assert evaluation["label"] == [0] and len(evaluation) == 1
     # Arrow caches go under the run's cache folder, not the home directory.
     assert (tmp_path / "cache" / "hf_datasets").is_dir()
@@ -76,7 +76,7 @@ def test_sst2_from_jsonl_format_inferred(tmp_path: Path) -> None:
     rows = [{"sentence": "it 's a charming journey .", "label": 1, "idx": 0},
             {"sentence": "unflinchingly bleak .", "label": 0, "idx": 1}]  # fmt: skip
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    data = hub.load_split(paper_spec("sst2", {"validation": str(path)}), "validation", tmp_path)
+    data = load_task_split(paper_spec("sst2", {"validation": str(path)}), "validation", tmp_path)
     assert data["sentence"] == [r["sentence"] for r in rows] and data["label"] == [1, 0]
 
 
@@ -95,8 +95,8 @@ def test_sentiment140_label_map_drops_and_counts_neutral(tmp_path: Path) -> None
     path = tmp_path / "sentiment140-test.parquet"
     frame.to_parquet(path)
     spec = paper_spec("sentiment140", {"test": str(path)})
-    assert spec.options["revision"] == "refs/convert/parquet"
-    raw = hub.load_split(spec, spec.eval_split, tmp_path)
+    assert spec.source.revision == "refs/convert/parquet"
+    raw = load_task_split(spec, spec.eval_split, tmp_path)
     texts, _, labels, dropped = map_labels(spec, "test", raw)
     assert dropped == 2
     assert labels == [0, 1, 1, 0, 1, 0, 1]
@@ -108,33 +108,32 @@ def test_wikitext_corpus_joins_lines_like_the_hf_guide(tmp_path: Path) -> None:
     path = tmp_path / "wikitext-test.parquet"
     pd.DataFrame({"text": lines}).to_parquet(path)
     corpus_cfg = dict(PAPER["corpus"], data_files={"test": str(path)})
-    assert hub.load_corpus(corpus_cfg, tmp_path) == "\n\n".join(lines)
+    assert load_corpus(corpus_cfg, tmp_path) == "\n\n".join(lines)
 
 
 def test_missing_split_or_format_is_named(tmp_path: Path) -> None:
     spec = paper_spec("sst2", {"train": str(tmp_path / "x.parquet")})
     with pytest.raises(ValueError, match="data_files has no split 'validation'"):
-        hub.load_split(spec, "validation", tmp_path)
+        load_task_split(spec, "validation", tmp_path)
     spec = paper_spec("sst2", {"validation": str(tmp_path / "x.tsv")})
-    with pytest.raises(ValueError, match=r"set options\.format"):
-        hub.load_split(spec, "validation", tmp_path)
+    with pytest.raises(ValueError, match=r"set the source's format"):
+        load_task_split(spec, "validation", tmp_path)
 
 
 def test_unreachable_hub_names_the_alternatives(tmp_path: Path) -> None:
     spec = TaskSpec(
         name="mrpc",
-        source="hub",
+        source=hub.HubTask(path="curlora-tests/no-such-dataset", name="mrpc"),
         text_field="sentence1",
         label_field="label",
         num_classes=2,
-        options={"path": "curlora-tests/no-such-dataset", "name": "mrpc"},
     )
     with pytest.raises(hub.HubUnreachableError) as error:
-        hub.load_split(spec, "validation", tmp_path)
+        load_task_split(spec, "validation", tmp_path)
     message = str(error.value)
     assert "unreachable" in message and "data=offline" in message and "data_files" in message
     with pytest.raises(hub.HubUnreachableError, match="data=offline"):
-        hub.load_corpus({"path": "curlora-tests/no-such-corpus", "split": "test"}, tmp_path)
+        hub.HubCorpus(path="curlora-tests/no-such-corpus", split="test").load(tmp_path)
 
 
 def test_is_offline_error_follows_the_cause_chain() -> None:

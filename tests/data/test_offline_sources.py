@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from curlora.data.assets import asset_dir
-from curlora.data.sources import offline
+from curlora.data.sources import load_corpus, load_task_split, offline
 from curlora.data.tasks import TaskSpec
 
 NS = "http://www.mediawiki.org/xml/export-0.10/"
@@ -157,12 +157,11 @@ def test_balance_keeps_the_minority_count_per_class() -> None:
 def _spec(dataset: str, balance: bool, pair: bool = False) -> TaskSpec:
     return TaskSpec(
         name=dataset,
-        source="offline",
+        source=offline.OfflineTask(dataset=dataset, balance=balance),
         text_field="claim" if pair else "text",
         text_pair_field="evidence" if pair else None,
         label_field="label",
         num_classes=2,
-        options={"dataset": dataset, "balance": balance},
     )
 
 
@@ -171,16 +170,14 @@ def test_tweets_loader_labels_by_score_sign_and_drops_zero(tmp_path: Path) -> No
     scores = [1.5] * 60 + [-2.0] * 30 + [0.0] * 5
     rows = [(i, s, f"tweet number {i} &amp; more") for i, s in enumerate(scores)]
     place(tmp_path, offline.VADER, {"tweets_GroundTruth.txt": ground_truth(rows).encode()})
-    natural = {
-        s: offline.load_split(_spec("tweets", False), s, tmp_path) for s in ("train", "test")
-    }
+    natural = {s: load_task_split(_spec("tweets", False), s, tmp_path) for s in ("train", "test")}
     assert len(natural["train"]) + len(natural["test"]) == 90
     # tweets hold out 20% (TEST_FRACTION): singleton groups fill it exactly, floor(0.2 × 90).
     assert len(natural["test"]) == 18
     assert set(natural["train"]["text"]).isdisjoint(natural["test"]["text"])
     assert Counter(natural["train"]["label"]) + Counter(natural["test"]["label"]) == {1: 60, 0: 30}
     assert natural["test"][0]["text"].endswith("& more")
-    balanced = offline.load_split(_spec("tweets", True), "train", tmp_path)
+    balanced = load_task_split(_spec("tweets", True), "train", tmp_path)
     counts = Counter(balanced["label"])
     assert counts[0] == counts[1] == Counter(natural["train"]["label"])[0]
 
@@ -193,7 +190,7 @@ def test_vitaminc_loader_drops_nei_and_balances(tmp_path: Path) -> None:
     ]
     place(tmp_path, offline.BIGBENCH, {"task.json": vitaminc_json(examples).encode()})
     spec = _spec("vitaminc", True, pair=True)
-    data = {s: offline.load_split(spec, s, tmp_path) for s in ("train", "test")}
+    data = {s: load_task_split(spec, s, tmp_path) for s in ("train", "test")}
     assert 0 < len(data["test"]) <= 17 and len(data["train"]) > 500
     for split in data.values():
         counts = Counter(split["label"])
@@ -204,24 +201,24 @@ def test_vitaminc_loader_drops_nei_and_balances(tmp_path: Path) -> None:
 
 
 def test_loader_rejects_unknown_dataset_and_split(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=re.escape("options.dataset='nope'")):
-        offline.load_split(_spec("nope", False), "train", tmp_path)
+    with pytest.raises(ValueError, match=re.escape("dataset='nope' is not valid")):
+        offline.OfflineTask(dataset="nope")
     with pytest.raises(ValueError, match="split 'validation' unknown"):
-        offline.load_split(_spec("tweets", False), "validation", tmp_path)
+        load_task_split(_spec("tweets", False), "validation", tmp_path)
 
 
 def test_corpus_is_the_held_out_articles_joined(tmp_path: Path) -> None:
     titles = [f"Article {i}" for i in range(20)]
     xml = dump([page(t, 0, f"Body of {t}.&lt;ref&gt;cite&lt;/ref&gt;") for t in titles])
     place(tmp_path, offline.GENSIM, {"enwiki-test.xml.bz2": bz2.compress(xml)})
-    test = offline.load_corpus({"source": "offline"}, tmp_path)
-    train = offline.load_corpus({"source": "offline", "split": "train"}, tmp_path)
+    test = offline.OfflineCorpus().load(tmp_path)
+    train = offline.OfflineCorpus(split="train").load(tmp_path)
     held_out = [t for t in titles if f"{t}\n\nBody of {t}." in test]
     # enwiki holds out 10% of the articles: 2 of 20; the rest is train, none in both.
     assert len(held_out) == 2 and test.count("\n\nBody of") == 2
     assert train.count("\n\nBody of") == 18 and all(f"Body of {t}." not in train for t in held_out)
     assert "cite" not in test  # the <ref> is stripped
-    one = offline.load_corpus({"source": "offline", "max_chars": 10}, tmp_path)
+    one = offline.OfflineCorpus(max_chars=10).load(tmp_path)
     assert one.count("Body of") == 1  # whole articles only, but at least one
 
 
@@ -247,8 +244,8 @@ def test_real_offline_suite_has_the_documented_splits() -> None:
     for task, expected in REAL.items():
         spec = TaskSpec.from_config(task, data_cfg["task_specs"][task])
         for split, (negative, positive) in expected.items():
-            data = offline.load_split(spec, split, cache)
+            data = load_task_split(spec, split, cache)
             assert Counter(data["label"]) == {0: negative, 1: positive}, (task, split)
             assert all(t.strip() for t in data[spec.text_field])
-    corpus = offline.load_corpus(data_cfg["corpus"], cache)
+    corpus = load_corpus(data_cfg["corpus"], cache)
     assert len(corpus) == 370_480 and corpus.startswith("Autism\n\nAutism is a neurodevelopmental")

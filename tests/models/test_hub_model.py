@@ -35,7 +35,7 @@ def saved_tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, torch.nn
 
 
 def cfg(name: str | Path, **extra: Any) -> dict[str, Any]:
-    return {"source": "hub", "name_or_path": str(name), **extra}
+    return {"_target_": "curlora.models.hub.HubModel", "name_or_path": str(name), **extra}
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import datasets
 import pytest
 
 from curlora.config_checks import ConfigError, validate_config
+from curlora.data.sources.synthetic import SyntheticTask
 from curlora.data.tasks import TaskSpec
 from curlora.data.validation import DataError, check_split, map_labels
 
@@ -32,7 +33,10 @@ BAD_CONFIGS = [
     ("callbacks.perplexity.stride=100", ["callbacks.perplexity.stride", "100", "max_length"]),
     ("scheduler.warmup_steps=10", ["warmup_steps", "warmup_ratio"]),
     ("data.max_length=-5", ["data.max_length", "-5"]),
-    ("data.task_specs.pairs.source=ftp", ["data.task_specs.pairs.source", "ftp", "synthetic"]),
+    (
+        "data.task_specs.pairs.source._target_=ftp.Nope",
+        ["data.task_specs.pairs", "ftp.Nope", "SyntheticTask"],
+    ),
     ("resume=/nonexistent/run", ["resume", "/nonexistent/run"]),
 ]
 
@@ -98,7 +102,9 @@ def test_cli_bad_data_names_task_split_and_field(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
-SPEC = TaskSpec(name="t", source="synthetic", text_field="text", label_field="label", num_classes=2)
+SPEC = TaskSpec(
+    name="t", source=SyntheticTask(), text_field="text", label_field="label", num_classes=2
+)
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import torch
 
 from curlora.data.datamodule import TaskSequenceDataModule
 from curlora.data.sampling import ResumableShuffleSampler
+from curlora.data.sources.synthetic import SyntheticTask
 from curlora.data.tasks import TaskSpec
 from curlora.data.validation import DataError
 from curlora.models.tiny import build_tokenizer
@@ -19,22 +20,20 @@ def _specs(train_limit: int | None = 50) -> dict[str, TaskSpec]:
     return {
         "pairs": TaskSpec(
             name="pairs",
-            source="synthetic",
+            source=SyntheticTask(kind="pair", seed=1, sizes=sizes),
             text_field="sentence1",
             text_pair_field="sentence2",
             label_field="label",
             num_classes=2,
             train_limit=train_limit,
-            options={"kind": "pair", "seed": 1, "sizes": sizes},
         ),
         "reviews": TaskSpec(
             name="reviews",
-            source="synthetic",
+            source=SyntheticTask(kind="sentiment", lexicon="a", seed=2, sizes=sizes),
             text_field="sentence",
             label_field="label",
             num_classes=2,
             train_limit=train_limit,
-            options={"kind": "sentiment", "lexicon": "a", "seed": 2, "sizes": sizes},
         ),
     }
 

@@ -3,11 +3,12 @@
 ``tests/fixtures/tiny_reference_results.json`` was recorded from the framework as it was
 before its loop, callbacks, data module and results were restructured (commit 361527a:
 ``run(cfg)`` on the ``debug=fast`` tiny config for CURLoRA, LoRA and CURLoRA + EWC). The
-restructuring was meant to change no number: accuracies must be the same counts,
+restructuring was meant to change no number: accuracies must be the same counts and
 perplexities equal to 1e-6 relative (the same windows, in inference mode instead of
-no_grad; with EWC the last one differs by 7e-8, float32 summation order). The recorded accuracies went through torchmetrics in float32 (0.65 stored as
-0.6499999761581421); today's are the exact ratio of counts, so they are compared to
-float32 resolution (1e-7 relative: less than a thousandth of one example in 100).
+no_grad; with EWC the last one differs by 7e-8, float32 summation order). The recorded
+accuracies went through torchmetrics in float32 (0.65 stored as 0.6499999761581421);
+today's are the exact ratio of counts, so they are compared to float32 resolution (1e-7
+relative: less than a thousandth of one example in 100).
 """
 
 from __future__ import annotations

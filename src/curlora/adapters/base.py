@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from curlora import checks
+
 Shapes = Mapping[str, tuple[int, int]]
 """Module name -> (out_features, in_features) of every ``nn.Linear`` in a model."""
 
@@ -82,11 +84,7 @@ def check_targets(method: str, target_modules: Any, shapes: Shapes) -> list[str]
 
 def check_int(method: str, key: str, value: Any, low: int, high: int | None = None) -> None:
     """``value`` must be an int (not a bool) in ``low..high``."""
-    ok = isinstance(value, int) and not isinstance(value, bool)
-    if ok and value >= low and (high is None or value <= high):
-        return
-    valid = f"{low}..{high}" if high is not None else f"an integer ≥ {low}"
-    raise ValueError(f"method '{method}': {key}={value!r} is not valid; valid: {valid}")
+    checks.check_int(key, value, low, high, context=f"method '{method}': ")
 
 
 def check_rank(method: str, rank: Any, names: Sequence[str], shapes: Shapes) -> None:
@@ -107,20 +105,13 @@ def check_float(
     method: str, key: str, value: Any, low: float, high: float, high_open: bool = False
 ) -> None:
     """``value`` must be a finite real number in [low, high] (or [low, high))."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and low <= value and (value < high if high_open else value <= high):
-        return
-    if math.isinf(low) and math.isinf(high):
-        valid = "a finite number"
-    else:
-        valid = f"a number in [{low}, {high}{')' if high_open else ']'}"
-    raise ValueError(f"method '{method}': {key}={value!r} is not valid; valid: {valid}")
+    bounds = [None if math.isinf(b) else b for b in (low, high)]
+    checks.check_real(key, value, *bounds, high_open=high_open, context=f"method '{method}': ")
 
 
 def check_seed(method: str, seed: Any) -> None:
     """``seed`` must be a non-negative int or None (None means 0)."""
-    if seed is not None:
-        check_int(method, "seed", seed, 0)
+    checks.check_int("seed", seed, 0, allow_none=True, context=f"method '{method}': ")
 
 
 def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:

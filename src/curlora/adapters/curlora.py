@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from curlora import checks
 from curlora.adapters.base import (
     PAPER_TARGETS,
     AdapterMethod,
@@ -90,7 +91,7 @@ class CURLoRALinear(nn.Module):
         out_f, in_f = base_layer.weight.shape
         label = name or f"Linear(in_features={in_f}, out_features={out_f})"
         limit = min(out_f, in_f)
-        if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= limit:
+        if not (checks.is_int(rank) and 1 <= rank <= limit):
             raise ValueError(
                 f"CURLoRA rank={rank!r} for layer {label} (out={out_f}, in={in_f}) is outside "
                 f"1..{limit}; the limit is min(out, in)={limit}"
@@ -246,8 +247,7 @@ class CURLoRAMethod(AdapterMethod):
         check_float(self.name, "alpha", self.alpha, float("-inf"), float("inf"))
         check_float(self.name, "dropout", self.dropout, 0.0, 1.0, high_open=True)
         check_seed(self.name, self.seed)
-        if not isinstance(self.replace, bool):
-            raise ValueError(f"method '{self.name}': replace={self.replace!r}; valid: true, false")
+        checks.check_bool("replace", self.replace, context=f"method '{self.name}': ")
 
     def num_trainable(self, shapes: Shapes) -> int:
         return self.rank**2 * len(check_targets(self.name, self.target_modules, shapes))

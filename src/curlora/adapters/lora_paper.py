@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from curlora import checks
 from curlora.adapters.base import (
     PAPER_TARGETS,
     AdapterMethod,
@@ -59,8 +60,7 @@ class LoRAPaperLinear(nn.Module):
         name: str | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-            raise ValueError(f"LoRA rank={rank!r} for layer {name or ''}; valid: an integer ≥ 1")
+        checks.check_int("rank", rank, 1, context=f"LoRA layer {name or ''}: ")
         base_layer.requires_grad_(False)
         self.base_layer = base_layer
         out_f, in_f = base_layer.weight.shape

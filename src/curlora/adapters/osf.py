@@ -24,6 +24,7 @@ from peft import OSFConfig, inject_adapter_in_model
 from peft.tuners.tuners_utils import cast_adapter_dtype
 from torch import nn
 
+from curlora import checks
 from curlora.adapters.base import (
     PAPER_TARGETS,
     AdapterMethod,
@@ -75,9 +76,7 @@ class OSFMethod(AdapterMethod):
 
     def validate(self, shapes: Shapes) -> None:
         er = self.effective_rank
-        kind_ok = er is None or (
-            isinstance(er, (int, float)) and not isinstance(er, bool) and er > 0
-        )
+        kind_ok = er is None or (checks.is_real(er) and er > 0)
         if not kind_ok or (isinstance(er, float) and er > 1):
             raise ValueError(
                 f"method '{self.name}': effective_rank={er!r} is not valid; valid: null "

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from curlora.data.sources import TaskSource
 
 
 @dataclass(frozen=True)
@@ -13,8 +16,8 @@ class TaskSpec:
 
     Attributes:
         name: task name, used for its head, its metrics (``eval/<name>/acc``) and results.
-        source: registered data source that loads its splits (``synthetic``, ``hub``,
-            ``offline``); see ``curlora.data.sources``.
+        source: the ``TaskSource`` that loads its splits (built from the config's
+            ``source`` node by its ``_target_``; see ``curlora.data.sources``).
         text_field: column holding the (first) text.
         text_pair_field: column holding the second text of a sentence pair, or None.
         label_field: column holding the integer label.
@@ -27,12 +30,10 @@ class TaskSpec:
             not depend on the run seed; None keeps the whole split (what papers report).
         label_map: raw label value -> class id. Rows whose raw label is not a key are
             dropped and counted (e.g. Sentiment140's neutral tweets); None keeps labels as is.
-        options: source-specific settings (Hub path/name/revision, a local-path override,
-            an offline asset name, ...).
     """
 
     name: str
-    source: str
+    source: TaskSource
     text_field: str
     label_field: str
     num_classes: int
@@ -42,7 +43,6 @@ class TaskSpec:
     train_limit: int | None = 1000
     eval_limit: int | None = None
     label_map: Mapping[Any, int] | None = None
-    options: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, name: str, cfg: Mapping[str, Any]) -> TaskSpec:
@@ -53,8 +53,13 @@ class TaskSpec:
             raise TypeError(
                 f"task '{name}': unknown field(s) {unknown}; valid fields are {sorted(known)}"
             )
+        from curlora.data.sources import task_source
+
         values = dict(cfg)
         if values.get("label_map") is not None:
             values["label_map"] = dict(values["label_map"])
-        values["options"] = dict(values.get("options") or {})
+        try:
+            values["source"] = task_source(values.get("source"))
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"task '{name}': source: {error}") from None
         return cls(name=name, **values)

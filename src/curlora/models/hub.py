@@ -17,6 +17,7 @@ says so and names ``model=smollm2_135m`` and local paths as alternatives.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,6 +33,7 @@ from transformers import (
 )
 
 from curlora.data.sources.hub import HubUnreachableError, is_offline_error
+from curlora.models.source import ModelSource
 
 DTYPES: dict[str, Any] = {
     "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float32": torch.float32,
@@ -66,6 +68,28 @@ def _from_hub(model_cfg: Mapping[str, Any], what: str, load: Callable[[], T]) ->
             "model instead (model=smollm2_135m), or set model.name_or_path to a local folder "
             "saved with save_pretrained."
         ) from error
+
+
+@dataclasses.dataclass
+class HubModel(ModelSource):
+    """Any causal LM by Hub id or local folder (fields: the module docstring)."""
+
+    name_or_path: str = ""
+    revision: str | None = None
+    dtype: str = "auto"
+    trust_remote_code: bool = False
+    hf_cache_dir: str | None = None
+    attn_implementation: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"model.dtype='{self.dtype}' unknown; valid: {sorted(DTYPES)}")
+
+    def architecture(self, cache_dir: Path) -> PretrainedConfig:
+        return load_config(self.as_config(), cache_dir)
+
+    def load(self, cache_dir: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+        return load(self.as_config(), cache_dir)
 
 
 def load_config(model_cfg: Mapping[str, Any], cache_dir: Path) -> PretrainedConfig:

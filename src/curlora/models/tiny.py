@@ -8,6 +8,7 @@ test sees the same "pretrained" weights.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from curlora.data.sources.synthetic import VOCABULARY
+from curlora.models.source import ModelSource
 
 SPECIALS = ["[PAD]", "[UNK]", "[BOS]", "[EOS]", "[SEP]"]
 
@@ -56,6 +58,26 @@ def load_config(model_cfg: Mapping[str, Any], cache_dir: Path) -> LlamaConfig:
         eos_token_id=3,
         tie_word_embeddings=False,
     )
+
+
+@dataclasses.dataclass
+class TinyLlama(ModelSource):
+    """A random tiny Llama (``configs/model/tiny_llama.yaml``): sizes, and ``init_seed``
+    fixing its "pretrained" weights independently of the run seed."""
+
+    hidden_size: int = 64
+    intermediate_size: int = 128
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    max_position_embeddings: int = 512
+    init_seed: int = 0
+
+    def architecture(self, cache_dir: Path) -> LlamaConfig:
+        return load_config(self.as_config(), cache_dir)
+
+    def load(self, cache_dir: Path) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
+        return load(self.as_config(), cache_dir)
 
 
 def load(

@@ -49,6 +49,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from curlora import checks
+
 
 class Strategy:
     """Plain sequential fine-tuning: every hook does nothing. Subclass and override."""
@@ -144,23 +146,13 @@ def new_generator(seed: int) -> torch.Generator:
 
 
 def check_int(name: str, value: Any, minimum: int) -> int:
-    """``value`` as an int ≥ ``minimum``; a clear ValueError otherwise (bools rejected)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"strategy.{name}={value!r}: expected an integer ≥ {minimum}")
-    return value
+    """``value`` as an int ≥ ``minimum``; a ValueError naming ``strategy.<name>`` otherwise."""
+    return checks.check_int(f"strategy.{name}", value, minimum)
 
 
 def check_float(
     name: str, value: Any, low: float, high: float = math.inf, *, low_open: bool = False
 ) -> float:
     """``value`` as a finite float in ``[low, high]`` (``(low, high]`` when ``low_open``)."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if ok:
-        number = float(value)
-        ok = math.isfinite(number) and (number > low if low_open else number >= low)
-        ok = ok and number <= high
-    if not ok:
-        lower = f"{'>' if low_open else '≥'} {low:g}"
-        bound = lower if math.isinf(high) else f"{lower} and ≤ {high:g}"
-        raise ValueError(f"strategy.{name}={value!r}: expected a finite number {bound}")
-    return float(value)
+    upper = None if math.isinf(high) else high
+    return float(checks.check_real(f"strategy.{name}", value, low, upper, low_open=low_open))

