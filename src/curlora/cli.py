@@ -36,7 +36,7 @@ from curlora.interrupts import RunInterrupted
 from curlora.run_dirs import JOB_OUTCOMES, SWEEP_FAILURES, JobOutcome
 from curlora.run_guard import remove_if_unused
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
+CONFIG_PATH = "pkg://curlora.configs"  # package data: works from a checkout and installed
 log = logging.getLogger("curlora")
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_STOPPED, EXIT_OUTPUT = 0, 1, 2, 3, 4, 5
@@ -76,7 +76,7 @@ def run_job(cfg: DictConfig, overrides: Sequence[str], multirun: bool) -> Outcom
     return Outcome(code, status, results)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode

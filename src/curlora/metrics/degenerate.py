@@ -21,23 +21,28 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 SINGLE_CLASS = "single_class"
 AT_OR_BELOW_MAJORITY = "at_or_below_majority"
 NON_FINITE_PERPLEXITY = "non_finite_perplexity"
 INERT_ADAPTER = "inert_adapter"
-WARNING_KEYS = (
-    "task",
-    "evaluated_after",
-    "reason",
-    "accuracy",
-    "majority_baseline",
-    "top_class_share",
-    "detail",
-)
-"""Every warning in ``results.json`` has exactly these keys; fields a reason does not use
-are null, ``detail`` says in words what happened."""
+
+
+class WarningJSON(TypedDict):
+    """A warning in ``results.json``: fields a reason does not use are null; ``detail`` says
+    in words what happened."""
+
+    task: str | None
+    evaluated_after: int | str
+    reason: str
+    accuracy: float | None
+    majority_baseline: float | None
+    top_class_share: float | None
+    detail: str | None
+
+
+WARNING_KEYS: tuple[str, ...] = tuple(WarningJSON.__annotations__)
 _EPS = 1e-9  # accuracy equal to the baseline (both count ratios) must count as "at"
 
 

@@ -40,29 +40,43 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from curlora.atomic import atomic_write_text
 from curlora.metrics.continual import METRIC_KEYS, summarize, trained_rows
-from curlora.metrics.degenerate import WARNING_KEYS
+from curlora.metrics.degenerate import WARNING_KEYS, WarningJSON
 
-RESULT_KEYS = (
-    "method",
-    "rank",
-    "seed",
-    "tasks",
-    "accuracy_matrix",
-    "initial_accuracy",
-    "perplexity",
-    "metrics",
-    "majority_baseline",
-    "trainable_params",
-    "status",
-    "config",
-    "warnings",
-    "label_balance",
-)
-PERPLEXITY_KEYS = ("initial", "after_task", "tokens")
+Number = float | str | None
+"""A measurement: a float, a non-finite marker (``"inf"``, ``"nan"``) or null (not measured)."""
+
+
+class PerplexityJSON(TypedDict):
+    initial: Number
+    after_task: list[Number]
+    tokens: int
+
+
+class ResultsJSON(TypedDict):
+    """``results.json``: the schema is this class (keys in file order; see the module doc)."""
+
+    method: str
+    rank: int | None
+    seed: int
+    tasks: list[str]
+    accuracy_matrix: list[list[Number]]
+    initial_accuracy: list[Number]
+    perplexity: PerplexityJSON
+    metrics: dict[str, Number]
+    majority_baseline: list[Number]
+    trainable_params: int
+    status: str
+    config: dict[str, Any]
+    warnings: list[WarningJSON]
+    label_balance: dict[str, Any]
+
+
+RESULT_KEYS: tuple[str, ...] = tuple(ResultsJSON.__annotations__)
+PERPLEXITY_KEYS: tuple[str, ...] = tuple(PerplexityJSON.__annotations__)
 
 
 class ResultsError(ValueError):
@@ -132,7 +146,7 @@ def build_results(
     metrics: Mapping[str, float | None] | None = None,
     warnings: Sequence[Mapping[str, Any]] = (),
     label_balance: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> ResultsJSON:
     """Assemble and validate a results dict (see the module docstring for the schema).
 
     ``accuracy_matrix`` may have fewer than T rows (a stopped run); it is padded with null

@@ -14,15 +14,11 @@ place each (see ``curlora.models.module``):
 - ``state_dict()`` / ``load_state_dict(state)``: everything needed to resume a run
   bit-exactly (tensors and plain Python values only; saved with the checkpoints).
 
-What a strategy may use:
-- ``module.heads``: ``nn.ModuleDict`` task name -> ``Linear(hidden, num_classes)``.
-- ``module.task_logits(batch, task) -> Tensor[B, num_classes]`` (backbone + that head).
-- ``module.trainable_named_parameters() -> list[(name, Parameter)]``: the parameters that
-  train (adapter + heads), the ones the optimizer receives.
-- ``datamodule.train_examples(task) -> list[dict]``: the task's tokenised training examples.
-- ``datamodule.collate(examples) -> batch``; ``datamodule.train_dataloader_for(task)``.
-- a batch is ``{"input_ids": Long[B, T], "attention_mask": Long[B, T], "labels": Long[B],
-  "index": Long[B]}`` (``index``: row number in the task's training split).
+What a strategy may use is typed: the module is a :class:`ContinualModel` and the data a
+:class:`TaskData` (``typing.Protocol``: anything with these members fits, so strategies can
+be tested on small stand-ins). A batch is ``{"input_ids": Long[B, T], "attention_mask":
+Long[B, T], "labels": Long[B], "index": Long[B]}`` (``index``: row number in the task's
+training split).
 
 Conventions every strategy here keeps (so the module can rely on them):
 - Resume: the module calls ``load_state_dict`` and then ``on_task_start`` for the task it
@@ -42,14 +38,53 @@ Conventions every strategy here keeps (so the module can rely on them):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from curlora import checks
+
+Batch = dict[str, torch.Tensor]
+Example = dict[str, Any]
+
+
+class ContinualModel(Protocol):
+    """What a strategy may use of the model (``ContinualLitModule`` provides it)."""
+
+    heads: nn.ModuleDict
+    """Task name -> ``Linear(hidden, num_classes)``."""
+
+    def task_logits(self, batch: Mapping[str, torch.Tensor], task: str) -> torch.Tensor:
+        """Logits of ``task``'s head: [B, num_classes] (backbone + that head)."""
+        ...
+
+    def trainable_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """The parameters that train (adapter + heads): the ones the optimizer receives."""
+        ...
+
+    def modules(self) -> Iterator[nn.Module]: ...
+
+    def parameters(self) -> Iterator[nn.Parameter]: ...
+
+
+class TaskData(Protocol):
+    """What a strategy may use of the data (``TaskSequenceDataModule`` provides it)."""
+
+    def train_examples(self, task: str) -> list[Example]:
+        """The task's tokenised training examples."""
+        ...
+
+    def collate(self, examples: Sequence[Example]) -> Batch:
+        """Pad examples into a batch."""
+        ...
+
+    def train_dataloader_for(self, task: str, batch_size: int | None = None) -> DataLoader:
+        """The task's training examples in order."""
+        ...
 
 
 class Strategy:
@@ -57,22 +92,22 @@ class Strategy:
 
     name: str = "sequential"
 
-    def on_task_start(self, module: Any, task: str, datamodule: Any) -> None:
+    def on_task_start(self, module: ContinualModel, task: str, datamodule: TaskData) -> None:
         """Called before ``task`` trains."""
 
     def extra_loss(
-        self, module: Any, task: str, batch: dict[str, torch.Tensor], logits: torch.Tensor
+        self, module: ContinualModel, task: str, batch: Batch, logits: torch.Tensor
     ) -> torch.Tensor | None:
         """A scalar added to the loss of each training batch, or None."""
         return None
 
     def extra_batches(
-        self, module: Any, task: str, batch: dict[str, torch.Tensor]
-    ) -> list[tuple[str, dict[str, torch.Tensor]]]:
+        self, module: ContinualModel, task: str, batch: Batch
+    ) -> list[tuple[str, Batch]]:
         """Batches of past tasks to score with their own heads and add to the loss."""
         return []
 
-    def on_task_end(self, module: Any, task: str, datamodule: Any) -> None:
+    def on_task_end(self, module: ContinualModel, task: str, datamodule: TaskData) -> None:
         """Called after ``task`` trained, before it is evaluated."""
 
     def state_dict(self) -> dict[str, Any]:
@@ -103,7 +138,7 @@ def eval_mode(module: nn.Module) -> Iterator[None]:
             m.training = flag
 
 
-def module_device(module: Any) -> torch.device:
+def module_device(module: ContinualModel) -> torch.device:
     """Device of the module's first trainable parameter (CPU when it has none)."""
     for _, p in module.trainable_named_parameters():
         return p.device
@@ -115,7 +150,7 @@ def batch_to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def head_param_ids(module: Any, tasks: Iterable[str] | None = None) -> set[int]:
+def head_param_ids(module: ContinualModel, tasks: Iterable[str] | None = None) -> set[int]:
     """``id`` of every parameter of the heads of ``tasks`` (all heads when None).
 
     Identity, not names: the contract does not fix how the module names head parameters.
@@ -124,7 +159,7 @@ def head_param_ids(module: Any, tasks: Iterable[str] | None = None) -> set[int]:
     return {id(p) for t in names if t in module.heads for p in module.heads[t].parameters()}
 
 
-def require_datamodule(strategy: str, hook: str, datamodule: Any) -> Any:
+def require_datamodule(strategy: str, hook: str, datamodule: Any) -> TaskData:
     """``datamodule``, or a RuntimeError saying what the strategy needs from it.
 
     Strategies call this from ``on_task_start`` too, even where they use the datamodule only

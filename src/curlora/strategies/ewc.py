@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 
 from curlora.strategies.base import (
+    Batch,
+    ContinualModel,
     Strategy,
     batch_to,
     check_float,
@@ -54,7 +56,7 @@ ONLINE_KEY = "online"  # the single key of the running Fisher / anchor in online
 
 
 def estimate_fisher(
-    module: Any,
+    module: ContinualModel,
     task: str,
     examples: Sequence[dict[str, Any]],
     collate: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]],
@@ -162,16 +164,16 @@ class EWC(Strategy):
         self._anchor: dict[str, dict[str, torch.Tensor]] = {}
         self._tasks: list[str] = []  # tasks consolidated so far, in order
 
-    def penalised_parameters(self, module: Any) -> list[tuple[str, torch.nn.Parameter]]:
+    def penalised_parameters(self, module: ContinualModel) -> list[tuple[str, torch.nn.Parameter]]:
         """Trainable parameters whose Fisher is estimated (heads only if ``include_heads``)."""
         heads = set() if self.include_heads else head_param_ids(module)
         return [(n, p) for n, p in module.trainable_named_parameters() if id(p) not in heads]
 
-    def on_task_start(self, module: Any, task: str, datamodule: Any) -> None:
+    def on_task_start(self, module: ContinualModel, task: str, datamodule: ContinualModel) -> None:
         """Nothing to do yet; fail now rather than after training when there is no datamodule."""
         require_datamodule(self.name, "on_task_start", datamodule)
 
-    def on_task_end(self, module: Any, task: str, datamodule: Any) -> None:
+    def on_task_end(self, module: ContinualModel, task: str, datamodule: ContinualModel) -> None:
         """Estimate ``F_task``, snapshot ``θ*_task`` and consolidate (once per task)."""
         if task in self._tasks:
             return  # already consolidated (a resumed run repeating the hook)
@@ -201,7 +203,7 @@ class EWC(Strategy):
         self._tasks.append(task)
 
     def extra_loss(
-        self, module: Any, task: str, batch: dict[str, torch.Tensor], logits: torch.Tensor
+        self, module: ContinualModel, task: str, batch: Batch, logits: torch.Tensor
     ) -> torch.Tensor | None:
         """λ/2 · Σ_keys Σ_i F_i (θ_i − θ*_i)² as a 0-dim float32 tensor; None before any task."""
         if not self._fisher or self.lambda_ == 0.0:

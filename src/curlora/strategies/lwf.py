@@ -33,6 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from curlora.strategies.base import (
+    Batch,
+    ContinualModel,
     Strategy,
     batch_to,
     check_float,
@@ -115,7 +117,7 @@ class LwF(Strategy):
 
     # -- hooks -------------------------------------------------------------------------
 
-    def on_task_start(self, module: Any, task: str, datamodule: Any) -> None:
+    def on_task_start(self, module: ContinualModel, task: str, datamodule: ContinualModel) -> None:
         """Record past heads' outputs on ``task``'s training inputs (once per task)."""
         require_datamodule(self.name, "on_task_start", datamodule)
         past = [t for t in self._trained if t != task]
@@ -125,7 +127,7 @@ class LwF(Strategy):
         if past and self.reuse_features:
             self._capture = _HeadInput(module.heads[task])
 
-    def on_task_end(self, module: Any, task: str, datamodule: Any) -> None:
+    def on_task_end(self, module: ContinualModel, task: str, datamodule: ContinualModel) -> None:
         """Mark ``task``'s head as trained; drop the targets, which served only this task."""
         self._release()
         if task not in self._trained:
@@ -133,7 +135,7 @@ class LwF(Strategy):
         self._targets_task, self._index, self._old = None, None, {}
 
     def extra_loss(
-        self, module: Any, task: str, batch: dict[str, torch.Tensor], logits: torch.Tensor
+        self, module: ContinualModel, task: str, batch: Batch, logits: torch.Tensor
     ) -> torch.Tensor | None:
         """The distillation term (module docstring); None on the first task or at weight 0."""
         features = None
@@ -184,8 +186,8 @@ class LwF(Strategy):
 
     def _past_logits(
         self,
-        module: Any,
-        batch: dict[str, torch.Tensor],
+        module: ContinualModel,
+        batch: Batch,
         past: list[str],
         task: str,
         logits: torch.Tensor,
@@ -199,7 +201,9 @@ class LwF(Strategy):
                 return {p: module.heads[p](features) for p in past}
         return {p: module.task_logits(batch, p) for p in past}
 
-    def _record(self, module: Any, task: str, datamodule: Any, past: list[str]) -> None:
+    def _record(
+        self, module: ContinualModel, task: str, datamodule: ContinualModel, past: list[str]
+    ) -> None:
         """Fill ``_index`` / ``_old`` with past heads' outputs on ``task``'s training inputs."""
         self._targets_task, self._index, self._old = task, None, {}
         if not past:

@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 import torch
 
 from curlora.strategies.base import (
+    Batch,
+    ContinualModel,
     Strategy,
     batch_to,
     check_int,
@@ -96,11 +98,11 @@ class Replay(Strategy):
         """The examples kept for ``task`` (empty when it has no buffer)."""
         return list(self._buffers.get(task, []))
 
-    def on_task_start(self, module: Any, task: str, datamodule: Any) -> None:
+    def on_task_start(self, module: ContinualModel, task: str, datamodule: ContinualModel) -> None:
         """Remember how to collate examples: ``extra_batches`` gets no datamodule."""
         self._collate = require_datamodule(self.name, "on_task_start", datamodule).collate
 
-    def on_task_end(self, module: Any, task: str, datamodule: Any) -> None:
+    def on_task_end(self, module: ContinualModel, task: str, datamodule: ContinualModel) -> None:
         """Fill ``task``'s reservoir from its training examples (once per task)."""
         self._collate = require_datamodule(self.name, "on_task_end", datamodule).collate
         if task in self._buffers:
@@ -112,7 +114,7 @@ class Replay(Strategy):
         self._seen[task] = seen
 
     def extra_batches(
-        self, module: Any, task: str, batch: dict[str, torch.Tensor]
+        self, module: ContinualModel, task: str, batch: Batch
     ) -> list[tuple[str, dict[str, torch.Tensor]]]:
         """One collated batch per past task, in the order the tasks were trained.
 
