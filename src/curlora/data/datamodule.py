@@ -181,10 +181,9 @@ class TaskSequenceDataModule(L.LightningDataModule):
                 # Keep the beginning: the label-bearing content of these tasks is up front.
                 ids, truncated = ids[:budget], truncated + 1
             if self.append_eos and eos is not None:
-                # Optional: classification then reads a fixed final token's state. Off by
-                # default: on SmolLM2-135M-Instruct (movie reviews, 400 train / 200 test, a
-                # linear probe on frozen features) the EOS (<|im_end|>) state reached at most
-                # 0.55 after 150 Adam steps, the last text token 0.755 after 50.
+                # Optional: classification then reads a fixed final token's state instead
+                # of the last text token's (off by default; the README's data section
+                # gives the measurement behind that choice).
                 ids = [*ids, eos]
             examples.append(
                 {

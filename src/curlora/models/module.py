@@ -217,22 +217,18 @@ class ContinualLitModule(L.LightningModule):
         self.current_task = state.get("current_task", self.current_task)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Lightning (step) checkpoints: the heads in ``state_dict``, the rest of
-        :meth:`training_state`, and the RNG state (dropout masks resume exactly)."""
+        """Lightning (step) checkpoints hold what a task checkpoint holds: the
+        :meth:`training_state` and the RNG state (dropout masks resume exactly). Lightning's
+        own ``state_dict`` keeps only the heads (it requires one; never the backbone)."""
         state = checkpoint["state_dict"]
         for name in list(state):
             if not name.startswith("heads."):
                 del state[name]
-        extra = self.training_state()
-        del extra["heads"]
-        checkpoint.update(extra)
+        checkpoint["training_state"] = self.training_state()
         checkpoint["rng_state"] = rng_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Resume inside a task (Lightning ``fit(ckpt_path=...)``)."""
-        if "adapter_state" in checkpoint:
-            load_adapter_state_dict(self.backbone, checkpoint["adapter_state"])
-        self.strategy.load_state_dict(checkpoint.get("strategy_state", {}))
-        self.current_task = checkpoint.get("current_task", self.current_task)
-        if "rng_state" in checkpoint:
-            set_rng_state(checkpoint["rng_state"])
+        """Resume inside a task (Lightning ``fit(ckpt_path=...)``): the same restore as
+        from a task checkpoint."""
+        self.load_training_state(checkpoint["training_state"])
+        set_rng_state(checkpoint["rng_state"])
