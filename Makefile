@@ -1,4 +1,4 @@
-# make train | make test | make lint | make bench | make sweep
+# make train | make test | make lint | make bench | make sweep | make reproduce
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -e ".[dev]"
 	touch $(STAMP)
 
-.PHONY: install train test test-slow lint bench sweep
+.PHONY: install train test test-slow lint bench sweep reproduce
 install: $(STAMP)
 
 train: $(STAMP)  ## the default run: offline tasks, SmolLM2-135M, CURLoRA rank 16
@@ -26,7 +26,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/adapter_layer.py
+	$(BIN)/python benchmarks/adapter_layer.py && $(BIN)/python benchmarks/evaluation.py
 
 sweep: $(STAMP)  ## the paper's method × rank grid on the default (offline) setup
 	$(BIN)/python train.py -m method=curlora,lora rank=8,16,24 $(ARGS)
+
+reproduce: $(STAMP)  ## the reproduction grid and REPORT.md (resumable: run it again to continue)
+	$(BIN)/curlora-reproduce $(ARGS)

@@ -128,3 +128,7 @@ def main() -> None:
             file=sys.stderr,
         )
         sys.exit(EXIT_ERROR)
+
+
+if __name__ == "__main__":
+    main()

@@ -33,7 +33,7 @@ from curlora.atomic import atomic_write_text
 from curlora.run_record import Evaluation, RunRecord
 
 log = logging.getLogger("curlora")
-VERSION = 1  # bump when the evaluation itself changes
+VERSION = 2  # bump when the evaluation itself changes (2: validation carves)
 
 
 def _hash_tensor(digest: Any, tensor: torch.Tensor, sample: bool = False) -> None:
@@ -77,8 +77,10 @@ def initial_evaluation_key(loop: Any) -> str | None:
         digest.update(name.encode())
         _hash_tensor(digest, tensor)
     for task in loop.tasks:
-        for example in loop.data.prepared[task].eval:
-            digest.update(json.dumps([example["input_ids"], example["labels"]]).encode())
+        for role in ("eval", "validation"):
+            digest.update(f"{task}:{role}".encode())
+            for example in getattr(loop.data.prepared[task], role):
+                digest.update(json.dumps([example["input_ids"], example["labels"]]).encode())
     if loop.data.corpus_ids is not None:
         _hash_tensor(digest, loop.data.corpus_ids)
     return digest.hexdigest()

@@ -57,8 +57,17 @@ class InterruptGuard:
     def __enter__(self) -> InterruptGuard:
         if threading.current_thread() is threading.main_thread():
             for signum in HANDLED:
-                self._previous[signum] = signal.signal(signum, self._handle)
+                previous = signal.signal(signum, self._handle)
+                self._previous[signum] = previous
+                self._take_over(previous)
         return self
+
+    def _take_over(self, previous: Any) -> None:
+        """Keep a signal that an earlier recording handler received (an entry point's
+        handler during imports, whose ``KeyboardInterrupt`` Python may have swallowed)."""
+        earlier = getattr(previous, "received", None)
+        if self.received is None and isinstance(earlier, int):
+            self.received = earlier
 
     def __exit__(self, *exc: object) -> None:
         for signum, handler in self._previous.items():

@@ -146,7 +146,7 @@ class TaskLoop:
         self.perplexity.result = None
         trainer.validate(self.module, datamodule=self.data, verbose=False)
         ppl = self.record.initial.perplexity if reuse_ppl else self.perplexity.result
-        evaluation = Evaluation(dict(self.forgetting.result), ppl)
+        evaluation = Evaluation(dict(self.forgetting.result), ppl, dict(self.forgetting.validation))
         self.record.add(point, evaluation)
         self._log_evaluation(point, evaluation)
 
@@ -173,6 +173,8 @@ class TaskLoop:
         for task, score in evaluation.scores.items():
             metrics[f"eval/{task}/acc"] = score.accuracy
             metrics[f"eval/{task}/top_class_share"] = score.top_class_share
+        for task, score in evaluation.validation.items():
+            metrics[f"eval/{task}/validation_acc"] = score.accuracy
         if evaluation.perplexity is not None:
             metrics["lm/ppl"] = evaluation.perplexity.ppl
         for logger in self.loggers:
@@ -324,5 +326,6 @@ class TaskLoop:
         return {
             "trainable_params": self.trainable_params,
             "majority_baseline": self.data.majority_baseline(),
+            "validation_majority": self.data.majority_baseline("validation"),
             "label_balance": self.data.label_balance(),
         }

@@ -7,6 +7,8 @@
 - ``${curlora.run_tag:${method},${strategy},${seed}}``: a run's name by what defines it:
   ``curlora_r16_s1311``, ``head_only_s1311`` (no rank for methods without one),
   ``lora_r8_ewc_s3`` (the strategy when it is not plain sequential training).
+- ``${curlora.mul:a,b}``: a · b, e.g. LoRA's ``lora_alpha = alpha · rank`` so that its update
+  scale ``lora_alpha / rank`` is the top-level ``alpha``, as CURLoRA's is.
 - ``${curlora.safe_name:<text>}``: ``text`` made safe as one path component (no ``/``, at
   most 120 characters; a longer one keeps a hash of the rest), for names built from
   overrides such as ``model.name_or_path=org/name``.
@@ -62,6 +64,7 @@ def register_resolvers() -> None:
         "curlora.cwd": lambda: os.getcwd(),
         "curlora.run_tag": run_tag,
         "curlora.safe_name": safe_name,
+        "curlora.mul": lambda a, b: a * b,
     }
     for name, function in resolvers.items():
         if not OmegaConf.has_resolver(name):

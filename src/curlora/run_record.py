@@ -52,10 +52,13 @@ class PerplexityScore:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Everything measured at one evaluation point."""
+    """Everything measured at one evaluation point: each head on its task's eval split
+    (``scores``) and on its validation carve (``validation``; model selection only), and the
+    language model's perplexity."""
 
     scores: dict[str, TaskScore]
     perplexity: PerplexityScore | None = None
+    validation: dict[str, TaskScore] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,14 +96,19 @@ class RunRecord:
         return done
 
     # ------------------------------------------------------------------ views
-    def _cell(self, evaluation: Evaluation | None, task: str, key: str) -> float | None:
-        if evaluation is None or task not in evaluation.scores:
-            return None
-        return getattr(evaluation.scores[task], key)
+    def _cell(
+        self, evaluation: Evaluation | None, task: str, key: str, role: str = "scores"
+    ) -> float | None:
+        scores = getattr(evaluation, role) if evaluation is not None else {}
+        return getattr(scores[task], key) if task in scores else None
 
-    def accuracy_matrix(self) -> list[list[float | None]]:
-        """R[i][j]: accuracy on task j after training task i (None: not evaluated)."""
-        return [[self._cell(e, t, "accuracy") for t in self.tasks] for e in self.after_task]
+    def accuracy_matrix(self, role: str = "scores") -> list[list[float | None]]:
+        """R[i][j]: accuracy on task j after training task i (None: not evaluated); on the
+        validation carves with ``role="validation"``."""
+        return [[self._cell(e, t, "accuracy", role) for t in self.tasks] for e in self.after_task]
+
+    def has_validation(self) -> bool:
+        return any(e is not None and e.validation for e in (self.initial, *self.after_task))
 
     def top_class_share_matrix(self) -> list[list[float | None]]:
         return [[self._cell(e, t, "top_class_share") for t in self.tasks] for e in self.after_task]
@@ -134,24 +142,28 @@ class RunRecord:
     def from_dict(cls, data: Mapping[str, Any]) -> RunRecord:
         """Inverse of :meth:`to_dict`; raises KeyError/TypeError/ValueError on a bad shape."""
 
-        def evaluation(node: Mapping[str, Any] | None) -> Evaluation | None:
-            if node is None:
-                return None
-            scores = {
+        def scores(node: Mapping[str, Any]) -> dict[str, TaskScore]:
+            return {
                 task: TaskScore(
                     accuracy=float(decode_number(s["accuracy"])),
                     top_class_share=float(decode_number(s["top_class_share"])),
                     confusion=[[int(v) for v in row] for row in s["confusion"]],
                 )
-                for task, s in node["scores"].items()
+                for task, s in node.items()
             }
+
+        def evaluation(node: Mapping[str, Any] | None) -> Evaluation | None:
+            if node is None:
+                return None
             p = node.get("perplexity")
             perplexity = (
                 None
                 if p is None
                 else PerplexityScore(float(decode_number(p["ppl"])), int(p["tokens"]))
             )
-            return Evaluation(scores, perplexity)
+            return Evaluation(
+                scores(node["scores"]), perplexity, scores(node.get("validation", {}))
+            )
 
         tasks = [str(t) for t in data["tasks"]]
         if not isinstance(data["after_task"], list):

@@ -78,6 +78,12 @@ def build_run_results(
         config=OmegaConf.to_container(cfg, resolve=True),
         warnings=run_warnings(record, majority),
         label_balance=dict(context["label_balance"]),
+        validation={
+            "accuracy_matrix": record.accuracy_matrix("validation"),
+            "majority_baseline": dict(context.get("validation_majority", {})),
+        }
+        if record.has_validation()
+        else None,
     )
 
 

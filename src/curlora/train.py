@@ -72,6 +72,7 @@ def run(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[str, An
         else:
             save_run_config(cfg, run_dir)
         with InterruptGuard() as guard:
+            guard.check()  # a Ctrl+C while the config was composed: stop before loading
             loop = TaskLoop(cfg, run_dir, guard)
             if plan.mode != "new":
                 try:

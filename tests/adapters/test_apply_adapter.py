@@ -159,9 +159,11 @@ def test_lora_init_is_seeded_and_leaves_the_global_rng_alone(make_model, method_
 
 def test_lora_matches_peft_semantics(make_model, method_cfg):
     # PEFT: scaling = lora_alpha / r (standard LoRA); A (r × in) kaiming-uniform over in.
+    # The YAML sets lora_alpha = alpha · r, so the scaling is the top-level alpha (here 2).
     model = make_model()
-    apply_adapter(model, method_cfg("lora", rank=4, alpha=8.0))
+    apply_adapter(model, method_cfg("lora", rank=4, alpha=2.0))
     layer = model.model.layers[0].self_attn.q_proj
+    assert layer.lora_alpha["default"] == 8.0
     assert layer.scaling["default"] == 2.0
     assert layer.lora_A["default"].weight.abs().max() <= 1 / 32**0.5  # bound 1/√in
 

@@ -141,9 +141,13 @@ def test_every_yaml_validates_and_documents_its_fields(name, method_cfg, tiny_co
 def test_rank_and_alpha_come_from_the_top_level(name, method_cfg):
     raw = OmegaConf.load(METHOD_DIR / f"{name}.yaml")
     assert raw._get_node("rank")._value() == "${rank}"
-    assert raw._get_node("alpha")._value() == "${alpha}"
     method = build_method(method_cfg(name, rank=7, alpha=3.5))
-    assert (method.rank, method.alpha) == (7, 3.5)
+    if name == "lora":  # lora_alpha = alpha · r: the update scale lora_alpha / r is alpha
+        assert raw._get_node("alpha")._value() == "${curlora.mul:${alpha},${rank}}"
+        assert (method.rank, method.alpha) == (7, 3.5 * 7)
+    else:
+        assert raw._get_node("alpha")._value() == "${alpha}"
+        assert (method.rank, method.alpha) == (7, 3.5)
 
 
 def test_to_config_round_trips(method_cfg):

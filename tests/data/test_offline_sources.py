@@ -153,6 +153,37 @@ def test_balance_keeps_the_minority_count_per_class() -> None:
     assert kept == offline.balance("demo", list(reversed(rows)), "text")
 
 
+def test_winowhy_parser_splits_sentence_and_reason() -> None:
+    task = {
+        "examples": [
+            {
+                "input": "The city councilmen refused the demonstrators a permit because they "
+                "feared violence. The 'they' refers to the city councilmen because they "
+                "are administrative.",
+                "target_scores": {"correct": 1, "incorrect": 0},
+            },
+            {
+                "input": "Joan thanked Susan. The 'Joan' refers to Susan because she helped.",
+                "target_scores": {"correct": 0, "incorrect": 1},
+            },
+        ]
+    }
+    rows = offline.parse_winowhy(json.dumps(task))
+    assert rows[0]["sentence"].endswith("feared violence.")
+    assert rows[0]["reason"].startswith("The 'they' refers to the city councilmen because")
+    assert [r["label"] for r in rows] == [1, 0]
+    with pytest.raises(ValueError, match="WinoWhy example 0 is malformed"):
+        offline.parse_winowhy(
+            json.dumps(
+                {
+                    "examples": [
+                        {"input": "no reason here", "target_scores": {"correct": 1, "incorrect": 0}}
+                    ]
+                }
+            )
+        )
+
+
 # ----------------------------------------------------------------------------- loaders
 def _spec(dataset: str, balance: bool, pair: bool = False) -> TaskSpec:
     return TaskSpec(
@@ -227,6 +258,7 @@ def test_corpus_is_the_held_out_articles_joined(tmp_path: Path) -> None:
 # was built, and recorded in configs/data/offline.yaml; any change in parsing, cleaning or
 # splitting shows up here.
 REAL = {
+    "winowhy": {"train": (940, 940), "test": (330, 330)},
     "vitaminc": {"train": (19638, 19638), "test": (531, 531)},
     "movie_reviews": {"train": (4787, 4725), "test": (539, 517)},
     "tweets": {"train": (1032, 1032), "test": (267, 267)},
@@ -239,7 +271,7 @@ def test_real_offline_suite_has_the_documented_splits() -> None:
 
     from tests.data.conftest import REPO_ROOT, cache_with
 
-    cache = cache_with([offline.VADER, offline.BIGBENCH, offline.GENSIM])
+    cache = cache_with([offline.VADER, offline.BIGBENCH, offline.WINOWHY, offline.GENSIM])
     data_cfg = OmegaConf.to_container(OmegaConf.load(REPO_ROOT / "configs/data/offline.yaml"))
     for task, expected in REAL.items():
         spec = TaskSpec.from_config(task, data_cfg["task_specs"][task])

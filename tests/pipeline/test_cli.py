@@ -3,6 +3,7 @@ run directory names. Every command runs in a subprocess from a fresh working dir
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,6 +11,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import REPO_ROOT, TINY, run_cli
 
@@ -104,3 +107,22 @@ def test_sigint_right_after_start_is_one_line_exit_130(tmp_path: Path) -> None:
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr[-3000:]
     assert "Traceback" not in stderr and "interrupted by SIGINT" in stderr
+
+
+def test_an_interrupt_recorded_before_the_guard_is_not_lost() -> None:
+    """Python swallows a KeyboardInterrupt raised inside a __del__; the entry point's
+    handler records the signal and the run's guard takes it over."""
+    import train  # the root entry point module (tests run from the repository root)
+
+    from curlora.interrupts import InterruptGuard, RunInterrupted
+
+    early = train.EarlyInterrupt()
+    previous = signal.signal(signal.SIGINT, early)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):  # what a __del__ does with it
+            early(signal.SIGINT, None)
+        with InterruptGuard() as guard, pytest.raises(RunInterrupted) as raised:
+            guard.check()
+        assert raised.value.exit_code == 130
+    finally:
+        signal.signal(signal.SIGINT, previous)

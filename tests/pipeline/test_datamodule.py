@@ -173,3 +173,31 @@ def test_length_grouped_training_order_is_seeded_and_groups_similar_lengths() ->
         return sum(4 * max(lengths[i] for i in o[b : b + 4]) for b in range(0, 400, 4))
 
     assert padded(order) < 0.8 * padded(plain.permutation(0))
+
+
+def test_validation_is_carved_from_training_by_whole_groups_and_never_trained_on(
+    tmp_path: Path,
+) -> None:
+    from curlora.data.datamodule import carve_validation
+
+    groups = [f"sentence {i // 3}" for i in range(60)]  # 20 groups of 3 rows
+    carved = carve_validation("t", groups, 10)
+    assert len(carved) == 12  # whole groups: 4 groups of 3 reach the limit
+    assert {groups[i] for i in carved}.isdisjoint({groups[i] for i in range(60) if i not in carved})
+    assert carved == carve_validation("t", list(groups), 10)  # no seed, no randomness
+    specs = {
+        name: TaskSpec(**{**spec.__dict__, "validation_limit": 20})
+        for name, spec in _specs(train_limit=None).items()
+    }
+    for seed in (1, 2):
+        dm = _datamodule(tmp_path, seed=seed, specs=specs)
+        validation = {tuple(e["input_ids"]) for e in dm.prepared["pairs"].validation}
+        train = {tuple(e["input_ids"]) for e in dm.train_examples("pairs")}
+        assert len(dm.prepared["pairs"].validation) >= 20 and validation.isdisjoint(train)
+        assert dm.eval_streams == [
+            ("pairs", "eval"),
+            ("reviews", "eval"),
+            ("pairs", "validation"),
+            ("reviews", "validation"),
+        ]
+        assert dm.label_balance()["pairs"]["validation"]["size"] == len(validation)

@@ -89,3 +89,16 @@ def test_earlier_heads_unchanged_by_later_tasks(run_config) -> None:
     u_names = [n for n in adapter_first if n.endswith(".U")]
     assert len(u_names) == 6  # q/k/v of 2 layers
     assert all(not torch.equal(adapter_first[n], adapter_last[n]) for n in u_names)
+
+
+def test_validation_carves_are_scored_beside_the_eval_splits(run_config) -> None:
+    limits = [f"data.task_specs.{t}.validation_limit=40" for t in ("pairs", "reviews", "moods")]
+    results = run(run_config("trainer.max_epochs=1", *limits))
+    validation = results["validation"]
+    assert len(validation["accuracy_matrix"]) == 3
+    assert all(v is not None for v in validation["accuracy_matrix"][-1])
+    assert validation["majority_baseline"] == [
+        results["label_balance"][t]["validation"]["majority_baseline"] for t in results["tasks"]
+    ]
+    # The eval split's numbers are not the validation ones (another sample of examples).
+    assert validation["accuracy_matrix"] != results["accuracy_matrix"]

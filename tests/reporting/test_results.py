@@ -33,7 +33,11 @@ CORE_KEYS = [
 
 def test_schema_keys(make_results) -> None:
     results = make_results()
-    assert list(results) == [*CORE_KEYS, "warnings", "label_balance"] == list(RESULT_KEYS)
+    assert (
+        list(results)
+        == [*CORE_KEYS, "warnings", "label_balance", "validation"]
+        == list(RESULT_KEYS)
+    )
     assert set(results["perplexity"]) == {"initial", "after_task", "tokens"}
     assert validate_results(results) == []
 

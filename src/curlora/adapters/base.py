@@ -135,9 +135,13 @@ def lowrank_fro_norm(p: torch.Tensor, q: torch.Tensor) -> float:
 
 @dataclasses.dataclass
 class AdapterMethod:
-    """Base of every method (one level deep). ``name`` is the YAML's ``name``."""
+    """Base of every method (one level deep). ``name`` is the YAML's ``name``; ``lr`` is
+    the method's default learning rate (the optimizer's ``lr`` follows it unless set):
+    methods move at different speeds per step, so each has its own, chosen on a validation
+    carve of the training data (the README's reproduction section)."""
 
     name: str = ""
+    lr: float | None = None
 
     # -- configuration ----------------------------------------------------------------
     def validate(self, shapes: Shapes) -> None:

@@ -210,6 +210,7 @@ class CURLoRAMethod(AdapterMethod):
 
     Fields (``configs/method/curlora.yaml``):
         name: ``curlora``; used in run names and logs.
+        lr: the method's default learning rate (``AdapterMethod``).
         rank: k, columns/rows sampled per matrix; trainable parameters are k² per adapted
             matrix (the paper: Mistral-7B q/k/v at k = 16 -> 3 · 32 · 256 = 24,576).
             1 ≤ k ≤ min(out, in) of every adapted matrix.

@@ -25,6 +25,7 @@ class FullMethod(AdapterMethod):
 
     Fields (``configs/method/full.yaml``):
         name: ``full``.
+        lr: the method's default learning rate (``AdapterMethod``).
     """
 
     name: str = "full"

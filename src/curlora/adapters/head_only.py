@@ -16,6 +16,7 @@ class HeadOnlyMethod(AdapterMethod):
 
     Fields (``configs/method/head_only.yaml``):
         name: ``head_only``.
+        lr: the method's default learning rate (``AdapterMethod``).
     """
 
     name: str = "head_only"

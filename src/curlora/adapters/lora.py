@@ -39,6 +39,7 @@ class LoRAMethod(AdapterMethod):
 
     Fields (``configs/method/lora.yaml``):
         name: ``lora``.
+        lr: the method's default learning rate (``AdapterMethod``).
         rank: r, PEFT's ``r``; trainable parameters r · (in + out) per adapted matrix.
         alpha: α, PEFT's ``lora_alpha``; the update is scaled by α / r.
         target_modules: module-name suffixes to adapt (PEFT's matching rule); every entry

@@ -102,6 +102,7 @@ class LoRAPaperMethod(AdapterMethod):
 
     Fields (``configs/method/lora_paper.yaml``):
         name: ``lora_paper``.
+        lr: the method's default learning rate (``AdapterMethod``).
         rank: r ≥ 1; trainable parameters r · (in + out) per adapted matrix.
         alpha: α, applied without / r (see ``LoRAPaperLinear`` for every difference).
         target_modules: module-name suffixes to adapt (PEFT's rule); paper: q/k/v.

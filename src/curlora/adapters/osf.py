@@ -52,6 +52,7 @@ class OSFMethod(AdapterMethod):
 
     Fields (``configs/method/osf.yaml``):
         name: ``osf``.
+        lr: the method's default learning rate (``AdapterMethod``).
         effective_rank: the preserved (frozen) rank per matrix: an int, a fraction in
             (0, 1) of min(out, in), or None for PEFT's default of half. Trainable rank
             t = min(out, in) − effective_rank must be ≥ 1; trainable parameters are

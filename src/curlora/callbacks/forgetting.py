@@ -1,11 +1,12 @@
 """Scores every task's head at an evaluation point: one row of the forgetting matrix.
 
 The module's ``validation_step`` returns the predictions of the head of the task whose
-eval loader the batch came from (``trainer.datamodule.tasks[dataloader_idx]``); this
-callback accumulates them per task in torchmetrics confusion matrices and, when the
-validation pass ends, exposes :attr:`result`: a typed ``TaskScore`` (accuracy, top-class
-share, confusion counts) per task. The task loop files the result under its evaluation
-point. torchmetrics reduces the counts across processes in a multi-device run, so every
+loader the batch came from (``trainer.datamodule.eval_streams[dataloader_idx]``: a task's
+eval split, or its validation carve); this callback accumulates them per stream in
+torchmetrics confusion matrices and, when the pass ends, exposes :attr:`result` (eval
+split) and :attr:`validation` (validation carves): a typed ``TaskScore`` (accuracy,
+top-class share, confusion counts) per task. The task loop files them under their
+evaluation point. torchmetrics reduces the counts across processes in a multi-device run, so every
 rank holds the same result.
 """
 
@@ -22,17 +23,19 @@ from curlora.run_record import TaskScore
 
 class ForgettingMatrixCallback(Callback):
     def __init__(self) -> None:
-        self._confusion: dict[str, MulticlassConfusionMatrix] = {}
+        self._confusion: dict[tuple[str, str], MulticlassConfusionMatrix] = {}
         self.result: dict[str, TaskScore] = {}
-        """Per task, the scores of the last completed validation pass."""
+        """Per task, the eval-split scores of the last completed validation pass."""
+        self.validation: dict[str, TaskScore] = {}
+        """Per task with a validation carve, its scores in the same pass."""
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.result = {}
+        self.result, self.validation = {}, {}
         self._confusion = {
-            task: MulticlassConfusionMatrix(num_classes=pl_module.heads[task].out_features).to(
-                pl_module.device
-            )
-            for task in trainer.datamodule.tasks
+            (task, role): MulticlassConfusionMatrix(
+                num_classes=pl_module.heads[task].out_features
+            ).to(pl_module.device)
+            for task, role in trainer.datamodule.eval_streams
         }
 
     def on_validation_batch_end(
@@ -44,13 +47,12 @@ class ForgettingMatrixCallback(Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        task = trainer.datamodule.tasks[dataloader_idx]
-        self._confusion[task].update(outputs["predictions"], outputs["labels"])
+        stream = trainer.datamodule.eval_streams[dataloader_idx]
+        self._confusion[stream].update(outputs["predictions"], outputs["labels"])
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.result = {
-            task: TaskScore.from_confusion(metric.compute().tolist())  # [true, predicted]
-            for task, metric in self._confusion.items()
-            if metric.update_called
-        }
+        for (task, role), metric in self._confusion.items():
+            if metric.update_called:
+                score = TaskScore.from_confusion(metric.compute().tolist())  # [true, predicted]
+                (self.result if role == "eval" else self.validation)[task] = score
         self._confusion = {}

@@ -61,7 +61,33 @@ class PreparedTask:
     spec: TaskSpec
     train: list[Example] = field(default_factory=list)
     eval: list[Example] = field(default_factory=list)
+    validation: list[Example] = field(default_factory=list)
     stats: dict[str, SplitStats] = field(default_factory=dict)
+
+
+def carve_validation(task: str, groups: list[str], limit: int | None) -> list[int]:
+    """Row indices of a validation set carved from a training split, for model selection.
+
+    Whole groups (rows sharing their first text: the reasons given for one WinoWhy sentence,
+    duplicated review snippets) go to validation in the order of a hash of the task name
+    and the group, until ``limit`` rows are reached, so no group straddles validation and
+    training (no leak) and the carve depends on neither the run seed nor the row order.
+    """
+    if not limit:
+        return []
+    members: dict[str, list[int]] = {}
+    for i, group in enumerate(groups):
+        members.setdefault(group, []).append(i)
+
+    def rank(group: str) -> int:
+        return zlib.crc32(f"{task}:validation:{group}".encode())
+
+    chosen: list[int] = []
+    for group in sorted(members, key=lambda g: (rank(g), g)):
+        if len(chosen) >= limit:
+            break
+        chosen.extend(members[group])
+    return sorted(chosen)
 
 
 class TaskSequenceDataModule(L.LightningDataModule):
@@ -119,26 +145,38 @@ class TaskSequenceDataModule(L.LightningDataModule):
         for task in self.tasks:
             spec = self.specs[task]
             prepared = PreparedTask(spec)
-            for role, split, limit in (
-                ("train", spec.train_split, spec.train_limit),
-                ("eval", spec.eval_split, spec.eval_limit),
+            for split, roles in (
+                (spec.train_split, ("validation", "train")),
+                (spec.eval_split, ("eval",)),
             ):
                 data = load_task_split(spec, split, self.cache_dir)
                 check_split(spec, split, data)
                 texts, pairs, labels, dropped = map_labels(spec, split, data)
-                # Training subsets follow the run seed (the paper's protocol); evaluation
-                # subsets are fixed, so runs with different seeds score the same examples.
-                seed = self.seed if role == "train" else 0
-                order = self._subsample(len(labels), limit, seed, salt=f"{task}:{role}")
-                examples, truncated = self._tokenise(spec, split, texts, pairs, labels, order)
-                counts = Counter(labels[i] for i in order)
-                prepared.stats[role] = SplitStats(
-                    size=len(order),
-                    label_counts=[counts.get(c, 0) for c in range(spec.num_classes)],
-                    dropped_unmapped=dropped,
-                    truncated=truncated,
-                )
-                setattr(prepared, role, examples)
+                pool = list(range(len(labels)))
+                for role in roles:
+                    if role == "validation":
+                        # Carved first, from the whole training split, so it is the same for
+                        # every seed and never overlaps a training subset.
+                        order = carve_validation(task, texts, spec.validation_limit)
+                        pool = sorted(set(pool) - set(order))
+                    else:
+                        # Training subsets follow the run seed (the paper's protocol);
+                        # evaluation subsets are fixed, so every seed scores the same examples.
+                        seed = self.seed if role == "train" else 0
+                        limit = spec.train_limit if role == "train" else spec.eval_limit
+                        picked = self._subsample(len(pool), limit, seed, salt=f"{task}:{role}")
+                        order = [pool[i] for i in picked]
+                    if role == "validation" and not order:
+                        continue
+                    examples, truncated = self._tokenise(spec, split, texts, pairs, labels, order)
+                    counts = Counter(labels[i] for i in order)
+                    prepared.stats[role] = SplitStats(
+                        size=len(order),
+                        label_counts=[counts.get(c, 0) for c in range(spec.num_classes)],
+                        dropped_unmapped=dropped,
+                        truncated=truncated,
+                    )
+                    setattr(prepared, role, examples)
             self.prepared[task] = prepared
         if self.corpus_cfg is not None:
             text = load_corpus(self.corpus_cfg, self.cache_dir)
@@ -254,9 +292,10 @@ class TaskSequenceDataModule(L.LightningDataModule):
             generator=self._generator(),
         )
 
-    def eval_dataloader_for(self, task: str) -> DataLoader:
-        """A task's eval split in batches of similar length (``LengthSortedBatches``)."""
-        examples = self.prepared[task].eval
+    def eval_dataloader_for(self, task: str, role: str = "eval") -> DataLoader:
+        """A task's eval split (or its ``validation`` carve) in batches of similar length
+        (``LengthSortedBatches``)."""
+        examples = getattr(self.prepared[task], role)
         batches = LengthSortedBatches([len(e["input_ids"]) for e in examples], self.eval_batch_size)
         return DataLoader(
             examples,
@@ -266,9 +305,17 @@ class TaskSequenceDataModule(L.LightningDataModule):
             generator=self._generator(),
         )
 
+    @property
+    def eval_streams(self) -> list[tuple[str, str]]:
+        """What each validation loader holds, by ``dataloader_idx``: ``(task, "eval")`` for
+        every task in sequence order, then ``(task, "validation")`` for every task that has a
+        validation carve."""
+        streams = [(t, "eval") for t in self.tasks]
+        return streams + [(t, "validation") for t in self.tasks if self.prepared[t].validation]
+
     def val_dataloader(self) -> list[DataLoader]:
-        """One eval loader per task, in sequence order (dataloader_idx = task position)."""
-        return [self.eval_dataloader_for(t) for t in self.tasks]
+        """One loader per entry of :attr:`eval_streams`."""
+        return [self.eval_dataloader_for(t, role) for t, role in self.eval_streams]
 
     # ------------------------------------------------------------------ checkpoint state
     def state_dict(self) -> dict[str, Any]:
@@ -291,8 +338,12 @@ class TaskSequenceDataModule(L.LightningDataModule):
             self._resume_position = (int(state_dict["epoch"]), int(state_dict["batches"]))
 
     # ------------------------------------------------------------------ reporting
-    def majority_baseline(self) -> dict[str, float]:
-        return {t: p.stats["eval"].majority_baseline for t, p in self.prepared.items()}
+    def majority_baseline(self, role: str = "eval") -> dict[str, float]:
+        """Per task, the accuracy of always predicting the most frequent class of the eval
+        split (or of the validation carve: ``role="validation"``; tasks without one left out)."""
+        return {
+            t: p.stats[role].majority_baseline for t, p in self.prepared.items() if role in p.stats
+        }
 
     def label_balance(self) -> dict[str, dict[str, Any]]:
         """Per task and split: size, label counts, dropped (unmapped) and truncated rows."""

@@ -28,6 +28,10 @@ class TaskSpec:
             (the paper uses 1000); None keeps all.
         eval_limit: at most this many evaluation records, a fixed random subset that does
             not depend on the run seed; None keeps the whole split (what papers report).
+        validation_limit: carve about this many records (whole groups) out of the training
+            split as a validation set for model selection (learning rates): never trained
+            on, scored at every evaluation point next to the eval split; fixed, whatever the
+            run seed. None: no validation set.
         label_map: raw label value -> class id. Rows whose raw label is not a key are
             dropped and counted (e.g. Sentiment140's neutral tweets); None keeps labels as is.
     """
@@ -42,6 +46,7 @@ class TaskSpec:
     text_pair_field: str | None = None
     train_limit: int | None = 1000
     eval_limit: int | None = None
+    validation_limit: int | None = None
     label_map: Mapping[Any, int] | None = None
 
     @classmethod

@@ -181,10 +181,11 @@ class ContinualLitModule(L.LightningModule):
     def validation_step(
         self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
     ) -> dict[str, torch.Tensor]:
-        """Predictions of the head of the task this loader belongs to: {predictions, labels}."""
-        task = self.trainer.datamodule.tasks[dataloader_idx]
+        """Predictions of the head of the task this loader belongs to: {predictions, labels}
+        (the loader is the task's eval split or its validation carve: ``eval_streams``)."""
+        task, role = self.trainer.datamodule.eval_streams[dataloader_idx]
         if self.backbone_frozen:
-            key = (task, tuple(batch["index"].tolist()))
+            key = (f"{role}:{task}", tuple(batch["index"].tolist()))
             if key not in self._feature_cache:
                 self._feature_cache[key] = self.features(batch)
             logits = self.heads[task](self._feature_cache[key])

@@ -56,6 +56,14 @@ class PerplexityJSON(TypedDict):
     tokens: int
 
 
+class ValidationJSON(TypedDict):
+    """Each head on its task's validation carve (from the training split; for choosing
+    learning rates, never for reporting): the same layout as the eval split's numbers."""
+
+    accuracy_matrix: list[list[Number]]
+    majority_baseline: list[Number]
+
+
 class ResultsJSON(TypedDict):
     """``results.json``: the schema is this class (keys in file order; see the module doc)."""
 
@@ -73,9 +81,11 @@ class ResultsJSON(TypedDict):
     config: dict[str, Any]
     warnings: list[WarningJSON]
     label_balance: dict[str, Any]
+    validation: ValidationJSON | None
 
 
 RESULT_KEYS: tuple[str, ...] = tuple(ResultsJSON.__annotations__)
+OPTIONAL_KEYS = ("validation",)  # absent in files written before it existed: read as null
 PERPLEXITY_KEYS: tuple[str, ...] = tuple(PerplexityJSON.__annotations__)
 
 
@@ -146,6 +156,7 @@ def build_results(
     metrics: Mapping[str, float | None] | None = None,
     warnings: Sequence[Mapping[str, Any]] = (),
     label_balance: Mapping[str, Any] | None = None,
+    validation: Mapping[str, Any] | None = None,
 ) -> ResultsJSON:
     """Assemble and validate a results dict (see the module docstring for the schema).
 
@@ -184,6 +195,12 @@ def build_results(
         "config": dict(config),
         "warnings": [dict(w) for w in warnings],
         "label_balance": dict(label_balance or {}),
+        "validation": None
+        if validation is None
+        else {
+            "accuracy_matrix": [list(row) for row in validation["accuracy_matrix"]],
+            "majority_baseline": _per_task(validation.get("majority_baseline"), tasks),
+        },
     }
     results = json_safe(results)
     _raise_if_invalid(results)
@@ -227,7 +244,7 @@ def validate_results(results: Any) -> list[str]:
     if not isinstance(results, Mapping):
         return [f"results must be a JSON object, got {type(results).__name__}"]
     problems: list[str] = []
-    missing = [k for k in RESULT_KEYS if k not in results]
+    missing = [k for k in RESULT_KEYS if k not in results and k not in OPTIONAL_KEYS]
     extra = [k for k in results if k not in RESULT_KEYS]
     if missing:
         problems.append(f"missing keys {missing}")
@@ -289,6 +306,26 @@ def validate_results(results: Any) -> list[str]:
         isinstance(w, Mapping) and set(w) == set(WARNING_KEYS) for w in warnings
     ):
         problems.append(f"warnings: expected a list of objects with keys {list(WARNING_KEYS)}")
+    validation = r.get("validation")
+    if validation is not None:
+        if not isinstance(validation, Mapping) or set(validation) != {
+            "accuracy_matrix",
+            "majority_baseline",
+        }:
+            problems.append("validation: expected null or {accuracy_matrix, majority_baseline}")
+        else:
+            matrix = validation["accuracy_matrix"]
+            if not isinstance(matrix, list) or len(matrix) != T:
+                problems.append(f"validation.accuracy_matrix: expected {T} rows")
+            else:
+                for i, row in enumerate(matrix):
+                    _check_list(
+                        f"validation.accuracy_matrix[{i}]",
+                        row,
+                        T,
+                        lambda v: _is_num(v, 0, 1),
+                        problems,
+                    )
     balance = r["label_balance"]
     if not isinstance(balance, Mapping):
         problems.append("label_balance: expected an object keyed by task")
@@ -331,6 +368,17 @@ def decode_results(results: dict[str, Any]) -> dict[str, Any]:
         "after_task": [decode_number(v) for v in ppl["after_task"]],
     }
     out["metrics"] = {k: decode_number(v) for k, v in results["metrics"].items()}
+    validation = results.get("validation")
+    out["validation"] = (
+        None
+        if validation is None
+        else {
+            "accuracy_matrix": [
+                [decode_number(v) for v in row] for row in validation["accuracy_matrix"]
+            ],
+            "majority_baseline": [decode_number(v) for v in validation["majority_baseline"]],
+        }
+    )
     return out
 
 

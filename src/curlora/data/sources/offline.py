@@ -5,8 +5,12 @@ Stand-ins for the paper's data, for machines that reach only the package registr
 =============  =================================================  ==========================
 dataset        what it is                                          stands in for
 =============  =================================================  ==========================
-vitaminc       VitaminC claim/evidence pairs, SUPPORTS vs REFUTES  MRPC (sentence pairs)
-               (BIG-bench 1.0.0 sdist)
+winowhy        WinoWhy: a Winograd sentence and a crowd-written    MRPC (sentence pairs; the
+               reason for its pronoun's referent, judged correct   default pair task)
+               or incorrect by people (BIG-bench 1.0.0 sdist)
+vitaminc       VitaminC claim/evidence pairs, SUPPORTS vs REFUTES  MRPC (sentence pairs; not
+               (BIG-bench 1.0.0 sdist)                             learnable by SmolLM2-135M
+                                                                   in a CPU budget)
 movie_reviews  Rotten Tomatoes review snippets with mean human     SST-2 (SST was built from
                sentiment scores (vaderSentiment 3.3.2 sdist)       the same snippets)
 tweets         tweets with mean human sentiment scores (same       Sentiment140
@@ -16,15 +20,16 @@ enwiki         Wikipedia articles, markup stripped (gensim 4.4.0   WikiText-2 (p
 =============  =================================================  ==========================
 
 None has official splits, so each gets a fixed train/test split that never depends on the
-run seed: examples are grouped (VitaminC by Wikipedia page, so a claim and its contrastive
+run seed: examples are grouped (WinoWhy by Winograd sentence, so the reasons given for one
+sentence never straddle the split; VitaminC by Wikipedia page, so a claim and its contrastive
 evidence never straddle the split; review snippets and tweets by normalised text, so
 duplicates stay together; the corpus by article), groups are ordered by the sha256 of
 ``"<dataset>:<group>"``, and groups are taken in that order into ``test`` while they fit in
-``TEST_FRACTION`` of the examples; the rest is ``train``. Where ``options.balance`` is true
-(VitaminC by default), each split then keeps, per class, the examples
-with the smallest hashes up to the minority class's count. Labels: 1 = SUPPORTS / positive,
-0 = REFUTES / negative; VitaminC's NOT ENOUGH INFO and the snippets with a mean score of
-exactly 0 are dropped here (they are no class of a binary task).
+``TEST_FRACTION`` of the examples; the rest is ``train``. Where ``balance`` is true (WinoWhy
+and VitaminC by default), each split then keeps, per class, the examples with the smallest
+hashes up to the minority class's count. Labels: 1 = correct reason / SUPPORTS / positive,
+0 = incorrect / REFUTES / negative; VitaminC's NOT ENOUGH INFO and the snippets with a mean
+score of exactly 0 are dropped here (they are no class of a binary task).
 
 The parsers are pure functions of the file's text so tests run them on small fixtures.
 """
@@ -57,7 +62,9 @@ Row = dict[str, Any]
 SPLITS = ("train", "test")
 # Share of examples (of articles for the corpus) held out as ``test``; sized so each test
 # split is about the size of the paper's evaluation splits (408-872 examples).
-TEST_FRACTION = {"vitaminc": 0.025, "movie_reviews": 0.1, "tweets": 0.2, "enwiki": 0.1}
+TEST_FRACTION = {
+    "winowhy": 0.25, "vitaminc": 0.025, "movie_reviews": 0.1, "tweets": 0.2, "enwiki": 0.1,
+}  # fmt: skip
 
 _HUTTO = "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz!"
 VADER = Asset(
@@ -92,6 +99,20 @@ BIGBENCH = Asset(
     notes="358 MB sdist. pip >= 26.3 refuses it (its metadata names a file:// dependency), "
     "so it is fetched with pip 25.2 run from its wheel.",
     pip_client=("pip==25.2", "6d67a2b4e7f14d8b31b8b52648866fa717f45a1eb70e83002f4331d07e953717"),
+)
+WINOWHY = Asset(
+    name="bigbench-1.0.0-winowhy",
+    package="bigbench",
+    version="1.0.0",
+    filename="bigbench-1.0.0.tar.gz",
+    sha256="1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2",
+    members=("bigbench-1.0.0/bigbench/benchmark_tasks/winowhy/task.json",),
+    licence="Apache-2.0 (BIG-bench task file); data: WinoWhy, Zhang et al. ACL 2020, built "
+    "on the Winograd Schema Challenge (cite both; the original data's licence is not "
+    "stated in the sdist)",
+    notes="The same 358 MB sdist as the VitaminC asset (fetched once more for this member, "
+    "unless the archive is in <cache>/downloads/).",
+    pip_client=BIGBENCH.pip_client,
 )
 GENSIM = Asset(
     name="gensim-4.4.0-enwiki",
@@ -144,6 +165,33 @@ def parse_vitaminc(task_json: str) -> list[Row]:
                 "evidence": _clean_vitaminc(evidence),
                 "claim": _clean_vitaminc(claim),
                 "verdict": _VERDICTS[chosen[0]],
+            }
+        )
+    return rows
+
+
+_WINOWHY_REASON = re.compile(r" The '[^']+' refers to ")
+
+
+def parse_winowhy(task_json: str) -> list[Row]:
+    """Rows ``{sentence, reason, label}`` from BIG-bench's WinoWhy ``task.json``.
+
+    Each example's input is ``"<Winograd sentence> The '<pronoun>' refers to <X> because
+    <reason>"``; ``target_scores`` mark it correct (label 1) or incorrect (label 0). The
+    sentence and the reason are the two texts of the pair.
+    """
+    rows = []
+    for i, example in enumerate(json.loads(task_json)["examples"]):
+        found = list(_WINOWHY_REASON.finditer(example["input"]))
+        scores = example["target_scores"]
+        if len(found) != 1 or sorted(scores.values()) != [0, 1]:
+            raise ValueError(f"WinoWhy example {i} is malformed: {example!r:.200}")
+        start = found[0].start()
+        rows.append(
+            {
+                "sentence": example["input"][:start].strip(),
+                "reason": example["input"][start:].strip(),
+                "label": int(scores["correct"] == 1),
             }
         )
     return rows
@@ -264,6 +312,11 @@ def _vitaminc_rows(folder: Path) -> tuple[list[Row], list[str], str]:
     return rows, [r["page"] for r in rows], "evidence"
 
 
+def _winowhy_rows(folder: Path) -> tuple[list[Row], list[str], str]:
+    rows = parse_winowhy((folder / "task.json").read_text(encoding="utf-8"))
+    return rows, [r["sentence"] for r in rows], "reason"
+
+
 def _vader_rows(file_name: str) -> Callable[[Path], tuple[list[Row], list[str], str]]:
     def rows_of(folder: Path) -> tuple[list[Row], list[str], str]:
         rows = parse_vader_ground_truth((folder / file_name).read_text(encoding="utf-8"))
@@ -274,6 +327,7 @@ def _vader_rows(file_name: str) -> Callable[[Path], tuple[list[Row], list[str], 
 
 
 DATASETS: dict[str, tuple[Asset, Callable[[Path], tuple[list[Row], list[str], str]]]] = {
+    "winowhy": (WINOWHY, _winowhy_rows),
     "vitaminc": (BIGBENCH, _vitaminc_rows),
     "movie_reviews": (VADER, _vader_rows("movieReviewSnippets_GroundTruth.txt")),
     "tweets": (VADER, _vader_rows("tweets_GroundTruth.txt")),

@@ -1,0 +1,133 @@
+"""The stability–plasticity frontier of a grid: each method over its learning rates,
+plasticity (gain over ``head_only`` right after each task, paired by seed) against
+stability (perplexity ratio; BWT); the table, the figure and the comparison at equal
+plasticity."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from curlora.reporting.grid import CONTROLS, GridRun, by_seed, default_sampling
+from curlora.reporting.stats import summarize
+
+
+def frontier_points(runs: Sequence[GridRun]) -> list[dict[str, Any]]:
+    """Per adapter method and learning rate (first rank, default sampling): plasticity and
+    stability summaries over seeds, plasticity paired with ``head_only`` by seed."""
+    head = by_seed(r for r in runs if r.method == "head_only")
+    points = []
+    ranks = sorted({r.rank for r in runs if r.rank is not None})
+    for method in sorted({r.method for r in runs if r.method not in CONTROLS}):
+        for lr in sorted({r.lr for r in runs if r.method == method}):
+            chosen = [
+                r
+                for r in runs
+                if r.method == method and r.lr == lr and r.rank == ranks[0] and default_sampling(r)
+            ]
+            if not chosen or not head:
+                continue
+
+            def plasticity(run: GridRun) -> float | None:
+                probe = head.get(run.seed)
+                if probe is None:
+                    return None
+                gains = [
+                    a - b
+                    for a, b in zip(run.diagonal(), probe.diagonal(), strict=True)
+                    if a is not None and b is not None
+                ]
+                return sum(gains) / len(gains) if gains else None
+
+            points.append(
+                {
+                    "method": method,
+                    "lr": lr,
+                    "plasticity": summarize(plasticity(r) for r in chosen),
+                    "ppl_ratio": summarize(r.ppl_ratio() for r in chosen),
+                    "bwt": summarize(r.results["metrics"]["bwt"] for r in chosen),
+                }
+            )
+    return points
+
+
+def equal_plasticity(points: Sequence[dict[str, Any]]) -> list[str]:
+    """Where two methods' plasticity ranges overlap: their stability, interpolated linearly
+    along each method's learning-rate curve, at the middle of the overlap."""
+    curves: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+    for p in points:
+        if p["plasticity"].n and math.isfinite(p["plasticity"].mean):
+            curves[p["method"]].append((p["plasticity"].mean, p["ppl_ratio"].mean, p["bwt"].mean))
+    lines = []
+    methods = sorted(curves)
+    for a_index, a in enumerate(methods):
+        for b in methods[a_index + 1 :]:
+            ca, cb = sorted(curves[a]), sorted(curves[b])
+            low, high = max(ca[0][0], cb[0][0]), min(ca[-1][0], cb[-1][0])
+            if low > high:
+                lines.append(f"- {a} and {b}: their plasticity ranges do not overlap.")
+                continue
+            x = (low + high) / 2
+            va, vb = _interpolate(ca, x), _interpolate(cb, x)
+            lines.append(
+                f"- at plasticity {x:+.3f} (over head_only): {a} perplexity ratio {va[0]:.3f}, "
+                f"BWT {va[1]:+.3f}; {b} perplexity ratio {vb[0]:.3f}, BWT {vb[1]:+.3f}"
+            )
+    return lines
+
+
+def _interpolate(curve: Sequence[tuple[float, float, float]], x: float) -> tuple[float, float]:
+    if len(curve) == 1:
+        return curve[0][1], curve[0][2]
+    for (x0, p0, b0), (x1, p1, b1) in itertools.pairwise(curve):
+        if x0 <= x <= x1:
+            w = 0.0 if x1 == x0 else (x - x0) / (x1 - x0)
+            return p0 + w * (p1 - p0), b0 + w * (b1 - b0)
+    return curve[-1][1], curve[-1][2]
+
+
+def plot_frontier(points: Sequence[dict[str, Any]], path: Path) -> Path | None:
+    if not points:
+        return None
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4.5), layout="constrained")
+    axes = fig.subplots(1, 2)
+    colors = matplotlib.colormaps["tab10"].colors
+    for k, method in enumerate(sorted({p["method"] for p in points})):
+        mine = sorted((p for p in points if p["method"] == method), key=lambda p: p["lr"])
+        xs = [p["plasticity"].mean for p in mine]
+        xerr = [p["plasticity"].std or 0 for p in mine]
+        for ax, key in zip(axes, ("ppl_ratio", "bwt"), strict=True):
+            ys = [p[key].mean for p in mine]
+            yerr = [p[key].std or 0 for p in mine]
+            ax.errorbar(
+                xs,
+                ys,
+                xerr=xerr,
+                yerr=yerr,
+                marker="o",
+                color=colors[k % 10],
+                label=method,
+                capsize=3,
+            )
+            for p, x, y in zip(mine, xs, ys, strict=True):
+                ax.annotate(
+                    f"{p['lr']:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points"
+                )
+    axes[0].set_ylabel("perplexity ratio (final / initial)")
+    axes[1].set_ylabel("BWT")
+    for ax in axes:
+        ax.set_xlabel("plasticity: mean gain over head_only right after each task")
+        ax.legend(fontsize="small")
+    axes[0].set_title("Stability (language model) vs plasticity")
+    axes[1].set_title("Stability (earlier tasks) vs plasticity")
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=120)
+    return path

@@ -1,0 +1,145 @@
+"""``curlora-reproduce``: the reproduction grid, one command, resumable, ending in REPORT.md.
+
+    curlora-reproduce [reproduce=table1_cpu] [key=value ...]     (also: make reproduce)
+
+The grid is a config of the ``reproduce`` group (``configs/reproduce/<name>.yaml``): seeds,
+ranks, learning rates per method, controls and the sampling modes to ablate. It runs as
+Hydra multiruns (``python -m curlora.cli -m ...``), one per part, each in a fixed sweep
+directory under the grid's ``dir``:
+
+1. ``lr_grid/s<seed>/<method>``: seed by seed, the controls (``head_only``), then each
+   method × its learning rates × ranks.
+2. The learning rate of each method is chosen on the validation carves of the training
+   data: the best mean (over seeds) final average validation accuracy; ties go to the
+   smaller rate. Never the test split.
+3. ``sampling``: CURLoRA's sampling modes at its chosen learning rate, × ranks × seeds.
+4. ``REPORT.md`` and figures (``curlora.reporting.reproduction``).
+
+Running the same command again is safe: a job whose directory holds the same experiment
+is skipped when it completed and resumed from its checkpoints otherwise
+(``curlora.run_guard``). Extra ``key=value`` arguments are added to every job (they are
+part of the experiments, so change them only with a new ``reproduce.dir``).
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("curlora")
+
+
+def compose(overrides: Sequence[str]) -> DictConfig:
+    """The run config with the grid (``cfg.reproduce``) as ``curlora.cli`` composes it."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    with initialize_config_module(config_module="curlora.configs", version_base="1.3"):
+        cfg = hydra_compose(config_name="train", overrides=list(overrides))
+    if not cfg.get("reproduce"):
+        grids = Path(__file__).with_name("configs") / "reproduce"
+        names = sorted(p.stem for p in grids.glob("*.yaml"))
+        raise SystemExit(f"error: no grid chosen: reproduce=<name>, one of {names}")
+    return cfg
+
+
+def _csv(values: Sequence[Any]) -> str:
+    return ",".join(str(v) for v in values)
+
+
+def multirun(sweep_dir: Path, overrides: Sequence[str]) -> int:
+    """One Hydra multirun in ``sweep_dir``; returns its exit code (1: some job failed)."""
+    command = [
+        sys.executable,
+        "-m",
+        "curlora.cli",
+        "-m",
+        *overrides,
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
+    log.info("running: %s", " ".join(command[3:]))
+    return subprocess.run(command, check=False).returncode
+
+
+def grid_parts(grid: DictConfig, extra: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """The lr_grid part of the grid: ``(sweep subdirectory, overrides)`` per multirun.
+
+    Seed by seed (``lr_grid/s<seed>/<method>``), so a grid stopped half-way holds every
+    method and learning rate for the seeds it finished, not every seed of some methods.
+    """
+    common = [*grid.overrides, *extra]
+    ranks = _csv(grid.ranks)
+    parts: list[tuple[str, list[str]]] = []
+    for seed in grid.seeds:
+        parts += [
+            (f"lr_grid/s{seed}/{control}", [f"method={control}", f"seed={seed}", *common])
+            for control in grid.controls
+        ]
+        parts += [
+            (
+                f"lr_grid/s{seed}/{method}",
+                [
+                    f"method={method}",
+                    f"optimizer.lr={_csv(lrs)}",
+                    f"rank={ranks}",
+                    f"seed={seed}",
+                    *common,
+                ],
+            )
+            for method, lrs in grid.lrs.items()
+        ]
+    return parts
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from curlora.reporting.reproduction import choose_learning_rates, load_grid, write_report
+
+    logging.basicConfig(
+        level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
+    )
+    args = list(sys.argv[1:] if argv is None else argv)
+    chosen = [a for a in args if a.startswith("reproduce=")] or ["reproduce=table1_cpu"]
+    extra = [a for a in args if not a.startswith("reproduce=")]
+    cfg = compose([*chosen, *extra])
+    grid = cfg.reproduce
+    root = Path(str(grid.dir)).absolute()
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "grid.yaml").write_text(
+        OmegaConf.to_yaml(OmegaConf.create(OmegaConf.to_container(grid, resolve=True)))
+    )
+    failed = 0
+    for subdir, overrides in grid_parts(grid, extra):
+        failed += multirun(root / subdir, overrides) != 0
+    lrs = choose_learning_rates(load_grid(root))
+    log.info("learning rates chosen on validation: %s", lrs)
+    if "curlora" in lrs and grid.sampling:
+        overrides = [
+            "method=curlora",
+            f"method.sampling={_csv(grid.sampling)}",
+            f"optimizer.lr={lrs['curlora']}",
+            f"rank={_csv(grid.ranks)}",
+            f"seed={_csv(grid.seeds)}",
+            *grid.overrides,
+            *extra,
+        ]
+        failed += multirun(root / "sampling", overrides) != 0
+    report = write_report(
+        root, grid_name=str(grid.name), command="curlora-reproduce " + " ".join(chosen + extra)
+    )
+    print(f"report: {report}")
+    if failed:
+        print(
+            f"error: {failed} part(s) of the grid had jobs that did not complete", file=sys.stderr
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

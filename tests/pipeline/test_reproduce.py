@@ -1,0 +1,74 @@
+"""``curlora-reproduce`` on the tiny model and synthetic data: the whole grid, interrupted,
+run again (finished jobs are not rerun), and a REPORT.md whose numbers are the runs'."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from curlora.reporting.reproduction import choose_learning_rates, load_grid
+from curlora.reporting.stats import summarize
+
+CLAIMS = ("C1", "C2", "C3", "C4", "C5")
+
+
+def _reproduce(cwd: Path, timeout: float = 900) -> subprocess.Popen[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "curlora-reproduce"), "reproduce=tiny"],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # the whole process group can be interrupted
+    )
+
+
+def _finished(root: Path) -> dict[Path, float]:
+    found = {}
+    for path in root.rglob("results.json"):
+        if json.loads(path.read_text())["status"] == "completed":
+            found[path] = path.stat().st_mtime_ns
+    return found
+
+
+def test_reproduce_resumes_and_reports_the_runs_numbers(tmp_path: Path) -> None:
+    root = tmp_path / "logs" / "reproduce" / "tiny"
+    first = _reproduce(tmp_path)
+    deadline = time.monotonic() + 600
+    while len(_finished(root)) < 3 and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.5)
+    os.killpg(first.pid, signal.SIGTERM)  # interrupt the grid part-way
+    first.communicate(timeout=300)
+    before = _finished(root)
+    assert 3 <= len(before) < 13, sorted(before)
+
+    second = _reproduce(tmp_path)
+    _out, err = second.communicate(timeout=900)
+    assert second.returncode == 0, err[-3000:]
+    after = _finished(root)
+    # 3 adapter methods × 1 lr × 2 seeds + head_only × 2 + sampling ablation × 2 = 10 jobs.
+    assert len(after) == 10, sorted(after)
+    for path, mtime in before.items():
+        assert after[path] == mtime, f"{path} was run again"
+
+    report = (root / "REPORT.md").read_text()
+    for claim in CLAIMS:
+        assert f"| {claim} " in report, claim
+    assert (root / "frontier.png").exists()
+    # The numbers in the report are the runs': Table 1's first accuracy cell of CURLoRA.
+    runs = load_grid(root)
+    lrs = choose_learning_rates(runs)
+    assert set(lrs) == {"curlora", "lora", "lora_paper"}
+    curlora = [
+        r for r in runs if r.method == "curlora" and (r.sampling or "inverted") == "inverted"
+    ]
+    first_cell = summarize(r.results["accuracy_matrix"][0][0] for r in curlora)
+    row = next(line for line in report.splitlines() if line.startswith("| after pairs: pairs"))
+    assert str(first_cell) in row.split("|")[2]
