@@ -58,7 +58,14 @@ class RunPlan:
 def experiment_view(cfg: Mapping[str, Any] | DictConfig) -> dict[str, Any]:
     """The resolved config without the keys that do not change the numbers."""
     plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-    return {k: v for k, v in plain.items() if k not in NOT_EXPERIMENT}  # type: ignore[union-attr]
+    view = {k: v for k, v in plain.items() if k not in NOT_EXPERIMENT}  # type: ignore[union-attr]
+    method = view.get("method")
+    if isinstance(method, Mapping) and "lr" in method:
+        # method.lr is only the default of optimizer.lr, the rate the run trains with (which
+        # stays in the view). A run that set optimizer.lr (a grid job) is the same
+        # experiment after the method's default rate is re-tuned.
+        view["method"] = {k: v for k, v in method.items() if k != "lr"}
+    return view
 
 
 def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:

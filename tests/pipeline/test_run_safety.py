@@ -279,3 +279,20 @@ def test_a_read_only_disk_mid_run_is_one_line_and_the_results_reach_the_log(
         run(run_config(*SHORT, "checkpoint.every_n_train_steps=5", fault))
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert any(m.startswith("results (not saved)") and '"accuracy_matrix"' in m for m in errors)
+
+
+def test_a_grid_job_survives_retuning_its_methods_default_rate(tmp_path: Path) -> None:
+    """optimizer.lr is what a run trains with; method.lr only its default. A job that set
+    optimizer.lr is the same experiment after the method's default rate changes, while a
+    different optimizer.lr is a different experiment."""
+    from curlora.run_guard import config_differences, experiment_view
+
+    job = compose_run_config(tmp_path, [*TINY, "method=lora", "optimizer.lr=0.003"])
+    retuned = compose_run_config(
+        tmp_path, [*TINY, "method=lora", "optimizer.lr=0.003", "method.lr=0.01"]
+    )
+    other = compose_run_config(tmp_path, [*TINY, "method=lora", "optimizer.lr=0.001"])
+    assert config_differences(experiment_view(job), experiment_view(retuned)) == []
+    assert config_differences(experiment_view(job), experiment_view(other)) == [
+        "optimizer.lr: 0.003 → 0.001"
+    ]
