@@ -236,13 +236,25 @@ def _check_trainer(cfg: Mapping[str, Any]) -> None:
     _check_accelerator(trainer_cfg.get("accelerator"))
     try:
         with _quiet_lightning():
-            instantiate(trainer_cfg, logger=False, callbacks=[], enable_checkpointing=False)
+            trainer = instantiate(
+                trainer_cfg, logger=False, callbacks=[], enable_checkpointing=False
+            )
     except Exception as error:
         cause = error.__cause__ or error  # Hydra wraps the Trainer's own exception
         message = " ".join(str(cause).split()) or type(cause).__name__
         keys = [k for k in ("accelerator", "precision", "devices", "strategy") if k in message]
         where = ", ".join(f"trainer.{k}={trainer_cfg.get(k)!r}" for k in keys) or "trainer"
         raise ConfigError(f"{where}: {message}") from None
+    if trainer.world_size > 1:
+        # The task loop, its evaluation and its run files assume one process: a second
+        # process would re-run the command, find the run directory locked and stop, or
+        # score padded duplicates of the evaluation data.
+        raise ConfigError(
+            f"trainer.devices={trainer_cfg.get('devices')!r}, "
+            f"trainer.num_nodes={trainer_cfg.get('num_nodes', 1)!r}: "
+            f"{trainer.world_size} processes, but runs are single-process; valid: "
+            "trainer.devices=1 (for several GPUs, run one sweep job per GPU with a launcher)"
+        )
 
 
 def _check_optimization(cfg: Mapping[str, Any]) -> None:

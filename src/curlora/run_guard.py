@@ -40,6 +40,8 @@ LOCK_FILE = ".lock"
 # Config keys that do not change what a run computes: where files go, how it is logged,
 # whether a bit-identical cached evaluation is reused.
 NOT_EXPERIMENT = ("paths", "resume", "logger", "reuse_initial_evaluation")
+# Single settings that change memory or speed, not the numbers.
+NOT_EXPERIMENT_LEAVES = ("model.gradient_checkpointing",)
 # Files a run leaves; any of them without run_config.yaml means "something is here".
 RUN_FILES = ("progress.json", "results.json", "checkpoints")
 # Files Hydra itself writes into a run directory before the run starts.
@@ -65,6 +67,10 @@ def experiment_view(cfg: Mapping[str, Any] | DictConfig) -> dict[str, Any]:
         # stays in the view). A run that set optimizer.lr (a grid job) is the same
         # experiment after the method's default rate is re-tuned.
         view["method"] = {k: v for k, v in method.items() if k != "lr"}
+    for leaf in NOT_EXPERIMENT_LEAVES:
+        group, key = leaf.split(".")
+        if isinstance(view.get(group), Mapping) and key in view[group]:
+            view[group] = {k: v for k, v in view[group].items() if k != key}
     return view
 
 
@@ -125,7 +131,7 @@ def check_resume_overrides(
             OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v
             for v in (old, new)
         ]
-        if key.split(".", 1)[0] in NOT_EXPERIMENT:
+        if key.split(".", 1)[0] in NOT_EXPERIMENT or key in NOT_EXPERIMENT_LEAVES:
             ignored.append(override)
         elif as_plain[0] != as_plain[1]:
             changing.append(f"{override} (the run has {key}={_short(as_plain[0])})")

@@ -126,3 +126,10 @@ def test_an_interrupt_recorded_before_the_guard_is_not_lost() -> None:
         assert raised.value.exit_code == 130
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_several_devices_are_refused_in_one_line(tmp_path: Path) -> None:
+    done = run_cli([*TINY, "trainer.accelerator=cpu", "trainer.devices=2"], cwd=tmp_path)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "trainer.devices=2" in done.stderr and "Traceback" not in done.stderr
+    assert not list((tmp_path / "logs").glob("runs/*"))  # refused before a run directory

@@ -131,3 +131,14 @@ def test_resume_with_dropout_is_identical(
         run(cfg)
     resumed = run(run_config(f"resume={cfg.paths.output_dir}"))
     assert _numbers(resumed) == _numbers(dropout_reference)
+
+
+def test_gradient_checkpointing_changes_memory_not_numbers(run_config, reference) -> None:
+    """Recomputing activations in backward (model.gradient_checkpointing) trains the same
+    model: same accuracies, perplexities within float32 rounding."""
+    again = run(run_config("model.gradient_checkpointing=true"))
+    assert again["accuracy_matrix"] == reference["accuracy_matrix"]
+    assert again["perplexity"]["after_task"] == pytest.approx(
+        reference["perplexity"]["after_task"], rel=1e-5
+    )
+    assert again["metrics"] == pytest.approx(reference["metrics"], rel=1e-5, abs=1e-7)

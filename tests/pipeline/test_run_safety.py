@@ -214,6 +214,7 @@ def test_resume_refuses_overrides_that_change_the_experiment(run_config, tmp_pat
         ("seed=4294967296", ["seed", "4294967296", "4294967295"]),
         ("trainer.limit_train_batches=0", ["trainer.limit_train_batches", "trains nothing"]),
         ("trainer.precision=bogus", ["trainer.precision", "bogus"]),
+        ("trainer.devices=2", ["trainer.devices=2", "2 processes", "single-process"]),
         ("data.num_workers=-1", ["data.num_workers", "-1"]),
         ("+foo=1", ["foo", "not a setting"]),
         ("+optimizer.lrr=1", ["optimizer", "lrr"]),
@@ -242,6 +243,13 @@ def test_unusable_output_places_and_model_paths_are_refused(run_config, tmp_path
 def test_an_accelerator_the_machine_lacks_is_refused(run_config) -> None:
     with pytest.raises(ConfigError, match=r"trainer.accelerator='gpu'.*no gpu"):
         validate_config(run_config("trainer.accelerator=gpu"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without a GPU")
+def test_the_machine_trainer_configs_check_what_they_need(run_config) -> None:
+    validate_config(run_config("trainer=cpu"))
+    with pytest.raises(ConfigError, match=r"trainer.accelerator='gpu'"):
+        validate_config(run_config("trainer=gpu"))
 
 
 def test_an_adapter_that_never_moves_is_flagged(run_config) -> None:
@@ -293,6 +301,11 @@ def test_a_grid_job_survives_retuning_its_methods_default_rate(tmp_path: Path) -
     )
     other = compose_run_config(tmp_path, [*TINY, "method=lora", "optimizer.lr=0.001"])
     assert config_differences(experiment_view(job), experiment_view(retuned)) == []
+    # Memory savers do not change the experiment either (a resume may switch them).
+    saver = compose_run_config(
+        tmp_path, [*TINY, "method=lora", "optimizer.lr=0.003", "model.gradient_checkpointing=true"]
+    )
+    assert config_differences(experiment_view(job), experiment_view(saver)) == []
     assert config_differences(experiment_view(job), experiment_view(other)) == [
         "optimizer.lr: 0.003 → 0.001"
     ]

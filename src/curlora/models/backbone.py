@@ -26,7 +26,16 @@ def load_backbone(
     model_cfg: Mapping[str, Any], cache_dir: Path
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Return ``(causal LM, tokenizer)``; the tokenizer always has a pad token."""
-    model, tokenizer = model_source(model_cfg).load(Path(cache_dir))
+    source = model_source(model_cfg)
+    model, tokenizer = source.load(Path(cache_dir))
+    if source.gradient_checkpointing:
+        # Non-reentrant: gradients reach the adapters inside a layer even though the
+        # layer's input (the frozen embeddings) does not require grad.
+        kwargs = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers ≥ 5.2x
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     if tokenizer.pad_token is None:
         # Padding is masked out everywhere; reusing EOS is the usual choice for decoder LMs.
         tokenizer.pad_token = tokenizer.eos_token
