@@ -1,0 +1,47 @@
+"""Sweeps through hydra-submitit-launcher: jobs in their own processes (submitit_local) and
+the SLURM config's documented knobs. Commands as a user types them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import run_cli
+
+
+def test_a_sweep_runs_as_local_submitit_jobs(tmp_path: Path) -> None:
+    done = run_cli(
+        ["-m", "hydra/launcher=submitit_local", "seed=1,2", "debug=tiny"],
+        cwd=tmp_path,
+        OMP_NUM_THREADS="1",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = sorted((tmp_path / "logs" / "multiruns").glob("*/*/results.json"))
+    assert [p.parent.name for p in results] == ["0_seed=1", "1_seed=2"]
+    assert {json.loads(p.read_text())["status"] for p in results} == {"completed"}
+    # Each job ran in a process of its own, through submitit.
+    assert list((tmp_path / "logs" / "multiruns").glob("*/.submitit/*"))
+
+
+def test_a_failed_submitit_job_is_named_and_the_sweep_exits_1(tmp_path: Path) -> None:
+    done = run_cli(
+        ["-m", "hydra/launcher=submitit_local", "rank=4,9999", "debug=tiny"],
+        cwd=tmp_path,
+        OMP_NUM_THREADS="1",
+    )
+    assert done.returncode == 1
+    assert "1 job(s) of the sweep did not complete: 1_rank=9999" in done.stderr
+
+
+def test_the_slurm_launcher_config_has_its_documented_knobs(tmp_path: Path) -> None:
+    done = run_cli(["hydra/launcher=slurm", "--cfg", "hydra", "-p", "hydra.launcher"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for line in (
+        "_target_: hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
+        "gpus_per_node: 1",
+        "tasks_per_node: 1",
+        "timeout_min: 720",
+        "max_num_timeout: 3",
+        "partition: null",
+    ):
+        assert line in done.stdout
