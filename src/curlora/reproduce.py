@@ -97,7 +97,39 @@ def grid_parts(grid: DictConfig, extra: Sequence[str]) -> list[tuple[str, list[s
     return parts
 
 
+class GridInterrupted(Exception):
+    """A part's multirun was stopped by a signal (its exit code, 130 or 143)."""
+
+    def __init__(self, exit_code: int) -> None:
+        super().__init__(f"interrupted (exit code {exit_code})")
+        self.exit_code = exit_code
+
+
+def run_part(sweep_dir: Path, overrides: Sequence[str]) -> bool:
+    """One part of the grid; True when every job completed. An interrupted part stops the
+    grid (a scheduler's SIGTERM, Ctrl+C): the next parts would only be killed too."""
+    code = multirun(sweep_dir, overrides)
+    if code >= 128:
+        raise GridInterrupted(code)
+    return code == 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        code = 130
+    except GridInterrupted as interrupt:
+        code = interrupt.exit_code
+    print(
+        "error: the grid was interrupted; run the same command again to continue "
+        "(finished jobs are skipped, interrupted ones resume from their checkpoints)",
+        file=sys.stderr,
+    )
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     from curlora.reporting.reproduction import choose_learning_rates, load_grid, write_report
 
     logging.basicConfig(
@@ -115,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     failed = 0
     for subdir, overrides in grid_parts(grid, extra):
-        failed += multirun(root / subdir, overrides) != 0
+        failed += not run_part(root / subdir, overrides)
     lrs = choose_learning_rates(load_grid(root))
     log.info("learning rates chosen on validation: %s", lrs)
     if "curlora" in lrs and grid.sampling:
@@ -128,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             *grid.overrides,
             *extra,
         ]
-        failed += multirun(root / "sampling", overrides) != 0
+        failed += not run_part(root / "sampling", overrides)
     report = write_report(
         root, grid_name=str(grid.name), command="curlora-reproduce " + " ".join(chosen + extra)
     )

@@ -44,8 +44,10 @@ def test_reproduce_resumes_and_reports_the_runs_numbers(tmp_path: Path) -> None:
     deadline = time.monotonic() + 600
     while len(_finished(root)) < 3 and time.monotonic() < deadline and first.poll() is None:
         time.sleep(0.5)
-    os.killpg(first.pid, signal.SIGTERM)  # interrupt the grid part-way
-    first.communicate(timeout=300)
+    os.killpg(first.pid, signal.SIGINT)  # Ctrl+C part-way through the grid
+    _out, err = first.communicate(timeout=300)
+    assert first.returncode == 130, err[-3000:]
+    assert "run the same command again to continue" in err
     before = _finished(root)
     assert 3 <= len(before) < 13, sorted(before)
 
