@@ -18,6 +18,7 @@ job that did not complete, and exit code 1. An interrupt stops the whole sweep.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -100,9 +101,15 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             sys.exit(outcome.exit_code)  # an interrupt stops the whole sweep
     elif outcome.exit_code != EXIT_OK:
         sys.exit(outcome.exit_code)
-    # The sweep objective (Optuna and friends minimise/maximise what main returns).
-    value = (outcome.results or {}).get("metrics", {}).get("avg_accuracy")
-    return float(value) if isinstance(value, (int, float)) else None
+    # The sweep objective (Optuna and friends maximise what main returns): computed on the
+    # validation carves, never the test split; none unless the config names one.
+    objective = cfg.get("objective")
+    if objective is None:
+        return None
+    from curlora.objective import objective_value
+
+    value = objective_value(outcome.results or {}, objective)
+    return -math.inf if value is None else value  # a failed trial is the worst one
 
 
 def _group_sweep_runs(cfg: DictConfig, hydra_cfg: Any) -> None:

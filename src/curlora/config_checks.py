@@ -25,7 +25,7 @@ KNOWN_TOP_LEVEL = frozenset(
     {
         "method", "model", "data", "strategy", "trainer", "logger", "callbacks", "paths",
         "rank", "alpha", "seed", "tasks", "resume", "deterministic", "optimizer", "head_lr",
-        "scheduler", "checkpoint", "reproduce", "reuse_initial_evaluation",
+        "scheduler", "checkpoint", "reproduce", "reuse_initial_evaluation", "objective",
     }
 )  # fmt: skip
 """The top-level keys a run config may have (a ``+typo=1`` override adds another)."""
@@ -305,6 +305,31 @@ def _check_model_path(cfg: Mapping[str, Any]) -> None:
         )
 
 
+def _check_objective(cfg: Mapping[str, Any]) -> None:
+    """Refuse, before anything loads, a search objective that cannot be computed."""
+    objective = cfg.get("objective")
+    if objective is None:
+        return
+    metric = objective.get("metric")
+    from curlora.objective import METRICS
+
+    if metric not in METRICS:
+        raise ConfigError(f"objective.metric={metric!r} is not valid; valid: {list(METRICS)}")
+    limit = objective.get("max_perplexity_ratio")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float))):
+        raise ConfigError(
+            f"objective.max_perplexity_ratio={limit!r} is not valid; valid: a number or null"
+        )
+    specs = cfg["data"]["task_specs"]
+    carved = [t for t in cfg["tasks"] if (specs.get(t) or {}).get("validation_limit")]
+    if not carved:
+        raise ConfigError(
+            f"objective.metric={metric!r} needs validation carves, but no task of "
+            f"{list(cfg['tasks'])} has one; set data.task_specs.<task>.validation_limit "
+            "(e.g. 200): the test split is never used to choose settings"
+        )
+
+
 def validate_config(cfg: DictConfig | Mapping[str, Any], check_model: bool = True) -> None:
     """Raise ``ConfigError`` for the first problem found; return None when the config is sound."""
     if isinstance(cfg, DictConfig):
@@ -328,6 +353,7 @@ def validate_config(cfg: DictConfig | Mapping[str, Any], check_model: bool = Tru
     _check_data(plain)
     _check_perplexity(plain)
     _check_resume(plain)
+    _check_objective(plain)
     try:
         from curlora.strategies import build_strategy
 
