@@ -26,6 +26,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+import yaml
+
 from curlora.atomic import atomic_write_text
 from curlora.reporting.claims import ACCURACY_MARGIN, PPL_MARGIN, inert_methods, verdicts
 from curlora.reporting.frontier import equal_plasticity, frontier_points, plot_frontier
@@ -54,7 +56,7 @@ def _cell(setting: Setting, i: int, j: int, tasks: Sequence[str], majority: floa
 def table_one(settings: Sequence[Setting]) -> str:
     any_run = next(iter(settings[0].runs.values()))
     tasks, majority = any_run.tasks, any_run.results["majority_baseline"]
-    header = ["", *(s.label for s in settings), "majority"]
+    header = ["", *(f"{s.label}, {len(s.runs)} seed(s)" for s in settings), "majority"]
     rows = [
         [
             "perplexity before training",
@@ -126,6 +128,18 @@ def sampling_table(runs: Sequence[GridRun], lrs: dict[str, float]) -> str | None
     )
 
 
+def planned_runs(grid_file: Path) -> int | None:
+    """How many runs the grid in ``grid.yaml`` (written by curlora-reproduce) asks for."""
+    try:
+        grid = yaml.safe_load(grid_file.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    seeds, ranks = len(grid["seeds"]), len(grid["ranks"])
+    adapters = sum(len(lrs) for lrs in grid["lrs"].values()) * ranks
+    sampling = len(grid.get("sampling") or []) * ranks if "curlora" in grid["lrs"] else 0
+    return seeds * (len(grid.get("controls") or []) + adapters + sampling)
+
+
 def write_report(root: Path, grid_name: str, command: str) -> Path:
     """Write ``REPORT.md`` (and ``frontier.png``) in ``root``; returns the report's path."""
     runs = load_grid(root)
@@ -136,8 +150,17 @@ def write_report(root: Path, grid_name: str, command: str) -> Path:
         parts.append("No completed run yet.")
         return atomic_write_text(Path(root) / "REPORT.md", "\n".join(parts) + "\n")
     wall = sum(_elapsed(r.path) for r in runs)
+    planned = planned_runs(Path(root) / "grid.yaml")
+    of_planned = f" of the {planned} the grid plans" if planned else ""
     parts += [
-        f"{len(runs)} completed runs; their wall time adds up to {wall / 3600:.1f} h.",
+        f"{len(runs)} completed runs{of_planned}; their wall time adds up to "
+        f"{wall / 3600:.1f} h."
+        + (
+            " The grid is not finished: numbers over fewer seeds than planned are "
+            "provisional, and one seed has no interval."
+            if planned and len(runs) < planned
+            else ""
+        ),
         "",
         "## Learning rates chosen on validation",
         "",
