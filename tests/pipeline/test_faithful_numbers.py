@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from curlora.reporting.results import load_results
 from curlora.reporting.sweep import summarize_sweep
@@ -72,3 +73,22 @@ def test_each_head_is_scored_on_its_own_tasks_data(run_config, monkeypatch, reve
         assert sizes != expected
     else:
         assert sizes == expected
+
+
+def test_bf16_mixed_precision_keeps_float32_adapters_and_learns(run_config) -> None:
+    """trainer.precision=bf16-mixed (CPU autocast here, GPU autocast on a GPU): the
+    backbone computes in bfloat16, while U, the heads and the saved adapter stay float32,
+    and the run still learns (accuracy above the majority rate on the first task)."""
+    from safetensors.torch import load_file
+
+    results = run(run_config("trainer.precision=bf16-mixed"))
+    assert results["status"] == "completed"
+    run_dir = Path(results["config"]["paths"]["output_dir"])
+    adapter = load_file(next((run_dir / "adapter").glob("*.safetensors")))
+    floats = {t.dtype for t in adapter.values() if t.is_floating_point()}
+    assert floats == {torch.float32}  # (besides CURLoRA's int64 column/row indices)
+    heads = load_file(run_dir / "heads.safetensors")
+    assert {t.dtype for t in heads.values()} == {torch.float32}
+    R, majority = results["accuracy_matrix"], results["majority_baseline"]
+    assert all(math.isfinite(x) for x in results["perplexity"]["after_task"])
+    assert R[0][0] > majority[0]
