@@ -134,7 +134,8 @@ class TaskLoop:
         )
 
     def _evaluate(self, point: int) -> None:
-        """Every task's head on its eval split + perplexity, filed under ``point``.
+        """Every task's head on its eval split + perplexity, filed under ``point``; after the
+        last task also on the validation carves (all that choosing settings reads).
 
         A frozen backbone (``head_only``) computes what it computed before training: its
         perplexity is reused and its features come from the module's cache, so only the
@@ -144,6 +145,7 @@ class TaskLoop:
         reuse_ppl = frozen and self.record.initial.perplexity is not None
         trainer = self._trainer(None, perplexity=not reuse_ppl)
         self.perplexity.result = None
+        self.data.score_validation = point == len(self.tasks) - 1
         trainer.validate(self.module, datamodule=self.data, verbose=False)
         ppl = self.record.initial.perplexity if reuse_ppl else self.perplexity.result
         evaluation = Evaluation(dict(self.forgetting.result), ppl, dict(self.forgetting.validation))

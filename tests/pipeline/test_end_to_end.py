@@ -97,6 +97,8 @@ def test_validation_carves_are_scored_beside_the_eval_splits(run_config) -> None
     validation = results["validation"]
     assert len(validation["accuracy_matrix"]) == 3
     assert all(v is not None for v in validation["accuracy_matrix"][-1])
+    # Scored after the last task only: the point that choosing settings reads.
+    assert all(v is None for row in validation["accuracy_matrix"][:-1] for v in row)
     assert validation["majority_baseline"] == [
         results["label_balance"][t]["validation"]["majority_baseline"] for t in results["tasks"]
     ]

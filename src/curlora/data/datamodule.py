@@ -130,6 +130,10 @@ class TaskSequenceDataModule(L.LightningDataModule):
         self.group_by_length = group_by_length
         self.prepared: dict[str, PreparedTask] = {}
         self.current_task: str = self.tasks[0]
+        # Whether the next validation pass also scores the validation carves. The task loop
+        # sets it: only after the last task, the one point that choosing settings reads
+        # (the final average validation accuracy); earlier points skip that cost.
+        self.score_validation: bool = True
         self.corpus_cfg = corpus
         self.corpus_ids: torch.Tensor | None = None  # [N] token ids of the perplexity corpus
         self.train_sampler: ResumableShuffleSampler | None = None
@@ -308,9 +312,11 @@ class TaskSequenceDataModule(L.LightningDataModule):
     @property
     def eval_streams(self) -> list[tuple[str, str]]:
         """What each validation loader holds, by ``dataloader_idx``: ``(task, "eval")`` for
-        every task in sequence order, then ``(task, "validation")`` for every task that has a
-        validation carve."""
+        every task in sequence order, then, when :attr:`score_validation` is set,
+        ``(task, "validation")`` for every task that has a validation carve."""
         streams = [(t, "eval") for t in self.tasks]
+        if not self.score_validation:
+            return streams
         return streams + [(t, "validation") for t in self.tasks if self.prepared[t].validation]
 
     def val_dataloader(self) -> list[DataLoader]:
