@@ -22,13 +22,17 @@ METHOD_DIR = Path(__file__).resolve().parents[2] / "configs" / "method"
 METHODS = sorted(p.stem for p in METHOD_DIR.glob("*.yaml"))
 
 QKV = ("q_proj", "k_proj", "v_proj")
+# LoRA with another init or DoRA: they start at the base only up to rounding.
+LORA_VARIANTS = ("pissa", "mica", "olora", "dora")
 
 
 def test_every_method_yaml_is_tested() -> None:
-    assert set(METHODS) == {"curlora", "full", "head_only", "lora", "lora_paper", "osf"}
+    assert set(METHODS) == {
+        "curlora", "full", "head_only", "lora", "lora_paper", "osf", *LORA_VARIANTS
+    }  # fmt: skip
 
 
-@pytest.mark.parametrize("name", [m for m in METHODS if m != "osf"])
+@pytest.mark.parametrize("name", [m for m in METHODS if m not in ("osf", *LORA_VARIANTS)])
 @pytest.mark.parametrize("attention_bias", [False, True])
 def test_logits_equal_base_right_after_apply(
     name, attention_bias, make_model, method_cfg, input_ids, llama_config
@@ -38,6 +42,42 @@ def test_logits_equal_base_right_after_apply(
     base = model(input_ids).logits
     apply_adapter(model, method_cfg(name))
     assert torch.equal(model(input_ids).logits, base)
+
+
+@pytest.mark.parametrize("name", LORA_VARIANTS)
+def test_lora_variants_start_at_the_base(name, make_model, method_cfg, input_ids):
+    # MiCA adds B·0 (exactly the base); PiSSA/OLoRA move components of W into B·A and leave
+    # W − B·A in the base layer, DoRA rescales by ‖W‖/‖W‖: W rebuilt in float32 arithmetic.
+    model = make_model()
+    base = model(input_ids).logits
+    apply_adapter(model, method_cfg(name))
+    exact = applied_method(model).starts_at_base()
+    assert exact == (name == "mica")  # only exact starts share a cached evaluation
+    if exact:
+        assert torch.equal(model(input_ids).logits, base)
+    else:
+        torch.testing.assert_close(model(input_ids).logits, base, rtol=0, atol=1e-4)
+
+
+def test_pissa_takes_the_principal_and_mica_the_minor_directions(make_model, method_cfg):
+    # Sources: PEFT's pissa_init (scale·B·A = top-r SVD part of W, W keeps the rest) and
+    # mica_init (B = the r left singular vectors of the smallest singular values, A = 0,
+    # B frozen).
+    name = "model.layers.0.self_attn.q_proj"
+    model = make_model()
+    weight = model.get_submodule(name).weight.detach().clone()
+    u, s, vh = torch.linalg.svd(weight, full_matrices=False)
+    apply_adapter(model, method_cfg("pissa"))
+    b, a = applied_method(model).delta_factors(model.get_submodule(name))
+    torch.testing.assert_close(b @ a, u[:, :4] @ torch.diag(s[:4]) @ vh[:4], rtol=0, atol=1e-5)
+
+    model = make_model()
+    apply_adapter(model, method_cfg("mica"))
+    layer = model.get_submodule(name)
+    b, a = layer.lora_B["default"].weight, layer.lora_A["default"].weight
+    assert torch.equal(a, torch.zeros_like(a)) and a.requires_grad and not b.requires_grad
+    # the minor left singular vectors, up to sign
+    torch.testing.assert_close((b.T @ u[:, -4:]).abs(), torch.eye(4), rtol=0, atol=1e-5)
 
 
 def test_osf_logits_equal_base_up_to_rounding(make_model, method_cfg, input_ids):
@@ -79,6 +119,9 @@ def test_trainable_counts_follow_the_formulas(make_model, method_cfg, tiny_confi
         "curlora": 4**2 * 6,
         "lora": sum(4 * (o + i) for o, i in qkv),
         "lora_paper": sum(4 * (o + i) for o, i in qkv),
+        "pissa": sum(4 * (o + i) for o, i in qkv),
+        "dora": sum(4 * (o + i) + o for o, i in qkv),  # + DoRA's magnitude, one per row
+        "mica": sum(4 * i for o, i in qkv),  # A only: B is W's frozen minor vectors
         "osf": sum((min(o, i) // 2) * (o + i + 1) for o, i in qkv),
         "head_only": 0,
     }

@@ -18,7 +18,18 @@ SHORT = [
     "data.task_specs.reviews.train_limit=64",
     "data.task_specs.moods.train_limit=64",
 ]
-METHODS = ["curlora", "lora", "lora_paper", "head_only", "full", "osf"]
+METHODS = [
+    "curlora",
+    "lora",
+    "lora_paper",
+    "head_only",
+    "full",
+    "osf",
+    "pissa",
+    "mica",
+    "olora",
+    "dora",
+]
 STRATEGIES = ["ewc", "replay", "lwf"]
 
 
