@@ -65,6 +65,9 @@ def register_resolvers() -> None:
         "curlora.run_tag": run_tag,
         "curlora.safe_name": safe_name,
         "curlora.mul": lambda a, b: a * b,
+        # task orders (configs/order): a list reversed, or rotated by one to the left
+        "curlora.reversed": lambda items: list(reversed(list(items))),
+        "curlora.rotated": lambda items: [*list(items)[1:], *list(items)[:1]],
     }
     for name, function in resolvers.items():
         if not OmegaConf.has_resolver(name):

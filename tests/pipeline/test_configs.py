@@ -20,6 +20,7 @@ GROUPS = [
     "paths",
     "experiment",
     "debug",
+    "order",
 ]
 
 

@@ -1,6 +1,6 @@
 """Sweep report: every ``results.json`` below a directory as one table.
 
-    python -m curlora.reporting.sweep logs/multiruns/2026-01-01_12-00-00 [--out DIR]
+    python -m curlora.reporting.sweep logs/multiruns/2026-01-01_12-00-00 [--out DIR] [--pool tasks]
 
 One row per run: its directory, method, strategy (when the config names one), rank, seed,
 status, the number of degenerate-result warnings, each metric of ``results["metrics"]``,
@@ -167,15 +167,18 @@ def to_markdown(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> st
 
 
 def aggregate(
-    columns: Sequence[str], rows: Sequence[Mapping[str, Any]]
+    columns: Sequence[str], rows: Sequence[Mapping[str, Any]], pool: Sequence[str] = ()
 ) -> tuple[list[str], list[dict[str, Any]]]:
     """Mean ± sample std over the runs of each setting (method, strategy, rank), as strings.
 
-    Numeric columns only; None values are left out of a cell's statistics."""
+    Numeric columns only; None values are left out of a cell's statistics. ``pool``: varied
+    config keys to average over as well as seeds (e.g. ``tasks``: over task orders; the
+    per-task columns are named by task, so they pool across orders)."""
     # A setting is method/strategy/rank plus every config key the sweep varied (the columns
-    # between "rank" and "seed"); only seeds are pooled.
+    # between "rank" and "seed") that is not pooled; seeds are always pooled.
     start = columns.index("rank") + 1 if "rank" in columns else len(columns)
     varied = list(columns[start : columns.index("seed")]) if "seed" in columns else []
+    varied = [key for key in varied if key not in pool]
     keys = [c for c in SETTING_COLUMNS if c in columns] + varied
     numeric = [c for c in columns if c == "warnings" or c in METRIC_KEYS or "/" in c]
     groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
@@ -206,10 +209,13 @@ def write_csv(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, An
 
 
 def summarize_sweep(
-    root: str | Path, out_dir: str | Path | None = None, write: bool = True
+    root: str | Path,
+    out_dir: str | Path | None = None,
+    write: bool = True,
+    pool: Sequence[str] = (),
 ) -> SweepSummary:
     """Collect every results.json below ``root``; write the CSV and markdown into ``out_dir``
-    (default ``root``) unless ``write`` is False."""
+    (default ``root``) unless ``write`` is False. ``pool``: see :func:`aggregate`."""
     root = Path(root)
     found: list[tuple[str, dict[str, Any]]] = []
     skipped: list[tuple[Path, str]] = []
@@ -221,11 +227,12 @@ def summarize_sweep(
             skipped.append((path, str(error).splitlines()[0]))
     columns, rows = build_table(found)
     parts = [f"## Sweep: {len(rows)} runs under {root}", "", to_markdown(columns, rows)]
-    group_columns, groups = aggregate(columns, rows)
+    group_columns, groups = aggregate(columns, rows, pool)
     if any(group["runs"] > 1 for group in groups):
+        pooled = "".join(f", pooling {key}" for key in pool)
         parts += [
             "",
-            "## Mean ± std over runs of each setting",
+            f"## Mean ± std over runs of each setting (seeds{pooled})",
             "",
             to_markdown(group_columns, groups),
         ]
@@ -248,11 +255,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("root", type=Path, help="directory searched recursively for results.json")
     parser.add_argument("--out", type=Path, default=None, help="where to write (default: root)")
+    parser.add_argument(
+        "--pool",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="a varied config key to average over besides seeds, e.g. --pool tasks (orders)",
+    )
     args = parser.parse_args(argv)
     if not args.root.is_dir():
         print(f"error: {args.root} is not a directory", file=sys.stderr)
         return 2
-    summary = summarize_sweep(args.root, args.out)
+    summary = summarize_sweep(args.root, args.out, pool=args.pool)
     print(summary.markdown, end="")
     if not summary.rows:
         print(f"error: no valid results.json below {args.root}", file=sys.stderr)
