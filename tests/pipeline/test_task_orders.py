@@ -22,8 +22,6 @@ SYNTHETIC = ["pairs", "reviews", "moods"]  # data=synthetic's own order
     ],
 )
 def test_each_order_permutes_the_data_configs_tasks(order, tasks, tmp_path: Path) -> None:
-    import curlora  # noqa: F401  (registers the curlora.* resolvers)
-
     cfg = compose_run_config(tmp_path, [*TINY, f"order={order}"])
     assert list(cfg.tasks) == tasks
 
