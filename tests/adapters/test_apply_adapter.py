@@ -28,7 +28,7 @@ LORA_VARIANTS = ("pissa", "mica", "olora", "dora")
 
 def test_every_method_yaml_is_tested() -> None:
     assert set(METHODS) == {
-        "curlora", "full", "head_only", "lora", "lora_paper", "osf", *LORA_VARIANTS
+        "curlora", "full", "head_only", "lora", "lora_paper", "osf", "vera", *LORA_VARIANTS
     }  # fmt: skip
 
 
@@ -122,6 +122,7 @@ def test_trainable_counts_follow_the_formulas(make_model, method_cfg, tiny_confi
         "pissa": sum(4 * (o + i) for o, i in qkv),
         "dora": sum(4 * (o + i) + o for o, i in qkv),  # + DoRA's magnitude, one per row
         "mica": sum(4 * i for o, i in qkv),  # A only: B is W's frozen minor vectors
+        "vera": sum(4 + o for o, i in qkv),  # λ_d (r) + λ_b (out) (Kopiczko et al. 2024)
         "osf": sum((min(o, i) // 2) * (o + i + 1) for o, i in qkv),
         "head_only": 0,
     }
@@ -270,3 +271,18 @@ def test_training_is_reproducible_under_deterministic_algorithms(
         torch.use_deterministic_algorithms(before)
     assert first.keys() == second.keys()
     assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+@pytest.mark.parametrize("k", [16, 24])
+def test_vera_is_parameter_matched_to_curlora_on_smollm2(k, method_cfg):
+    """Within 2× of CURLoRA's k² per matrix at the paper's ranks 16 and 24 on SmolLM2-135M's
+    q/k/v (q 576 × 576, k and v 192 × 576 per layer, from its config). VeRA's λ_b alone is
+    out = 960 per layer, so at k = 8 (192 for CURLoRA) no VeRA rank matches: README."""
+    from curlora.adapters import build_method
+
+    qkv = [(576, 576), (192, 576), (192, 576)]
+    shapes = {f"l.self_attn.{p}": shape for p, shape in zip(QKV, qkv, strict=True)}
+    cur = build_method(method_cfg("curlora", rank=k)).num_trainable(shapes)
+    vera = build_method(method_cfg("vera", rank=k)).num_trainable(shapes)
+    assert (cur, vera) == (3 * k * k, 960 + 3 * k)
+    assert 0.5 <= vera / cur <= 2
