@@ -30,7 +30,7 @@ METHODS = [
     "olora",
     "dora",
 ]
-STRATEGIES = ["ewc", "replay", "lwf"]
+STRATEGIES = ["ewc", "replay", "lwf", "joint"]
 
 
 def _frozen_weights(loop: TaskLoop) -> dict[str, torch.Tensor]:
