@@ -41,6 +41,14 @@ def _paired(a: Setting, b: Setting, value: Any) -> Summary:
     return summarize(diffs)
 
 
+def _bwt_on_learned(setting: Setting, head_only: Setting | None) -> tuple[Summary, str]:
+    """BWT over the tasks ``setting`` learned (above both controls), and a note naming
+    the tasks it did not learn (a task never learned cannot be forgotten)."""
+    learned, missed = learned_tasks(setting, head_only)
+    bwt = setting.summary(lambda r: r.learned_bwt(learned))
+    return bwt, f" (not learned: {', '.join(missed)})" if missed else ""
+
+
 def _verdict(holds: bool, fails: bool) -> str:
     return "holds" if holds else ("does not hold" if fails else "inconclusive")
 
@@ -54,9 +62,7 @@ def verdicts(settings: Sequence[Setting]) -> list[tuple[str, str, str]]:
     out: list[tuple[str, str, str]] = []
     for cur in by_method.get("curlora", []):
         rank = cur.label.split(" ")[1]
-        learned, missed = learned_tasks(cur, head)
-        bwt = cur.summary(lambda r, lr=learned: r.learned_bwt(lr))
-        note = f" (not learned: {', '.join(missed)})" if missed else ""
+        bwt, note = _bwt_on_learned(cur, head)
         out.append(
             (
                 f"C1 CURLoRA keeps earlier tasks' accuracy ({rank})",
@@ -77,9 +83,7 @@ def verdicts(settings: Sequence[Setting]) -> list[tuple[str, str, str]]:
             if s.label.split(" ")[1] == rank
         ]:
             name = lora.label.split(" ")[0]
-            learned_l, missed_l = learned_tasks(lora, head)
-            bwt_l = lora.summary(lambda r, lr=learned_l: r.learned_bwt(lr))
-            note_l = f" (not learned: {', '.join(missed_l)})" if missed_l else ""
+            bwt_l, note_l = _bwt_on_learned(lora, head)
             out.append(
                 (
                     f"C2 {name} loses earlier tasks' accuracy ({rank})",
