@@ -55,9 +55,23 @@ def frontier_points(runs: Sequence[GridRun]) -> list[dict[str, Any]]:
     return points
 
 
+def pareto(curve: Sequence[tuple[float, float, float]]) -> list[tuple[float, float, float]]:
+    """The (plasticity, perplexity ratio, BWT) points no other point of the same method
+    beats on both plasticity (higher) and perplexity ratio (lower), by plasticity.
+
+    A learning rate that is both less plastic and less stable than another is never the
+    method's best at any plasticity, so it is not part of its frontier."""
+    kept = [
+        p
+        for p in curve
+        if not any(q[0] >= p[0] and q[1] <= p[1] and (q[0], q[1]) != (p[0], p[1]) for q in curve)
+    ]
+    return sorted(kept)
+
+
 def equal_plasticity(points: Sequence[dict[str, Any]]) -> list[str]:
-    """Where two methods' plasticity ranges overlap: their stability, interpolated linearly
-    along each method's learning-rate curve, at the middle of the overlap."""
+    """Where two methods' frontiers overlap in plasticity: their stability at the middle of
+    the overlap, interpolated linearly along each method's frontier (:func:`pareto`)."""
     curves: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
     for p in points:
         if p["plasticity"].n and math.isfinite(p["plasticity"].mean):
@@ -66,7 +80,7 @@ def equal_plasticity(points: Sequence[dict[str, Any]]) -> list[str]:
     methods = sorted(curves)
     for a_index, a in enumerate(methods):
         for b in methods[a_index + 1 :]:
-            ca, cb = sorted(curves[a]), sorted(curves[b])
+            ca, cb = pareto(curves[a]), pareto(curves[b])
             low, high = max(ca[0][0], cb[0][0]), min(ca[-1][0], cb[-1][0])
             if low > high:
                 lines.append(f"- {a} and {b}: their plasticity ranges do not overlap.")
