@@ -135,7 +135,8 @@ def plot_frontier(points: Sequence[dict[str, Any]], path: Path) -> Path | None:
                 ax.annotate(
                     f"{p['lr']:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points"
                 )
-    axes[0].set_ylabel("perplexity ratio (final / initial)")
+    axes[0].set_ylabel("perplexity ratio (final / initial), log scale")
+    axes[0].set_yscale("log")  # ratios span 1.0 to blow-ups of 10× and more
     axes[1].set_ylabel("BWT")
     for ax in axes:
         ax.set_xlabel("plasticity: mean gain over head_only right after each task")
