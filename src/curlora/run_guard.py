@@ -42,6 +42,11 @@ LOCK_FILE = ".lock"
 NOT_EXPERIMENT = ("paths", "resume", "logger", "reuse_initial_evaluation")
 # Single settings that change memory or speed, not the numbers.
 NOT_EXPERIMENT_LEAVES = ("model.gradient_checkpointing",)
+# Settings that are only defaults of another key, which stays in the view: method.lr feeds
+# optimizer.lr, the rate a run trains with. A run that set optimizer.lr (a grid job) is the
+# same experiment after its method's default rate is re-tuned. (A resume that overrides
+# method.lr still changes optimizer.lr, and is refused for that.)
+DEFAULTS_ONLY = ("method.lr",)
 # Files a run leaves; any of them without run_config.yaml means "something is here".
 RUN_FILES = ("progress.json", "results.json", "checkpoints")
 # Files Hydra itself writes into a run directory before the run starts.
@@ -61,13 +66,7 @@ def experiment_view(cfg: Mapping[str, Any] | DictConfig) -> dict[str, Any]:
     """The resolved config without the keys that do not change the numbers."""
     plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     view = {k: v for k, v in plain.items() if k not in NOT_EXPERIMENT}  # type: ignore[union-attr]
-    method = view.get("method")
-    if isinstance(method, Mapping) and "lr" in method:
-        # method.lr is only the default of optimizer.lr, the rate the run trains with (which
-        # stays in the view). A run that set optimizer.lr (a grid job) is the same
-        # experiment after the method's default rate is re-tuned.
-        view["method"] = {k: v for k, v in method.items() if k != "lr"}
-    for leaf in NOT_EXPERIMENT_LEAVES:
+    for leaf in (*NOT_EXPERIMENT_LEAVES, *DEFAULTS_ONLY):
         group, key = leaf.split(".")
         if isinstance(view.get(group), Mapping) and key in view[group]:
             view[group] = {k: v for k, v in view[group].items() if k != key}
