@@ -12,6 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import LlamaConfig, LlamaForCausalLM
 
 METHOD_DIR = Path(__file__).resolve().parents[2] / "configs" / "method"
+# The synthetic data config's tasks (O-LoRA builds one adapter per task).
+TASKS = ["pairs", "reviews", "moods"]
 
 
 def tiny_llama_config(**overrides: Any) -> LlamaConfig:
@@ -70,7 +72,7 @@ def input_ids() -> torch.Tensor:
 def method_cfg() -> Callable[..., DictConfig]:
     """``method_cfg(name, rank=4, alpha=2.0, seed=0, **overrides)``: the real YAML of
     ``configs/method/<name>.yaml`` as the ``method`` node of a root config holding the
-    top-level ``rank``, ``alpha`` and ``seed`` it interpolates."""
+    top-level ``rank``, ``alpha``, ``seed`` and ``tasks`` it interpolates."""
 
     def build(
         name: str, rank: Any = 4, alpha: Any = 2.0, seed: Any = 0, **overrides: Any
@@ -78,7 +80,9 @@ def method_cfg() -> Callable[..., DictConfig]:
         method = OmegaConf.load(METHOD_DIR / f"{name}.yaml")
         for k, v in overrides.items():
             method[k] = v
-        root = OmegaConf.create({"rank": rank, "alpha": alpha, "seed": seed, "method": method})
+        root = OmegaConf.create(
+            {"rank": rank, "alpha": alpha, "seed": seed, "tasks": TASKS, "method": method}
+        )
         return root.method
 
     return build

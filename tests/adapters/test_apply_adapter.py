@@ -28,7 +28,8 @@ LORA_VARIANTS = ("pissa", "mica", "olora", "dora")
 
 def test_every_method_yaml_is_tested() -> None:
     assert set(METHODS) == {
-        "curlora", "full", "head_only", "lora", "lora_paper", "osf", "vera", *LORA_VARIANTS
+        "curlora", "full", "head_only", "lora", "lora_paper", "osf", "vera", "o_lora",
+        *LORA_VARIANTS,
     }  # fmt: skip
 
 
@@ -122,6 +123,8 @@ def test_trainable_counts_follow_the_formulas(make_model, method_cfg, tiny_confi
         "pissa": sum(4 * (o + i) for o, i in qkv),
         "dora": sum(4 * (o + i) + o for o, i in qkv),  # + DoRA's magnitude, one per row
         "mica": sum(4 * i for o, i in qkv),  # A only: B is W's frozen minor vectors
+        # O-LoRA: one task's adapter trains at a time, on q and v only (its paper's choice)
+        "o_lora": sum(4 * (o + i) for o, i in qkv[0::3] + qkv[2::3]),
         "vera": sum(4 + o for o, i in qkv),  # λ_d (r) + λ_b (out) (Kopiczko et al. 2024)
         "osf": sum((min(o, i) // 2) * (o + i + 1) for o, i in qkv),
         "head_only": 0,

@@ -10,6 +10,7 @@ import torch
 from curlora.interrupts import InterruptGuard
 from curlora.loop import TaskLoop
 from curlora.run_report import write_run_report
+from curlora.run_state import load_task_checkpoint, task_checkpoint
 from curlora.train import run
 
 SHORT = [
@@ -29,6 +30,7 @@ METHODS = [
     "mica",
     "olora",
     "dora",
+    "o_lora",
 ]
 STRATEGIES = ["ewc", "replay", "lwf", "joint"]
 
@@ -44,6 +46,8 @@ def test_each_method_completes_three_tasks(run_config, method: str) -> None:
     cfg = run_config(f"method={method}", *SHORT)
     loop = TaskLoop(cfg, Path(cfg.paths.output_dir), InterruptGuard())
     frozen_before = _frozen_weights(loop)
+    if method == "o_lora":  # later tasks' adapters are frozen until their task (checked below)
+        frozen_before = {n: p for n, p in frozen_before.items() if ".lora_" not in n}
     trainable_before = {
         n: p.detach().clone() for n, p in loop.backbone.named_parameters() if p.requires_grad
     }
@@ -68,6 +72,16 @@ def test_each_method_completes_three_tasks(run_config, method: str) -> None:
         ]
         assert any("mlp" in n for n in moved) and any("self_attn" in n for n in moved)
         assert not frozen_before
+    if method == "o_lora":
+        # Each task trained its own adapter (B moved off zero) and later tasks left it as
+        # it was at the end of its task (the task checkpoint holds that state).
+        final = loop.module.training_state()["adapter_state"]
+        for index, task in enumerate(loop.tasks):
+            at_end = load_task_checkpoint(task_checkpoint(loop.run_dir, index))
+            mine = {k: v for k, v in final.items() if f".{task}." in k}
+            assert any(v.abs().sum() > 0 for k, v in mine.items() if ".lora_B." in k), task
+            for key, value in mine.items():
+                assert torch.equal(at_end["training_state"]["adapter_state"][key], value), key
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

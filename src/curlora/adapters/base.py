@@ -11,6 +11,8 @@ What a method overrides (everything else has a working default):
 - ``inject(model)``: replace modules in place (no freezing: ``apply_adapter`` freezes).
 - ``num_trainable(shapes)``: the trainable-parameter count implied by the Linear shapes.
 - ``delta_factors(layer)``: (P, Q) with ΔW = P Q for one adapter layer (diagnostics).
+- ``begin_task(model, task)`` / ``extra_loss(model)``: for methods that change with the
+  task (O-LoRA: a new adapter per task and a penalty between them); no-ops by default.
 
 Adapter layers are the modules holding a ``base_layer`` (ours and PEFT's tuner layers).
 """
@@ -184,6 +186,17 @@ class AdapterMethod:
             for pn, p in layer.named_parameters()
             if not pn.startswith("base_layer.")
         ]
+
+    # -- the task sequence ------------------------------------------------------------
+    def begin_task(self, model: nn.Module, task: str) -> None:
+        """Called before ``task`` trains (and again when a run resumes inside it), before
+        the optimizer is built: a method may change which of its parameters train (their
+        ``requires_grad``). Default: nothing changes between tasks."""
+
+    def extra_loss(self, model: nn.Module) -> torch.Tensor | None:
+        """A scalar the method adds to every training batch's loss (e.g. a penalty tying
+        the current task's adapter to earlier ones), or None."""
+        return None
 
     # -- state --------------------------------------------------------------------------
     def state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
-from curlora.adapters import adapter_state_dict, load_adapter_state_dict
+from curlora.adapters import adapter_state_dict, applied_method, load_adapter_state_dict
 from curlora.run_state import rng_state, set_rng_state
 from curlora.strategies.base import Strategy
 
@@ -94,6 +94,9 @@ class ContinualLitModule(L.LightningModule):
         if task not in self.heads:
             raise ValueError(f"unknown task '{task}'; tasks: {self.task_names}")
         self.current_task = task
+        method = applied_method(self.backbone)
+        if method is not None:  # before the optimizer is built: what trains may change
+            method.begin_task(self.backbone, task)
 
     def features(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Final hidden state of the last non-padding token: [B, H] in fp32."""
@@ -133,6 +136,10 @@ class ContinualLitModule(L.LightningModule):
             past_logits = self.task_logits(past_batch, past_task)
             loss = loss + F.cross_entropy(past_logits, past_batch["labels"])
         extra = self.strategy.extra_loss(self, task, batch, logits)
+        method = applied_method(self.backbone)
+        penalty = None if method is None else method.extra_loss(self.backbone)
+        if penalty is not None:
+            extra = penalty if extra is None else extra + penalty
         if extra is not None:
             loss = loss + extra
         if not torch.isfinite(loss):
