@@ -29,7 +29,7 @@ LORA_VARIANTS = ("pissa", "mica", "olora", "dora")
 def test_every_method_yaml_is_tested() -> None:
     assert set(METHODS) == {
         "curlora", "full", "head_only", "lora", "lora_paper", "osf", "vera", "o_lora",
-        *LORA_VARIANTS,
+        "tinylora", *LORA_VARIANTS,
     }  # fmt: skip
 
 
@@ -126,6 +126,7 @@ def test_trainable_counts_follow_the_formulas(make_model, method_cfg, tiny_confi
         # O-LoRA: one task's adapter trains at a time, on q and v only (its paper's choice)
         "o_lora": sum(4 * (o + i) for o, i in qkv[0::3] + qkv[2::3]),
         "vera": sum(4 + o for o, i in qkv),  # λ_d (r) + λ_b (out) (Kopiczko et al. 2024)
+        "tinylora": 4**2 * 6,  # v with u = r² entries per matrix: CURLoRA's k² exactly
         "osf": sum((min(o, i) // 2) * (o + i + 1) for o, i in qkv),
         "head_only": 0,
     }
@@ -289,3 +290,40 @@ def test_vera_is_parameter_matched_to_curlora_on_smollm2(k, method_cfg):
     vera = build_method(method_cfg("vera", rank=k)).num_trainable(shapes)
     assert (cur, vera) == (3 * k * k, 960 + 3 * k)
     assert 0.5 <= vera / cur <= 2
+
+
+@pytest.mark.parametrize("k", [8, 16, 24])
+def test_tinylora_is_parameter_matched_to_curlora_at_every_rank(k, method_cfg):
+    """u = k² entries of v per matrix against CURLoRA's k × k U: the same count at every
+    rank (SmolLM2-135M's q/k/v shapes, as above)."""
+    from curlora.adapters import build_method
+
+    qkv = [(576, 576), (192, 576), (192, 576)]
+    shapes = {f"l.self_attn.{p}": shape for p, shape in zip(QKV, qkv, strict=True)}
+    cur = build_method(method_cfg("curlora", rank=k)).num_trainable(shapes)
+    tiny = build_method(method_cfg("tinylora", rank=k)).num_trainable(shapes)
+    assert cur == tiny == 3 * k * k
+
+
+def test_tinylora_adapts_along_the_principal_directions(make_model, method_cfg):
+    # Source: LoRA-XS / PEFT's TinyLoraLayer._init_svd: A = √S_r V_rᵀ, B = U_r √S_r from the
+    # truncated SVD of W, frozen; ΔW = B R A with R = Σ v_i P_i the only thing that trains.
+    name = "model.layers.0.self_attn.q_proj"
+    model = make_model()
+    weight = model.get_submodule(name).weight.detach().clone()
+    apply_adapter(model, method_cfg("tinylora"))
+    layer = model.get_submodule(name)
+    a, b = layer.tinylora_A["default"], layer.tinylora_B["default"]
+    torch.testing.assert_close(b @ a, _rank_r(weight, 4), rtol=0, atol=1e-5)
+    method = applied_method(model)
+    (_, v), *_ = method.trainable_parameters(model)
+    with torch.no_grad():
+        v.copy_(torch.linspace(-1, 1, v.numel()))
+    p, q = method.delta_factors(layer)
+    torch.testing.assert_close(p @ q, layer.get_delta_weight("default"), rtol=1e-5, atol=1e-6)
+    assert not a.requires_grad and not b.requires_grad
+
+
+def _rank_r(weight: torch.Tensor, r: int) -> torch.Tensor:
+    u, s, vh = torch.linalg.svd(weight, full_matrices=False)
+    return u[:, :r] @ torch.diag(s[:r]) @ vh[:r]

@@ -9,7 +9,7 @@ from torch import nn
 
 from curlora.adapters import CURLoRALinear, apply_adapter
 
-TRAINED = ["curlora", "lora", "lora_paper", "osf", "full"]
+TRAINED = ["curlora", "lora", "lora_paper", "osf", "full", "o_lora", "tinylora", "vera"]
 
 
 def _train(model: nn.Module, input_ids: torch.Tensor, steps: int = 4) -> dict[str, torch.Tensor]:

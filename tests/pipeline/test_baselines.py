@@ -31,6 +31,7 @@ METHODS = [
     "olora",
     "dora",
     "o_lora",
+    "tinylora",
 ]
 STRATEGIES = ["ewc", "replay", "lwf", "joint"]
 

@@ -22,6 +22,7 @@ import dataclasses
 
 import torch
 from peft import VeraConfig
+from peft.tuners.tuners_utils import cast_adapter_dtype
 from peft.tuners.vera import VeraModel
 from torch import nn
 
@@ -92,6 +93,9 @@ class VeRAMethod(AdapterMethod):
         # every layer keeps references to the shared A and B, so the tuner object can go.
         with torch.random.fork_rng(devices=cuda_devices(model)):
             VeraModel(model, config, ADAPTER_NAME)
+        # float32 λ_b, λ_d under a 16-bit backbone, as for LoRA (PEFT upcasts only inside a
+        # PeftModel)
+        cast_adapter_dtype(model, ADAPTER_NAME, autocast_adapter_dtype=True)
 
     def delta_factors(self, layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         # ΔW = diag(λ_b) B diag(λ_d) A, sliced like PEFT's get_delta_weight: (out × r)(r × in)
