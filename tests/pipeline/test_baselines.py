@@ -32,6 +32,7 @@ METHODS = [
     "dora",
     "o_lora",
     "tinylora",
+    "vera",
 ]
 STRATEGIES = ["ewc", "replay", "lwf", "joint"]
 
