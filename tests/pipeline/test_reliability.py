@@ -142,3 +142,18 @@ def test_gradient_checkpointing_changes_memory_not_numbers(run_config, reference
         reference["perplexity"]["after_task"], rel=1e-5
     )
     assert again["metrics"] == pytest.approx(reference["metrics"], rel=1e-5, abs=1e-7)
+
+
+@pytest.mark.parametrize("override", ["strategy=separate", "method=o_lora"])
+def test_task_dependent_state_resumes_exactly(run_config, tmp_path: Path, override: str) -> None:
+    # Separate adapters (one stored per task, a fresh one per task) and O-LoRA (one adapter
+    # per task, only the current one trains): a crash inside task 2 resumes from its step
+    # checkpoint without resetting or re-freezing what the first half of the task trained.
+    from tests.conftest import FAST, compose_run_config
+
+    reference = run(compose_run_config(tmp_path / "reference", [*FAST, override]))
+    cfg = run_config(override, CRASH % ("reviews", 30, tmp_path / "crashed"))
+    with pytest.raises(SimulatedCrash):
+        run(cfg)
+    resumed = run(run_config(override, f"resume={cfg.paths.output_dir}"))
+    assert _numbers(resumed) == _numbers(reference)

@@ -11,11 +11,20 @@ from omegaconf import OmegaConf
 
 from curlora.strategies import Sequential, Strategy, available_strategies, build_strategy
 from curlora.strategies.ewc import EWC
+from curlora.strategies.joint import Joint
 from curlora.strategies.lwf import LwF
 from curlora.strategies.replay import Replay
+from curlora.strategies.separate import Separate
 
 STRATEGY_DIR = Path(__file__).resolve().parents[2] / "configs" / "strategy"
-CLASSES = {"sequential": Sequential, "ewc": EWC, "replay": Replay, "lwf": LwF}
+CLASSES = {
+    "sequential": Sequential,
+    "ewc": EWC,
+    "replay": Replay,
+    "lwf": LwF,
+    "joint": Joint,
+    "separate": Separate,
+}
 YAML_SEED = 7
 
 

@@ -80,6 +80,8 @@ class ContinualLitModule(L.LightningModule):
         # Checkpoints hold only what trains (see on_save_checkpoint); loading them into a
         # module whose frozen backbone is already in place must not demand the rest.
         self.strict_loading = False
+        # The task whose eval batches the strategy was last told about (on_evaluate_task).
+        self._evaluating: str | None = None
         # A backbone with nothing trainable (head_only) gives every eval batch the same
         # features at every evaluation point: computed once, kept per (task, batch).
         self._feature_cache: dict[tuple[str, tuple[int, ...]], torch.Tensor] = {}
@@ -191,6 +193,9 @@ class ContinualLitModule(L.LightningModule):
         """Predictions of the head of the task this loader belongs to: {predictions, labels}
         (the loader is the task's eval split or its validation carve: ``eval_streams``)."""
         task, role = self.trainer.datamodule.eval_streams[dataloader_idx]
+        if task != self._evaluating:  # Lightning scores one loader after the other
+            self.strategy.on_evaluate_task(self, task)
+            self._evaluating = task
         if self.backbone_frozen:
             key = (f"{role}:{task}", tuple(batch["index"].tolist()))
             if key not in self._feature_cache:
@@ -199,6 +204,12 @@ class ContinualLitModule(L.LightningModule):
         else:
             logits = self.task_logits(batch, task)
         return {"predictions": logits.argmax(dim=-1), "labels": batch["labels"]}
+
+    def on_validation_epoch_end(self) -> None:
+        # Before on_validation_end, where the perplexity callback measures the LM.
+        if self._evaluating is not None:
+            self.strategy.on_evaluation_end(self)
+            self._evaluating = None
 
     # ------------------------------------------------------------------ checkpoints
     def training_state(self) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """How tasks are combined over time: ``Strategy`` hooks and ``build_strategy``.
 
-One file per strategy (``sequential``, ``ewc``, ``replay``, ``lwf``) and one YAML per
-strategy in ``configs/strategy/`` whose ``_target_`` names the class, so a new strategy
-needs no table edited here. See ``curlora.strategies.base`` for the hook contract.
+One file per strategy (``sequential``, ``ewc``, ``replay``, ``lwf``, ``joint``,
+``separate``) and one YAML per strategy in ``configs/strategy/`` whose ``_target_`` names
+the class, so a new strategy needs no table edited here. See ``curlora.strategies.base`` for the hook contract.
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ place each (see ``curlora.models.module``):
   task's own head with cross-entropy and added to the loss. E.g. experience replay.
 - ``on_task_end(module, task, datamodule)``: after task ``task`` trained, before it is
   evaluated. E.g. EWC's Fisher estimate, filling the replay buffer.
+- ``on_evaluate_task(module, task)`` / ``on_evaluation_end(module)``: around every
+  evaluation; the first before the batches of ``task``'s eval (and validation) loaders are
+  scored, the second after every task was scored and before perplexity is measured. E.g.
+  ``separate`` swaps in each task's own adapter and then puts the current one back.
 - ``state_dict()`` / ``load_state_dict(state)``: everything needed to resume a run
   bit-exactly (tensors and plain Python values only; saved with the checkpoints).
 
@@ -57,6 +61,9 @@ class ContinualModel(Protocol):
 
     heads: nn.ModuleDict
     """Task name -> ``Linear(hidden, num_classes)``."""
+
+    backbone: nn.Module
+    """The adapted causal LM (``curlora.adapters.adapter_state_dict`` reads its adapter)."""
 
     def task_logits(self, batch: Mapping[str, torch.Tensor], task: str) -> torch.Tensor:
         """Logits of ``task``'s head: [B, num_classes] (backbone + that head)."""
@@ -109,6 +116,12 @@ class Strategy:
 
     def on_task_end(self, module: ContinualModel, task: str, datamodule: TaskData) -> None:
         """Called after ``task`` trained, before it is evaluated."""
+
+    def on_evaluate_task(self, module: ContinualModel, task: str) -> None:
+        """Called before ``task``'s evaluation batches are scored by its head."""
+
+    def on_evaluation_end(self, module: ContinualModel) -> None:
+        """Called after every task was scored, before perplexity is measured."""
 
     def state_dict(self) -> dict[str, Any]:
         return {}

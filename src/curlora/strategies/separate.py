@@ -1,0 +1,72 @@
+"""Separate adapters, the no-forgetting reference point of a continual-learning sequence.
+
+Every task trains a fresh adapter (the method's initial state: CURLoRA's U = 0, LoRA's
+B = 0 and the same A, ...) with its own head, and is evaluated with its own adapter swapped
+in: nothing learned later can overwrite it, so earlier tasks' accuracies stay exactly where
+they were (BWT = 0 by construction) and nothing learned earlier helps a later task (no
+transfer). A task not trained yet is scored with the fresh adapter. The perplexity after
+task i is that of the model as it stands: the base with task i's adapter. The gap between
+a method under ``separate`` and under ``sequential`` is what sharing one adapter costs in
+forgetting and gains in transfer. The trained adapter saved at the end of a run is the
+last task's; every task's adapter is in this strategy's state in the task checkpoints.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from curlora.adapters import adapter_state_dict, load_adapter_state_dict
+from curlora.strategies.base import ContinualModel, Strategy, TaskData
+
+State = dict[str, torch.Tensor]
+
+
+def _copy(module: ContinualModel) -> State:
+    return {k: v.detach().clone() for k, v in adapter_state_dict(module.backbone).items()}
+
+
+class Separate(Strategy):
+    """A fresh adapter per task, swapped in for that task's own evaluation."""
+
+    name = "separate"
+
+    def __init__(self) -> None:
+        self.initial: State | None = None  # the adapter before any training
+        self.adapters: dict[str, State] = {}  # task -> its adapter at the end of its task
+        self.training: str | None = None  # the task whose adapter is live (being trained)
+        self._live: State | None = None  # the live adapter while others are swapped in
+
+    def on_task_start(self, module: ContinualModel, task: str, datamodule: TaskData) -> None:
+        if self.initial is None:
+            self.initial = _copy(module)
+        if task == self.training:
+            return  # resumed inside this task: the restored adapter is its adapter so far
+        load_adapter_state_dict(module.backbone, self.initial)
+        self.training = task
+
+    def on_task_end(self, module: ContinualModel, task: str, datamodule: TaskData) -> None:
+        self.adapters[task] = _copy(module)
+
+    def on_evaluate_task(self, module: ContinualModel, task: str) -> None:
+        if self.initial is None:
+            return  # the evaluation before training: every task sees the initial adapter
+        if self._live is None:
+            self._live = _copy(module)
+        own = self.adapters.get(task, self._live if task == self.training else self.initial)
+        load_adapter_state_dict(module.backbone, own)
+
+    def on_evaluation_end(self, module: ContinualModel) -> None:
+        if self._live is not None:
+            load_adapter_state_dict(module.backbone, self._live)
+            self._live = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"initial": self.initial, "adapters": self.adapters, "training": self.training}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.initial = state.get("initial")
+        self.adapters = dict(state.get("adapters", {}))
+        self.training = state.get("training")
+        self._live = None
