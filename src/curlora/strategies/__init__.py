@@ -2,7 +2,8 @@
 
 One file per strategy (``sequential``, ``ewc``, ``replay``, ``lwf``, ``joint``,
 ``separate``) and one YAML per strategy in ``configs/strategy/`` whose ``_target_`` names
-the class, so a new strategy needs no table edited here. See ``curlora.strategies.base`` for the hook contract.
+the class, so a new strategy needs no table edited here. See ``curlora.strategies.base``
+for the hook contract.
 """
 
 from __future__ import annotations
