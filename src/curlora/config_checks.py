@@ -25,7 +25,7 @@ KNOWN_TOP_LEVEL = frozenset(
     {
         "method", "model", "data", "strategy", "trainer", "logger", "callbacks", "paths",
         "rank", "alpha", "seed", "tasks", "resume", "deterministic", "optimizer", "head_lr",
-        "scheduler", "checkpoint", "reproduce", "reuse_initial_evaluation", "objective",
+        "scheduler", "checkpoint", "reproduce", "reuse_initial_evaluation", "objective", "probe",
     }
 )  # fmt: skip
 """The top-level keys a run config may have (a ``+typo=1`` override adds another)."""
@@ -168,6 +168,21 @@ def _check_perplexity(cfg: Mapping[str, Any]) -> None:
             f"must not exceed {prefix}.max_length={callback['max_length']} "
             "(tokens between windows would go unscored)",
         )
+
+
+def _check_probe(cfg: Mapping[str, Any]) -> None:
+    probe = cfg.get("probe")
+    if probe is None:
+        return
+    _require(
+        isinstance(probe, Mapping) and set(probe) == {"l2", "max_iter"},
+        "probe",
+        probe,
+        "null, or probe=linear ({l2, max_iter})",
+    )
+    with _as_config_error():
+        checks.check_real("probe.l2", probe["l2"], 0)
+    _positive_int(probe, "max_iter", "probe.max_iter")
 
 
 def _check_method(cfg: Mapping[str, Any], cache_dir: Path) -> None:
@@ -352,6 +367,7 @@ def validate_config(cfg: DictConfig | Mapping[str, Any], check_model: bool = Tru
     _check_model_path(plain)
     _check_data(plain)
     _check_perplexity(plain)
+    _check_probe(plain)
     _check_resume(plain)
     _check_objective(plain)
     try:

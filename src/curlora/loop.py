@@ -36,6 +36,7 @@ from curlora.data.datamodule import TaskSequenceDataModule
 from curlora.interrupts import CheckpointOnInterrupt, InterruptGuard
 from curlora.loggers import GuardedLogger, build_loggers
 from curlora.metrics.degenerate import INERT_ADAPTER, make_warning
+from curlora.metrics.probe import collect_features, probe_accuracy
 from curlora.models.backbone import load_backbone
 from curlora.models.module import ContinualLitModule
 from curlora.run_record import Evaluation, RunRecord
@@ -52,6 +53,7 @@ from curlora.run_state import (
     write_progress,
 )
 from curlora.strategies import build_strategy
+from curlora.strategies.base import eval_mode
 
 log = logging.getLogger("curlora")
 
@@ -148,9 +150,47 @@ class TaskLoop:
         self.data.score_validation = point == len(self.tasks) - 1
         trainer.validate(self.module, datamodule=self.data, verbose=False)
         ppl = self.record.initial.perplexity if reuse_ppl else self.perplexity.result
-        evaluation = Evaluation(dict(self.forgetting.result), ppl, dict(self.forgetting.validation))
+        probe = self._probe(point) if point >= 0 and self.cfg.get("probe") else {}
+        evaluation = Evaluation(
+            dict(self.forgetting.result), ppl, dict(self.forgetting.validation), probe
+        )
         self.record.add(point, evaluation)
         self._log_evaluation(point, evaluation)
+
+    def _probe(self, point: int) -> dict[str, float]:
+        """A fresh linear probe per task trained so far (``curlora.metrics.probe``): fitted on
+        the features of its training examples, scored on its eval split. The strategy's
+        evaluation hooks run around each task, so ``separate`` probes each task's own
+        adapter."""
+        settings = self.cfg.probe
+        start = time.perf_counter()
+        module, strategy = self.module, self.module.strategy
+        device = next(module.heads.parameters()).device
+        out: dict[str, float] = {}
+        with eval_mode(module):
+            for task in self.tasks[: point + 1]:
+                strategy.on_evaluate_task(module, task)
+                train = collect_features(
+                    module.features, self.data.train_dataloader_for(task), device
+                )
+                test = collect_features(
+                    module.features, self.data.eval_dataloader_for(task), device
+                )
+                out[task] = probe_accuracy(
+                    train,
+                    test,
+                    self.data.specs[task].num_classes,
+                    float(settings.l2),
+                    int(settings.max_iter),
+                )
+            strategy.on_evaluation_end(module)
+        log.info(
+            "linear probes after task %d: %s (%.1f s)",
+            point + 1,
+            ", ".join(f"{t}={a:.3f}" for t, a in out.items()),
+            time.perf_counter() - start,
+        )
+        return out
 
     def _initial_evaluation(self) -> None:
         """The evaluation before training, from the shared cache when this run's is there

@@ -59,6 +59,9 @@ class Evaluation:
     scores: dict[str, TaskScore]
     perplexity: PerplexityScore | None = None
     validation: dict[str, TaskScore] = field(default_factory=dict)
+    probe: dict[str, float] = field(default_factory=dict)
+    """Per task seen so far, a fresh linear probe's accuracy (``curlora.metrics.probe``);
+    empty when probing is off."""
 
 
 @dataclass
@@ -106,6 +109,15 @@ class RunRecord:
         """R[i][j]: accuracy on task j after training task i (None: not evaluated); on the
         validation carves with ``role="validation"``."""
         return [[self._cell(e, t, "accuracy", role) for t in self.tasks] for e in self.after_task]
+
+    def probe_matrix(self) -> list[list[float | None]] | None:
+        """P[i][j]: a fresh probe's accuracy on task j after task i (None: not probed);
+        None when no evaluation was probed."""
+        if not any(e is not None and e.probe for e in self.after_task):
+            return None
+        return [
+            [None if e is None else e.probe.get(t) for t in self.tasks] for e in self.after_task
+        ]
 
     def has_validation(self) -> bool:
         return any(e is not None and e.validation for e in (self.initial, *self.after_task))
@@ -162,7 +174,10 @@ class RunRecord:
                 else PerplexityScore(float(decode_number(p["ppl"])), int(p["tokens"]))
             )
             return Evaluation(
-                scores(node["scores"]), perplexity, scores(node.get("validation", {}))
+                scores(node["scores"]),
+                perplexity,
+                scores(node.get("validation", {})),
+                {t: float(decode_number(v)) for t, v in node.get("probe", {}).items()},
             )
 
         tasks = [str(t) for t in data["tasks"]]

@@ -84,6 +84,7 @@ def build_run_results(
         }
         if record.has_validation()
         else None,
+        probe_matrix=record.probe_matrix(),
     )
 
 

@@ -17,7 +17,10 @@ Schema (top-level keys, in this order):
   ``curlora.metrics.degenerate.WARNING_KEYS`` (empty list when none): degenerate heads,
   a perplexity that went non-finite, an adapter that did not move;
 - ``label_balance``: task -> split -> size, label counts, dropped and truncated rows
-  (free-form below the task level; empty dict when not recorded).
+  (free-form below the task level; empty dict when not recorded);
+- ``validation``: the heads on the validation carves (null when not scored);
+- ``probe``: ``{"accuracy_matrix": T × T, "bwt": float|null}``, fresh linear probes on the
+  frozen features after each task (``curlora.metrics.probe``; null when probing is off).
 
 ``warnings`` and ``label_balance`` are always present, so readers never branch on their
 absence. The schema is closed: :func:`validate_results` rejects any other key, so a typo
@@ -43,7 +46,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from curlora.atomic import atomic_write_text
-from curlora.metrics.continual import METRIC_KEYS, summarize, trained_rows
+from curlora.metrics.continual import METRIC_KEYS, backward_transfer, summarize, trained_rows
 from curlora.metrics.degenerate import WARNING_KEYS, WarningJSON
 
 Number = float | str | None
@@ -64,6 +67,14 @@ class ValidationJSON(TypedDict):
     majority_baseline: list[Number]
 
 
+class ProbeJSON(TypedDict):
+    """A fresh linear probe per task seen so far, after each task: the head matrix's layout
+    (null for tasks not seen yet) and its backward transfer."""
+
+    accuracy_matrix: list[list[Number]]
+    bwt: Number
+
+
 class ResultsJSON(TypedDict):
     """``results.json``: the schema is this class (keys in file order; see the module doc)."""
 
@@ -82,10 +93,11 @@ class ResultsJSON(TypedDict):
     warnings: list[WarningJSON]
     label_balance: dict[str, Any]
     validation: ValidationJSON | None
+    probe: ProbeJSON | None
 
 
 RESULT_KEYS: tuple[str, ...] = tuple(ResultsJSON.__annotations__)
-OPTIONAL_KEYS = ("validation",)  # absent in files written before it existed: read as null
+OPTIONAL_KEYS = ("validation", "probe")  # absent in files written before them: read as null
 PERPLEXITY_KEYS: tuple[str, ...] = tuple(PerplexityJSON.__annotations__)
 
 
@@ -157,6 +169,7 @@ def build_results(
     warnings: Sequence[Mapping[str, Any]] = (),
     label_balance: Mapping[str, Any] | None = None,
     validation: Mapping[str, Any] | None = None,
+    probe_matrix: Sequence[Sequence[float | None]] | None = None,
 ) -> ResultsJSON:
     """Assemble and validate a results dict (see the module docstring for the schema).
 
@@ -200,6 +213,12 @@ def build_results(
         else {
             "accuracy_matrix": [list(row) for row in validation["accuracy_matrix"]],
             "majority_baseline": _per_task(validation.get("majority_baseline"), tasks),
+        },
+        "probe": None
+        if probe_matrix is None
+        else {
+            "accuracy_matrix": [list(row) for row in probe_matrix],
+            "bwt": backward_transfer([list(row) for row in probe_matrix]),
         },
     }
     results = json_safe(results)
@@ -326,6 +345,21 @@ def validate_results(results: Any) -> list[str]:
                         lambda v: _is_num(v, 0, 1),
                         problems,
                     )
+    probe = r.get("probe")
+    if probe is not None:
+        if not isinstance(probe, Mapping) or set(probe) != {"accuracy_matrix", "bwt"}:
+            problems.append("probe: expected null or {accuracy_matrix, bwt}")
+        else:
+            matrix = probe["accuracy_matrix"]
+            if not isinstance(matrix, list) or len(matrix) != T:
+                problems.append(f"probe.accuracy_matrix: expected {T} rows")
+            else:
+                for i, row in enumerate(matrix):
+                    _check_list(
+                        f"probe.accuracy_matrix[{i}]", row, T, lambda v: _is_num(v, 0, 1), problems
+                    )
+            if not _is_num(probe["bwt"], non_finite=tuple(NON_FINITE)):
+                problems.append(f"probe.bwt: expected a number or null, got {probe['bwt']!r}")
     balance = r["label_balance"]
     if not isinstance(balance, Mapping):
         problems.append("label_balance: expected an object keyed by task")
@@ -377,6 +411,17 @@ def decode_results(results: dict[str, Any]) -> dict[str, Any]:
                 [decode_number(v) for v in row] for row in validation["accuracy_matrix"]
             ],
             "majority_baseline": [decode_number(v) for v in validation["majority_baseline"]],
+        }
+    )
+    probe = results.get("probe")
+    out["probe"] = (
+        None
+        if probe is None
+        else {
+            "accuracy_matrix": [
+                [decode_number(v) for v in row] for row in probe["accuracy_matrix"]
+            ],
+            "bwt": decode_number(probe["bwt"]),
         }
     )
     return out
