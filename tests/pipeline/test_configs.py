@@ -21,6 +21,7 @@ GROUPS = [
     "experiment",
     "debug",
     "order",
+    "probe",
 ]
 
 
