@@ -320,6 +320,19 @@ def _check_model_path(cfg: Mapping[str, Any]) -> None:
         )
 
 
+def _check_quantization(cfg: Mapping[str, Any]) -> None:
+    import torch
+
+    from curlora.models.quantization import check_quantization
+
+    quantization = cfg["model"].get("quantization")
+    method = str((cfg.get("method") or {}).get("name", ""))
+    try:
+        check_quantization(quantization, method, torch.cuda.is_available())
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
 def _check_objective(cfg: Mapping[str, Any]) -> None:
     """Refuse, before anything loads, a search objective that cannot be computed."""
     objective = cfg.get("objective")
@@ -365,6 +378,7 @@ def validate_config(cfg: DictConfig | Mapping[str, Any], check_model: bool = Tru
     _check_optimization(plain)
     _check_output_dir(plain)
     _check_model_path(plain)
+    _check_quantization(plain)
     _check_data(plain)
     _check_perplexity(plain)
     _check_probe(plain)

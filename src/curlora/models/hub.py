@@ -9,6 +9,8 @@ Config keys (``configs/model/hub.yaml``, ``configs/model/mistral_7b.yaml``):
     hf_cache_dir: where Hub downloads go; None keeps Hugging Face's shared cache
         (``HF_HOME``), so multi-GB weights already downloaded by other tools are reused.
     attn_implementation: optional (``sdpa``, ``eager``, ``flash_attention_2``).
+    quantization: null, ``4bit`` or ``8bit``: a bitsandbytes-quantised frozen base on a CUDA
+        GPU (``curlora.models.quantization``; QLoRA style).
 
 The run's ``cache_dir`` is not used for weights, for the reason given for ``hf_cache_dir``.
 When the Hub is unreachable and the model is not cached, one :class:`HubUnreachableError`
@@ -33,6 +35,7 @@ from transformers import (
 )
 
 from curlora.data.sources.hub import HubUnreachableError, is_offline_error
+from curlora.models.quantization import check_quantization, quantization_config
 from curlora.models.source import ModelSource
 
 DTYPES: dict[str, Any] = {
@@ -80,6 +83,7 @@ class HubModel(ModelSource):
     trust_remote_code: bool = False
     hf_cache_dir: str | None = None
     attn_implementation: str | None = None
+    quantization: str | None = None
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -111,6 +115,13 @@ def load(
     model_kwargs = dict(kwargs, dtype=DTYPES[dtype_name])
     if model_cfg.get("attn_implementation"):
         model_kwargs["attn_implementation"] = str(model_cfg["attn_implementation"])
+    quantization = model_cfg.get("quantization")
+    if quantization:
+        # The method was checked with the config (config_checks); here what the machine has.
+        check_quantization(quantization, "head_only", torch.cuda.is_available())
+        compute = model_kwargs["dtype"] if model_kwargs["dtype"] != "auto" else torch.bfloat16
+        model_kwargs["quantization_config"] = quantization_config(quantization, compute)
+        model_kwargs["device_map"] = {"": torch.cuda.current_device()}  # bitsandbytes: on GPU
     tokenizer = _from_hub(
         model_cfg, "tokenizer", lambda: AutoTokenizer.from_pretrained(name, **kwargs)
     )

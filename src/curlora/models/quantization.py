@@ -1,0 +1,67 @@
+"""A quantised frozen base (QLoRA style) through transformers' bitsandbytes integration.
+
+``model.quantization=4bit`` loads the Hub model's Linear weights as NF4 (double-quantised,
+computing in ``model.dtype``), ``8bit`` as LLM.int8(): a 7B base then needs ~5 GB or
+~8 GB instead of ~14.5 GB. The adapter trains in float32 on top (PEFT's quantised LoRA
+layers). bitsandbytes quantises on CUDA GPUs, so a machine without one is refused before
+anything loads, as is a method whose adapter needs W itself: CURLoRA's C and R are columns
+and rows of W, the paper's LoRA, OSF, PiSSA, OLoRA, MiCA and TinyLoRA build their factors
+from W (bitsandbytes stores it packed), and full fine-tuning would train the packed
+weights.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+QUANTIZATIONS = ("4bit", "8bit")
+# Methods whose adapter only reads the layer's output: PEFT wraps bitsandbytes layers for
+# LoRA (and DoRA, which dequantises W once for its norms, and O-LoRA, LoRA per task) and
+# VeRA; head_only adapts nothing.
+QUANTIZED_METHODS = ("lora", "dora", "o_lora", "vera", "head_only")
+INSTALL = 'pip install -e ".[quantization]"'
+
+
+def check_quantization(quantization: Any, method: str, cuda_available: bool) -> None:
+    """Raise ValueError when ``model.quantization`` cannot run here with ``method``: the
+    value, then the method (a config error anywhere), then CUDA and bitsandbytes."""
+    if quantization is None:
+        return
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(
+            f"model.quantization={quantization!r} is not valid; valid: null, "
+            + ", ".join(QUANTIZATIONS)
+        )
+    if method not in QUANTIZED_METHODS:
+        raise ValueError(
+            f"method={method!r} cannot adapt a quantised base (model.quantization="
+            f"{quantization!r}): its adapter is built from W, which bitsandbytes stores "
+            f"packed; valid with quantization: {', '.join(QUANTIZED_METHODS)}, or "
+            "model.quantization=null"
+        )
+    if not cuda_available:
+        raise ValueError(
+            f"model.quantization={quantization!r} needs a CUDA GPU (bitsandbytes quantises on "
+            "the GPU) and this machine has none; use model.quantization=null"
+        )
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ValueError(
+            f"model.quantization={quantization!r} needs bitsandbytes, which is not installed: "
+            f"{INSTALL}"
+        )
+
+
+def quantization_config(quantization: str, compute_dtype: Any) -> Any:
+    """transformers' ``BitsAndBytesConfig`` for ``4bit`` (NF4, double quantisation, compute
+    in ``compute_dtype``) or ``8bit`` (LLM.int8())."""
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "4bit":
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute_dtype,
+        )
+    return BitsAndBytesConfig(load_in_8bit=True)
