@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from curlora.reporting.results import write_results
-from curlora.reporting.sweep import main, strategy_name, summarize_sweep
+from curlora.reporting.sweep import aggregate, main, strategy_name, summarize_sweep
 
 
 @pytest.fixture
@@ -46,7 +46,9 @@ def test_table_rows_and_columns(multirun: Path) -> None:
         ("curlora", "sequential", 16, 2),
         ("head_only", "ewc", None, 1311),  # strategy from _target_ curlora.strategies.ewc.EWC
     ]
-    assert summary.columns[:6] == ["run", "method", "strategy", "rank", "seed", "status"]
+    assert summary.columns[:7] == [
+        "run", "method", "strategy", "rank", "trainable_params", "seed", "status"
+    ]  # fmt: skip
     first, second, stopped = summary.rows
     assert first["sst2/acc"] == 0.85 and first["sst2/majority"] == 0.509  # last row, conftest
     assert second["mrpc/acc"] == 0.7  # fabricated last row [0.7, 0.8, 0.9]
@@ -144,3 +146,15 @@ def test_swept_config_keys_become_columns_and_settings() -> None:
     assert [(g["strategy.ewc_lambda"], g["runs"]) for g in groups] == [(1.0, 1), (10.0, 2)]
     # λ = 10 pools its two seeds only: mean(0.7, 0.8) = 0.75, sample std 0.0707.
     assert groups[1]["avg_accuracy"] == "0.7500 ± 0.0707"
+
+
+def test_settings_are_grouped_by_trainable_count(multirun: Path) -> None:
+    # Same method, strategy and rank but another trainable count (a matched-parameter
+    # control at another size) is another setting: never pooled as a repeat.
+    summary = summarize_sweep(multirun)
+    columns, groups = aggregate(
+        summary.columns,
+        [dict(row, trainable_params=100 + row["seed"]) for row in summary.rows],
+    )
+    assert "trainable_params" in columns
+    assert all(group["runs"] == 1 for group in groups)

@@ -2,9 +2,11 @@
 
     python -m curlora.reporting.sweep logs/multiruns/2026-01-01_12-00-00 [--out DIR] [--pool tasks]
 
-One row per run: its directory, method, strategy (when the config names one), rank, seed,
-status, the number of degenerate-result warnings, each metric of ``results["metrics"]``,
-and for every task its final accuracy next to its majority baseline (a score is only
+One row per run: its directory, method, strategy (when the config names one), rank, the
+trainable-parameter count (methods are compared at matched counts: settings are grouped by
+it), seed, status, the number of degenerate-result warnings, each metric of
+``results["metrics"]``, the linear probes' BWT when the run probed (``probe=linear``), and
+for every task its final accuracy next to its majority baseline (a score is only
 meaningful against the share of its largest class). Writes ``sweep_summary.csv`` (full
 precision) and ``sweep_summary.md`` (rounded; with a mean ± std table over seeds when a
 setting ran more than once) and prints the markdown. Files that do not follow the schema
@@ -27,7 +29,7 @@ from curlora.metrics.continual import METRIC_KEYS
 from curlora.reporting.results import ResultsError, final_accuracies, load_results
 
 log = logging.getLogger(__name__)
-SETTING_COLUMNS = ("method", "strategy", "rank")
+SETTING_COLUMNS = ("method", "strategy", "rank", "trainable_params")
 
 
 @dataclass
@@ -66,11 +68,14 @@ def run_row(results: Mapping[str, Any], run: str) -> dict[str, Any]:
         "method": results["method"],
         "strategy": strategy_name(results["config"]),
         "rank": results["rank"],
+        "trainable_params": results["trainable_params"],
         "seed": results["seed"],
         "status": results["status"],
         "warnings": len(results["warnings"]),
     }
     row.update({key: results["metrics"][key] for key in METRIC_KEYS})
+    probe = results.get("probe")
+    row["probe_bwt"] = None if probe is None else probe["bwt"]
     finals = final_accuracies(results)
     for task, final, majority in zip(
         results["tasks"], finals, results["majority_baseline"], strict=True
@@ -144,9 +149,9 @@ def build_table(
     rows.sort(key=lambda row: (_sort_key(row), tuple(repr(row[k]) for k in varying)))
     tasks = list(dict.fromkeys(task for _, results in found for task in results["tasks"]))
     has_strategy = any(row["strategy"] is not None for row in rows)
-    columns = ["run", "method", *(["strategy"] if has_strategy else []), "rank", *varying]
-    columns += ["seed", "status"]
-    columns += ["warnings", *METRIC_KEYS]
+    columns = ["run", "method", *(["strategy"] if has_strategy else []), "rank"]
+    columns += ["trainable_params", *varying, "seed", "status", "warnings", *METRIC_KEYS]
+    columns += ["probe_bwt"] if any(row["probe_bwt"] is not None for row in rows) else []
     columns += [f"{task}/{kind}" for task in tasks for kind in ("acc", "majority")]
     return columns, rows
 
@@ -176,11 +181,12 @@ def aggregate(
     per-task columns are named by task, so they pool across orders)."""
     # A setting is method/strategy/rank plus every config key the sweep varied (the columns
     # between "rank" and "seed") that is not pooled; seeds are always pooled.
-    start = columns.index("rank") + 1 if "rank" in columns else len(columns)
+    settings = [c for c in SETTING_COLUMNS if c in columns]
+    start = max((columns.index(c) for c in settings), default=len(columns) - 1) + 1
     varied = list(columns[start : columns.index("seed")]) if "seed" in columns else []
     varied = [key for key in varied if key not in pool]
-    keys = [c for c in SETTING_COLUMNS if c in columns] + varied
-    numeric = [c for c in columns if c == "warnings" or c in METRIC_KEYS or "/" in c]
+    keys = settings + varied
+    numeric = [c for c in columns if c in ("warnings", "probe_bwt") or c in METRIC_KEYS or "/" in c]
     groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
     for row in rows:
         groups.setdefault(tuple(row.get(k) for k in keys), []).append(row)
