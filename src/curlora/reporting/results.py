@@ -258,6 +258,15 @@ def _check_list(name: str, values: Any, n: int, ok: Any, problems: list[str]) ->
         problems.append(f"{name}: invalid entries in {values!r}")
 
 
+def _check_matrix(name: str, matrix: Any, T: int, problems: list[str]) -> None:
+    """A T × T accuracy matrix: T rows of T accuracies in [0, 1] or null."""
+    if not isinstance(matrix, list) or len(matrix) != T:
+        problems.append(f"{name}: expected {T} rows")
+        return
+    for i, row in enumerate(matrix):
+        _check_list(f"{name}[{i}]", row, T, lambda v: _is_num(v, 0, 1), problems)
+
+
 def validate_results(results: Any) -> list[str]:
     """Every way ``results`` departs from the schema, as messages (empty list = valid)."""
     if not isinstance(results, Mapping):
@@ -333,31 +342,13 @@ def validate_results(results: Any) -> list[str]:
         }:
             problems.append("validation: expected null or {accuracy_matrix, majority_baseline}")
         else:
-            matrix = validation["accuracy_matrix"]
-            if not isinstance(matrix, list) or len(matrix) != T:
-                problems.append(f"validation.accuracy_matrix: expected {T} rows")
-            else:
-                for i, row in enumerate(matrix):
-                    _check_list(
-                        f"validation.accuracy_matrix[{i}]",
-                        row,
-                        T,
-                        lambda v: _is_num(v, 0, 1),
-                        problems,
-                    )
+            _check_matrix("validation.accuracy_matrix", validation["accuracy_matrix"], T, problems)
     probe = r.get("probe")
     if probe is not None:
         if not isinstance(probe, Mapping) or set(probe) != {"accuracy_matrix", "bwt"}:
             problems.append("probe: expected null or {accuracy_matrix, bwt}")
         else:
-            matrix = probe["accuracy_matrix"]
-            if not isinstance(matrix, list) or len(matrix) != T:
-                problems.append(f"probe.accuracy_matrix: expected {T} rows")
-            else:
-                for i, row in enumerate(matrix):
-                    _check_list(
-                        f"probe.accuracy_matrix[{i}]", row, T, lambda v: _is_num(v, 0, 1), problems
-                    )
+            _check_matrix("probe.accuracy_matrix", probe["accuracy_matrix"], T, problems)
             if not _is_num(probe["bwt"], non_finite=tuple(NON_FINITE)):
                 problems.append(f"probe.bwt: expected a number or null, got {probe['bwt']!r}")
     balance = r["label_balance"]
