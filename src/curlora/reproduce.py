@@ -10,8 +10,8 @@ directory under the grid's ``dir``:
 1. ``lr_grid/s<seed>/<method>``: seed by seed, the controls (``head_only``), then each
    method × its learning rates × ranks.
 2. The learning rate of each method is chosen on the validation carves of the training
-   data: the best mean (over seeds) final average validation accuracy; ties go to the
-   smaller rate. Never the test split.
+   data: the best mean final average validation accuracy over the seeds every candidate
+   rate finished; ties go to the smaller rate. Never the test split.
 3. ``sampling``: CURLoRA's sampling modes at its chosen learning rate, × ranks × seeds.
 4. ``REPORT.md`` and figures (``curlora.reporting.reproduction``).
 

@@ -100,17 +100,31 @@ def default_sampling(run: GridRun) -> bool:
 
 def choose_learning_rates(runs: Iterable[GridRun]) -> dict[str, float]:
     """Per adapter method, the rate with the best mean final validation accuracy (over
-    seeds and ranks; ties to the smaller rate). Controls and ablations take no part."""
-    scores: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+    seeds and ranks; ties to the smaller rate). Controls and ablations take no part.
+
+    Rates are compared on the (seed, rank) pairs that every candidate rate of the method
+    finished, so a grid stopped part-way (or one that ran the chosen rate's seeds first)
+    never compares a three-seed mean with a one-seed number; without such a pair, on all.
+    """
+    scores: dict[str, dict[float, dict[tuple[int, Any], float]]] = defaultdict(
+        lambda: defaultdict(dict)
+    )
     for run in runs:
         value = run.final_validation_accuracy()
         if run.method in CONTROLS or not default_sampling(run) or value is None:
             continue
-        scores[run.method][run.lr].append(value)
-    return {
-        method: max(sorted(by_lr), key=lambda lr: sum(by_lr[lr]) / len(by_lr[lr]))
-        for method, by_lr in scores.items()
-    }
+        scores[run.method][run.lr][(run.seed, run.rank)] = value
+
+    def best(by_lr: dict[float, dict[tuple[int, Any], float]]) -> float:
+        common = set.intersection(*(set(v) for v in by_lr.values()))
+
+        def mean(lr: float) -> float:
+            keys = common or set(by_lr[lr])
+            return sum(by_lr[lr][k] for k in keys) / len(keys)
+
+        return max(sorted(by_lr), key=mean)
+
+    return {method: best(by_lr) for method, by_lr in scores.items()}
 
 
 def by_seed(runs: Iterable[GridRun]) -> dict[int, GridRun]:
