@@ -170,6 +170,27 @@ def _check_perplexity(cfg: Mapping[str, Any]) -> None:
         )
 
 
+def _check_calibration(cfg: Mapping[str, Any]) -> None:
+    """A method that calibrates on the LM corpus (CorDA) needs one, and a scored prefix to
+    skip (the perplexity must not be measured on the calibration text)."""
+    from curlora.adapters import build_method
+
+    try:
+        needs = build_method(cfg["method"]).needs_calibration
+    except (ValueError, TypeError):
+        return  # the method check reports a bad method config
+    if not needs:
+        return
+    perplexity = (cfg.get("callbacks") or {}).get("perplexity") or {}
+    _require(
+        cfg["data"].get("corpus") is not None and perplexity.get("max_tokens") is not None,
+        "callbacks.perplexity.max_tokens",
+        perplexity.get("max_tokens"),
+        f"method={cfg['method'].get('name')} calibrates on the LM corpus after the tokens the "
+        "perplexity scores: it needs data.corpus and a number here",
+    )
+
+
 def _check_probe(cfg: Mapping[str, Any]) -> None:
     probe = cfg.get("probe")
     if probe is None:
@@ -382,6 +403,7 @@ def validate_config(cfg: DictConfig | Mapping[str, Any], check_model: bool = Tru
     _check_data(plain)
     _check_perplexity(plain)
     _check_probe(plain)
+    _check_calibration(plain)
     _check_resume(plain)
     _check_objective(plain)
     try:

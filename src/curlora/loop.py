@@ -28,14 +28,17 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import save_file
 
 from curlora import evaluation_cache
-from curlora.adapters import adapter_diagnostics, applied_method, apply_adapter
+from curlora.adapters import adapter_diagnostics, applied_method, apply_adapter, build_method
 from curlora.atomic import atomic_write
 from curlora.callbacks.forgetting import ForgettingMatrixCallback
 from curlora.callbacks.perplexity import PerplexityCallback
+from curlora.config_checks import ConfigError
 from curlora.data.datamodule import TaskSequenceDataModule
+from curlora.data.sources import load_corpus
 from curlora.interrupts import CheckpointOnInterrupt, InterruptGuard
 from curlora.loggers import GuardedLogger, build_loggers
 from curlora.metrics.degenerate import INERT_ADAPTER, make_warning
+from curlora.metrics.perplexity import tokenize_corpus
 from curlora.metrics.probe import collect_features, probe_accuracy
 from curlora.models.backbone import load_backbone
 from curlora.models.module import ContinualLitModule
@@ -61,6 +64,30 @@ log = logging.getLogger("curlora")
 EVALUATION_CALLBACKS = ("forgetting", "perplexity")
 
 
+def calibration_tokens(cfg: DictConfig, tokenizer: Any, cache_dir: Path) -> torch.Tensor:
+    """LM-corpus token ids [N] for a method whose initialisation reads activations: the
+    ``method.calibration_tokens`` tokens right after the prefix the perplexity scores, so
+    the perplexity is never measured on text the initialisation was fitted to."""
+    corpus = cfg.data.get("corpus")
+    scored = (cfg.get("callbacks") or {}).get("perplexity", {}).get("max_tokens")
+    wanted = int(cfg.method.calibration_tokens)
+    if corpus is None or scored is None:
+        raise ConfigError(
+            f"method={cfg.method.name} calibrates on the LM corpus after the tokens the "
+            "perplexity scores, so it needs data.corpus and callbacks.perplexity.max_tokens "
+            f"(got corpus={'set' if corpus else None}, max_tokens={scored})"
+        )
+    ids = tokenize_corpus(tokenizer, load_corpus(corpus, cache_dir))
+    calibration = ids[int(scored) : int(scored) + wanted]
+    if calibration.numel() < wanted:
+        raise ConfigError(
+            f"method.calibration_tokens={wanted}: the corpus has {ids.numel()} tokens and the "
+            f"perplexity scores the first {scored} (callbacks.perplexity.max_tokens), so only "
+            f"{calibration.numel()} are left; lower one of the two"
+        )
+    return calibration
+
+
 class TaskLoop:
     """Holds the objects of one run and walks the task sequence; see the module docstring."""
 
@@ -75,7 +102,12 @@ class TaskLoop:
         cache_dir = Path(cfg.paths.cache_dir)
 
         self.backbone, self.tokenizer = load_backbone(cfg.model, cache_dir)
-        self.trainable_params = apply_adapter(self.backbone, cfg.method)
+        calibration = (
+            calibration_tokens(cfg, self.tokenizer, cache_dir)
+            if build_method(cfg.method).needs_calibration
+            else None
+        )
+        self.trainable_params = apply_adapter(self.backbone, cfg.method, calibration)
         make_data = instantiate(cfg.data, _convert_="all")  # _partial_: completed here
         self.data: TaskSequenceDataModule = make_data(
             tasks=self.tasks, tokenizer=self.tokenizer, cache_dir=cache_dir, seed=int(cfg.seed)

@@ -29,7 +29,7 @@ LORA_VARIANTS = ("pissa", "mica", "olora", "dora")
 def test_every_method_yaml_is_tested() -> None:
     assert set(METHODS) == {
         "curlora", "full", "head_only", "lora", "lora_paper", "osf", "vera", "o_lora",
-        "tinylora", *LORA_VARIANTS,
+        "tinylora", "corda", *LORA_VARIANTS,
     }  # fmt: skip
 
 
@@ -121,6 +121,7 @@ def test_trainable_counts_follow_the_formulas(make_model, method_cfg, tiny_confi
         "lora": sum(4 * (o + i) for o, i in qkv),
         "lora_paper": sum(4 * (o + i) for o, i in qkv),
         "pissa": sum(4 * (o + i) for o, i in qkv),
+        "corda": sum(4 * (o + i) for o, i in qkv),
         "dora": sum(4 * (o + i) + o for o, i in qkv),  # + DoRA's magnitude, one per row
         "mica": sum(4 * i for o, i in qkv),  # A only: B is W's frozen minor vectors
         # O-LoRA: one task's adapter trains at a time, on q and v only (its paper's choice)

@@ -24,7 +24,7 @@ import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -187,6 +187,18 @@ class AdapterMethod:
             if not pn.startswith("base_layer.")
         ]
 
+    # -- data-dependent initialisation ------------------------------------------------
+    needs_calibration: ClassVar[bool] = False
+    """True for methods whose initialisation reads activations (``use_calibration``)."""
+
+    def use_calibration(self, token_ids: torch.Tensor) -> None:
+        """Token ids [N] of calibration text, given before :meth:`inject` (the task loop
+        passes LM-corpus text the perplexity does not score). Default: not needed."""
+
+    def after_load(self, model: nn.Module) -> None:
+        """Called after ``load_adapter_state_dict`` copied a saved state in: a method whose
+        base weights depend on saved tensors rebuilds them here. Default: nothing."""
+
     # -- the task sequence ------------------------------------------------------------
     def begin_task(self, model: nn.Module, task: str) -> None:
         """Called before ``task`` trains (and again when a run resumes inside it), before
@@ -231,18 +243,10 @@ class AdapterMethod:
         """Per adapter layer: the base weight's shape and dtype and a sha256 of
         :meth:`layer_fingerprint_tensors`. ``save_adapter`` stores it; ``load_adapter``
         refuses a base whose fingerprint differs (another model, another dtype)."""
-        out: dict[str, dict[str, Any]] = {}
-        for name, layer in self.adapter_layers(model).items():
-            digest = hashlib.sha256()
-            for tensor in self.layer_fingerprint_tensors(layer):
-                digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy())
-            weight = layer.base_layer.weight
-            out[name] = {
-                "shape": list(weight.shape),
-                "dtype": str(weight.dtype).removeprefix("torch."),
-                "sha256": digest.hexdigest(),
-            }
-        return out
+        return {
+            name: weight_fingerprint(layer.base_layer.weight, self.layer_fingerprint_tensors(layer))
+            for name, layer in self.adapter_layers(model).items()
+        }
 
     # -- diagnostics --------------------------------------------------------------------
     def delta_factors(self, layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -263,6 +267,23 @@ class AdapterMethod:
                 out[f"adapter/{n}/delta_rel"] = lowrank_fro_norm(*factors) / max(w_norm, 1e-30)
             out.update({f"adapter/{n}/{k}": v for k, v in self.layer_norms(layer).items()})
         return out
+
+
+def weight_fingerprint(
+    weight: torch.Tensor, tensors: Sequence[torch.Tensor] | None = None
+) -> dict[str, Any]:
+    """Shape, dtype and sha256 of ``tensors`` (default: a strided sample of ``weight``)."""
+    if tensors is None:
+        step = max(1, weight.numel() // 65_536)
+        tensors = [weight.detach().reshape(-1)[::step]]
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy())
+    return {
+        "shape": list(weight.shape),
+        "dtype": str(weight.dtype).removeprefix("torch."),
+        "sha256": digest.hexdigest(),
+    }
 
 
 def applied_method(model: nn.Module) -> AdapterMethod | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 
 from curlora.adapters.base import METHOD_ATTR, applied_method, module_shapes
@@ -15,12 +16,15 @@ def count_trainable(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def apply_adapter(model: nn.Module, method_cfg: Any) -> int:
+def apply_adapter(
+    model: nn.Module, method_cfg: Any, calibration: torch.Tensor | None = None
+) -> int:
     """Apply ``method_cfg`` to ``model`` in place and return its trainable-parameter count.
 
     ``method_cfg``: a DictConfig/dict with ``_target_`` (e.g. ``cfg.method``, built with
     ``hydra.utils.instantiate``) or an ``AdapterMethod``. Steps: validate against the
-    model's Linear shapes (ValueError before anything changes), inject the adapter layers,
+    model's Linear shapes (ValueError before anything changes), hand ``calibration`` (token
+    ids [N], for a method whose initialisation reads activations) over, inject the layers,
     then freeze every parameter except the method's trainable ones (torchtune's
     ``set_trainable_params``: one place decides what trains). The method is recorded on the
     model for ``adapter_state_dict``, ``save_adapter`` and ``adapter_diagnostics``.
@@ -32,6 +36,8 @@ def apply_adapter(model: nn.Module, method_cfg: Any) -> int:
             f"the model already has method '{previous.name}' applied; build a fresh base model"
         )
     method.validate(module_shapes(model))
+    if calibration is not None:
+        method.use_calibration(calibration)
     method.inject(model)
     keep = {id(p) for _, p in method.trainable_parameters(model)}
     for p in model.parameters():

@@ -46,3 +46,4 @@ def load_adapter_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor])
     with torch.no_grad():
         for k, t in live.items():
             t.copy_(state[k])
+    method.after_load(model)

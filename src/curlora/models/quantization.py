@@ -5,8 +5,8 @@ computing in ``model.dtype``), ``8bit`` as LLM.int8(): a 7B base then needs ~5 G
 ~8 GB instead of ~14.5 GB. The adapter trains in float32 on top (PEFT's quantised LoRA
 layers). bitsandbytes quantises on CUDA GPUs, so a machine without one is refused before
 anything loads, as is a method whose adapter needs W itself: CURLoRA's C and R are columns
-and rows of W, the paper's LoRA, OSF, PiSSA, OLoRA, MiCA and TinyLoRA build their factors
-from W (bitsandbytes stores it packed), and full fine-tuning would train the packed
+and rows of W, the paper's LoRA, OSF, PiSSA, OLoRA, MiCA, CorDA and TinyLoRA build their
+factors from W (bitsandbytes stores it packed), and full fine-tuning would train the packed
 weights.
 """
 
