@@ -380,10 +380,14 @@ def write_results(path: str | os.PathLike[str], results: Mapping[str, Any]) -> P
     return atomic_write_text(path, json.dumps(safe, indent=2, allow_nan=False) + "\n")
 
 
+def _decode_matrix(rows: Sequence[Sequence[Any]]) -> list[list[float | None]]:
+    return [[decode_number(v) for v in row] for row in rows]
+
+
 def decode_results(results: dict[str, Any]) -> dict[str, Any]:
     """``results`` with the non-finite markers of its numeric fields turned back into floats."""
     out = dict(results)
-    out["accuracy_matrix"] = [[decode_number(v) for v in row] for row in results["accuracy_matrix"]]
+    out["accuracy_matrix"] = _decode_matrix(results["accuracy_matrix"])
     for key in ("initial_accuracy", "majority_baseline"):
         out[key] = [decode_number(v) for v in results[key]]
     ppl = results["perplexity"]
@@ -398,9 +402,7 @@ def decode_results(results: dict[str, Any]) -> dict[str, Any]:
         None
         if validation is None
         else {
-            "accuracy_matrix": [
-                [decode_number(v) for v in row] for row in validation["accuracy_matrix"]
-            ],
+            "accuracy_matrix": _decode_matrix(validation["accuracy_matrix"]),
             "majority_baseline": [decode_number(v) for v in validation["majority_baseline"]],
         }
     )
@@ -409,9 +411,7 @@ def decode_results(results: dict[str, Any]) -> dict[str, Any]:
         None
         if probe is None
         else {
-            "accuracy_matrix": [
-                [decode_number(v) for v in row] for row in probe["accuracy_matrix"]
-            ],
+            "accuracy_matrix": _decode_matrix(probe["accuracy_matrix"]),
             "bwt": decode_number(probe["bwt"]),
         }
     )
