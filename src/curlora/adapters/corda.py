@@ -41,6 +41,7 @@ from curlora.adapters.base import (
     weight_fingerprint,
 )
 from curlora.adapters.lora import ADAPTER_NAME, LoRAMethod, cuda_devices
+from curlora.strategies.base import eval_mode
 
 MODES = ("kpm", "ipm")
 EIGENS = ("corda_U", "corda_S", "corda_V")
@@ -130,15 +131,10 @@ class CordaMethod(LoRAMethod):
         ids = self._calibration
         assert ids is not None
         device = next(model.parameters()).device
-        flags = [(m, m.training) for m in model.modules()]
-        model.eval()
-        try:
+        with eval_mode(model):
             for start in range(0, ids.numel(), self.calibration_length):
                 window = ids[start : start + self.calibration_length]
                 model(input_ids=window.unsqueeze(0).to(device))  # [1, T]: PEFT's hook squeezes 0
-        finally:
-            for module, flag in flags:
-                module.training = flag
 
     def after_load(self, model: nn.Module) -> None:
         """Form the residual W − s·B₀A₀ from the loaded decomposition (once), keeping the

@@ -56,6 +56,9 @@ class OLoRAMethod(LoRAMethod):
 
     def __post_init__(self) -> None:
         self._current: str | None = None  # the task whose adapter trains (begin_task)
+        # The adapted layers, found once at inject: extra_loss runs every training step and
+        # must not walk the whole model each time.
+        self._layers: dict[str, nn.Module] = {}
 
     def validate(self, shapes: dict[str, tuple[int, int]]) -> None:
         super().validate(shapes)
@@ -84,7 +87,8 @@ class OLoRAMethod(LoRAMethod):
                     inject_adapter_in_model(config, model, adapter_name=task)
         for task in self.tasks:
             cast_adapter_dtype(model, task, autocast_adapter_dtype=True)
-        for layer in self.adapter_layers(model).values():
+        self._layers = self.adapter_layers(model)
+        for layer in self._layers.values():
             layer.set_adapter(list(self.tasks))  # all active; later ones add B·A = 0
         self._current = self.tasks[0]
 
@@ -115,7 +119,7 @@ class OLoRAMethod(LoRAMethod):
         if not earlier and self.lambda_l2 == 0:
             return None
         total: torch.Tensor | None = None
-        for layer in self.adapter_layers(model).values():
+        for layer in self._layers.values():
             a_t = layer.lora_A[task].weight  # (r, in)
             term = a_t.new_zeros(())
             for s in earlier:
