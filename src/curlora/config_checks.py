@@ -269,6 +269,7 @@ def _check_trainer(cfg: Mapping[str, Any]) -> None:
     from hydra.utils import instantiate
 
     trainer_cfg = {k: v for k, v in cfg["trainer"].items() if k not in ("callbacks", "logger")}
+    _check_not_sharded(str(trainer_cfg.get("strategy", "auto")))
     _check_accelerator(trainer_cfg.get("accelerator"))
     try:
         with _quiet_lightning():
@@ -282,14 +283,47 @@ def _check_trainer(cfg: Mapping[str, Any]) -> None:
         where = ", ".join(f"trainer.{k}={trainer_cfg.get(k)!r}" for k in keys) or "trainer"
         raise ConfigError(f"{where}: {message}") from None
     if trainer.world_size > 1:
-        # The task loop, its evaluation and its run files assume one process: a second
-        # process would re-run the command, find the run directory locked and stop, or
-        # score padded duplicates of the evaluation data.
+        _check_several_processes(trainer_cfg, trainer.world_size)
+
+
+# The one multi-process strategy the task loop supports (``curlora.distributed``): DDP whose
+# processes are started by the run (not spawned), told that the other tasks' heads get no
+# gradient in a batch.
+DDP_STRATEGY = "ddp_find_unused_parameters_true"
+
+
+def _check_not_sharded(strategy: str) -> None:
+    if strategy.startswith(("fsdp", "deepspeed")):
         raise ConfigError(
-            f"trainer.devices={trainer_cfg.get('devices')!r}, "
-            f"trainer.num_nodes={trainer_cfg.get('num_nodes', 1)!r}: "
-            f"{trainer.world_size} processes, but runs are single-process; valid: "
-            "trainer.devices=1 (for several GPUs, run one sweep job per GPU with a launcher)"
+            f"trainer.strategy={strategy!r} is not supported: it gives each process a shard "
+            "of every parameter, and the adapter state saved with each task, the evaluation "
+            f"and the perplexity read whole tensors; valid: {DDP_STRATEGY} (trainer=ddp). "
+            "For a 7B model on one GPU: model.quantization=4bit and "
+            "model.gradient_checkpointing=true"
+        )
+
+
+def _check_several_processes(trainer_cfg: Mapping[str, Any], world_size: int) -> None:
+    devices, nodes = trainer_cfg.get("devices"), trainer_cfg.get("num_nodes", 1)
+    strategy = str(trainer_cfg.get("strategy", "auto"))
+    where = f"trainer.devices={devices!r}, trainer.num_nodes={nodes!r} ({world_size} processes)"
+    if int(nodes or 1) > 1:
+        raise ConfigError(
+            f"{where}: runs use one machine; valid: trainer.num_nodes=1 (several GPUs of one "
+            "machine: trainer=ddp trainer.devices=N; several machines: one sweep job each)"
+        )
+    if strategy != DDP_STRATEGY:
+        raise ConfigError(
+            f"{where} with trainer.strategy={strategy!r}: several processes run with "
+            f"trainer=ddp (GPUs) or trainer=ddp_cpu, whose strategy is {DDP_STRATEGY}; "
+            f"valid: trainer.strategy={DDP_STRATEGY}, or trainer.devices=1"
+        )
+    if trainer_cfg.get("use_distributed_sampler", True):
+        raise ConfigError(
+            "trainer.use_distributed_sampler=True is invalid with several processes: "
+            "Lightning's evaluation sampler pads with duplicates and its training sampler "
+            "cannot resume mid-task; the data module shards itself. valid: false "
+            "(trainer=ddp sets it)"
         )
 
 

@@ -113,8 +113,14 @@ class CheckpointOnInterrupt(Callback):
         self.path = Path(path)
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        if self.guard.received is None:
+        # With several processes they stop together, after the same batch, if any of them
+        # received a signal (``kill <pid>`` reaches one process only); one process alone is
+        # not asked (reduce_boolean_decision returns its own decision).
+        stop = trainer.strategy.reduce_boolean_decision(self.guard.received is not None, all=False)
+        if not stop:
             return
+        if self.guard.received is None:
+            self.guard.received = signal.SIGTERM  # stopped by another process's signal
         trainer.save_checkpoint(self.path)
         log.warning("saved %s at step %d before stopping", self.path, trainer.global_step)
         self.guard.check()

@@ -9,8 +9,10 @@ module, callbacks, loggers), then walks the task sequence:
                       →  task checkpoint (atomic)  →  progress.json
 
 Everything measured goes into a :class:`~curlora.run_record.RunRecord`; reporting reads
-the record. A run directory that already holds this experiment's checkpoints continues from
-them (:meth:`TaskLoop.restore`), including mid-task from a step checkpoint.
+the record. With several processes (``curlora.distributed``) every process walks the same
+loop; only process 0 (:attr:`TaskLoop.writer`) writes files and logs. A run directory that
+already holds this experiment's checkpoints continues from them (:meth:`TaskLoop.restore`),
+including mid-task from a step checkpoint.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.fabric.plugins.environments import LightningEnvironment
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import save_file
@@ -35,6 +38,7 @@ from curlora.callbacks.perplexity import PerplexityCallback
 from curlora.config_checks import ConfigError
 from curlora.data.datamodule import TaskSequenceDataModule
 from curlora.data.sources import load_corpus
+from curlora.distributed import ProcessGroupScope, is_worker
 from curlora.interrupts import CheckpointOnInterrupt, InterruptGuard
 from curlora.loggers import GuardedLogger, build_loggers
 from curlora.metrics.degenerate import INERT_ADAPTER, make_warning
@@ -91,9 +95,18 @@ def calibration_tokens(cfg: DictConfig, tokenizer: Any, cache_dir: Path) -> torc
 class TaskLoop:
     """Holds the objects of one run and walks the task sequence; see the module docstring."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, guard: InterruptGuard) -> None:
+    def __init__(
+        self,
+        cfg: DictConfig,
+        run_dir: Path,
+        guard: InterruptGuard,
+        scope: ProcessGroupScope | None = None,
+    ) -> None:
         self._clock = (time.perf_counter(), 0.0)  # (this session's start, time before it)
         self.cfg = cfg
+        self.scope = scope
+        self.writer = not is_worker()
+        """Process 0 (or the only process): the one that writes files and logs."""
         self.run_dir = Path(run_dir)
         self.guard = guard
         self.tasks: list[str] = list(cfg.tasks)
@@ -128,7 +141,7 @@ class TaskLoop:
         self.extra_callbacks: list[Callback] = [
             instantiate(c) for k, c in callbacks.items() if c and k not in EVALUATION_CALLBACKS
         ]
-        self.loggers: list[GuardedLogger] = build_loggers(cfg.get("logger"))
+        self.loggers: list[GuardedLogger] = build_loggers(cfg.get("logger")) if self.writer else []
         for logger in self.loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
             logger.define_task_axis()
@@ -156,16 +169,24 @@ class TaskLoop:
                     )
                 )
         training = task_index is not None
-        return instantiate(
+        plugins: list[Any] = [AtomicCheckpointIO()]
+        if str(self.cfg.trainer.get("strategy", "auto")).startswith("ddp"):
+            # The processes of a DDP run are started here (curlora.distributed), never by a
+            # scheduler, also inside a SLURM job (whose environment Lightning would pick).
+            plugins.append(LightningEnvironment())
+        trainer = instantiate(
             self.cfg.trainer,
             callbacks=callbacks,
             logger=self.loggers or False,
             default_root_dir=str(self.run_dir),
             enable_checkpointing=training and every > 0,
-            plugins=[AtomicCheckpointIO()],
+            plugins=plugins,
             # Training never validates (every head is evaluated after the task, by the loop).
             limit_val_batches=0 if training else None,
         )
+        if self.scope is not None:
+            self.scope.adopt(trainer)
+        return trainer
 
     def _evaluate(self, point: int) -> None:
         """Every task's head on its eval split + perplexity, filed under ``point``; after the
@@ -227,7 +248,10 @@ class TaskLoop:
     def _initial_evaluation(self) -> None:
         """The evaluation before training, from the shared cache when this run's is there
         (``curlora.evaluation_cache``), else computed and stored for the next run."""
-        use_cache = bool(self.cfg.get("reuse_initial_evaluation", True))
+        # Workers never read the cache: process 0 decided before they started (a reused
+        # evaluation is in progress.json, which they restore), and a cache entry appearing
+        # in between must not make them skip an evaluation process 0 is running.
+        use_cache = bool(self.cfg.get("reuse_initial_evaluation", True)) and self.writer
         key = evaluation_cache.initial_evaluation_key(self) if use_cache else None
         cache_dir = Path(self.cfg.paths.cache_dir)
         cached = evaluation_cache.load(cache_dir, key, self.tasks) if key else None
@@ -258,7 +282,8 @@ class TaskLoop:
     def save_progress(self, status: str) -> None:
         self.record.status = status
         self.record.elapsed_s = self.elapsed_s()
-        write_progress(self.run_dir, self.record)
+        if self.writer:
+            write_progress(self.run_dir, self.record)
 
     def elapsed_s(self) -> float:
         """Wall time of the run: earlier sessions (resume) plus this one."""
@@ -310,7 +335,10 @@ class TaskLoop:
         self.guard.check()
         for index in range(self.record.completed_tasks, len(self.tasks)):
             self._train_task(index)
-        self._save_final_weights()
+        if self.writer:
+            self._save_final_weights()
+        if self.scope is not None:
+            self.scope.completed = True
         return "completed"
 
     def _save_final_weights(self) -> None:
@@ -338,7 +366,8 @@ class TaskLoop:
         self._check_adapter_moved(before, index)
         self._evaluate(index)
         self._log_adapter_diagnostics(index)
-        save_task_checkpoint(self.run_dir, index, self.module.training_state(), self.record)
+        if self.writer:
+            save_task_checkpoint(self.run_dir, index, self.module.training_state(), self.record)
         self.save_progress("running")
         row = ", ".join(
             f"{t}={a:.3f}"

@@ -3,7 +3,8 @@
     validate the whole config (nothing loads before it passes)
     → decide what the run directory allows: new run, continue it, resume= it (run_guard)
     → lock the directory for this process
-    → build the objects and walk the task sequence (loop.TaskLoop)
+    → build the objects and walk the task sequence (loop.TaskLoop; with several processes
+      the others start at the first Trainer call and stop with it: curlora.distributed)
     → results.json, plots, logger summary (run_report) — also when the run stops early
 
 ``run`` returns the results dict as written to ``results.json``; its ``status`` says how
@@ -22,6 +23,7 @@ from omegaconf import DictConfig
 from curlora.atomic import OutputError, remove_stale_temp_files
 from curlora.config_checks import ConfigError, validate_config
 from curlora.console import configure_console
+from curlora.distributed import ProcessGroupScope
 from curlora.interrupts import InterruptGuard, RunInterrupted
 from curlora.loop import TaskLoop
 from curlora.models.module import NonFiniteLossError
@@ -71,9 +73,9 @@ def run(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[str, An
                 log.info("removed %s, left by an interrupted write", stale)
         else:
             save_run_config(cfg, run_dir)
-        with InterruptGuard() as guard:
+        with InterruptGuard() as guard, ProcessGroupScope(run_dir, cfg) as scope:
             guard.check()  # a Ctrl+C while the config was composed: stop before loading
-            loop = TaskLoop(cfg, run_dir, guard)
+            loop = TaskLoop(cfg, run_dir, guard, scope)
             if plan.mode != "new":
                 try:
                     loop.restore()

@@ -214,7 +214,7 @@ def test_resume_refuses_overrides_that_change_the_experiment(run_config, tmp_pat
         ("seed=4294967296", ["seed", "4294967296", "4294967295"]),
         ("trainer.limit_train_batches=0", ["trainer.limit_train_batches", "trains nothing"]),
         ("trainer.precision=bogus", ["trainer.precision", "bogus"]),
-        ("trainer.devices=2", ["trainer.devices=2", "2 processes", "single-process"]),
+        ("trainer.devices=2", ["trainer.devices=2", "2 processes", "trainer=ddp_cpu"]),
         ("data.num_workers=-1", ["data.num_workers", "-1"]),
         ("+foo=1", ["foo", "not a setting"]),
         ("+optimizer.lrr=1", ["optimizer", "lrr"]),
@@ -248,8 +248,10 @@ def test_an_accelerator_the_machine_lacks_is_refused(run_config) -> None:
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without a GPU")
 def test_the_machine_trainer_configs_check_what_they_need(run_config) -> None:
     validate_config(run_config("trainer=cpu"))
-    with pytest.raises(ConfigError, match=r"trainer.accelerator='gpu'"):
-        validate_config(run_config("trainer=gpu"))
+    validate_config(run_config("trainer=ddp_cpu"))
+    for gpu_config in ("trainer=gpu", "trainer=ddp"):
+        with pytest.raises(ConfigError, match=r"trainer.accelerator='gpu'"):
+            validate_config(run_config(gpu_config))
 
 
 def test_an_adapter_that_never_moves_is_flagged(run_config) -> None:

@@ -6,12 +6,14 @@ eval split, or its validation carve); this callback accumulates them per stream 
 torchmetrics confusion matrices and, when the pass ends, exposes :attr:`result` (eval
 split) and :attr:`validation` (validation carves): a typed ``TaskScore`` (accuracy,
 top-class share, confusion counts) per task. The task loop files them under their
-evaluation point. torchmetrics reduces the counts across processes in a multi-device run, so every
-rank holds the same result.
+evaluation point. With several processes each scores its own share of every split and
+torchmetrics sums the counts over processes in ``compute()``, so every process holds the
+same result.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import lightning as L
@@ -52,7 +54,13 @@ class ForgettingMatrixCallback(Callback):
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for (task, role), metric in self._confusion.items():
-            if metric.update_called:
-                score = TaskScore.from_confusion(metric.compute().tolist())  # [true, predicted]
+            # compute() sums the counts over processes: every process calls it for every
+            # stream in the same order (one may have scored none of a small stream's
+            # examples), and a stream nobody scored has an all-zero matrix.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*was called before the ``update``")
+                confusion = metric.compute().tolist()  # [true, predicted]
+            if sum(map(sum, confusion)):
+                score = TaskScore.from_confusion(confusion)
                 (self.result if role == "eval" else self.validation)[task] = score
         self._confusion = {}

@@ -39,6 +39,16 @@ class PerplexityCallback(Callback):
         corpus = trainer.datamodule.corpus_ids
         if corpus is None:
             return
+        if trainer.world_size > 1:
+            # Several processes hold the same model: the first measures, the others wait
+            # for its number, so it is measured once and equals a one-process run's.
+            measured = self._measure(trainer, pl_module) if trainer.is_global_zero else None
+            self.result = trainer.strategy.broadcast(measured, src=0)
+        else:
+            self.result = self._measure(trainer, pl_module)
+
+    def _measure(self, trainer: L.Trainer, pl_module: L.LightningModule) -> PerplexityScore:
+        corpus = trainer.datamodule.corpus_ids
         bar = None
         if trainer.progress_bar_callback is not None and trainer.is_global_zero:
             n = corpus.numel() if self.max_tokens is None else min(corpus.numel(), self.max_tokens)
@@ -61,4 +71,4 @@ class PerplexityCallback(Callback):
         finally:
             if bar is not None:
                 bar.close()
-        self.result = PerplexityScore(ppl=measured.ppl, tokens=measured.tokens)
+        return PerplexityScore(ppl=measured.ppl, tokens=measured.tokens)

@@ -274,15 +274,30 @@ class TaskSequenceDataModule(L.LightningDataModule):
             generator=self._generator(),
         )
 
+    def process_shard(self) -> tuple[int, int]:
+        """(rank, number of processes) of the Trainer this module serves; (0, 1) outside one.
+        Several processes (DDP) each train on their own share of the current task and score
+        their own share of every eval split (the samplers in ``curlora.data.sampling``);
+        Lightning is told not to add its own sampler (``use_distributed_sampler: false`` in
+        the DDP trainer configs), since its evaluation sampler pads with duplicates."""
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 1
+        return int(trainer.global_rank), int(trainer.world_size)
+
     def train_dataloader(self) -> DataLoader:
-        """The current task's shuffled loader; its order depends only on (seed, task, epoch)."""
+        """The current task's shuffled loader; its order depends only on (seed, task, epoch)
+        (and, with several processes, on this process's rank)."""
         task = self.current_task
         examples = self.prepared[task].train
+        rank, processes = self.process_shard()
         self.train_sampler = ResumableShuffleSampler(
             len(examples),
             seed=self.seed + 7919 * self.tasks.index(task),
             batch_size=self.batch_size,
             lengths=[len(e["input_ids"]) for e in examples] if self.group_by_length else None,
+            rank=rank,
+            num_replicas=processes,
         )
         if self._resume_position is not None:
             self.train_sampler.resume_from(*self._resume_position)
@@ -296,11 +311,15 @@ class TaskSequenceDataModule(L.LightningDataModule):
             generator=self._generator(),
         )
 
-    def eval_dataloader_for(self, task: str, role: str = "eval") -> DataLoader:
+    def eval_dataloader_for(
+        self, task: str, role: str = "eval", shard: tuple[int, int] = (0, 1)
+    ) -> DataLoader:
         """A task's eval split (or its ``validation`` carve) in batches of similar length
-        (``LengthSortedBatches``)."""
+        (``LengthSortedBatches``); ``shard=(rank, processes)``: only that process's share."""
         examples = getattr(self.prepared[task], role)
-        batches = LengthSortedBatches([len(e["input_ids"]) for e in examples], self.eval_batch_size)
+        batches = LengthSortedBatches(
+            [len(e["input_ids"]) for e in examples], self.eval_batch_size, *shard
+        )
         return DataLoader(
             examples,
             batch_sampler=batches,
@@ -320,8 +339,9 @@ class TaskSequenceDataModule(L.LightningDataModule):
         return streams + [(t, "validation") for t in self.tasks if self.prepared[t].validation]
 
     def val_dataloader(self) -> list[DataLoader]:
-        """One loader per entry of :attr:`eval_streams`."""
-        return [self.eval_dataloader_for(t, role) for t, role in self.eval_streams]
+        """One loader per entry of :attr:`eval_streams` (this process's share of each)."""
+        shard = self.process_shard()
+        return [self.eval_dataloader_for(t, role, shard) for t, role in self.eval_streams]
 
     # ------------------------------------------------------------------ checkpoint state
     def state_dict(self) -> dict[str, Any]:

@@ -144,7 +144,12 @@ class ContinualLitModule(L.LightningModule):
             extra = penalty if extra is None else extra + penalty
         if extra is not None:
             loss = loss + extra
-        if not torch.isfinite(loss):
+        # With several processes all stop together (any non-finite loss stops every one),
+        # else the others would wait forever for this one's gradients.
+        finite = bool(torch.isfinite(loss))
+        if self._trainer is not None:
+            finite = self._trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if not finite:
             raise NonFiniteLossError(
                 f"non-finite loss ({loss.item()}) in task '{task}' at step "
                 f"{self.trainer.global_step} (batch {batch_idx})"
