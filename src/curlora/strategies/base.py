@@ -37,6 +37,10 @@ Conventions every strategy here keeps (so the module can rely on them):
   ``.grad``.
 - Batches built by a strategy (``datamodule.collate`` output) are moved to the device of
   the module's trainable parameters, or of the current batch for ``extra_batches``.
+- Several processes (``trainer=ddp``): every process calls every hook, and
+  ``train_examples`` / ``train_dataloader_for`` give each the whole task, so a strategy's
+  state comes out the same in every process without communication; ``extra_batches``
+  then adds the same past batch in each process (its gradient averages to itself).
 """
 
 from __future__ import annotations
