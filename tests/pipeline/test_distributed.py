@@ -16,22 +16,24 @@ import pytest
 from curlora.config_checks import ConfigError, validate_config
 from curlora.data.sampling import LengthSortedBatches, ResumableShuffleSampler
 from curlora.distributed import WORKER_CONFIG
-from tests.conftest import REPO_ROOT, TINY, run_cli
+from curlora.train import run
+from tests.conftest import REPO_ROOT, TINY, compose_run_config, run_cli
 
-# One process trains batches of 16; two processes batches of 8 each. Process r takes the
-# positions r, r+2, ... of the same seeded order, so its k-th batch and the other's are
-# together exactly the one-process run's k-th batch, and DDP averages the two halves'
-# mean gradients: the same update up to float summation order (the tiny model has no
-# dropout). Perplexity is measured by process 0 on the same model.
-# 99 eval records for one task: two processes cannot split it evenly (Lightning's
-# DistributedSampler would pad it to 100 with a duplicate).
-ODD_SPLIT = "data.task_specs.pairs.eval_limit=99"
-ONE_PROCESS = [*TINY, ODD_SPLIT]
-TWO_PROCESSES = [*TINY, ODD_SPLIT, "trainer=ddp_cpu", "data.batch_size=8"]
+# The README's command (run as written, with debug=tiny, here and not again by the
+# README-command test): two processes, batches of 8 each. Against one process with batches
+# of 16: process r takes the positions r, r+2, ... of the same seeded order, so its k-th
+# batch and the other's are together exactly the one-process run's k-th batch, and DDP
+# averages the two halves' mean gradients: the same update up to float summation order
+# (the tiny model has no dropout). Perplexity is measured by process 0 on the same model.
+README_COMMAND = ["trainer=ddp_cpu", "data.batch_size=8"]
+TWO_PROCESSES = [*README_COMMAND, *TINY]
 PPL_RTOL = 1e-5
 # Final accuracies: an example whose two logits are within float rounding of each other can
 # flip; 0.02 is 2 of the 100 records of a synthetic eval split.
 ACC_TOL = 0.02
+# 99 eval records for one task: two processes cannot split it evenly (Lightning's
+# DistributedSampler would pad it to 100 with a duplicate).
+ODD_SPLIT = "data.task_specs.pairs.eval_limit=99"
 
 
 def _results(run_dir: Path) -> dict[str, Any]:
@@ -40,15 +42,15 @@ def _results(run_dir: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The tiny run as one process and as two (commands as typed), each in its own cwd."""
-    out = {}
-    for name, args in (("one", ONE_PROCESS), ("two", TWO_PROCESSES)):
-        cwd = tmp_path_factory.mktemp(name)
-        done = run_cli(args, cwd=cwd, timeout=900)
-        assert done.returncode == 0, done.stderr[-4000:]
-        (run_dir,) = (cwd / "logs" / "runs").glob("*")
-        out[name] = run_dir
-    return out
+    """The tiny run as two processes (the README's command) and as one (in this process:
+    ``debug=tiny`` has batches of 16)."""
+    cwd = tmp_path_factory.mktemp("two")
+    done = run_cli(TWO_PROCESSES, cwd=cwd, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    (two,) = (cwd / "logs" / "runs").glob("*")
+    one_cfg = compose_run_config(tmp_path_factory.mktemp("one"), TINY)
+    assert run(one_cfg)["status"] == "completed"
+    return {"one": Path(one_cfg.paths.output_dir), "two": two}
 
 
 # ---------------------------------------------------------------- samplers
@@ -109,9 +111,8 @@ def test_two_processes_score_each_eval_example_once_and_write_one_run(
     run_dir = runs["two"]
     results = _results(run_dir)
     sizes = {t: b["eval"]["size"] for t, b in results["label_balance"].items()}
-    assert sizes["pairs"] == 99
     # The confusion counts of every evaluation point add up to the split: each record
-    # scored once over the two processes (a padded duplicate would make one 100).
+    # scored once over the two processes.
     progress = json.loads((run_dir / "progress.json").read_text())
     for point in (progress["initial"], *progress["after_task"]):
         for task, score in point["scores"].items():
@@ -172,12 +173,20 @@ def test_a_sigterm_stops_both_processes_and_resume_finishes_the_run(
 @pytest.mark.slow  # two two-process runs
 def test_a_multirun_starts_the_processes_of_each_job(tmp_path: Path) -> None:
     """Each job's process 0 starts its own worker: the first job's process group is closed
-    and the environment restored when it ends."""
-    done = run_cli(["-m", "trainer=ddp_cpu", "seed=1,2", *TINY], cwd=tmp_path, timeout=900)
+    and the environment restored when it ends. An eval split of 99 records is scored once
+    per record (Lightning's DistributedSampler would pad it to 100)."""
+    done = run_cli(
+        ["-m", "trainer=ddp_cpu", "seed=1,2", ODD_SPLIT, *TINY], cwd=tmp_path, timeout=900
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     results = sorted((tmp_path / "logs" / "multiruns").glob("*/*/results.json"))
     assert [p.parent.name for p in results] == ["0_seed=1", "1_seed=2"]
     assert {json.loads(p.read_text())["status"] for p in results} == {"completed"}
+    # A split two processes cannot halve is still scored once per record.
+    for path in results:
+        progress = json.loads((path.parent / "progress.json").read_text())
+        for point in (progress["initial"], *progress["after_task"]):
+            assert sum(map(sum, point["scores"]["pairs"]["confusion"])) == 99
 
 
 # ---------------------------------------------------------------- refused up front
