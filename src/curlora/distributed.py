@@ -25,6 +25,10 @@ How a run with N processes goes:
 
 Lightning's watcher thread stays: if a worker dies, process 0 is killed too (it would
 otherwise wait forever in a collective); files already written are complete (atomic).
+
+:class:`RunDirectoryLauncher` subclasses Lightning's launcher, which is private API (as are
+the watcher and the thread-count helper it reuses): checked against the Lightning range in
+``pyproject.toml`` by ``tests/pipeline/test_distributed.py``, which fails if it changes.
 """
 
 from __future__ import annotations
