@@ -298,8 +298,7 @@ def _check_not_sharded(strategy: str) -> None:
             f"trainer.strategy={strategy!r} is not supported: it gives each process a shard "
             "of every parameter, and the adapter state saved with each task, the evaluation "
             f"and the perplexity read whole tensors; valid: {DDP_STRATEGY} (trainer=ddp). "
-            "For a 7B model on one GPU: model.quantization=4bit and "
-            "model.gradient_checkpointing=true"
+            "A 7B model fits one GPU in bfloat16 with model.gradient_checkpointing=true"
         )
 
 
