@@ -35,7 +35,7 @@ from curlora.adapters import adapter_diagnostics, applied_method, apply_adapter,
 from curlora.atomic import atomic_write
 from curlora.callbacks.forgetting import ForgettingMatrixCallback
 from curlora.callbacks.perplexity import PerplexityCallback
-from curlora.config_checks import ConfigError
+from curlora.config_checks import DDP_STRATEGY, ConfigError
 from curlora.data.datamodule import TaskSequenceDataModule
 from curlora.data.sources import load_corpus
 from curlora.distributed import ProcessGroupScope, is_worker
@@ -170,7 +170,7 @@ class TaskLoop:
                 )
         training = task_index is not None
         plugins: list[Any] = [AtomicCheckpointIO()]
-        if str(self.cfg.trainer.get("strategy", "auto")).startswith("ddp"):
+        if str(self.cfg.trainer.get("strategy", "auto")) == DDP_STRATEGY:
             # The processes of a DDP run are started here (curlora.distributed), never by a
             # scheduler, also inside a SLURM job (whose environment Lightning would pick).
             plugins.append(LightningEnvironment())

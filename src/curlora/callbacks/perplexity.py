@@ -11,6 +11,7 @@ of it; the result reports the token count either way). After each validation pas
 from __future__ import annotations
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback
 from tqdm.auto import tqdm
 
@@ -42,13 +43,15 @@ class PerplexityCallback(Callback):
         if trainer.world_size > 1:
             # Several processes hold the same model: the first measures, the others wait
             # for its number, so it is measured once and equals a one-process run's.
-            measured = self._measure(trainer, pl_module) if trainer.is_global_zero else None
+            measured = self._measure(trainer, pl_module, corpus) if trainer.is_global_zero else None
             self.result = trainer.strategy.broadcast(measured, src=0)
         else:
-            self.result = self._measure(trainer, pl_module)
+            self.result = self._measure(trainer, pl_module, corpus)
 
-    def _measure(self, trainer: L.Trainer, pl_module: L.LightningModule) -> PerplexityScore:
-        corpus = trainer.datamodule.corpus_ids
+    def _measure(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, corpus: torch.Tensor
+    ) -> PerplexityScore:
+        """``corpus``: [N] token ids."""
         bar = None
         if trainer.progress_bar_callback is not None and trainer.is_global_zero:
             n = corpus.numel() if self.max_tokens is None else min(corpus.numel(), self.max_tokens)
