@@ -100,7 +100,13 @@ def load(cache_dir: Path, key: str, tasks: list[str]) -> Evaluation | None:
     except (OSError, ValueError, KeyError, TypeError) as error:
         log.warning("ignoring unreadable cached evaluation %s (%s)", path, error)
         return None
-    return record.initial if record.tasks == tasks else None
+    initial = record.initial
+    if initial is None or record.tasks != tasks:
+        return None
+    scores = [*initial.scores.values(), *initial.validation.values()]
+    if any(score.correct is None for score in scores):
+        return None  # stored before per-example outcomes were recorded: recompute them
+    return initial
 
 
 def store(cache_dir: Path, key: str, tasks: list[str], evaluation: Evaluation) -> None:

@@ -1,38 +1,52 @@
 """``curlora-reproduce``: the reproduction grid, one command, resumable, ending in REPORT.md.
 
     curlora-reproduce [reproduce=table1_cpu] [key=value ...]     (also: make reproduce)
+    curlora-reproduce --report-only [reproduce=...]             rebuild the report, run nothing
 
 The grid is a config of the ``reproduce`` group (``configs/reproduce/<name>.yaml``): seeds,
-ranks, learning rates per method, controls and the sampling modes to ablate. It runs as
-Hydra multiruns (``python -m curlora.cli -m ...``), one per part, each in a fixed sweep
-directory under the grid's ``dir``:
+ranks, learning rates per method, controls, the sampling modes to ablate, the extra seeds
+of the headline comparison, the rank sweep, and the selection rule and margins, all fixed
+before anything runs. It runs as Hydra multiruns (``python -m curlora.cli -m ...``), one
+per part, each in a fixed sweep directory under the grid's working ``dir``:
 
 1. ``lr_grid/s<seed>/<method>``: seed by seed, the controls (``head_only``), then each
-   method × its learning rates × ranks.
+   method × its learning rates × ranks (the parameter-matched controls among them).
 2. The learning rate of each method is chosen on the validation carves of the training
-   data: the best mean final average validation accuracy over the seeds every candidate
-   rate finished; ties go to the smaller rate. Never the test split.
-3. ``sampling``: CURLoRA's sampling modes at its chosen learning rate, × ranks × seeds.
-4. ``REPORT.md`` and figures (``curlora.reporting.reproduction``).
+   data by the grid's ``selection`` rule (``curlora.reporting.grid``). Never the test split.
+3. At the chosen rates: ``sampling`` (CURLoRA's sampling modes), ``headline/s<seed>/...``
+   (the extra seeds of the headline comparison, controls included) and ``ranks/<method>``
+   (the rank sweep).
+4. ``REPORT.md`` and figures (``curlora.reporting.reproduction``), built from the grid's
+   committed results directory alone (``curlora.grid_results``).
 
-Running the same command again is safe: a job whose directory holds the same experiment
-is skipped when it completed and resumed from its checkpoints otherwise
-(``curlora.run_guard``). Extra ``key=value`` arguments are added to every job (they are
-part of the experiments, so change them only with a new ``reproduce.dir``).
+Every completed job's small files are copied into ``results_dir`` (committed) after each
+part, and copied back into the working directory before the grid runs, so a fresh clone
+skips every committed job. Running the same command again is safe: a job whose directory
+holds the same experiment is skipped when it completed and resumed from its checkpoints
+otherwise (``curlora.run_guard``). Extra ``key=value`` arguments are added to every job
+(they are part of the experiments, so change them only with a new grid name).
+
+``workers: N`` runs N parts at once, each process limited to its share of the cores
+(``OMP_NUM_THREADS``); ``benchmarks/grid_throughput.py`` measures which is faster.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("curlora")
+REPORT_ONLY = "--report-only"
+
+Part = tuple[str, list[str]]  # (sweep subdirectory, overrides)
 
 
 def compose(overrides: Sequence[str]) -> DictConfig:
@@ -53,7 +67,7 @@ def _csv(values: Sequence[Any]) -> str:
     return ",".join(str(v) for v in values)
 
 
-def multirun(sweep_dir: Path, overrides: Sequence[str]) -> int:
+def multirun(sweep_dir: Path, overrides: Sequence[str], threads: int | None = None) -> int:
     """One Hydra multirun in ``sweep_dir``; returns its exit code (1: some job failed)."""
     command = [
         sys.executable,
@@ -63,11 +77,14 @@ def multirun(sweep_dir: Path, overrides: Sequence[str]) -> int:
         *overrides,
         f"hydra.sweep.dir={sweep_dir}",
     ]
+    env = dict(os.environ)
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     log.info("running: %s", " ".join(command[3:]))
-    return subprocess.run(command, check=False).returncode
+    return subprocess.run(command, check=False, env=env).returncode
 
 
-def grid_parts(grid: DictConfig, extra: Sequence[str]) -> list[tuple[str, list[str]]]:
+def grid_parts(grid: DictConfig, extra: Sequence[str]) -> list[Part]:
     """The lr_grid part of the grid: ``(sweep subdirectory, overrides)`` per multirun.
 
     Seed by seed (``lr_grid/s<seed>/<method>``), so a grid stopped half-way holds every
@@ -75,7 +92,7 @@ def grid_parts(grid: DictConfig, extra: Sequence[str]) -> list[tuple[str, list[s
     """
     common = [*grid.overrides, *extra]
     ranks = _csv(grid.ranks)
-    parts: list[tuple[str, list[str]]] = []
+    parts: list[Part] = []
     for seed in grid.seeds:
         parts += [
             (f"lr_grid/s{seed}/{control}", [f"method={control}", f"seed={seed}", *common])
@@ -97,6 +114,63 @@ def grid_parts(grid: DictConfig, extra: Sequence[str]) -> list[tuple[str, list[s
     return parts
 
 
+def followup_parts(grid: DictConfig, lrs: dict[str, float], extra: Sequence[str]) -> list[Part]:
+    """The parts run at the chosen rates: sampling ablation, headline seeds, rank sweep."""
+    common = [*grid.overrides, *extra]
+    parts: list[Part] = []
+    if "curlora" in lrs and grid.get("sampling"):
+        parts.append(
+            (
+                "sampling",
+                [
+                    "method=curlora",
+                    f"method.sampling={_csv(grid.sampling)}",
+                    f"optimizer.lr={lrs['curlora']}",
+                    f"rank={_csv(grid.ranks)}",
+                    f"seed={_csv(grid.seeds)}",
+                    *common,
+                ],
+            )
+        )
+    extra_seeds = [s for s in grid.get("headline_seeds") or [] if s not in grid.seeds]
+    for seed in extra_seeds:
+        parts += [
+            (f"headline/s{seed}/{control}", [f"method={control}", f"seed={seed}", *common])
+            for control in grid.controls
+        ]
+        parts += [
+            (
+                f"headline/s{seed}/{method}",
+                [
+                    f"method={method}",
+                    f"optimizer.lr={lrs[method]}",
+                    f"rank={grid.ranks[0]}",
+                    f"seed={seed}",
+                    *common,
+                ],
+            )
+            for method in grid.headline_methods
+            if method in lrs
+        ]
+    sweep = grid.get("rank_sweep")
+    if sweep:
+        parts += [
+            (
+                f"ranks/{method}",
+                [
+                    f"method={method}",
+                    f"optimizer.lr={lrs[method]}",
+                    f"rank={_csv(sweep.ranks)}",
+                    f"seed={_csv(grid.seeds)}",
+                    *common,
+                ],
+            )
+            for method in sweep.methods
+            if method in lrs
+        ]
+    return parts
+
+
 class GridInterrupted(Exception):
     """A part's multirun was stopped by a signal (its exit code, 130 or 143)."""
 
@@ -105,13 +179,33 @@ class GridInterrupted(Exception):
         self.exit_code = exit_code
 
 
-def run_part(sweep_dir: Path, overrides: Sequence[str]) -> bool:
+def run_part(sweep_dir: Path, overrides: Sequence[str], threads: int | None = None) -> bool:
     """One part of the grid; True when every job completed. An interrupted part stops the
     grid (a scheduler's SIGTERM, Ctrl+C): the next parts would only be killed too."""
-    code = multirun(sweep_dir, overrides)
+    code = multirun(sweep_dir, overrides, threads)
     if code >= 128:
         raise GridInterrupted(code)
     return code == 0
+
+
+def run_parts(grid: DictConfig, root: Path, results_dir: Path, parts: Sequence[Part]) -> int:
+    """Run ``parts`` (``grid.workers`` at a time), storing finished jobs after each;
+    returns how many parts had jobs that did not complete."""
+    from curlora.grid_results import publish
+
+    workers = int(grid.get("workers") or 1)
+    threads = None if workers == 1 else max(1, (os.cpu_count() or workers) // workers)
+
+    def one(part: Part) -> bool:
+        subdir, overrides = part
+        try:
+            return run_part(root / subdir, overrides, threads)
+        finally:
+            publish(root, results_dir)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        outcomes = list(pool.map(one, parts))
+    return sum(not ok for ok in outcomes)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -129,41 +223,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+def grid_paths(grid: DictConfig) -> tuple[Path, Path, Path]:
+    """The working directory, the committed results directory and the report's folder."""
+    root = Path(str(grid.dir)).absolute()
+    results_dir = Path(str(grid.get("results_dir") or root)).absolute()
+    report_dir = Path(str(grid.get("report_dir") or results_dir)).absolute()
+    return root, results_dir, report_dir
+
+
 def _main(argv: Sequence[str] | None) -> int:
-    from curlora.reporting.reproduction import choose_learning_rates, load_grid, write_report
+    from curlora.atomic import atomic_write_text
+    from curlora.grid_results import restore
+    from curlora.reporting.reproduction import choose_grid_rates, load_grid, write_report
 
     logging.basicConfig(
         level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
     )
     args = list(sys.argv[1:] if argv is None else argv)
+    report_only = REPORT_ONLY in args
+    args = [a for a in args if a != REPORT_ONLY]
     chosen = [a for a in args if a.startswith("reproduce=")] or ["reproduce=table1_cpu"]
     extra = [a for a in args if not a.startswith("reproduce=")]
     cfg = compose([*chosen, *extra])
     grid = cfg.reproduce
-    root = Path(str(grid.dir)).absolute()
+    root, results_dir, report_dir = grid_paths(grid)
+    command = "curlora-reproduce " + " ".join(chosen + extra)
+    if report_only:
+        report = write_report(results_dir, report_dir, grid_name=str(grid.name), command=command)
+        print(f"report: {report}")
+        return 0
     root.mkdir(parents=True, exist_ok=True)
-    (root / "grid.yaml").write_text(
-        OmegaConf.to_yaml(OmegaConf.create(OmegaConf.to_container(grid, resolve=True)))
+    # The grid as it was fixed before the runs: the report reads its rule and margins.
+    atomic_write_text(
+        results_dir / "grid.yaml",
+        OmegaConf.to_yaml(OmegaConf.create(OmegaConf.to_container(grid, resolve=True))),
     )
-    failed = 0
-    for subdir, overrides in grid_parts(grid, extra):
-        failed += not run_part(root / subdir, overrides)
-    lrs = choose_learning_rates(load_grid(root))
+    restore(results_dir, root)
+    failed = run_parts(grid, root, results_dir, grid_parts(grid, extra))
+    lrs = choose_grid_rates(load_grid(results_dir), results_dir / "grid.yaml")
     log.info("learning rates chosen on validation: %s", lrs)
-    if "curlora" in lrs and grid.sampling:
-        overrides = [
-            "method=curlora",
-            f"method.sampling={_csv(grid.sampling)}",
-            f"optimizer.lr={lrs['curlora']}",
-            f"rank={_csv(grid.ranks)}",
-            f"seed={_csv(grid.seeds)}",
-            *grid.overrides,
-            *extra,
-        ]
-        failed += not run_part(root / "sampling", overrides)
-    report = write_report(
-        root, grid_name=str(grid.name), command="curlora-reproduce " + " ".join(chosen + extra)
-    )
+    failed += run_parts(grid, root, results_dir, followup_parts(grid, lrs, extra))
+    report = write_report(results_dir, report_dir, grid_name=str(grid.name), command=command)
     print(f"report: {report}")
     if failed:
         print(

@@ -26,20 +26,23 @@ class TaskScore:
     accuracy: float
     top_class_share: float
     confusion: list[list[int]]
+    correct: str | None = None
+    """Per example, by its row in the split: ``"1"`` scored right, ``"0"`` wrong (None:
+    not recorded). Intervals that carry test-sample noise resample these."""
 
     @property
     def size(self) -> int:
         return sum(sum(row) for row in self.confusion)
 
     @classmethod
-    def from_confusion(cls, confusion: list[list[int]]) -> TaskScore:
+    def from_confusion(cls, confusion: list[list[int]], correct: str | None = None) -> TaskScore:
         """Accuracy and top-class share from a confusion matrix [true][predicted]."""
         total = sum(sum(row) for row in confusion)
         if total == 0:
-            return cls(math.nan, math.nan, confusion)
-        correct = sum(confusion[c][c] for c in range(len(confusion)))
+            return cls(math.nan, math.nan, confusion, correct)
+        right = sum(confusion[c][c] for c in range(len(confusion)))
         predicted = [sum(row[p] for row in confusion) for p in range(len(confusion))]
-        return cls(correct / total, max(predicted) / total, confusion)
+        return cls(right / total, max(predicted) / total, confusion, correct)
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,7 @@ class RunRecord:
                     accuracy=float(decode_number(s["accuracy"])),
                     top_class_share=float(decode_number(s["top_class_share"])),
                     confusion=[[int(v) for v in row] for row in s["confusion"]],
+                    correct=None if s.get("correct") is None else str(s["correct"]),
                 )
                 for task, s in node.items()
             }

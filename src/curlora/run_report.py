@@ -17,7 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from curlora.atomic import OutputError
+from curlora.atomic import OutputError, atomic_write_text
 from curlora.loggers import GuardedLogger
 from curlora.metrics.degenerate import degenerate_warnings, perplexity_warnings
 from curlora.reporting.plots import plot_curves, plot_forgetting
@@ -26,6 +26,35 @@ from curlora.run_record import RunRecord
 
 log = logging.getLogger("curlora")
 RESULTS_FILE = "results.json"
+OUTCOMES_FILE = "outcomes.json"
+
+
+def outcomes(record: RunRecord) -> dict[str, Any]:
+    """Per-example outcomes of every evaluation point (``outcomes.json``).
+
+    ``{"tasks": [...], "points": ["initial", <task 1>, ...], "eval": {task: [s0, s1, ...]},
+    "validation": {...}}``: ``s_k`` is a string of ``"1"``/``"0"``, one character per row of
+    the task's split, at point k (before training, then after each task; None where not
+    evaluated or not recorded). Intervals over test examples resample these rows.
+    """
+    points = [record.initial, *record.after_task]
+
+    def strings(role: str) -> dict[str, list[str | None]]:
+        out: dict[str, list[str | None]] = {}
+        for task in record.tasks:
+            row = []
+            for evaluation in points:
+                scores = getattr(evaluation, role) if evaluation is not None else {}
+                row.append(scores[task].correct if task in scores else None)
+            out[task] = row
+        return out
+
+    return {
+        "tasks": list(record.tasks),
+        "points": ["initial", *record.tasks],
+        "eval": strings("scores"),
+        "validation": strings("validation"),
+    }
 
 
 def _evaluations(record: RunRecord, majority: Mapping[str, float]) -> list[dict[str, Any]]:
@@ -101,6 +130,8 @@ def write_run_report(
     for warning in results["warnings"]:
         log.warning("%s", warning["detail"])
     try:
+        # Outcomes first: a results.json always has its outcomes beside it.
+        atomic_write_text(run_dir / OUTCOMES_FILE, json.dumps(outcomes(record)) + "\n")
         write_results(run_dir / RESULTS_FILE, results)
     except OutputError:
         log.error("results (not saved):\n%s", json.dumps(_numbers(results), indent=1))

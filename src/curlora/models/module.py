@@ -195,8 +195,9 @@ class ContinualLitModule(L.LightningModule):
     def validation_step(
         self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
     ) -> dict[str, torch.Tensor]:
-        """Predictions of the head of the task this loader belongs to: {predictions, labels}
-        (the loader is the task's eval split or its validation carve: ``eval_streams``)."""
+        """Predictions of the head of the task this loader belongs to: {predictions, labels,
+        index}, index being each example's row in its split (the loader is the task's eval
+        split or its validation carve: ``eval_streams``)."""
         task, role = self.trainer.datamodule.eval_streams[dataloader_idx]
         if task != self._evaluating:  # Lightning scores one loader after the other
             self.strategy.on_evaluate_task(self, task)
@@ -208,7 +209,11 @@ class ContinualLitModule(L.LightningModule):
             logits = self.heads[task](self._feature_cache[key])
         else:
             logits = self.task_logits(batch, task)
-        return {"predictions": logits.argmax(dim=-1), "labels": batch["labels"]}
+        return {
+            "predictions": logits.argmax(dim=-1),
+            "labels": batch["labels"],
+            "index": batch["index"],
+        }
 
     def on_validation_epoch_end(self) -> None:
         # Before on_validation_end, where the perplexity callback measures the LM.

@@ -41,7 +41,12 @@ from curlora.reporting.grid import (
 )
 from curlora.reporting.stats import summarize
 
-__all__ = ["choose_learning_rates", "load_grid", "write_report"]
+__all__ = ["choose_grid_rates", "choose_learning_rates", "load_grid", "write_report"]
+
+
+def choose_grid_rates(runs: Sequence[GridRun], grid_file: Path) -> dict[str, float]:
+    """Each method's learning rate by the grid's selection rule (see ``choose_learning_rates``)."""
+    return choose_learning_rates(runs)
 
 
 def _cell(setting: Setting, i: int, j: int, tasks: Sequence[str], majority: float) -> str:
@@ -140,9 +145,12 @@ def planned_runs(grid_file: Path) -> int | None:
     return seeds * (len(grid.get("controls") or []) + adapters + sampling)
 
 
-def write_report(root: Path, grid_name: str, command: str) -> Path:
-    """Write ``REPORT.md`` (and ``frontier.png``) in ``root``; returns the report's path."""
-    runs = load_grid(root)
+def write_report(root: Path, report_dir: Path, grid_name: str, command: str) -> Path:
+    """Write ``REPORT.md`` (and ``frontier.png``) in ``report_dir`` from the runs stored
+    below ``root``; returns the report's path."""
+    store = Path(root)
+    runs = load_grid(store)
+    root = Path(report_dir)
     lrs = choose_learning_rates(runs)
     settings = table_settings(runs, lrs)
     parts = [f"# Reproduction: {grid_name}", "", f"Command: `{command}`", ""]
@@ -150,7 +158,7 @@ def write_report(root: Path, grid_name: str, command: str) -> Path:
         parts.append("No completed run yet.")
         return atomic_write_text(Path(root) / "REPORT.md", "\n".join(parts) + "\n")
     wall = sum(_elapsed(r.path) for r in runs)
-    planned = planned_runs(Path(root) / "grid.yaml")
+    planned = planned_runs(store / "grid.yaml")
     of_planned = f" of the {planned} the grid plans" if planned else ""
     parts += [
         f"{len(runs)} completed runs{of_planned}; their wall time adds up to "

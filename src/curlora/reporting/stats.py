@@ -1,17 +1,35 @@
-"""Summaries over seeds: mean, sample standard deviation and a 95 % confidence interval.
+"""Summaries over seeds with 95 % intervals that carry seed and test-example noise.
 
-The interval is Student's t interval for the mean, mean ± t(0.975, n − 1) · s / √n: with 3
-seeds t = 4.303, so an interval is wide unless the seeds agree. ``None`` values (not
-measured) are left out; a non-finite value (a perplexity that blew up) makes the summary
-non-finite, so it shows instead of disappearing.
+A number in the report is a mean over seeds. Two things make it uncertain:
+
+- **training randomness** (the seed): the sample variance of the per-seed values, s²;
+- **the test sample**: every seed is scored on the *same* fixed evaluation subset (e.g.
+  200 records: a binomial SE of ≈ 0.03 per accuracy), so the spread over seeds does not
+  contain this noise at all. Its variance ``v_test`` is estimated by a bootstrap over the
+  test rows: each replicate draws the rows of every task's split with replacement, once,
+  shared by every seed and every method of a comparison (so paired differences stay paired
+  by example too), and recomputes the whole statistic from the per-example outcomes.
+
+The interval is ``mean ± t(0.975, n − 1) · √(s² / n + v_test)``: the two sources are
+independent (one varies training, the other the test sample), so their variances add; the
+t quantile with n − 1 degrees of freedom keeps it conservative for 3–5 seeds. Without
+per-example outcomes ``v_test`` is unknown and the interval is the seeds' alone (the
+report says so). ``None`` values (not measured) are left out; a non-finite value (a
+perplexity that blew up) makes the summary non-finite, so it shows instead of disappearing.
+
+Ratios (perplexity) are summarised on the log scale (:func:`summarize_log`): the interval
+of the mean log ratio, mapped back with exp, is the interval of the geometric mean ratio
+and can never go below zero.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 # Two-sided 95 % quantiles of Student's t by degrees of freedom (standard tables).
 T_975 = {
@@ -22,6 +40,8 @@ T_975 = {
 
 def t_quantile(df: int) -> float:
     """t(0.975, df); between table rows the next smaller df (a slightly wider interval)."""
+    if df < 1:
+        raise ValueError(f"t quantile needs at least 1 degree of freedom, got {df}")
     if df >= 30:
         return 1.96 if df > 120 else T_975[30]
     return T_975[max(k for k in T_975 if k <= df)]
@@ -29,13 +49,15 @@ def t_quantile(df: int) -> float:
 
 @dataclass(frozen=True)
 class Summary:
-    """n values: their mean, sample std and the 95 % interval (None when n < 2)."""
+    """n values: their mean, sample std and the 95 % interval (None when n < 2).
+    ``test_noise``: whether the interval includes the test-example variance."""
 
     n: int
     mean: float
     std: float | None
     low: float | None
     high: float | None
+    test_noise: bool = False
 
     def __str__(self) -> str:
         if self.n == 0:
@@ -46,17 +68,151 @@ class Summary:
 
     def interval(self) -> str:
         if self.low is None or self.high is None:
-            return "n/a (one seed)"
+            return "n/a (one seed)" if self.n == 1 else "n/a"
         return f"[{self.low:+.3f}, {self.high:+.3f}]"
 
 
-def summarize(values: Iterable[float | None]) -> Summary:
+def summarize(values: Iterable[float | None], test_variance: float | None = None) -> Summary:
+    """Mean, std and 95 % interval of per-seed values; ``test_variance`` (the bootstrap
+    variance of the mean over the test rows) widens the interval when given."""
     xs = [float(v) for v in values if v is not None]
     if not xs:
         return Summary(0, math.nan, None, None, None)
-    mean = statistics.fmean(xs) if all(math.isfinite(x) for x in xs) else math.fsum(xs) / len(xs)
+    finite = all(math.isfinite(x) for x in xs)
+    mean = statistics.fmean(xs) if finite else math.fsum(xs) / len(xs)
     if len(xs) < 2 or not math.isfinite(mean):
         return Summary(len(xs), mean, None, None, None)
     std = statistics.stdev(xs)
-    half = t_quantile(len(xs) - 1) * std / math.sqrt(len(xs))
-    return Summary(len(xs), mean, std, mean - half, mean + half)
+    variance = std**2 / len(xs) + (test_variance or 0.0)
+    half = t_quantile(len(xs) - 1) * math.sqrt(variance)
+    return Summary(len(xs), mean, std, mean - half, mean + half, test_variance is not None)
+
+
+@dataclass(frozen=True)
+class LogSummary:
+    """A ratio summarised on the log scale: geometric mean and its 95 % interval."""
+
+    log: Summary
+    arithmetic: Summary
+
+    @property
+    def n(self) -> int:
+        return self.log.n
+
+    @property
+    def geometric_mean(self) -> float:
+        return math.exp(self.log.mean) if self.log.n else math.nan
+
+    @property
+    def low(self) -> float | None:
+        return None if self.log.low is None else math.exp(self.log.low)
+
+    @property
+    def high(self) -> float | None:
+        return None if self.log.high is None else math.exp(self.log.high)
+
+    def __str__(self) -> str:
+        if self.n == 0:
+            return "-"
+        if not math.isfinite(self.log.mean):
+            return str(self.geometric_mean)
+        return f"×{self.geometric_mean:.3f}"
+
+    def interval(self) -> str:
+        if self.low is None or self.high is None:
+            return "n/a (one seed)" if self.n == 1 else "n/a"
+        return f"[×{self.low:.3f}, ×{self.high:.3f}]"
+
+
+def _log(x: float | None) -> float | None:
+    if x is None:
+        return None
+    if x <= 0 or math.isnan(x):
+        return math.nan
+    return math.log(x)  # +inf stays +inf: a blow-up shows
+
+
+def summarize_log(ratios: Iterable[float | None]) -> LogSummary:
+    """A positive ratio per seed (e.g. final / initial perplexity) on the log scale."""
+    values = list(ratios)
+    return LogSummary(summarize(_log(v) for v in values), summarize(values))
+
+
+# ---------------------------------------------------------------- test-example bootstrap
+Outcomes = dict[str, np.ndarray]
+"""One run's per-example outcomes: task -> uint8 array [points, rows] (1 = scored right;
+points: before training, then after each task)."""
+
+
+def outcome_arrays(outcomes: dict[str, list[str | None]]) -> Outcomes | None:
+    """``outcomes.json``'s ``eval`` strings as arrays; None when any point is missing."""
+    arrays: Outcomes = {}
+    for task, strings in outcomes.items():
+        if any(s is None for s in strings) or len({len(s) for s in strings}) != 1:
+            return None
+        arrays[task] = np.array([[c == "1" for c in s] for s in strings], dtype=np.uint8)
+    return arrays
+
+
+def resampled_accuracies(
+    runs: Sequence[Outcomes], tasks: Sequence[str], replicates: int, seed: int
+) -> np.ndarray:
+    """Accuracies of ``runs`` under one shared bootstrap of each task's test rows.
+
+    Returns A[b, run, point, task]: the accuracy of ``task`` at evaluation ``point`` in
+    replicate b, every run scored on the same resampled rows in that replicate.
+    """
+    rng = np.random.default_rng(seed)
+    points = next(iter(runs[0].values())).shape[0]
+    out = np.empty((replicates, len(runs), points, len(tasks)))
+    for j, task in enumerate(tasks):
+        rows = runs[0][task].shape[1]
+        idx = rng.integers(0, rows, size=(replicates, rows))  # [B, rows]
+        for r, run in enumerate(runs):
+            # run[task][:, idx]: [points, B, rows] -> mean over rows -> [points, B]
+            out[:, r, :, j] = run[task][:, idx].mean(axis=-1).T
+    return out
+
+
+def observed_accuracies(runs: Sequence[Outcomes], tasks: Sequence[str]) -> np.ndarray:
+    """A[run, point, task] from the full test rows (equals the runs' accuracy matrices)."""
+    return np.stack(
+        [np.stack([run[t].mean(axis=-1) for t in tasks], axis=-1) for run in runs]
+    ).astype(float)
+
+
+Statistic = Callable[[np.ndarray], np.ndarray]
+"""Maps accuracies [..., point, task] of one run to a value [...] (e.g. a BWT)."""
+
+
+def seed_summary(
+    runs: Sequence[Outcomes | None],
+    tasks: Sequence[str],
+    statistic: Statistic,
+    replicates: int,
+    seed: int,
+    baseline: Sequence[Outcomes | None] | None = None,
+) -> Summary:
+    """The per-seed values of ``statistic`` (minus ``baseline``'s, paired by position:
+    the same seed), summarised with the test-example variance of their mean.
+
+    Every run must have outcomes; otherwise the caller summarises its stored numbers
+    without test noise."""
+    pairs = list(zip(runs, baseline, strict=True)) if baseline is not None else None
+    mine = [p[0] for p in pairs] if pairs is not None else list(runs)
+    other = [p[1] for p in pairs] if pairs is not None else []
+    everything = [*mine, *other]
+    if not everything or any(o is None for o in everything):
+        raise ValueError("every run needs per-example outcomes")
+    full = [o for o in everything if o is not None]
+    observed = observed_accuracies(full, tasks)
+    boot = resampled_accuracies(full, tasks, replicates, seed)
+    n = len(mine)
+    values = statistic(observed[:n])  # [n]
+    draws = statistic(boot[:, :n])  # [B, n]
+    if other:
+        values = values - statistic(observed[n:])
+        draws = draws - statistic(boot[:, n:])
+    finite = np.isfinite(draws).all()
+    test_variance = float(draws.mean(axis=1).var(ddof=1)) if finite else None
+    return summarize([float(v) for v in values], test_variance)
