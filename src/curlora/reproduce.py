@@ -243,8 +243,10 @@ def _main(argv: Sequence[str] | None) -> int:
     report_only = REPORT_ONLY in args
     args = [a for a in args if a != REPORT_ONLY]
     chosen = [a for a in args if a.startswith("reproduce=")] or ["reproduce=table1_cpu"]
-    extra = [a for a in args if not a.startswith("reproduce=")]
-    cfg = compose([*chosen, *extra])
+    # reproduce.<key>=... changes the grid (e.g. reproduce.workers=2); the rest every job.
+    settings = [a for a in args if a.startswith("reproduce.")]
+    extra = [a for a in args if not a.startswith(("reproduce=", "reproduce."))]
+    cfg = compose([*chosen, *settings, *extra])
     grid = cfg.reproduce
     root, results_dir, report_dir = grid_paths(grid)
     command = "curlora-reproduce " + " ".join(chosen + extra)
