@@ -188,16 +188,31 @@ def run_part(sweep_dir: Path, overrides: Sequence[str], threads: int | None = No
     return code == 0
 
 
+def job_count(overrides: Sequence[str]) -> int:
+    """How many jobs a multirun of ``overrides`` sweeps (the product of the comma lists)."""
+    count = 1
+    for override in overrides:
+        _key, _, value = override.partition("=")
+        if not value.startswith(("[", "{", "'", '"')):
+            count *= len(value.split(","))
+    return count
+
+
 def run_parts(grid: DictConfig, root: Path, results_dir: Path, parts: Sequence[Part]) -> int:
     """Run ``parts`` (``grid.workers`` at a time), storing finished jobs after each;
-    returns how many parts had jobs that did not complete."""
-    from curlora.grid_results import publish
+    returns how many parts had jobs that did not complete. A part whose every job is
+    stored already is not started at all."""
+    from curlora.grid_results import RUNS, finished_jobs, publish
 
     workers = int(grid.get("workers") or 1)
     threads = None if workers == 1 else max(1, (os.cpu_count() or workers) // workers)
 
     def one(part: Part) -> bool:
         subdir, overrides = part
+        stored = len(finished_jobs(results_dir / RUNS / subdir))
+        if stored >= job_count(overrides):
+            log.info("%s: all %d job(s) stored; nothing to run", subdir, stored)
+            return True
         try:
             return run_part(root / subdir, overrides, threads)
         finally:

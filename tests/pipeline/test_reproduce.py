@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,13 +15,13 @@ from pathlib import Path
 from curlora.reporting.reproduction import choose_learning_rates, load_grid
 from curlora.reporting.stats import summarize
 
-CLAIMS = ("C1", "C2", "C3", "C4", "C5")
+CLAIMS = ("C1", "C2", "C3a", "C3b", "C4", "C5")
 
 
-def _reproduce(cwd: Path, timeout: float = 900) -> subprocess.Popen[str]:
+def _reproduce(cwd: Path, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
     return subprocess.Popen(
-        [str(Path(sys.executable).parent / "curlora-reproduce"), "reproduce=tiny"],
+        [str(Path(sys.executable).parent / "curlora-reproduce"), "reproduce=tiny", *args],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
@@ -76,3 +77,20 @@ def test_reproduce_resumes_and_reports_the_runs_numbers(tmp_path: Path) -> None:
     first_cell = summarize(r.results["accuracy_matrix"][0][0] for r in curlora)
     row = next(line for line in report.splitlines() if line.startswith("| after pairs: pairs"))
     assert str(first_cell) in row.split("|")[2]
+
+    # A fresh clone holds only the committed results directory (no logs/): the report is
+    # rebuilt byte for byte, and the grid starts no job.
+    fresh = tmp_path / "clone"
+    shutil.copytree(tmp_path / "docs", fresh / "docs")
+    committed = (fresh / "docs/reproduction/tiny/REPORT.md").read_bytes()
+    (fresh / "docs/reproduction/tiny/REPORT.md").unlink()
+    rebuild = _reproduce(fresh, "--report-only")
+    _out, err = rebuild.communicate(timeout=300)
+    assert rebuild.returncode == 0, err[-3000:]
+    assert (fresh / "docs/reproduction/tiny/REPORT.md").read_bytes() == committed
+    again = _reproduce(fresh)
+    _out, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err[-3000:]
+    assert "running:" not in err, "a committed job was started again"
+    assert not (fresh / "logs").exists() or not list((fresh / "logs").rglob("checkpoints"))
+    assert (fresh / "docs/reproduction/tiny/REPORT.md").read_bytes() == committed

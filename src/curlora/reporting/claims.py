@@ -1,160 +1,346 @@
-"""Verdicts on the paper's claims from a grid's runs (rules in the module docstring of
-``curlora.reporting.reproduction``): paired differences by seed, 95 % intervals, margins."""
+"""Verdicts from a grid's runs: the headline question and the paper's claims.
+
+Every verdict reads a 95 % interval (``curlora.reporting.stats``: seeds and test examples)
+against a margin fixed in the grid config before the runs:
+
+- it **holds** when the interval lies entirely on the claim's side of the margin,
+- it **does not hold** when it lies entirely on the other side,
+- otherwise it is **inconclusive**.
+
+Comparisons between methods are paired by seed (the seeds both ran) and by test example
+(one bootstrap draw of rows serves both). Ratios (perplexity) are compared on the log
+scale. **Learned tasks** have one definition (:func:`learned_tasks`): a task is learned in
+a comparison when *every* method compared beats both controls on it, on the mean over
+seeds of its accuracy right after its own training, by the accuracy margin: above the
+majority-class rate and above ``head_only`` (same heads, frozen backbone). Forgetting is
+counted on that one task set, the same for every method compared, and BWT over all tasks
+is reported beside it.
+
+The headline question — does CURLoRA forget less than LoRA? — is answered with paired
+differences CURLoRA − other in BWT (learned tasks) and in log perplexity ratio, worded
+"forgets less", "forgets more", "equivalent within the margin" or "no evidence of a
+difference" (the interval straddles zero and reaches past the margin).
+"""
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
-from curlora.reporting.grid import Setting
-from curlora.reporting.stats import Summary, summarize
+import numpy as np
 
-ACCURACY_MARGIN = 0.02  # "keeps" / "matches": within 2 points of accuracy
-PPL_MARGIN = 1.05  # "keeps perplexity": a final / initial ratio below 1.05
+from curlora.reporting.grid import GridRun, Rules, Setting
+from curlora.reporting.stats import LogSummary, Summary, seed_summary, summarize, summarize_log
 
-
-def learned_tasks(setting: Setting, head_only: Setting | None) -> tuple[list[int], list[str]]:
-    """Tasks whose accuracy right after their training is above both controls (on the
-    mean over seeds), and the names of those that are not."""
-    any_run = next(iter(setting.runs.values()))
-    tasks, majority = any_run.tasks, any_run.results["majority_baseline"]
-    learned: list[int] = []
-    not_learned: list[str] = []
-    for j, task in enumerate(tasks):
-        own = setting.summary(lambda r, j=j: r.diagonal()[j]).mean
-        probe = head_only.summary(lambda r, j=j: r.diagonal()[j]).mean if head_only else -math.inf
-        if own > max(majority[j], probe):
-            learned.append(j)
-        else:
-            not_learned.append(task)
-    return learned, not_learned
+Row = tuple[str, str, str]  # (claim, verdict, numbers)
 
 
-def _paired(a: Setting, b: Setting, value: Any) -> Summary:
-    seeds = sorted(set(a.runs) & set(b.runs))
+def verdict(holds: bool, fails: bool) -> str:
+    return "holds" if holds else ("does not hold" if fails else "inconclusive")
+
+
+# ---------------------------------------------------------------- statistics of runs
+def _bwt(learned: Sequence[int], tasks: int) -> Callable[[np.ndarray], np.ndarray]:
+    """A[..., point, task] -> mean over learned earlier tasks j of R[T-1][j] − R[j][j]
+    (point 0 is before training, point i + 1 after task i). NaN when no task counts."""
+    earlier = [j for j in learned if j < tasks - 1]
+
+    def statistic(a: np.ndarray) -> np.ndarray:
+        if not earlier:
+            return np.full(a.shape[:-2], np.nan)
+        return np.mean([a[..., tasks, j] - a[..., j + 1, j] for j in earlier], axis=0)
+
+    return statistic
+
+
+def _diagonal(j: int) -> Callable[[np.ndarray], np.ndarray]:
+    """A[..., point, task] -> R[j][j], task j's accuracy right after its own training."""
+    return lambda a: a[..., j + 1, j]
+
+
+def _stored(run: GridRun, statistic: Callable[[np.ndarray], np.ndarray]) -> float | None:
+    """``statistic`` on a run's stored accuracy matrix (no per-example outcomes)."""
+    matrix = run.results["accuracy_matrix"]
+    initial = run.results["initial_accuracy"]
+    rows = [initial, *matrix]
+    if any(v is None for row in rows for v in row):
+        return None
+    value = float(statistic(np.array(rows, dtype=float)))
+    return None if math.isnan(value) else value
+
+
+def paired_seeds(a: Setting, b: Setting | None = None) -> list[int]:
+    return sorted(set(a.runs) & set(b.runs)) if b is not None else sorted(a.runs)
+
+
+def statistic_summary(
+    rules: Rules,
+    a: Setting,
+    statistic: Callable[[np.ndarray], np.ndarray],
+    b: Setting | None = None,
+) -> Summary:
+    """``statistic`` of ``a``'s runs (minus ``b``'s, paired by seed) over seeds, with the
+    test-example variance when every run has its per-example outcomes."""
+    seeds = paired_seeds(a, b)
+    if not seeds:
+        return summarize([])
+    mine = [a.runs[s] for s in seeds]
+    other = [b.runs[s] for s in seeds] if b is not None else None
+    everything = [*mine, *(other or [])]
+    tasks = a.tasks
+    if all(r.outcomes is not None for r in everything):
+        return seed_summary(
+            [r.outcomes for r in mine],
+            tasks,
+            statistic,
+            rules.replicates,
+            rules.bootstrap_seed,
+            baseline=None if other is None else [r.outcomes for r in other],
+        )
+    values = []
+    for k, run in enumerate(mine):
+        x = _stored(run, statistic)
+        y = _stored(other[k], statistic) if other is not None else 0.0
+        values.append(None if x is None or y is None else x - y)
+    return summarize(values)
+
+
+def ppl_summary(a: Setting) -> LogSummary:
+    return summarize_log(r.ppl_ratio() for r in a.runs.values())
+
+
+def paired_log_ratio(a: Setting, b: Setting) -> Summary:
+    """log(ratio of a) − log(ratio of b) per common seed: < 0 means a's LM drifted less."""
+
+    def log(x: float | None) -> float | None:
+        if x is None:
+            return None
+        return math.log(x) if x > 0 and not math.isnan(x) else math.nan
+
     diffs = []
-    for seed in seeds:
-        x, y = value(a.runs[seed]), value(b.runs[seed])
+    for seed in paired_seeds(a, b):
+        x, y = log(a.runs[seed].ppl_ratio()), log(b.runs[seed].ppl_ratio())
         diffs.append(None if x is None or y is None else x - y)
     return summarize(diffs)
 
 
-def _bwt_on_learned(setting: Setting, head_only: Setting | None) -> tuple[Summary, str]:
-    """BWT over the tasks ``setting`` learned (above both controls), and a note naming
-    the tasks it did not learn (a task never learned cannot be forgotten)."""
-    learned, missed = learned_tasks(setting, head_only)
-    bwt = setting.summary(lambda r: r.learned_bwt(learned))
-    return bwt, f" (not learned: {', '.join(missed)})" if missed else ""
+# ---------------------------------------------------------------- learned tasks
+def learned_tasks(
+    settings: Sequence[Setting], head_only: Setting | None, margin: float
+) -> tuple[list[int], list[str]]:
+    """Tasks every setting learned: its mean accuracy right after the task's training
+    beats the majority rate and ``head_only``'s mean by ``margin``. Returns the learned
+    task indices and, for each other task, why it is not counted."""
+    tasks, majority = settings[0].tasks, settings[0].majority
+    learned: list[int] = []
+    notes: list[str] = []
+    for j, task in enumerate(tasks):
+        bar = majority[j]
+        if head_only is not None:
+            bar = max(bar, head_only.summary(lambda r, j=j: r.diagonal()[j]).mean)
+        short = [
+            f"{s.method} {s.summary(lambda r, j=j: r.diagonal()[j]).mean:.3f}"
+            for s in settings
+            if not s.summary(lambda r, j=j: r.diagonal()[j]).mean > bar + margin
+        ]
+        if short:
+            notes.append(f"{task} (bar {bar + margin:.3f}: {', '.join(short)})")
+        else:
+            learned.append(j)
+    return learned, notes
 
 
-def _verdict(holds: bool, fails: bool) -> str:
-    return "holds" if holds else ("does not hold" if fails else "inconclusive")
+def bwt_summary(
+    rules: Rules, a: Setting, learned: Sequence[int] | None, b: Setting | None = None
+) -> Summary:
+    """BWT over ``learned`` tasks (None: all tasks) of ``a`` (minus ``b``'s, paired)."""
+    tasks = len(a.tasks)
+    chosen = list(range(tasks) if learned is None else learned)
+    if not [j for j in chosen if j < tasks - 1]:
+        return summarize([])  # no earlier task counts: nothing could be forgotten
+    return statistic_summary(rules, a, _bwt(chosen, tasks), b)
 
 
-def verdicts(settings: Sequence[Setting]) -> list[tuple[str, str, str]]:
-    """``(claim, verdict, evidence)`` rows; see the module docstring for the rules."""
-    by_method: dict[str, list[Setting]] = defaultdict(list)
-    for s in settings:
-        by_method[s.label.split(" ")[0]].append(s)
-    head = by_method.get("head_only", [None])[0]
-    out: list[tuple[str, str, str]] = []
-    for cur in by_method.get("curlora", []):
-        rank = cur.label.split(" ")[1]
-        bwt, note = _bwt_on_learned(cur, head)
-        out.append(
+# ---------------------------------------------------------------- the headline question
+def difference_words(d: Summary, margin: float, above: str, below: str, unit: str) -> str:
+    """The wording of a paired difference's interval: entirely above zero, entirely
+    below, inside ±margin (equivalent), or none of these (no evidence of a difference)."""
+    if d.low is None or d.high is None:
+        return "no evidence of a difference (no interval)"
+    if d.low > 0:
+        return above
+    if d.high < 0:
+        return below
+    if -margin < d.low and d.high < margin:
+        return f"equivalent within ±{unit}"
+    return "no evidence of a difference"
+
+
+def headline(
+    rules: Rules, settings: Sequence[Setting], head_only: Setting | None
+) -> tuple[list[Row], list[int], list[str]]:
+    """CURLoRA against each other headline method at the same rank, paired by seed:
+    Δ BWT (learned tasks; CURLoRA − other: > 0 means CURLoRA forgets less) and Δ log
+    perplexity ratio (< 0: CURLoRA's language model drifts less). Returns the rows, the
+    common learned task set and the notes on tasks not counted."""
+    compared = [s for s in settings if s.method in rules.headline_methods]
+    if not compared:
+        return [], [], []
+    learned, notes = learned_tasks(compared, head_only, rules.accuracy_margin)
+    rows: list[Row] = []
+    curlora = [s for s in compared if s.method == "curlora"]
+    for cur in curlora:
+        for other in [s for s in compared if s.method != "curlora" and s.rank == cur.rank]:
+            seeds = paired_seeds(cur, other)
+            d = bwt_summary(rules, cur, learned, other)
+            d_all = bwt_summary(rules, cur, None, other)
+            rows.append(
+                (
+                    f"Does CURLoRA forget earlier tasks less than {other.method}? "
+                    f"(r{cur.rank}, BWT difference CURLoRA − {other.method})",
+                    difference_words(
+                        d,
+                        rules.accuracy_margin,
+                        "CURLoRA forgets less",
+                        "CURLoRA forgets more",
+                        f"{rules.accuracy_margin:g}",
+                    ),
+                    f"learned tasks: {d} CI {d.interval()}; all tasks: {d_all} CI "
+                    f"{d_all.interval()}; seeds {_seeds(seeds)}",
+                )
+            )
+            p = paired_log_ratio(cur, other)
+            log_margin = math.log(rules.ppl_margin)
+            rows.append(
+                (
+                    f"Does CURLoRA's language model drift less than {other.method}'s? "
+                    f"(r{cur.rank}, log perplexity ratio CURLoRA − {other.method})",
+                    difference_words(
+                        p,
+                        log_margin,
+                        "CURLoRA's perplexity grows more",
+                        "CURLoRA's perplexity grows less",
+                        f"log {rules.ppl_margin:g}",
+                    ),
+                    f"{p} CI {p.interval()} (as a ratio of ratios: {_exp_interval(p)}); "
+                    f"seeds {_seeds(seeds)}",
+                )
+            )
+    return rows, learned, notes
+
+
+def _exp_interval(s: Summary) -> str:
+    if s.low is None or s.high is None or not math.isfinite(s.mean):
+        return f"×{math.exp(s.mean):.3f}" if s.n and math.isfinite(s.mean) else "n/a"
+    return f"×{math.exp(s.mean):.3f} [×{math.exp(s.low):.3f}, ×{math.exp(s.high):.3f}]"
+
+
+def _seeds(seeds: Sequence[int]) -> str:
+    return ",".join(str(s) for s in seeds) + f" (n = {len(seeds)})"
+
+
+# ---------------------------------------------------------------- the paper's claims
+def claims(
+    rules: Rules,
+    settings: Sequence[Setting],
+    head_only: Setting | None,
+    learned: Sequence[int],
+    notes: Sequence[str],
+) -> list[Row]:
+    """C1–C5 at each rank CURLoRA ran (rules in the module docstring)."""
+    m, ppl_margin = rules.accuracy_margin, rules.ppl_margin
+    not_counted = f" (not counted: {'; '.join(notes)})" if notes else ""
+    rows: list[Row] = []
+    others = [s for s in settings if s.method in rules.headline_methods and s.method != "curlora"]
+    for cur in [s for s in settings if s.method == "curlora"]:
+        rank = f"r{cur.rank}"
+        bwt = bwt_summary(rules, cur, learned)
+        rows.append(
             (
                 f"C1 CURLoRA keeps earlier tasks' accuracy ({rank})",
-                _verdict(
-                    bwt.low is not None and bwt.low > -ACCURACY_MARGIN,
-                    bwt.high is not None and bwt.high < -ACCURACY_MARGIN,
-                )
-                if bwt.n
-                else "inconclusive",
-                f"BWT on learned tasks {bwt}, 95 % CI {bwt.interval()}{note}",
+                verdict(_above(bwt, -m), _below(bwt, -m)),
+                f"BWT on learned tasks {bwt} CI {bwt.interval()}{not_counted}",
             )
         )
-        cur_ppl = cur.summary(lambda r: r.ppl_ratio())
-        for lora in [
-            s
-            for m in ("lora", "lora_paper")
-            for s in by_method.get(m, [])
-            if s.label.split(" ")[1] == rank
-        ]:
-            name = lora.label.split(" ")[0]
-            bwt_l, note_l = _bwt_on_learned(lora, head)
-            out.append(
+        own = ppl_summary(cur)
+        rows.append(
+            (
+                f"C3a CURLoRA keeps its perplexity: ratio below {ppl_margin:g} ({rank})",
+                verdict(_below(own, ppl_margin), _above(own, ppl_margin)),
+                f"ratio {own} CI {own.interval()} (geometric mean over seeds; arithmetic "
+                f"{own.arithmetic})",
+            )
+        )
+        for other in [s for s in others if s.rank == cur.rank]:
+            name = other.method
+            bwt_o = bwt_summary(rules, other, learned)
+            rows.append(
                 (
                     f"C2 {name} loses earlier tasks' accuracy ({rank})",
-                    _verdict(
-                        bwt_l.high is not None and bwt_l.high < -ACCURACY_MARGIN,
-                        bwt_l.low is not None and bwt_l.low > -ACCURACY_MARGIN,
-                    )
-                    if bwt_l.n
-                    else "inconclusive",
-                    f"BWT on learned tasks {bwt_l}, 95 % CI {bwt_l.interval()}{note_l}",
+                    verdict(_below(bwt_o, -m), _above(bwt_o, -m)),
+                    f"BWT on learned tasks {bwt_o} CI {bwt_o.interval()}{not_counted}",
                 )
             )
-            lora_ppl = lora.summary(lambda r: r.ppl_ratio())
-            diff = _paired(lora, cur, lambda r: r.ppl_ratio())
-            keeps = cur_ppl.high is not None and cur_ppl.high < PPL_MARGIN
-            grows = lora_ppl.low is not None and lora_ppl.low > PPL_MARGIN
-            contradicted = (cur_ppl.low is not None and cur_ppl.low > PPL_MARGIN) or (
-                lora_ppl.high is not None and lora_ppl.high < PPL_MARGIN
-            )
-            out.append(
+            d = paired_log_ratio(cur, other)
+            theirs = ppl_summary(other)
+            rows.append(
                 (
-                    f"C3 CURLoRA keeps perplexity while {name}'s grows ({rank})",
-                    _verdict(keeps and grows, contradicted),
-                    f"ratio CURLoRA {cur_ppl} CI {cur_ppl.interval()}, {name} {lora_ppl} CI "
-                    f"{lora_ppl.interval()}; paired difference {diff} CI {diff.interval()}",
+                    f"C3b CURLoRA's perplexity grows less than {name}'s ({rank})",
+                    verdict(_below(d, 0.0), _above(d, 0.0)),
+                    f"paired log ratio CURLoRA − {name} {d} CI {d.interval()} "
+                    f"({_exp_interval(d)}); {name}'s ratio {theirs} CI {theirs.interval()}",
                 )
             )
-            tasks = next(iter(cur.runs.values())).tasks
-            diffs = [_paired(cur, lora, lambda r, j=j: r.diagonal()[j]) for j in range(len(tasks))]
-            out.append(
+            diffs = [
+                statistic_summary(rules, cur, _diagonal(j), other) for j in range(len(cur.tasks))
+            ]
+            rows.append(
                 (
                     f"C4 CURLoRA matches {name} on each new task ({rank})",
-                    _verdict(
-                        all(d.low is not None and d.low > -ACCURACY_MARGIN for d in diffs),
-                        any(d.high is not None and d.high < -ACCURACY_MARGIN for d in diffs),
-                    ),
+                    verdict(all(_above(x, -m) for x in diffs), any(_below(x, -m) for x in diffs)),
                     "; ".join(
-                        f"{t}: {d} CI {d.interval()}" for t, d in zip(tasks, diffs, strict=True)
+                        f"{t}: {x} CI {x.interval()}" for t, x in zip(cur.tasks, diffs, strict=True)
                     ),
                 )
             )
-        if head is not None:
-            tasks = next(iter(cur.runs.values())).tasks
-            gains = [_paired(cur, head, lambda r, j=j: r.diagonal()[j]) for j in range(len(tasks))]
-            out.append(
+        if head_only is not None:
+            gains = [
+                statistic_summary(rules, cur, _diagonal(j), head_only)
+                for j in range(len(cur.tasks))
+            ]
+            rows.append(
                 (
                     f"C5 CURLoRA's accuracy comes from the adapter, not the head ({rank})",
-                    _verdict(
-                        all(g.low is not None and g.low > 0 for g in gains),
-                        all(g.high is not None and g.high <= ACCURACY_MARGIN for g in gains),
-                    ),
+                    verdict(all(_above(g, 0.0) for g in gains), all(_below(g, m) for g in gains)),
                     "gain over head_only right after each task: "
                     + "; ".join(
-                        f"{t}: {g} CI {g.interval()}" for t, g in zip(tasks, gains, strict=True)
+                        f"{t}: {g} CI {g.interval()}" for t, g in zip(cur.tasks, gains, strict=True)
                     ),
                 )
             )
-    return out
+    return rows
 
 
-def inert_methods(settings: Sequence[Setting]) -> list[str]:
-    """Methods that beat ``head_only`` on no task (right after its training, on the mean)."""
-    head = next((s for s in settings if s.label == "head_only"), None)
+def _above(s: Summary | LogSummary, bar: float) -> bool:
+    """The whole 95 % interval lies above ``bar``."""
+    return s.low is not None and s.low > bar
+
+
+def _below(s: Summary | LogSummary, bar: float) -> bool:
+    """The whole 95 % interval lies below ``bar``."""
+    return s.high is not None and s.high < bar
+
+
+def inert_methods(settings: Sequence[Setting], rules: Rules) -> list[str]:
+    """Settings that beat ``head_only`` on no task (right after its training, mean)."""
+    head = next((s for s in settings if s.method == "head_only"), None)
     if head is None:
         return []
     out = []
     for s in settings:
         if s is head:
             continue
-        tasks = next(iter(s.runs.values())).tasks
-        gains = [_paired(s, head, lambda r, j=j: r.diagonal()[j]).mean for j in range(len(tasks))]
+        gains = [statistic_summary(rules, s, _diagonal(j), head).mean for j in range(len(s.tasks))]
         if not any(g > 0 for g in gains if not math.isnan(g)):
             out.append(s.label)
     return out

@@ -16,12 +16,15 @@ from curlora.reporting.grid import CONTROLS, GridRun, by_seed, default_sampling
 from curlora.reporting.stats import summarize
 
 
-def frontier_points(runs: Sequence[GridRun]) -> list[dict[str, Any]]:
-    """Per adapter method and learning rate (first rank, default sampling): plasticity and
-    stability summaries over seeds, plasticity paired with ``head_only`` by seed."""
+def frontier_points(
+    runs: Sequence[GridRun], learned: Sequence[int] | None = None, rank: int | None = None
+) -> list[dict[str, Any]]:
+    """Per adapter method and learning rate (at ``rank``, default: the smallest; default
+    sampling): plasticity and stability summaries over seeds, plasticity paired with
+    ``head_only`` by seed; BWT over all tasks and over the ``learned`` task set."""
     head = by_seed(r for r in runs if r.method == "head_only")
     points = []
-    ranks = sorted({r.rank for r in runs if r.rank is not None})
+    ranks = [rank] if rank is not None else sorted({r.rank for r in runs if r.rank is not None})
     for method in sorted({r.method for r in runs if r.method not in CONTROLS}):
         for lr in sorted({r.lr for r in runs if r.method == method}):
             chosen = [
@@ -50,6 +53,10 @@ def frontier_points(runs: Sequence[GridRun]) -> list[dict[str, Any]]:
                     "plasticity": summarize(plasticity(r) for r in chosen),
                     "ppl_ratio": summarize(r.ppl_ratio() for r in chosen),
                     "bwt": summarize(r.results["metrics"]["bwt"] for r in chosen),
+                    "bwt_learned": summarize(
+                        r.learned_bwt(learned) for r in chosen if learned is not None
+                    ),
+                    "seeds": sorted(r.seed for r in chosen),
                 }
             )
     return points
@@ -118,7 +125,9 @@ def plot_frontier(points: Sequence[dict[str, Any]], path: Path) -> Path | None:
         mine = sorted((p for p in points if p["method"] == method), key=lambda p: p["lr"])
         xs = [p["plasticity"].mean for p in mine]
         xerr = [p["plasticity"].std or 0 for p in mine]
-        for ax, key in zip(axes, ("ppl_ratio", "bwt"), strict=True):
+        learned = all(p.get("bwt_learned") is not None and p["bwt_learned"].n for p in mine)
+        bwt_key = "bwt_learned" if learned else "bwt"
+        for ax, key in zip(axes, ("ppl_ratio", bwt_key), strict=True):
             ys = [p[key].mean for p in mine]
             yerr = [p[key].std or 0 for p in mine]
             ax.errorbar(
@@ -137,7 +146,7 @@ def plot_frontier(points: Sequence[dict[str, Any]], path: Path) -> Path | None:
                 )
     axes[0].set_ylabel("perplexity ratio (final / initial), log scale")
     axes[0].set_yscale("log")  # ratios span 1.0 to blow-ups of 10× and more
-    axes[1].set_ylabel("BWT")
+    axes[1].set_ylabel("BWT (learned tasks where there are any)")
     for ax in axes:
         ax.set_xlabel("plasticity: mean gain over head_only right after each task")
         ax.legend(fontsize="small")

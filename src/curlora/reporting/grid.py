@@ -9,6 +9,8 @@ sampling, seed, the diagonal of its accuracy matrix, its validation accuracy);
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -16,13 +18,52 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from curlora.reporting.results import ResultsError, load_results
-from curlora.reporting.stats import Summary, summarize
+from curlora.reporting.stats import Outcomes, Summary, outcome_arrays, summarize
 
 CONTROLS = ("head_only",)
 
 
 @dataclass(frozen=True)
+class Rules:
+    """What the grid fixed before its runs (``grid.yaml``): margins, the bootstrap, the
+    headline methods and the parameter-matched controls."""
+
+    accuracy_margin: float = 0.02
+    ppl_margin: float = 1.05
+    replicates: int = 2000
+    bootstrap_seed: int = 0
+    headline_methods: tuple[str, ...] = ("curlora", "lora", "lora_paper")
+    matched_controls: tuple[str, ...] = ()
+    ranks: tuple[int, ...] = ()
+    seeds: tuple[int, ...] = ()
+    selection: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def read(cls, grid_file: Path) -> Rules:
+        """The rules in ``grid_file``; the defaults above where it is missing or silent."""
+        try:
+            grid = yaml.safe_load(Path(grid_file).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            return cls()
+        margins = grid.get("margins") or {}
+        boot = grid.get("bootstrap") or {}
+        return cls(
+            accuracy_margin=float(margins.get("accuracy", cls.accuracy_margin)),
+            ppl_margin=float(margins.get("ppl_ratio", cls.ppl_margin)),
+            replicates=int(boot.get("replicates", cls.replicates)),
+            bootstrap_seed=int(boot.get("seed", cls.bootstrap_seed)),
+            headline_methods=tuple(grid.get("headline_methods") or cls.headline_methods),
+            matched_controls=tuple(grid.get("matched_controls") or ()),
+            ranks=tuple(int(r) for r in grid.get("ranks") or ()),
+            seeds=tuple(int(r) for r in grid.get("seeds") or ()),
+            selection=tuple((str(k), str(v)) for k, v in (grid.get("selection") or {}).items()),
+        )
+
+
+@dataclass(frozen=True, eq=False)
 class GridRun:
     """One finished job of the grid (decoded results.json)."""
 
@@ -71,6 +112,24 @@ class GridRun:
         terms = [matrix[-1][j] - matrix[j][j] for j in learned if j < len(matrix) - 1]
         return sum(terms) / len(terms) if terms else None
 
+    @functools.cached_property
+    def outcomes(self) -> Outcomes | None:
+        """Per-example outcomes at every evaluation point (``outcomes.json``), None when
+        the run did not record them."""
+        try:
+            data = json.loads((self.path / "outcomes.json").read_text(encoding="utf-8"))
+            return outcome_arrays({t: data["eval"][t] for t in self.tasks})
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def elapsed_s(self) -> float:
+        """The run's wall time as ``progress.json`` recorded it (0 when unknown)."""
+        try:
+            data = json.loads((self.path / "progress.json").read_text(encoding="utf-8"))
+            return float(data["elapsed_s"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0.0
+
     def ppl_ratio(self) -> float | None:
         return self.results["metrics"]["ppl_ratio_final"]
 
@@ -98,14 +157,23 @@ def default_sampling(run: GridRun) -> bool:
     return run.sampling in (None, "inverted")
 
 
-def choose_learning_rates(runs: Iterable[GridRun]) -> dict[str, float]:
-    """Per adapter method, the rate with the best mean final validation accuracy (over
-    seeds and ranks; ties to the smaller rate). Controls and ablations take no part.
+def lr_grid_runs(runs: Iterable[GridRun], rules: Rules) -> list[GridRun]:
+    """The runs the learning-rate choice may read: the grid's seeds and ranks only (the
+    extra headline seeds and the rank sweep run *at* the chosen rate, so counting them
+    would favour it)."""
+    return [
+        r
+        for r in runs
+        if (not rules.seeds or r.seed in rules.seeds)
+        and (not rules.ranks or r.rank is None or r.rank in rules.ranks)
+    ]
 
-    Rates are compared on the (seed, rank) pairs that every candidate rate of the method
-    finished, so a grid stopped part-way (or one that ran the chosen rate's seeds first)
-    never compares a three-seed mean with a one-seed number; without such a pair, on all.
-    """
+
+def selection_scores(
+    runs: Iterable[GridRun],
+) -> dict[str, dict[float, dict[tuple[int, Any], float]]]:
+    """method -> lr -> (seed, rank) -> final mean validation accuracy (default sampling,
+    controls left out): every candidate's evidence for the learning-rate choice."""
     scores: dict[str, dict[float, dict[tuple[int, Any], float]]] = defaultdict(
         lambda: defaultdict(dict)
     )
@@ -114,9 +182,26 @@ def choose_learning_rates(runs: Iterable[GridRun]) -> dict[str, float]:
         if run.method in CONTROLS or not default_sampling(run) or value is None:
             continue
         scores[run.method][run.lr][(run.seed, run.rank)] = value
+    return scores
+
+
+def compared_on(by_lr: dict[float, dict[tuple[int, Any], float]]) -> set[tuple[int, Any]]:
+    """The (seed, rank) pairs every candidate rate finished."""
+    return set.intersection(*(set(v) for v in by_lr.values()))
+
+
+def choose_learning_rates(runs: Iterable[GridRun]) -> dict[str, float]:
+    """Per adapter method, the rate with the best mean final validation accuracy (over
+    seeds and ranks; ties to the smaller rate). Controls and ablations take no part.
+
+    Rates are compared on the (seed, rank) pairs that every candidate rate of the method
+    finished, so a grid stopped part-way (or one that ran the chosen rate's seeds first)
+    never compares a three-seed mean with a one-seed number; without such a pair, on all.
+    """
+    scores = selection_scores(runs)
 
     def best(by_lr: dict[float, dict[tuple[int, Any], float]]) -> float:
-        common = set.intersection(*(set(v) for v in by_lr.values()))
+        common = compared_on(by_lr)
 
         def mean(lr: float) -> float:
             keys = common or set(by_lr[lr])
@@ -137,16 +222,35 @@ class Setting:
 
     label: str
     runs: dict[int, GridRun]
+    method: str = ""
+    rank: int | None = None
+    lr: float | None = None
+
+    @property
+    def tasks(self) -> list[str]:
+        return next(iter(self.runs.values())).tasks
+
+    @property
+    def majority(self) -> list[float]:
+        return list(next(iter(self.runs.values())).results["majority_baseline"])
 
     def summary(self, value: Any) -> Summary:
         return summarize(value(run) for run in self.runs.values())
 
 
-def table_settings(runs: Sequence[GridRun], lrs: dict[str, float]) -> list[Setting]:
+def table_settings(
+    runs: Sequence[GridRun],
+    lrs: dict[str, float],
+    methods: Sequence[str] | None = None,
+    ranks: Sequence[int] | None = None,
+) -> list[Setting]:
+    """The settings at the chosen rates (default sampling), by method and rank, then the
+    controls; ``methods`` / ``ranks`` keep only those (None: every one found)."""
     settings = []
-    methods = sorted({r.method for r in runs if r.method in lrs})
-    for method in methods:
-        for rank in sorted({r.rank for r in runs if r.method == method and r.rank is not None}):
+    found = sorted({r.method for r in runs if r.method in lrs})
+    for method in [m for m in (methods or found) if m in found]:
+        method_ranks = sorted({r.rank for r in runs if r.method == method and r.rank is not None})
+        for rank in [k for k in method_ranks if ranks is None or k in ranks]:
             chosen = [
                 r
                 for r in runs
@@ -156,9 +260,17 @@ def table_settings(runs: Sequence[GridRun], lrs: dict[str, float]) -> list[Setti
                 and default_sampling(r)
             ]
             if chosen:
-                settings.append(Setting(f"{method} r{rank} (lr {lrs[method]:g})", by_seed(chosen)))
+                settings.append(
+                    Setting(
+                        f"{method} r{rank} (lr {lrs[method]:g})",
+                        by_seed(chosen),
+                        method,
+                        rank,
+                        lrs[method],
+                    )
+                )
     for control in CONTROLS:
-        found = [r for r in runs if r.method == control]
-        if found:
-            settings.append(Setting(control, by_seed(found)))
+        controls = [r for r in runs if r.method == control]
+        if controls:
+            settings.append(Setting(control, by_seed(controls), control))
     return settings

@@ -1,253 +1,272 @@
-"""REPORT.md of a reproduction grid (``curlora-reproduce``): Table 1, verdicts, frontier.
+"""REPORT.md of a reproduction grid (``curlora-reproduce``), from its stored runs alone.
 
-Reads every ``results.json`` below the grid directory and writes, beside them:
+Reads every completed job below the grid's results directory (``results.json`` and the
+per-example ``outcomes.json``; ``curlora.grid_results``) and the rules in ``grid.yaml``
+(fixed before the runs), and writes, in order:
 
-- **Table 1** in the paper's layout: rows are the perplexity before training, each task's
-  accuracy after each stage and the final perplexity; columns are the methods (at the
-  learning rate chosen on validation) × ranks, then ``head_only`` and the majority-class
-  rate. Cells are mean ± std over seeds; ``†`` marks a mean at or below the majority rate
-  + 0.01, ``‡`` a cell where some seed predicted one class for ≥ 95 % of the split.
-- **Verdicts** on the paper's claims C1–C4 and on C5 (ours), each "holds", "does not hold"
-  or "inconclusive" from the numbers and their 95 % intervals over seeds (margins below).
-- **The stability–plasticity frontier**: each method over its learning-rate grid,
-  plasticity (mean gain over ``head_only`` right after each task, paired by seed) against
-  stability (perplexity ratio; BWT), as ``frontier.png`` and a table, and the comparison
-  at equal plasticity where two methods' ranges overlap.
-- **The sampling ablation**: CURLoRA's column/row sampling modes at its chosen rate.
+- what ran: stored runs against the planned count, their wall time;
+- the rules: learning-rate selection, margins, how intervals are formed;
+- the learning rates chosen on validation, with every candidate's score and the seeds
+  each was compared on;
+- **the headline question** (``curlora.reporting.claims.headline``): CURLoRA against each
+  LoRA, paired by seed and test example;
+- **Table 1** at the chosen rates (the table rank), with the majority-class rate, the
+  ``head_only`` control, BWT over all and over learned tasks;
+- the **claims** C1, C2, C3a, C3b, C4 and C5 (ours);
+- the **parameter-matched controls** (TinyLoRA, VeRA) beside CURLoRA;
+- the **rank sweep** (table and ``ranks.png``);
+- the **stability–plasticity frontier** over every method's learning rates;
+- the **sampling ablation**.
 
-Forgetting is counted only on tasks learned above both controls (the majority rate and
-``head_only``); tasks that were not are named.
+The same stored files always give the same bytes: the bootstrap's seed is fixed and
+nothing reads the clock.
 """
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
 
 from curlora.atomic import atomic_write_text
-from curlora.reporting.claims import ACCURACY_MARGIN, PPL_MARGIN, inert_methods, verdicts
+from curlora.reporting.claims import claims, headline, inert_methods
 from curlora.reporting.frontier import equal_plasticity, frontier_points, plot_frontier
 from curlora.reporting.grid import (
     GridRun,
+    Rules,
     Setting,
     choose_learning_rates,
-    default_sampling,
     load_grid,
+    lr_grid_runs,
     table_settings,
 )
-from curlora.reporting.stats import summarize
+from curlora.reporting.tables import (
+    comparison_table,
+    markdown,
+    plot_ranks,
+    sampling_table,
+    selection_table,
+    table_one,
+)
 
 __all__ = ["choose_grid_rates", "choose_learning_rates", "load_grid", "write_report"]
+GRID_FILE = "grid.yaml"
 
 
 def choose_grid_rates(runs: Sequence[GridRun], grid_file: Path) -> dict[str, float]:
-    """Each method's learning rate by the grid's selection rule (see ``choose_learning_rates``)."""
-    return choose_learning_rates(runs)
-
-
-def _cell(setting: Setting, i: int, j: int, tasks: Sequence[str], majority: float) -> str:
-    summary = setting.summary(lambda r: r.results["accuracy_matrix"][i][j])
-    flags = "†" if summary.n and summary.mean <= majority + 0.01 else ""
-    one_class = sum(r.one_class(tasks[j], tasks[i]) for r in setting.runs.values())
-    if one_class:
-        flags += f"‡{one_class}/{summary.n}"
-    return f"{summary}{flags}"
-
-
-def table_one(settings: Sequence[Setting]) -> str:
-    any_run = next(iter(settings[0].runs.values()))
-    tasks, majority = any_run.tasks, any_run.results["majority_baseline"]
-    header = ["", *(f"{s.label}, {len(s.runs)} seed(s)" for s in settings), "majority"]
-    rows = [
-        [
-            "perplexity before training",
-            *(str(s.summary(lambda r: r.results["perplexity"]["initial"])) for s in settings),
-            "",
-        ]
-    ]
-    for i, trained in enumerate(tasks):
-        for j in range(i + 1):
-            cells = [_cell(s, i, j, tasks, majority[j]) for s in settings]
-            rows.append([f"after {trained}: {tasks[j]} accuracy", *cells, f"{majority[j]:.3f}"])
-    rows.append(
-        [
-            f"perplexity after {tasks[-1]}",
-            *(
-                str(s.summary(lambda r: r.results["perplexity"]["after_task"][-1]))
-                for s in settings
-            ),
-            "",
-        ]
-    )
-    for name, key in (("perplexity ratio", "ppl_ratio_final"), ("BWT (all tasks)", "bwt")):
-        rows.append(
-            [
-                name,
-                *(str(s.summary(lambda r, k=key: r.results["metrics"][k])) for s in settings),
-                "",
-            ]
-        )
-    return _markdown(header, rows)
-
-
-def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def sampling_table(runs: Sequence[GridRun], lrs: dict[str, float]) -> str | None:
-    if "curlora" not in lrs:
-        return None
-    chosen = [r for r in runs if r.method == "curlora" and math.isclose(r.lr, lrs["curlora"])]
-    modes = sorted({r.sampling or "inverted" for r in chosen})
-    if len(modes) < 2:
-        return None
-    tasks = chosen[0].tasks
-    rows = []
-    for mode in modes:
-        mine = [r for r in chosen if (r.sampling or "inverted") == mode]
-        diag = [str(summarize(r.diagonal()[j] for r in mine)) for j in range(len(tasks))]
-        rows.append(
-            [
-                mode,
-                str(len(mine)),
-                *diag,
-                str(summarize(r.results["metrics"]["bwt"] for r in mine)),
-                str(summarize(r.ppl_ratio() for r in mine)),
-            ]
-        )
-    return _markdown(
-        [
-            "sampling",
-            "seeds",
-            *(f"{t} after own training" for t in tasks),
-            "BWT",
-            "perplexity ratio",
-        ],
-        rows,
-    )
+    """Each method's learning rate by the grid's selection rule (``choose_learning_rates``:
+    best mean final validation accuracy on the seeds every candidate finished, ties to the
+    smaller rate), on the grid's own seeds and ranks (``lr_grid_runs``)."""
+    return choose_learning_rates(lr_grid_runs(runs, Rules.read(grid_file)))
 
 
 def planned_runs(grid_file: Path) -> int | None:
     """How many runs the grid in ``grid.yaml`` (written by curlora-reproduce) asks for."""
     try:
-        grid = yaml.safe_load(grid_file.read_text())
-    except (OSError, yaml.YAMLError):
+        grid = yaml.safe_load(grid_file.read_text(encoding="utf-8"))
+        seeds, ranks = len(grid["seeds"]), len(grid["ranks"])
+        controls = len(grid.get("controls") or [])
+        adapters = sum(len(lrs) for lrs in grid["lrs"].values()) * ranks
+        sampling = len(grid.get("sampling") or []) * ranks if "curlora" in grid["lrs"] else 0
+        extra = [s for s in grid.get("headline_seeds") or [] if s not in grid["seeds"]]
+        headline = len(extra) * (controls + len(grid.get("headline_methods") or []))
+        sweep = grid.get("rank_sweep") or {}
+        rank_runs = len(sweep.get("ranks") or []) * len(sweep.get("methods") or []) * seeds
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError, AttributeError):
         return None
-    seeds, ranks = len(grid["seeds"]), len(grid["ranks"])
-    adapters = sum(len(lrs) for lrs in grid["lrs"].values()) * ranks
-    sampling = len(grid.get("sampling") or []) * ranks if "curlora" in grid["lrs"] else 0
-    return seeds * (len(grid.get("controls") or []) + adapters + sampling)
+    return seeds * (controls + adapters + sampling) + headline + rank_runs
+
+
+def _rules_text(rules: Rules) -> list[str]:
+    selection = "; ".join(f"{k}: {v}" for k, v in rules.selection) or "as configured"
+    return [
+        "## Rules (fixed in the grid config before the runs)",
+        "",
+        f"- Learning rate: {selection}. Never the test split.",
+        f'- Margins: accuracy {rules.accuracy_margin:g} ("keeps", "matches", '
+        f'"learned"); perplexity ratio {rules.ppl_margin:g} ("keeps perplexity").',
+        "- A task is *learned* in a comparison when every method compared beats the "
+        "majority-class rate and `head_only` on it by the accuracy margin (mean over seeds "
+        "of the accuracy right after its training); forgetting (BWT) is counted on that one "
+        "task set for every method compared, and BWT over all tasks is shown beside it.",
+        "- Intervals (95 %): mean ± t(0.975, n − 1) · √(s²/n + v_test), s² the variance "
+        "over seeds and v_test the variance of the mean under a bootstrap of the test "
+        f"examples ({rules.replicates} replicates, seed {rules.bootstrap_seed}; the same "
+        "rows for every seed and both methods of a paired difference). Every seed is scored "
+        "on the same test subset, so the spread over seeds alone leaves the test-sample "
+        "noise out. Perplexity ratios: geometric means, intervals on the log scale over "
+        "seeds (the corpus is the same for every run and method).",
+        "- A verdict holds when its interval lies entirely on the claim's side of the "
+        "margin, does not hold when it lies entirely on the other side, and is "
+        'inconclusive otherwise; a difference whose interval contains zero is "no evidence '
+        'of a difference", or "equivalent" when it also lies within ±margin.',
+        "",
+    ]
 
 
 def write_report(root: Path, report_dir: Path, grid_name: str, command: str) -> Path:
-    """Write ``REPORT.md`` (and ``frontier.png``) in ``report_dir`` from the runs stored
-    below ``root``; returns the report's path."""
-    store = Path(root)
+    """Write ``REPORT.md`` and its figures in ``report_dir`` from the runs stored below
+    ``root`` (the grid's results directory); returns the report's path."""
+    store, out = Path(root), Path(report_dir)
     runs = load_grid(store)
-    root = Path(report_dir)
-    lrs = choose_learning_rates(runs)
-    settings = table_settings(runs, lrs)
+    rules = Rules.read(store / GRID_FILE)
+    lrs = choose_grid_rates(runs, store / GRID_FILE)
+    table_rank = rules.ranks[0] if rules.ranks else 16
+    headline_settings = table_settings(runs, lrs, rules.headline_methods, [table_rank])
     parts = [f"# Reproduction: {grid_name}", "", f"Command: `{command}`", ""]
-    if not settings:
+    if not headline_settings:
         parts.append("No completed run yet.")
-        return atomic_write_text(Path(root) / "REPORT.md", "\n".join(parts) + "\n")
-    wall = sum(_elapsed(r.path) for r in runs)
-    planned = planned_runs(store / "grid.yaml")
+        return atomic_write_text(out / "REPORT.md", "\n".join(parts) + "\n")
+    head = next((s for s in headline_settings if s.method == "head_only"), None)
+    wall = sum(r.elapsed_s() for r in runs)
+    planned = planned_runs(store / GRID_FILE)
     of_planned = f" of the {planned} the grid plans" if planned else ""
+    unfinished = planned is not None and len(runs) < planned
     parts += [
         f"{len(runs)} completed runs{of_planned}; their wall time adds up to "
-        f"{wall / 3600:.1f} h."
+        f"{wall / 3600:.1f} h ({wall / 60 / max(len(runs), 1):.1f} min per run)."
         + (
-            " The grid is not finished: numbers over fewer seeds than planned are "
-            "provisional, and one seed has no interval."
-            if planned and len(runs) < planned
+            " **The grid is not finished**: every number below is over the seeds that have "
+            "run (named in each table) and will change as the grid completes."
+            if unfinished
             else ""
         ),
         "",
+        *_rules_text(rules),
         "## Learning rates chosen on validation",
         "",
-        "Each method's rate is the one with the best mean final average accuracy on the "
-        "validation carves of the training data (never the test split):",
+        selection_table(lr_grid_runs(runs, rules), lrs),
         "",
-        _markdown(
-            ["method", "lr", "validation accuracy by lr (mean over seeds)"],
-            _selection_rows(runs, lrs),
-        ),
+    ]
+    rows, learned, notes = headline(rules, headline_settings, head)
+    tasks = headline_settings[0].tasks
+    parts += [
+        "## The question: does CURLoRA forget less than LoRA?",
+        "",
+        "Paired by seed (and by test example). BWT difference > 0: CURLoRA forgets less; "
+        "log perplexity-ratio difference < 0: CURLoRA's language model drifts less. "
+        "Learned tasks: "
+        + (", ".join(tasks[j] for j in learned) or "none")
+        + (f"; not counted: {'; '.join(notes)}" if notes else "")
+        + ".",
+        "",
+        markdown(["question", "answer", "numbers"], rows) if rows else "No pair to compare yet.",
         "",
         "## Table 1",
         "",
         "Mean ± std over seeds. † at or below the majority rate + 0.01; ‡k/n: k of n seeds "
         "predicted one class for ≥ 95 % of the split.",
         "",
-        table_one(settings),
+        table_one(headline_settings, rules, learned),
         "",
-        "## Verdicts on the claims",
+        "## The paper's claims",
         "",
-        f'Rules: "keeps"/"matches" means within {ACCURACY_MARGIN} accuracy; a perplexity is '
-        f"kept below a ratio of {PPL_MARGIN}; a verdict holds when the 95 % interval over "
-        "seeds lies entirely on its side, does not hold when it lies entirely on the other, "
-        "and is inconclusive otherwise. Forgetting (BWT) counts only tasks learned above both "
-        "controls; differences between methods are paired by seed.",
-        "",
-        _markdown(["claim", "verdict", "numbers"], verdicts(settings)),
+        markdown(
+            ["claim", "verdict", "numbers"], claims(rules, headline_settings, head, learned, notes)
+        ),
         "",
     ]
-    inert = inert_methods(settings)
+    inert = inert_methods(headline_settings, rules)
     if inert:
         parts += [f"Warning (inert adapter): {', '.join(inert)} beat head_only on no task.", ""]
-    points = frontier_points(runs)
-    if points:
-        plot_frontier(points, Path(root) / "frontier.png")
-        parts += [
-            "## Stability–plasticity frontier",
-            "",
-            "![frontier](frontier.png)",
-            "",
-            _markdown(
-                ["method", "lr", "plasticity (gain over head_only)", "BWT", "perplexity ratio"],
-                [
-                    [
-                        p["method"],
-                        f"{p['lr']:g}",
-                        str(p["plasticity"]),
-                        str(p["bwt"]),
-                        str(p["ppl_ratio"]),
-                    ]
-                    for p in points
-                ],
-            ),
-            "",
-            "At equal plasticity:",
-            "",
-            *equal_plasticity(points),
-            "",
-        ]
-    sampling = sampling_table(runs, lrs)
+    parts += _matched(runs, lrs, rules, table_rank, headline_settings, learned)
+    parts += _ranks(runs, lrs, rules, learned, out)
+    parts += _frontier(runs, learned, table_rank, out)
+    sampling = sampling_table(runs, lrs, table_rank)
     if sampling:
-        parts += ["## CURLoRA sampling ablation", "", sampling, ""]
-    return atomic_write_text(Path(root) / "REPORT.md", "\n".join(parts) + "\n")
+        parts += ["## CURLoRA sampling ablation (at its chosen rate)", "", sampling, ""]
+    return atomic_write_text(out / "REPORT.md", "\n".join(parts) + "\n")
 
 
-def _selection_rows(runs: Sequence[GridRun], lrs: dict[str, float]) -> list[list[str]]:
-    rows = []
-    for method, lr in sorted(lrs.items()):
-        scores: dict[float, list[float]] = defaultdict(list)
-        for r in runs:
-            value = r.final_validation_accuracy()
-            if r.method == method and default_sampling(r) and value is not None:
-                scores[r.lr].append(value)
-        listing = ", ".join(f"{k:g}: {summarize(v)}" for k, v in sorted(scores.items()))
-        rows.append([method, f"{lr:g}", listing])
-    return rows
+def _matched(
+    runs: Sequence[GridRun],
+    lrs: dict[str, float],
+    rules: Rules,
+    rank: int,
+    headline_settings: Sequence[Setting],
+    learned: Sequence[int],
+) -> list[str]:
+    matched = table_settings(runs, lrs, rules.matched_controls, [rank])
+    matched = [s for s in matched if s.method in rules.matched_controls]
+    if not matched:
+        return []
+    cur = next((s for s in headline_settings if s.method == "curlora"), None)
+    shown = [s for s in (cur, *matched) if s is not None]
+    return [
+        "## Parameter-matched controls (at their own chosen rates)",
+        "",
+        "Same (or nearly the same) number of trainable parameters as CURLoRA, other "
+        "directions: TinyLoRA trains exactly CURLoRA's k² per matrix between W's principal "
+        "singular vectors; VeRA trains scaling vectors over frozen random projections. The "
+        "last column is the paired log perplexity ratio minus CURLoRA's (< 0: drifts less "
+        "than CURLoRA).",
+        "",
+        comparison_table(shown, cur, rules, learned),
+        "",
+    ]
 
 
-def _elapsed(run_dir: Path) -> float:
-    from curlora.reporting.console import wall_time
+def _ranks(
+    runs: Sequence[GridRun], lrs: dict[str, float], rules: Rules, learned: Sequence[int], out: Path
+) -> list[str]:
+    settings = [s for s in table_settings(runs, lrs, ("curlora", "lora")) if s.rank is not None]
+    ranks = sorted({s.rank for s in settings if s.rank is not None})
+    if len(ranks) < 2:
+        return []
+    settings.sort(key=lambda s: (s.method, s.rank or 0))
+    plot_ranks(settings, rules, learned, out / "ranks.png")
+    table_rank = rules.ranks[0] if rules.ranks else None
+    cur = next((s for s in settings if s.method == "curlora" and s.rank == table_rank), None)
+    return [
+        f"## Rank sweep (ranks {', '.join(map(str, ranks))}, at the chosen rates)",
+        "",
+        "![ranks](ranks.png)",
+        "",
+        comparison_table(settings, cur, rules, learned),
+        "",
+    ]
 
-    return wall_time(run_dir) or 0.0
+
+def _frontier(runs: Sequence[GridRun], learned: Sequence[int], rank: int, out: Path) -> list[str]:
+    points = frontier_points(runs, learned, rank)
+    if not points:
+        return []
+    plot_frontier(points, out / "frontier.png")
+    return [
+        "## Stability–plasticity frontier",
+        "",
+        "Every method over its learning-rate grid (rank "
+        f"{rank}). Plasticity: mean gain over head_only right after each task, paired by seed.",
+        "",
+        "![frontier](frontier.png)",
+        "",
+        markdown(
+            [
+                "method",
+                "lr",
+                "seeds",
+                "plasticity",
+                "BWT (all tasks)",
+                "BWT (learned tasks)",
+                "perplexity ratio (mean)",
+            ],
+            [
+                [
+                    p["method"],
+                    f"{p['lr']:g}",
+                    ",".join(str(s) for s in p["seeds"]),
+                    str(p["plasticity"]),
+                    str(p["bwt"]),
+                    str(p["bwt_learned"]),
+                    str(p["ppl_ratio"]),
+                ]
+                for p in points
+            ],
+        ),
+        "",
+        "At equal plasticity (interpolated along each method's frontier):",
+        "",
+        *equal_plasticity(points),
+        "",
+    ]

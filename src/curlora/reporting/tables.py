@@ -1,0 +1,250 @@
+"""The tables of a reproduction report, each a Markdown string built from grid runs.
+
+Cells are mean ± std over seeds; ratios (perplexity) are geometric means over seeds with
+their interval on the log scale; every accuracy table carries the majority-class rate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from curlora.reporting.claims import bwt_summary, paired_log_ratio, ppl_summary
+from curlora.reporting.grid import (
+    GridRun,
+    Rules,
+    Setting,
+    compared_on,
+    default_sampling,
+    selection_scores,
+)
+from curlora.reporting.stats import summarize, summarize_log
+
+
+def markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _cell(setting: Setting, i: int, j: int, majority: float) -> str:
+    summary = setting.summary(lambda r: r.results["accuracy_matrix"][i][j])
+    flags = "†" if summary.n and summary.mean <= majority + 0.01 else ""
+    tasks = setting.tasks
+    one_class = sum(r.one_class(tasks[j], tasks[i]) for r in setting.runs.values())
+    if one_class:
+        flags += f"‡{one_class}/{summary.n}"
+    return f"{summary}{flags}"
+
+
+def table_one(settings: Sequence[Setting], rules: Rules, learned: Sequence[int]) -> str:
+    """The paper's layout: rows are stages, columns methods at their chosen rate."""
+    tasks, majority = settings[0].tasks, settings[0].majority
+    header = ["", *(f"{s.label}, seeds {_seeds(s)}" for s in settings), "majority"]
+    rows = [
+        [
+            "perplexity before training",
+            *(str(s.summary(lambda r: r.results["perplexity"]["initial"])) for s in settings),
+            "",
+        ]
+    ]
+    for i, trained in enumerate(tasks):
+        for j in range(i + 1):
+            cells = [_cell(s, i, j, majority[j]) for s in settings]
+            rows.append([f"after {trained}: {tasks[j]} accuracy", *cells, f"{majority[j]:.3f}"])
+    rows.append(
+        [
+            f"perplexity after {tasks[-1]}",
+            *(
+                str(s.summary(lambda r: r.results["perplexity"]["after_task"][-1]))
+                for s in settings
+            ),
+            "",
+        ]
+    )
+    rows.append(
+        [
+            "perplexity ratio (geometric mean, 95 % CI)",
+            *(f"{ppl_summary(s)} {ppl_summary(s).interval()}" for s in settings),
+            "",
+        ]
+    )
+    rows.append(
+        [
+            "BWT, all tasks",
+            *(str(s.summary(lambda r: r.results["metrics"]["bwt"])) for s in settings),
+            "",
+        ]
+    )
+    names = ", ".join(tasks[j] for j in learned if j < len(tasks) - 1) or "none"
+    rows.append(
+        [
+            f"BWT, learned tasks ({names})",
+            *(str(bwt_summary(rules, s, learned)) for s in settings),
+            "",
+        ]
+    )
+    return markdown(header, rows)
+
+
+def _seeds(setting: Setting) -> str:
+    return ",".join(str(seed) for seed in sorted(setting.runs))
+
+
+def selection_table(runs: Sequence[GridRun], lrs: dict[str, float]) -> str:
+    """Every candidate's score, on the seeds every candidate finished (the rule) and on all
+    of its own seeds, with the seeds named."""
+    rows = []
+    for method, by_lr in sorted(selection_scores(runs).items()):
+        common = compared_on(by_lr)
+        seeds = ",".join(str(seed) for seed, _ in sorted(common)) or "none in common"
+        for lr, scores in sorted(by_lr.items()):
+            on_common = summarize(scores[k] for k in sorted(common)) if common else None
+            own = ",".join(str(seed) for seed, _ in sorted(scores))
+            rows.append(
+                [
+                    method,
+                    f"{lr:g}" + (" **chosen**" if math.isclose(lr, lrs.get(method, -1)) else ""),
+                    f"{on_common} (seeds {seeds})" if on_common else "-",
+                    f"{summarize(scores.values())} (seeds {own})",
+                ]
+            )
+    return markdown(
+        ["method", "learning rate", "score on the common seeds (the rule)", "score on all seeds"],
+        rows,
+    )
+
+
+def sampling_table(runs: Sequence[GridRun], lrs: dict[str, float], rank: int) -> str | None:
+    if "curlora" not in lrs:
+        return None
+    chosen = [
+        r
+        for r in runs
+        if r.method == "curlora" and math.isclose(r.lr, lrs["curlora"]) and r.rank == rank
+    ]
+    modes = sorted({r.sampling or "inverted" for r in chosen})
+    if len(modes) < 2:
+        return None
+    tasks = chosen[0].tasks
+    rows = []
+    for mode in modes:
+        mine = [r for r in chosen if (r.sampling or "inverted") == mode]
+        diag = [str(summarize(r.diagonal()[j] for r in mine)) for j in range(len(tasks))]
+        ratio = summarize_log(r.ppl_ratio() for r in mine)
+        rows.append(
+            [
+                mode,
+                ",".join(str(r.seed) for r in sorted(mine, key=lambda r: r.seed)),
+                *diag,
+                str(summarize(r.results["metrics"]["bwt"] for r in mine)),
+                f"{ratio} {ratio.interval()}",
+            ]
+        )
+    return markdown(
+        [
+            "sampling",
+            "seeds",
+            *(f"{t} after own training" for t in tasks),
+            "BWT (all tasks)",
+            "perplexity ratio",
+        ],
+        rows,
+    )
+
+
+def comparison_table(
+    settings: Sequence[Setting],
+    reference: Setting | None,
+    rules: Rules,
+    learned: Sequence[int],
+) -> str:
+    """Settings side by side with their paired differences from ``reference`` (CURLoRA):
+    trainable parameters, accuracy right after each task, BWT, perplexity ratio."""
+    tasks = settings[0].tasks
+    rows = []
+    for s in settings:
+        diag = [str(s.summary(lambda r, j=j: r.diagonal()[j])) for j in range(len(tasks))]
+        ratio = ppl_summary(s)
+        row = [
+            s.label,
+            _seeds(s),
+            str(next(iter(s.runs.values())).results["trainable_params"]),
+            *diag,
+            str(bwt_summary(rules, s, None)),
+            str(bwt_summary(rules, s, learned)),
+            f"{ratio} {ratio.interval()}",
+        ]
+        if reference is not None and s is not reference:
+            d = paired_log_ratio(s, reference)
+            row.append(f"{d} {d.interval()}")
+        else:
+            row.append("")
+        rows.append(row)
+    return markdown(
+        [
+            "setting",
+            "seeds",
+            "trainable",
+            *(f"{t} after own training" for t in tasks),
+            "BWT (all)",
+            "BWT (learned)",
+            "perplexity ratio",
+            "log ratio − CURLoRA's (paired)",
+        ],
+        rows,
+    )
+
+
+def plot_ranks(settings: Sequence[Setting], rules: Rules, learned: Sequence[int], path: Path):
+    """Perplexity ratio and BWT against rank, one line per method (mean ± 95 % CI)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for method in sorted({s.method for s in settings}):
+        mine = sorted((s for s in settings if s.method == method), key=lambda s: s.rank or 0)
+        ranks = [s.rank for s in mine]
+        ratios = [ppl_summary(s) for s in mine]
+        axes[0].errorbar(
+            ranks,
+            [r.geometric_mean for r in ratios],
+            yerr=[
+                [r.geometric_mean - (r.low or r.geometric_mean) for r in ratios],
+                [(r.high or r.geometric_mean) - r.geometric_mean for r in ratios],
+            ],
+            marker="o",
+            capsize=3,
+            label=method,
+        )
+        bwts = [bwt_summary(rules, s, None) for s in mine]
+        axes[1].errorbar(
+            ranks,
+            [b.mean for b in bwts],
+            yerr=[
+                [b.mean - (b.low or b.mean) for b in bwts],
+                [(b.high or b.mean) - b.mean for b in bwts],
+            ],
+            marker="o",
+            capsize=3,
+            label=method,
+        )
+    axes[0].set_ylabel("perplexity ratio (geometric mean), log scale")
+    axes[0].set_yscale("log")
+    axes[1].set_ylabel("BWT (all tasks)")
+    for ax in axes:
+        ax.set_xlabel("rank")
+        ax.legend(fontsize="small")
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    return path
+
+
+def chosen_runs(runs: Sequence[GridRun], method: str, lr: float, rank: int) -> list[GridRun]:
+    return [
+        r
+        for r in runs
+        if r.method == method and r.rank == rank and math.isclose(r.lr, lr) and default_sampling(r)
+    ]
