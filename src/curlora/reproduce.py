@@ -32,6 +32,7 @@ otherwise (``curlora.run_guard``). Extra ``key=value`` arguments are added to ev
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import subprocess
@@ -198,6 +199,22 @@ def job_count(overrides: Sequence[str]) -> int:
     return count
 
 
+def split_jobs(parts: Sequence[Part]) -> list[Part]:
+    """Each multirun part as single-job parts, ``<part>/<key=value,...>`` (the swept
+    values): many small parts keep N workers busy where one job takes seconds (a GPU)."""
+    out: list[Part] = []
+    for subdir, overrides in parts:
+        fixed = [o for o in overrides if job_count([o]) == 1]
+        swept = [o for o in overrides if job_count([o]) > 1]
+        choices = [
+            [(o.partition("=")[0], v) for v in o.partition("=")[2].split(",")] for o in swept
+        ]
+        for combination in itertools.product(*choices):
+            name = ",".join(f"{k}={v}" for k, v in combination) or "run"
+            out.append((f"{subdir}/{name}", [*(f"{k}={v}" for k, v in combination), *fixed]))
+    return out
+
+
 def run_parts(grid: DictConfig, root: Path, results_dir: Path, parts: Sequence[Part]) -> int:
     """Run ``parts`` (``grid.workers`` at a time), storing finished jobs after each;
     returns how many parts had jobs that did not complete. A part whose every job is
@@ -205,6 +222,8 @@ def run_parts(grid: DictConfig, root: Path, results_dir: Path, parts: Sequence[P
     from curlora.grid_results import RUNS, finished_jobs, publish
 
     workers = int(grid.get("workers") or 1)
+    if grid.get("split_jobs"):
+        parts = split_jobs(parts)
     threads = None if workers == 1 else max(1, (os.cpu_count() or workers) // workers)
 
     def one(part: Part) -> bool:
