@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "training_throughput.py"
 
 
@@ -20,3 +22,17 @@ def test_training_throughput_prints_a_row_per_method(tmp_path: Path) -> None:
     assert set(rows) == {"lora", "curlora", "head_only"}
     assert rows["head_only"][1] == "0" and rows["lora"][3] == "1.00"
     assert all(float(row[2]) > 0 for row in rows.values())
+
+
+@pytest.mark.slow  # four short training jobs in subprocesses: minutes on 2 cores
+def test_grid_throughput_prints_the_ceiling_the_step_rates_and_the_ratio(tmp_path: Path) -> None:
+    script = BENCHMARK.with_name("grid_throughput.py")
+    command = [sys.executable, str(script), "--tiny", "--batch", "2", "--seq", "16"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("fp32 matmul 1024³") for line in lines)
+    steps = [line for line in lines if " step (batch 2 × 16 tokens" in line]
+    assert len(steps) == 2 and all("of the matmul rate" in line for line in steps)
+    ratio = float(lines[-1].rsplit("ratio ", 1)[1])
+    assert ratio > 0

@@ -46,6 +46,7 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("curlora")
 REPORT_ONLY = "--report-only"
+MACHINE_KEYS = ("dir", "results_dir", "report_dir", "readme", "workers")
 
 Part = tuple[str, list[str]]  # (sweep subdirectory, overrides)
 
@@ -265,10 +266,23 @@ def grid_paths(grid: DictConfig) -> tuple[Path, Path, Path]:
     return root, results_dir, report_dir
 
 
+def _report(grid: DictConfig, results_dir: Path, report_dir: Path, command: str) -> Path:
+    """REPORT.md from the stored runs, and the README's block of this grid (``readme``)."""
+    from curlora.reporting.readme_block import write_block
+    from curlora.reporting.reproduction import SUMMARY_FILE, write_report
+
+    report = write_report(results_dir, report_dir, grid_name=str(grid.name), command=command)
+    readme = grid.get("readme")
+    if readme:
+        summary = (report_dir / SUMMARY_FILE).read_text(encoding="utf-8")
+        write_block(Path(str(readme)), str(grid.name), summary)
+    return report
+
+
 def _main(argv: Sequence[str] | None) -> int:
     from curlora.atomic import atomic_write_text
     from curlora.grid_results import restore
-    from curlora.reporting.reproduction import choose_grid_rates, load_grid, write_report
+    from curlora.reporting.reproduction import choose_grid_rates, load_grid
 
     logging.basicConfig(
         level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
@@ -285,22 +299,20 @@ def _main(argv: Sequence[str] | None) -> int:
     root, results_dir, report_dir = grid_paths(grid)
     command = "curlora-reproduce " + " ".join(chosen + extra)
     if report_only:
-        report = write_report(results_dir, report_dir, grid_name=str(grid.name), command=command)
-        print(f"report: {report}")
+        print(f"report: {_report(grid, results_dir, report_dir, command)}")
         return 0
     root.mkdir(parents=True, exist_ok=True)
     # The grid as it was fixed before the runs: the report reads its rule and margins.
-    atomic_write_text(
-        results_dir / "grid.yaml",
-        OmegaConf.to_yaml(OmegaConf.create(OmegaConf.to_container(grid, resolve=True))),
-    )
+    fixed = OmegaConf.to_container(grid, resolve=True)
+    for where in MACHINE_KEYS:  # this machine's folders: not part of the grid's rules
+        fixed.pop(where, None)
+    atomic_write_text(results_dir / "grid.yaml", OmegaConf.to_yaml(OmegaConf.create(fixed)))
     restore(results_dir, root)
     failed = run_parts(grid, root, results_dir, grid_parts(grid, extra))
     lrs = choose_grid_rates(load_grid(results_dir), results_dir / "grid.yaml")
     log.info("learning rates chosen on validation: %s", lrs)
     failed += run_parts(grid, root, results_dir, followup_parts(grid, lrs, extra))
-    report = write_report(results_dir, report_dir, grid_name=str(grid.name), command=command)
-    print(f"report: {report}")
+    print(f"report: {_report(grid, results_dir, report_dir, command)}")
     if failed:
         print(
             f"error: {failed} part(s) of the grid had jobs that did not complete", file=sys.stderr

@@ -52,6 +52,7 @@ from curlora.reporting.tables import (
 
 __all__ = ["choose_grid_rates", "choose_learning_rates", "load_grid", "write_report"]
 GRID_FILE = "grid.yaml"
+SUMMARY_FILE = "summary.md"
 
 
 def choose_grid_rates(runs: Sequence[GridRun], grid_file: Path) -> dict[str, float]:
@@ -105,9 +106,67 @@ def _rules_text(rules: Rules) -> list[str]:
     ]
 
 
+def summary_block(
+    grid_name: str,
+    runs: Sequence[GridRun],
+    planned: int | None,
+    rows: Sequence[tuple[str, str, str]],
+    settings: Sequence[Setting],
+    rules: Rules,
+    learned: Sequence[int],
+) -> str:
+    """The README's summary of the grid (``summary.md`` beside the report): the headline
+    answers and the chosen settings' numbers, generated so the README cannot drift."""
+    from curlora.reporting.claims import bwt_summary, ppl_summary
+
+    status = f"{len(runs)} of {planned} planned runs" if planned else f"{len(runs)} runs"
+    if planned and len(runs) < planned:
+        status += ", **not finished: provisional**"
+    tasks = settings[0].tasks if settings else []
+    lines = [f"`{grid_name}` ({status}):", ""]
+    if rows:
+        lines += [markdown(["question", "answer", "numbers"], rows), ""]
+    if settings:
+        majority = " / ".join(f"{m:.3f}" for m in settings[0].majority)
+        table = []
+        for s in settings:
+            diag = " / ".join(
+                str(s.summary(lambda r, j=j: r.diagonal()[j])) for j in range(len(tasks))
+            )
+            ratio = ppl_summary(s)
+            table.append(
+                [
+                    s.label,
+                    _seeds_of(s),
+                    diag,
+                    str(bwt_summary(rules, s, learned)),
+                    f"{ratio} {ratio.interval()}",
+                ]
+            )
+        lines += [
+            markdown(
+                [
+                    "setting",
+                    "seeds",
+                    f"accuracy right after each task ({' / '.join(tasks)}; majority {majority})",
+                    "BWT (learned tasks)",
+                    "perplexity ratio",
+                ],
+                table,
+            ),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _seeds_of(setting: Setting) -> str:
+    return ",".join(str(seed) for seed in sorted(setting.runs))
+
+
 def write_report(root: Path, report_dir: Path, grid_name: str, command: str) -> Path:
-    """Write ``REPORT.md`` and its figures in ``report_dir`` from the runs stored below
-    ``root`` (the grid's results directory); returns the report's path."""
+    """Write ``REPORT.md``, ``summary.md`` (the README's block) and the figures in
+    ``report_dir`` from the runs stored below ``root`` (the grid's results directory);
+    returns the report's path."""
     store, out = Path(root), Path(report_dir)
     runs = load_grid(store)
     rules = Rules.read(store / GRID_FILE)
@@ -117,6 +176,7 @@ def write_report(root: Path, report_dir: Path, grid_name: str, command: str) -> 
     parts = [f"# Reproduction: {grid_name}", "", f"Command: `{command}`", ""]
     if not headline_settings:
         parts.append("No completed run yet.")
+        atomic_write_text(out / SUMMARY_FILE, f"`{grid_name}`: no completed run yet.\n")
         return atomic_write_text(out / "REPORT.md", "\n".join(parts) + "\n")
     head = next((s for s in headline_settings if s.method == "head_only"), None)
     wall = sum(r.elapsed_s() for r in runs)
@@ -167,6 +227,10 @@ def write_report(root: Path, report_dir: Path, grid_name: str, command: str) -> 
         ),
         "",
     ]
+    atomic_write_text(
+        out / SUMMARY_FILE,
+        summary_block(grid_name, runs, planned, rows, headline_settings, rules, learned),
+    )
     inert = inert_methods(headline_settings, rules)
     if inert:
         parts += [f"Warning (inert adapter): {', '.join(inert)} beat head_only on no task.", ""]
