@@ -238,8 +238,14 @@ def run_parts(grid: DictConfig, root: Path, results_dir: Path, parts: Sequence[P
         finally:
             publish(root, results_dir)
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        outcomes = list(pool.map(one, parts))
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        futures = [pool.submit(one, part) for part in parts]
+        outcomes = [future.result() for future in futures]
+    finally:
+        # An interrupt (or a part stopped by a signal) starts no further part; the parts
+        # already running were signalled with the process group and end on their own.
+        pool.shutdown(wait=True, cancel_futures=True)
     return sum(not ok for ok in outcomes)
 
 
