@@ -201,7 +201,7 @@ def job_count(overrides: Sequence[str]) -> int:
 
 
 def split_jobs(parts: Sequence[Part]) -> list[Part]:
-    """Each multirun part as single-job parts, ``<part>/<key=value,...>`` (the swept
+    """Each multirun part as single-job parts, ``<part>/<key_value__...>`` (the swept
     values): many small parts keep N workers busy where one job takes seconds (a GPU)."""
     out: list[Part] = []
     for subdir, overrides in parts:
@@ -211,7 +211,8 @@ def split_jobs(parts: Sequence[Part]) -> list[Part]:
             [(o.partition("=")[0], v) for v in o.partition("=")[2].split(",")] for o in swept
         ]
         for combination in itertools.product(*choices):
-            name = ",".join(f"{k}={v}" for k, v in combination) or "run"
+            # No '=' or ',' in the name: it becomes part of a hydra.sweep.dir override.
+            name = "__".join(f"{k}_{v}" for k, v in combination) or "run"
             out.append((f"{subdir}/{name}", [*(f"{k}={v}" for k, v in combination), *fixed]))
     return out
 
