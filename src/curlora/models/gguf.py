@@ -98,7 +98,7 @@ def convert(model_cfg: Mapping[str, Any], cache_dir: Path) -> Path:
         staging = Path(tmp) / "model"
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file_name)
         model = AutoModelForCausalLM.from_pretrained(
-            folder, gguf_file=file_name, dtype=torch.float32
+            folder, gguf_file=file_name, dtype=torch.float32, use_kernels=False
         )
         # The weights are dequantised already; without this, save_pretrained would refuse
         # (or record) the GGUF quantizer, and later loads would try to re-quantise.
@@ -172,7 +172,11 @@ def load(
     if dtype_name not in DTYPES:
         raise ValueError(f"model.dtype='{dtype_name}' unknown; valid: {sorted(DTYPES)}")
     target = convert(model_cfg, cache_dir)
-    model = AutoModelForCausalLM.from_pretrained(target, dtype=DTYPES[dtype_name])
+    # use_kernels=False: on a GPU, transformers would otherwise fetch replacement kernels
+    # (e.g. rotary embeddings) from the Hub, which fails offline and changes the numbers.
+    model = AutoModelForCausalLM.from_pretrained(
+        target, dtype=DTYPES[dtype_name], use_kernels=False
+    )
     tokenizer = AutoTokenizer.from_pretrained(target)
     model.eval()
     return model, tokenizer

@@ -112,7 +112,9 @@ def load(
     if dtype_name not in DTYPES:
         raise ValueError(f"model.dtype='{dtype_name}' unknown; valid: {sorted(DTYPES)}")
     name = str(model_cfg["name_or_path"])
-    model_kwargs = dict(kwargs, dtype=DTYPES[dtype_name])
+    # use_kernels=False: transformers would otherwise swap in Hub kernels on a GPU (a
+    # download, and other numbers than the model's own PyTorch code).
+    model_kwargs = dict(kwargs, dtype=DTYPES[dtype_name], use_kernels=False)
     if model_cfg.get("attn_implementation"):
         model_kwargs["attn_implementation"] = str(model_cfg["attn_implementation"])
     quantization = model_cfg.get("quantization")
