@@ -1,0 +1,114 @@
+"""Read what W&B would receive: the records of an offline run's ``.wandb`` file.
+
+An offline run keeps everything it would upload (run settings, config, history rows,
+summary, metric definitions, artifacts, console output) in ``run-<id>.wandb`` as wandb's
+own protobuf ``Record`` messages, framed in LevelDB's log format: a 7-byte file header
+(``:W&B``, magic 0xBEE1, version 0), then 32 KiB blocks of chunks, each with a 7-byte
+header (crc32, length, type: 1 full, 2 first, 3 middle, 4 last). wandb ≥ 0.2x writes and
+reads the file in its Go core only (the Python ``DataStore`` was removed), so the framing
+is read here and every record is decoded with ``wandb.proto.wandb_internal_pb2.Record``.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wandb.proto import wandb_internal_pb2
+
+BLOCK = 32768
+HEADER = 7
+FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+
+
+def _chunks(data: bytes) -> Iterator[tuple[int, bytes]]:
+    ident, magic, version = struct.unpack("<4sHB", data[:HEADER])
+    assert (ident, magic, version) == (b":W&B", 0xBEE1, 0), "not a .wandb file"
+    index = HEADER
+    while index + HEADER <= len(data):
+        left = BLOCK - index % BLOCK
+        if left < HEADER:  # a block's tail too short for a header is zero padding
+            index += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[index : index + HEADER])
+        if kind == 0:  # zero padding at the end of a block
+            index += left
+            continue
+        yield kind, data[index + HEADER : index + HEADER + length]
+        index += HEADER + length
+
+
+def records(path: Path) -> Iterator[Any]:
+    """Every ``Record`` of a ``.wandb`` file, in the order written."""
+    pending = b""
+    for kind, payload in _chunks(Path(path).read_bytes()):
+        if kind in (FULL, FIRST):
+            pending = payload
+        else:
+            pending += payload
+        if kind in (FULL, LAST):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            yield record
+
+
+@dataclass
+class OfflineRun:
+    """One offline run directory, parsed: what a ``wandb sync`` of it would upload."""
+
+    directory: Path
+    run: Any = None  # RunRecord: id, name, group, job_type, tags, resumed, ...
+    config: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)  # define_metric: name -> MetricRecord
+    artifacts: list[Any] = field(default_factory=list)  # ArtifactRecord
+    console: str = ""
+
+    @property
+    def keys(self) -> set[str]:
+        """The history keys (wandb's own ``_step``, ``_runtime``, ``_timestamp`` left out)."""
+        return {k for row in self.history for k in row if not k.startswith("_")}
+
+
+def _key(item: Any) -> str:
+    return item.key or "/".join(item.nested_key)
+
+
+def read_run(directory: Path) -> OfflineRun:
+    """Parse ``<directory>/run-*.wandb`` (one offline run directory)."""
+    directory = Path(directory)
+    (path,) = directory.glob("run-*.wandb")
+    out = OfflineRun(directory)
+    for record in records(path):
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            out.run = record.run
+            for item in record.run.config.update:
+                out.config[_key(item)] = json.loads(item.value_json)
+        elif kind == "config":
+            for item in record.config.update:
+                out.config[_key(item)] = json.loads(item.value_json)
+        elif kind == "history":
+            out.history.append({_key(i): json.loads(i.value_json) for i in record.history.item})
+        elif kind == "summary":
+            for item in record.summary.update:
+                out.summary[_key(item)] = json.loads(item.value_json)
+        elif kind == "metric":
+            out.metrics[record.metric.name or record.metric.glob_name] = record.metric
+        elif kind == "artifact":
+            out.artifacts.append(record.artifact)
+        elif kind == "output_raw":
+            out.console += record.output_raw.line
+        elif kind == "output":
+            out.console += record.output.line
+    return out
+
+
+def offline_runs(root: Path) -> list[OfflineRun]:
+    """Every offline run below ``root`` (a run or a sweep directory), oldest first."""
+    return [read_run(d) for d in sorted(Path(root).rglob("offline-run-*")) if d.is_dir()]
