@@ -20,6 +20,9 @@ the run's files as one artifact.
   (one panel each: ~180 for CURLoRA on SmolLM2) only with ``per_layer_adapter_keys``.
 - **Artifact** (:meth:`log_run_artifact`): ``results.json``, the resolved config, the
   plots, the heads and the adapter as one versioned artifact named after the run.
+- ``log_model`` (Lightning's: step checkpoints as ``model`` artifacts) works offline too,
+  through :class:`curlora.loggers.GuardedLogger`, which forwards Lightning's
+  ``after_save_checkpoint``.
 - Lightning always passes ``anonymous`` to ``wandb.init``, on which wandb ≥ 0.20 warns that
   the setting does nothing; it is left out when unset. ``quiet`` (default true) keeps
   wandb's run history and summary off the console: the run ends with its own table.
@@ -29,6 +32,8 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
+import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -71,9 +76,8 @@ def persistent_run_id(run_dir: Path) -> str:
     saved = read_logger_state(run_dir).get("wandb_run_id")
     if isinstance(saved, str) and saved:
         return saved
-    from wandb.util import generate_id
-
-    run_id = generate_id()
+    # W&B's own form of run id: 8 lowercase letters and digits.
+    run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
     try:
         update_logger_state(run_dir, wandb_run_id=run_id)
     except Exception as error:  # unwritable run dir: log anyway; a resume starts a new run
@@ -100,6 +104,11 @@ class WandbLogger(LightningWandbLogger):
             import wandb
 
             kwargs["settings"] = wandb.Settings(quiet=True)
+        if kwargs.pop("offline", False):
+            # wandb's own offline mode rather than Lightning's flag, which refuses
+            # log_model (wandb keeps offline artifacts and `wandb sync` uploads them) and
+            # sets WANDB_MODE for the whole process.
+            kwargs.setdefault("mode", "offline")
         if run_dir is not None and not (kwargs.get("id") or kwargs.get("version")):
             kwargs["id"] = persistent_run_id(Path(run_dir))
             kwargs.setdefault("resume", "allow")
@@ -112,17 +121,22 @@ class WandbLogger(LightningWandbLogger):
         self._step = 0
 
     # ------------------------------------------------------------------ axes and steps
-    def _define(self, keys: Any) -> None:
+    def _define(self, keys: Mapping[str, Any]) -> None:
         """``define_metric`` for each key not yet defined (exact names; see the docstring)."""
+        from wandb.plot.custom_chart import CustomChart
+
         experiment = self.experiment
         if TASK_AXIS not in self._axes:
             experiment.define_metric(TASK_AXIS)
             experiment.define_metric(STEP_AXIS)
             self._axes[TASK_AXIS] = self._axes[STEP_AXIS] = ""
         for key in keys:
-            if key not in self._axes:
-                self._axes[key] = axis_of(key)
-                experiment.define_metric(key, step_metric=self._axes[key])
+            # A custom chart (wandb.plot.*) lands in the history as its table, "<key>_table".
+            names = [key, f"{key}_table"] if isinstance(keys.get(key), CustomChart) else [key]
+            for name in names:
+                if name not in self._axes:
+                    self._axes[name] = axis_of(name)
+                    experiment.define_metric(name, step_metric=self._axes[name])
 
     @rank_zero_only
     def advance_to(self, step: int) -> None:
@@ -134,7 +148,7 @@ class WandbLogger(LightningWandbLogger):
         """Training metrics from Lightning, at ``step`` (already offset by the task loop)."""
         if step is not None:
             self.advance_to(step)
-        self.log_row({**metrics, STEP_AXIS: self._step})
+        self.log_row(metrics)
 
     @rank_zero_only
     def log_at_point(self, metrics: Mapping[str, Any], tasks_trained: int) -> None:
@@ -144,9 +158,11 @@ class WandbLogger(LightningWandbLogger):
 
     @rank_zero_only
     def log_row(self, row: Mapping[str, Any]) -> None:
-        """Anything (numbers, tables, images, charts) into the current history row."""
+        """Anything (numbers, tables, images, charts) into the current history row, with
+        the row's ``trainer/global_step``."""
+        row = {**row, STEP_AXIS: self._step}
         self._define(row)
-        self.experiment.log(dict(row), step=self._step)
+        self.experiment.log(row, step=self._step)
 
     # ------------------------------------------------------------------ adapter statistics
     @rank_zero_only
@@ -166,9 +182,9 @@ class WandbLogger(LightningWandbLogger):
     @rank_zero_only
     def finalize(self, status: str) -> None:
         super().finalize(status)
-        # log_model: the checkpoint callback belongs to one task's Trainer; the next task's
-        # Trainer brings its own (a stale reference would fail at the next finalize).
-        self._checkpoint_callback = None
+        # log_model: the checkpoint callbacks belong to one task's Trainer (weak proxies
+        # that die with it); the next task's Trainer brings its own.
+        self._checkpoint_callbacks.clear()
 
     # ------------------------------------------------------------------ artifact
     @rank_zero_only

@@ -71,12 +71,53 @@ class OfflineRun:
 
     @property
     def keys(self) -> set[str]:
-        """The history keys (wandb's own ``_step``, ``_runtime``, ``_timestamp`` left out)."""
+        """The history keys (wandb's own ``_step``, ``_runtime``, ``_timestamp`` left out):
+        one per chart a workspace draws, a table or an image being one key."""
         return {k for row in self.history for k in row if not k.startswith("_")}
+
+    @property
+    def charts(self) -> dict[str, Any]:
+        """Custom charts (``wandb.plot.*``): key -> panel config (its Vega spec id is
+        ``panel_config["panelDefId"]``), from the run config's ``_wandb.visualize``."""
+        wandb_config = self.config.get("_wandb", {})
+        wandb_config = wandb_config.get("value", wandb_config)
+        return dict(wandb_config.get("visualize", {}))
+
+    def column(self, key: str) -> list[tuple[int, Any]]:
+        """``(_step, value)`` of every history row that has ``key``."""
+        return [(row["_step"], row[key]) for row in self.history if key in row]
 
 
 def _key(item: Any) -> str:
     return item.key or "/".join(item.nested_key)
+
+
+def _row(items: Any) -> dict[str, Any]:
+    """A history row: ``{key: value}``; a media value (a table, an image: written as nested
+    keys ``<key>/_type``, ``<key>/path``, ...) becomes one dict under its key."""
+    row: dict[str, Any] = {}
+    for item in items:
+        value = json.loads(item.value_json)
+        if item.key:
+            row[item.key] = value
+        else:
+            *head, last = item.nested_key
+            node = row
+            for part in head:
+                node = node.setdefault(part, {})
+            node[last] = value
+    return row
+
+
+def _flatten(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts without ``_type`` joined back into slash-separated keys."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, dict) and "_type" not in value:
+            out.update(_flatten(value, f"{prefix}{key}/"))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def read_run(directory: Path) -> OfflineRun:
@@ -94,7 +135,7 @@ def read_run(directory: Path) -> OfflineRun:
             for item in record.config.update:
                 out.config[_key(item)] = json.loads(item.value_json)
         elif kind == "history":
-            out.history.append({_key(i): json.loads(i.value_json) for i in record.history.item})
+            out.history.append(_flatten(_row(record.history.item)))
         elif kind == "summary":
             for item in record.summary.update:
                 out.summary[_key(item)] = json.loads(item.value_json)
