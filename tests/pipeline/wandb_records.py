@@ -77,11 +77,10 @@ class OfflineRun:
 
     @property
     def charts(self) -> dict[str, Any]:
-        """Custom charts (``wandb.plot.*``): key -> panel config (its Vega spec id is
-        ``panel_config["panelDefId"]``), from the run config's ``_wandb.visualize``."""
-        wandb_config = self.config.get("_wandb", {})
-        wandb_config = wandb_config.get("value", wandb_config)
-        return dict(wandb_config.get("visualize", {}))
+        """Custom charts (``wandb.plot.*``): key -> its panel (``panel_config["panelDefId"]``
+        names the Vega spec), from the config's ``_wandb/visualize/<key>`` entries."""
+        prefix = "_wandb/visualize/"
+        return {k[len(prefix) :]: v for k, v in self.config.items() if k.startswith(prefix)}
 
     def column(self, key: str) -> list[tuple[int, Any]]:
         """``(_step, value)`` of every history row that has ``key``."""
