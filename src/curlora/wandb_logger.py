@@ -123,16 +123,16 @@ class WandbLogger(LightningWandbLogger):
     # ------------------------------------------------------------------ axes and steps
     def _define(self, keys: Mapping[str, Any]) -> None:
         """``define_metric`` for each key not yet defined (exact names; see the docstring)."""
-        from wandb.plot.custom_chart import CustomChart
-
         experiment = self.experiment
         if TASK_AXIS not in self._axes:
             experiment.define_metric(TASK_AXIS)
             experiment.define_metric(STEP_AXIS)
             self._axes[TASK_AXIS] = self._axes[STEP_AXIS] = ""
         for key in keys:
-            # A custom chart (wandb.plot.*) lands in the history as its table, "<key>_table".
-            names = [key, f"{key}_table"] if isinstance(keys.get(key), CustomChart) else [key]
+            # A custom chart (wandb.plot.*: a table and a Vega spec) lands in the history as
+            # its table, "<key>_table".
+            chart = hasattr(keys[key], "spec") and hasattr(keys[key], "table")
+            names = [key, f"{key}_table"] if chart else [key]
             for name in names:
                 if name not in self._axes:
                     self._axes[name] = axis_of(name)
