@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,10 +120,25 @@ def _flatten(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def read_run(directory: Path) -> OfflineRun:
-    """Parse ``<directory>/run-*.wandb`` (one offline run directory)."""
+def _finished(path: Path, timeout_s: float) -> None:
+    """Wait until wandb's service has written the run's ``exit`` record and the file stopped
+    growing: ``wandb.finish`` can return while the service still flushes it."""
+    deadline = time.monotonic() + timeout_s
+    size = -1
+    while time.monotonic() < deadline:
+        now = path.stat().st_size
+        if now == size and any(r.WhichOneof("record_type") == "exit" for r in records(path)):
+            return
+        size = now
+        time.sleep(0.5)
+    raise AssertionError(f"{path} has no exit record after {timeout_s} s")
+
+
+def read_run(directory: Path, timeout_s: float = 30.0) -> OfflineRun:
+    """Parse ``<directory>/run-*.wandb`` (one offline run directory, once finished)."""
     directory = Path(directory)
     (path,) = directory.glob("run-*.wandb")
+    _finished(path, timeout_s)
     out = OfflineRun(directory)
     for record in records(path):
         kind = record.WhichOneof("record_type")
