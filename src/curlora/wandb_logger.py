@@ -148,7 +148,9 @@ class WandbLogger(LightningWandbLogger):
         """Training metrics from Lightning, at ``step`` (already offset by the task loop)."""
         if step is not None:
             self.advance_to(step)
-        self.log_row(metrics)
+        # Lightning adds "epoch", which restarts with every task's Trainer: the global step
+        # already says where training is, and one panel fewer.
+        self.log_row({k: v for k, v in metrics.items() if k != "epoch"})
 
     @rank_zero_only
     def log_at_point(self, metrics: Mapping[str, Any], tasks_trained: int) -> None:
