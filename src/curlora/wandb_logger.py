@@ -185,8 +185,11 @@ class WandbLogger(LightningWandbLogger):
     def finalize(self, status: str) -> None:
         super().finalize(status)
         # log_model: the checkpoint callbacks belong to one task's Trainer (weak proxies
-        # that die with it); the next task's Trainer brings its own.
-        self._checkpoint_callbacks.clear()
+        # that die with it); the next task's Trainer brings its own. (Lightning 2.6 keeps
+        # a dict of them, 2.5 one.)
+        getattr(self, "_checkpoint_callbacks", {}).clear()
+        if hasattr(self, "_checkpoint_callback"):
+            self._checkpoint_callback = None
 
     # ------------------------------------------------------------------ artifact
     @rank_zero_only
