@@ -58,6 +58,9 @@ def test_every_eval_and_lm_key_is_drawn_against_tasks_trained(fast_run) -> None:
         # Every row holding it says at which point it was measured.
         assert all("tasks_trained" in r for r in offline.history if key in r), key
     assert [v for _, v in offline.column("tasks_trained")] == POINTS
+    # The only glob is Lightning's own "*", which no key falls back to.
+    assert {m.glob_name for m in offline.metrics.values() if m.glob_name} == {"*"}
+    assert offline.keys - {"tasks_trained", "trainer/global_step"} <= set(offline.metrics)
     # Training curves: one step count over all tasks (each task's Trainer restarts at 0).
     train = {k for k in offline.keys if k.startswith("train/")}
     assert {f"train/{t}/loss" for t in TASKS} <= train
