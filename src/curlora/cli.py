@@ -113,13 +113,22 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 
 def _group_sweep_runs(cfg: DictConfig, hydra_cfg: Any) -> None:
-    """In a multirun, put every job's W&B run in one group named after the sweep directory."""
+    """In a multirun, every job's W&B run in one group named after the sweep
+    (``curlora.run_dirs.sweep_group``)."""
     from hydra.types import RunMode
+
+    from curlora.run_dirs import sweep_group
 
     wandb_cfg = (cfg.get("logger") or {}).get("wandb")
     if hydra_cfg.mode == RunMode.MULTIRUN and wandb_cfg is not None and not wandb_cfg.get("group"):
+        group = sweep_group(
+            Path(hydra_cfg.sweep.dir),
+            Path(cfg.paths.log_dir),
+            list(hydra_cfg.overrides.task),
+            list(hydra_cfg.job.config.override_dirname.exclude_keys),
+        )
         with open_dict(cfg):
-            cfg.logger.wandb.group = Path(hydra_cfg.sweep.dir).name
+            cfg.logger.wandb.group = group
 
 
 def main() -> None:

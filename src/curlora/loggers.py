@@ -3,6 +3,11 @@
 ``GuardedLogger`` wraps any Lightning logger: an exception in it (W&B directory not
 writable, init failure, a dead sync process) becomes one warning, after which the logger
 is switched off and training goes on. ``results.json`` never depends on a logger.
+
+It also turns each task's Trainer steps into one count over the run (``step_offset``, set
+by the task loop) and routes what the loop measures at an evaluation point: to the W&B
+logger (``curlora.wandb_logger``) as rows against ``tasks_trained`` with tables and charts;
+to any other logger as plain metrics.
 """
 
 from __future__ import annotations
@@ -16,37 +21,12 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from curlora.reporting.adapter_stats import aggregate_diagnostics
+from curlora.wandb_logger import WandbLogger
+
 log = logging.getLogger(__name__)
-
-
-class WandbLogger(LightningWandbLogger):
-    """Lightning's ``WandbLogger``, quiet, and with the x-axis of a continual run.
-
-    - Lightning always passes ``anonymous`` to ``wandb.init``, on which wandb ≥ 0.20 warns
-      that the setting does nothing; it is left out when unset.
-    - ``quiet`` (default true) keeps wandb's run history and summary off the console: the
-      run ends with its own table, which names the offline run directory to sync.
-    - :meth:`define_task_axis` makes ``tasks_trained`` the x-axis of ``eval/*``, ``lm/*`` and
-      ``adapter/*``, so a run's (and a sweep group's) default workspace draws forgetting
-      curves against tasks trained, not against ``trainer/global_step``, which restarts
-      with every task's Trainer.
-    """
-
-    def __init__(self, *args: Any, quiet: bool = True, **kwargs: Any) -> None:
-        if quiet and "settings" not in kwargs:
-            import wandb
-
-            kwargs["settings"] = wandb.Settings(quiet=True)
-        super().__init__(*args, **kwargs)
-        if self._wandb_init.get("anonymous") is None:
-            self._wandb_init.pop("anonymous", None)
-
-    @rank_zero_only
-    def define_task_axis(self) -> None:
-        experiment = self.experiment
-        experiment.define_metric("tasks_trained")
-        for prefix in ("eval", "lm", "adapter"):
-            experiment.define_metric(f"{prefix}/*", step_metric="tasks_trained")
+# WandbLogger is re-exported: the configs of earlier runs name it here.
+__all__ = ["GuardedLogger", "WandbLogger", "build_loggers"]
 
 
 class GuardedLogger(Logger):
@@ -57,6 +37,8 @@ class GuardedLogger(Logger):
         self.inner = inner
         self.label = label
         self.failed: str | None = None
+        self.step_offset = 0
+        """Optimizer steps of the tasks before the current one (Trainers count from 0)."""
 
     def _guard(self, action: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         if self.failed is not None:
@@ -89,18 +71,65 @@ class GuardedLogger(Logger):
     def experiment(self) -> Any:
         return self._guard("init", lambda: self.inner.experiment)
 
+    @property
+    def is_wandb(self) -> bool:
+        """Whether the wrapped logger takes W&B objects (tables, charts, artifacts)."""
+        return isinstance(self.inner, LightningWandbLogger) and self.failed is None
+
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        step = None if step is None else step + self.step_offset
         self._guard("log_metrics", self.inner.log_metrics, dict(metrics), step)
 
     @rank_zero_only
     def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
         self._guard("log_hyperparams", self.inner.log_hyperparams, params, *args, **kwargs)
 
-    def define_task_axis(self) -> None:
-        """Per-task metrics against ``tasks_trained`` (W&B only; see ``WandbLogger``)."""
-        if hasattr(self.inner, "define_task_axis"):
-            self._guard("define_task_axis", self.inner.define_task_axis)
+    @rank_zero_only
+    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        """Lightning's hook after a checkpoint is saved: W&B's ``log_model`` uploads it."""
+        self._guard("after_save_checkpoint", self.inner.after_save_checkpoint, checkpoint_callback)
+
+    @rank_zero_only
+    def set_step_offset(self, offset: int) -> None:
+        """Steps before the next Trainer's first; the W&B history step moves up to it."""
+        self.step_offset = int(offset)
+        if hasattr(self.inner, "advance_to"):
+            self._guard("advance_to", self.inner.advance_to, self.step_offset)
+
+    @rank_zero_only
+    def log_evaluation(
+        self, metrics: Mapping[str, float], tasks_trained: int, objects: Any = None
+    ) -> None:
+        """One evaluation point: ``metrics`` (numbers) and, for W&B, ``objects()`` (tables
+        and charts, built only when a W&B logger takes them)."""
+        if hasattr(self.inner, "log_at_point"):
+
+            def write() -> None:
+                row = {**metrics, **(objects() if objects is not None else {})}
+                self.inner.log_at_point(row, tasks_trained)
+
+            self._guard("log_evaluation", write)
+        else:
+            row = {**metrics, "tasks_trained": tasks_trained}
+            self._guard("log_evaluation", self.inner.log_metrics, row, tasks_trained)
+
+    @rank_zero_only
+    def log_adapter_stats(self, diagnostics: Mapping[str, float], tasks_trained: int) -> None:
+        """Adapter statistics after a task: aggregates (and a per-layer table for W&B)."""
+        if hasattr(self.inner, "log_adapter_stats"):
+            self._guard(
+                "log_adapter_stats", self.inner.log_adapter_stats, diagnostics, tasks_trained
+            )
+        else:
+            row = {**aggregate_diagnostics(diagnostics), "tasks_trained": tasks_trained}
+            self._guard("log_adapter_stats", self.inner.log_metrics, row, tasks_trained)
+
+    @rank_zero_only
+    def log_run_artifact(self, run_dir: Any, status: str) -> None:
+        """The run's files as one W&B artifact (other loggers: nothing)."""
+        if hasattr(self.inner, "log_run_artifact"):
+            self._guard("log_run_artifact", self.inner.log_run_artifact, run_dir, status)
 
     def log_summary(self, summary: Mapping[str, Any]) -> None:
         """Final metrics into the W&B run summary (other loggers get them as metrics)."""
@@ -119,9 +148,10 @@ class GuardedLogger(Logger):
         """W&B tables and images (ignored by loggers that have no ``log`` for them)."""
 
         def write() -> None:
-            experiment = self.inner.experiment
-            if isinstance(self.inner, LightningWandbLogger):
-                experiment.log(dict(objects))
+            if hasattr(self.inner, "log_row"):
+                self.inner.log_row(dict(objects))
+            elif isinstance(self.inner, LightningWandbLogger):
+                self.inner.experiment.log(dict(objects))
 
         self._guard("log_objects", write)
 

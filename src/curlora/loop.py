@@ -51,11 +51,13 @@ from curlora.run_state import (
     AtomicCheckpointIO,
     DamagedFile,
     latest_task_checkpoint,
+    read_logger_state,
     read_progress,
     save_task_checkpoint,
     set_rng_state,
     step_checkpoint,
     step_checkpoint_dir,
+    update_logger_state,
     usable_step_checkpoint,
     write_progress,
 )
@@ -144,8 +146,9 @@ class TaskLoop:
         self.loggers: list[GuardedLogger] = build_loggers(cfg.get("logger")) if self.writer else []
         for logger in self.loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-            logger.define_task_axis()
         self.record = RunRecord(self.tasks)
+        self.steps_after_task: list[int | None] = [None] * len(self.tasks)
+        """Optimizer steps over the run after each task (the loggers' step axis)."""
 
     # ------------------------------------------------------------------ trainers
     def _trainer(self, task_index: int | None, perplexity: bool = True) -> L.Trainer:
@@ -267,7 +270,14 @@ class TaskLoop:
             evaluation_cache.store(cache_dir, key, self.tasks, self.record.initial)
 
     def _log_evaluation(self, point: int, evaluation: Evaluation) -> None:
-        metrics: dict[str, float] = {"tasks_trained": point + 1}
+        """The numbers of one evaluation point against ``tasks_trained`` = point + 1, with
+        the running average accuracy and BWT; for W&B also the forgetting-curve and
+        perplexity charts, the matrix table and each head's confusion matrix."""
+        if not self.loggers:
+            return
+        from curlora.reporting.wandb_report import evaluation_objects, running_metrics
+
+        metrics: dict[str, float] = {}
         for task, score in evaluation.scores.items():
             metrics[f"eval/{task}/acc"] = score.accuracy
             metrics[f"eval/{task}/top_class_share"] = score.top_class_share
@@ -275,8 +285,23 @@ class TaskLoop:
             metrics[f"eval/{task}/validation_acc"] = score.accuracy
         if evaluation.perplexity is not None:
             metrics["lm/ppl"] = evaluation.perplexity.ppl
+        trained = self.record.accuracy_matrix()[: point + 1]
+        metrics.update(running_metrics(trained))
+        ppl = self.record.perplexity()
+        majority = self.data.majority_baseline()
+
+        def objects() -> dict[str, Any]:
+            return evaluation_objects(
+                self.record.initial_accuracy(),
+                trained,
+                self.tasks,
+                [majority[t] for t in self.tasks],
+                [ppl["initial"], *ppl["after_task"][: point + 1]],
+                {t: s.confusion for t, s in evaluation.scores.items()},
+            )
+
         for logger in self.loggers:
-            logger.log_metrics(metrics, step=point + 1)
+            logger.log_evaluation(metrics, point + 1, objects)
 
     # ------------------------------------------------------------------ state
     def save_progress(self, status: str) -> None:
@@ -319,6 +344,9 @@ class TaskLoop:
             self.record = RunRecord(self.tasks, initial=progress.initial)
         if progress is not None:
             self._clock = (time.perf_counter(), max(progress.elapsed_s, self.record.elapsed_s))
+        saved_steps = read_logger_state(self.run_dir).get("steps_after_task") or []
+        if len(saved_steps) == len(self.tasks):
+            self.steps_after_task = list(saved_steps)
         log.info(
             "continuing %s: initial evaluation %s, %d of %d task(s) done",
             self.run_dir,
@@ -354,6 +382,7 @@ class TaskLoop:
         self.data.set_task(task)
         self.module.set_task(task)
         trainer = self._trainer(index)
+        self._set_step_offset(self._steps_before(index))
         self.module.train()  # Lightning keeps the mode it finds; evaluation leaves eval mode
         before = self._adapter_snapshot()
         resume_from = usable_step_checkpoint(self.run_dir, index)
@@ -364,9 +393,14 @@ class TaskLoop:
         )
         self.guard.check()
         self._check_adapter_moved(before, index)
+        self.steps_after_task[index] = self._steps_before(index) + int(trainer.global_step)
+        self._set_step_offset(self.steps_after_task[index])
         self._evaluate(index)
         self._log_adapter_diagnostics(index)
         if self.writer:
+            # Before the task checkpoint: a crash in between redoes the task, and its entry
+            # is written again.
+            update_logger_state(self.run_dir, steps_after_task=self.steps_after_task)
             save_task_checkpoint(self.run_dir, index, self.module.training_state(), self.record)
         self.save_progress("running")
         row = ", ".join(
@@ -413,12 +447,23 @@ class TaskLoop:
             self.record.warnings.append(warning)
             log.warning("%s", warning["detail"])
 
+    def _steps_before(self, index: int) -> int:
+        """Optimizer steps of the run before task ``index`` (0 when unknown: a run
+        directory from before the count was kept)."""
+        known = [s for s in self.steps_after_task[:index] if s is not None]
+        return known[-1] if known else 0
+
+    def _set_step_offset(self, offset: int) -> None:
+        for logger in self.loggers:
+            logger.set_step_offset(offset)
+
     def _log_adapter_diagnostics(self, index: int) -> None:
-        """‖ΔW‖_F/‖W‖_F (and ‖U‖_F, ‖A‖_F, ...) per adapted layer, after each task."""
-        diagnostics = adapter_diagnostics(self.backbone)
+        """‖ΔW‖_F/‖W‖_F (and ‖U‖_F, ‖A‖_F, ...) after each task: aggregates over layers
+        (and for W&B a per-layer table; see ``curlora.reporting.adapter_stats``)."""
+        diagnostics = adapter_diagnostics(self.backbone) if self.loggers else {}
         if diagnostics:
             for logger in self.loggers:
-                logger.log_metrics({**diagnostics, "tasks_trained": index + 1}, step=index + 1)
+                logger.log_adapter_stats(diagnostics, index + 1)
 
     def close_loggers(self) -> None:
         for logger in self.loggers:

@@ -7,6 +7,11 @@
 - ``${curlora.run_tag:${method},${strategy},${seed}}``: a run's name by what defines it:
   ``curlora_r16_s1311``, ``head_only_s1311`` (no rank for methods without one),
   ``lora_r8_ewc_s3`` (the strategy when it is not plain sequential training).
+- ``${curlora.run_name:${method},${strategy},${seed},${optimizer.lr},${tasks},${data.tasks}}``:
+  the W&B run name, the tag above plus the task order (when it is not the data config's)
+  and the learning rate: ``curlora_r16_lr3e-3_s1311``, ``lora_r8_ewc_reversed_lr1e-3_s3``;
+  ``${curlora.run_setting:...}`` (same arguments) is it without the seed (the W&B job
+  type: runs that differ only by seed), ``${curlora.run_tags:...}`` its parts as tags.
 - ``${curlora.mul:a,b}``: a · b, e.g. LoRA's ``lora_alpha = alpha · rank`` so that its update
   scale ``lora_alpha / rank`` is the top-level ``alpha``, as CURLoRA's is.
 - ``${curlora.safe_name:<text>}``: ``text`` made safe as one path component (no ``/``, at
@@ -37,16 +42,68 @@ def strategy_tag(strategy: Mapping[str, Any] | None) -> str | None:
     return None if name in ("", "sequential") else name
 
 
-def run_tag(method: Mapping[str, Any], strategy: Mapping[str, Any] | None, seed: Any) -> str:
-    """``<method>[_r<rank>][_<strategy>]_s<seed>``; see the module docstring."""
+def method_parts(method: Mapping[str, Any], strategy: Mapping[str, Any] | None) -> list[str]:
+    """``[<method>, r<rank>, <strategy>]``, the rank only for methods that have one and the
+    strategy only when it is not plain sequential training."""
     parts = [str(method.get("name") or "method")]
     if method.get("rank") is not None:
         parts.append(f"r{method.get('rank')}")
     tag = strategy_tag(strategy)
     if tag:
         parts.append(tag)
-    parts.append(f"s{seed}")
-    return "_".join(parts)
+    return parts
+
+
+def run_tag(method: Mapping[str, Any], strategy: Mapping[str, Any] | None, seed: Any) -> str:
+    """``<method>[_r<rank>][_<strategy>]_s<seed>``; see the module docstring."""
+    return "_".join([*method_parts(method, strategy), f"s{seed}"])
+
+
+def order_tag(tasks: Any, default_tasks: Any) -> str | None:
+    """None for the data config's own order; ``reversed``, ``rotated`` (configs/order), or
+    the first three letters of each task (``dbp-ama-agn-yah``)."""
+    order, default = [str(t) for t in tasks or []], [str(t) for t in default_tasks or []]
+    if not order or order == default:
+        return None
+    if order == default[::-1]:
+        return "reversed"
+    if order == [*default[1:], *default[:1]]:
+        return "rotated"
+    return "-".join(t[:3] for t in order)
+
+
+def lr_tag(lr: Any) -> str:
+    """``lr3e-3`` from 0.003, ``lr2.5e-4`` from 0.00025."""
+    mantissa, exponent = f"{float(lr):.2e}".split("e")
+    return f"lr{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def run_parts(
+    method: Mapping[str, Any],
+    strategy: Mapping[str, Any] | None,
+    seed: Any,
+    lr: Any = None,
+    tasks: Any = None,
+    default_tasks: Any = None,
+) -> list[str]:
+    """What varies between runs, in name order: method, rank, strategy, order, lr, seed."""
+    parts = [
+        *method_parts(method, strategy),
+        order_tag(tasks, default_tasks),
+        lr_tag(lr) if lr is not None else None,
+        f"s{seed}",
+    ]
+    return [p for p in parts if p]
+
+
+def run_name(*args: Any) -> str:
+    """``<method>[_r<rank>][_<strategy>][_<order>]_lr<lr>_s<seed>``; see the docstring."""
+    return "_".join(run_parts(*args))
+
+
+def run_setting(*args: Any) -> str:
+    """The run name without the seed (at most 64 characters, W&B's job-type limit)."""
+    return "_".join(run_parts(*args)[:-1])[:64]
 
 
 def safe_name(text: Any) -> str:
@@ -63,6 +120,9 @@ def register_resolvers() -> None:
     resolvers = {
         "curlora.cwd": lambda: os.getcwd(),
         "curlora.run_tag": run_tag,
+        "curlora.run_name": run_name,
+        "curlora.run_setting": run_setting,
+        "curlora.run_tags": lambda *args: run_parts(*args),
         "curlora.safe_name": safe_name,
         "curlora.mul": lambda a, b: a * b,
         # task orders (configs/order): a list reversed, or rotated by one to the left

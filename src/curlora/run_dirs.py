@@ -12,9 +12,13 @@ puts a run before Hydra creates anything:
   whether it may continue what is there (``curlora.run_guard``).
 - ``resume=<run dir>``: Hydra's own files (its log, ``.hydra/``) go into the run being
   resumed, under ``.hydra/resume_<time>/``, so the original record is kept.
-- After a multirun, one summary line per job that did not complete (read from the job
-  outcomes the jobs recorded, or from each job's ``results.json`` when the jobs ran in
-  other processes), and :data:`SWEEP_FAILURES` so that the command exits non-zero.
+- A sweep's W&B group (:func:`sweep_group`): its directory below the log directory and the
+  keys it sweeps, ``multiruns/2026-12-04_17-05-14 over method,seed``.
+- After a multirun, the one ``wandb sync`` command that uploads every job's offline W&B
+  run (all sessions of a resumed one), and one summary line per job that did not
+  complete (read from the job outcomes the jobs recorded, or from each job's
+  ``results.json`` when the jobs ran in other processes), and :data:`SWEEP_FAILURES` so
+  that the command exits non-zero.
 """
 
 from __future__ import annotations
@@ -104,6 +108,8 @@ class RunDirectories(Callback):
         SWEEP_FAILURES[:] = failed
         done = len(outcomes) - len(failed)
         log.info("sweep %s: %d of %d jobs completed", sweep_dir, done, len(outcomes))
+        if any(sweep_dir.glob(f"*/wandb/{OFFLINE_RUNS}")):
+            log.info("W&B (offline), every job: wandb sync %s/*/wandb/%s", sweep_dir, OFFLINE_RUNS)
         for outcome in failed:
             log.error(
                 "job %s (%s) did not complete: %s",
@@ -111,6 +117,24 @@ class RunDirectories(Callback):
                 " ".join(outcome.overrides),
                 outcome.status,
             )
+
+
+OFFLINE_RUNS = "offline-run-*"
+"""W&B's offline run directories (one per session of a run) inside ``<run dir>/wandb``."""
+
+
+def sweep_group(
+    sweep_dir: Path, log_dir: Path, overrides: list[str], exclude_keys: list[str]
+) -> str:
+    """A readable W&B group shared by every job of a sweep (at most 128 characters): the
+    sweep directory relative to the log directory, and the keys that vary between jobs
+    (a job's overrides minus those every job shares, see :func:`_name_jobs_by_swept_keys`)."""
+    sweep_dir, log_dir = Path(sweep_dir).absolute(), Path(log_dir).absolute()
+    where = sweep_dir.relative_to(log_dir) if sweep_dir.is_relative_to(log_dir) else sweep_dir
+    keys = [o.lstrip("+~").split("=", 1)[0] for o in overrides]
+    swept = [k for k in dict.fromkeys(keys) if k not in exclude_keys]
+    label = f"{where} over {','.join(swept)}" if swept else str(where)
+    return label if len(label) <= 128 else "..." + label[-125:]
 
 
 def _name_jobs_by_swept_keys(config: DictConfig) -> None:

@@ -170,25 +170,26 @@ def _plots(results: Mapping[str, Any], run_dir: Path) -> None:
 def _log_results(
     results: Mapping[str, Any], run_dir: Path, loggers: Sequence[GuardedLogger]
 ) -> None:
+    """The run summary, the plots (images) and, for W&B, the run's files as one artifact.
+    The matrix table and the charts were logged at each evaluation point."""
     if not loggers:
         return
     try:
-        from curlora.reporting.wandb_report import accuracy_table, summary_metrics
+        from curlora.reporting.wandb_report import summary_metrics
 
         summary = summary_metrics(results)
         objects: dict[str, Any] = {}
-        import wandb
+        images = [run_dir / f"{name}.png" for name in ("forgetting", "curves")]
+        if any(logger.is_wandb for logger in loggers):
+            import wandb
 
-        objects["eval/accuracy_matrix"] = accuracy_table(
-            results["accuracy_matrix"], results["tasks"]
-        )
-        for name in ("forgetting", "curves"):
-            image = run_dir / f"{name}.png"
-            if image.exists():
-                objects[f"plots/{name}"] = wandb.Image(str(image))
+            for image in images:
+                if image.exists():
+                    objects[f"plots/{image.stem}"] = wandb.Image(str(image))
     except Exception as error:
         log.warning("could not prepare logger summary (%s)", error)
         return
     for logger in loggers:
         logger.log_summary(summary)
         logger.log_objects(objects)
+        logger.log_run_artifact(run_dir, str(results["status"]))

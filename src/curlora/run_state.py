@@ -155,3 +155,29 @@ def usable_step_checkpoint(run_dir: Path, index: int) -> Path | None:
         log.warning("resume: %s; restarting task %d from its beginning", damaged, index)
         return None
     return path
+
+
+# ---------------------------------------------------------------------------------- loggers
+LOGGER_STATE_FILE = "logger_state.json"
+"""What the experiment loggers need to continue a run as the same run: the W&B run id
+(``wandb_run_id``) and the history step reached after each task (``steps_after_task``)."""
+
+
+def read_logger_state(run_dir: Path) -> dict[str, Any]:
+    """The saved logger state; {} when there is none or it cannot be read (named in a
+    warning: losing it costs a new W&B run on resume, never the experiment)."""
+    path = Path(run_dir) / LOGGER_STATE_FILE
+    if not path.exists():
+        return {}
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        log.warning("%s", DamagedFile(path, f"{type(error).__name__}: {error}"))
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def update_logger_state(run_dir: Path, **changes: Any) -> None:
+    """Merge ``changes`` into the saved logger state (atomic write)."""
+    state = {**read_logger_state(run_dir), **changes}
+    atomic_write_text(Path(run_dir) / LOGGER_STATE_FILE, json.dumps(state, indent=2) + "\n")

@@ -126,10 +126,11 @@ def _report(loop: TaskLoop, status: str) -> tuple[dict[str, Any] | None, OutputE
         results = write_run_report(
             loop.cfg, loop.run_dir, loop.record, loop.context(), status, loop.loggers
         )
+        # Before the loggers close: W&B keeps the console output up to its finish.
+        log.info("\n%s", run_table(results, loop.run_dir, loop.elapsed_s()))
     except OutputError as error:
         log.error("%s", error)
         return None, failure or error
     finally:
         loop.close_loggers()
-    log.info("\n%s", run_table(results, loop.run_dir, loop.elapsed_s()))
     return results, failure

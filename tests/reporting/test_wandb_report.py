@@ -8,25 +8,79 @@ import sys
 
 import pytest
 
-from curlora.reporting.wandb_report import accuracy_rows, accuracy_table, summary_metrics
+from curlora.reporting.wandb_report import (
+    accuracy_rows,
+    accuracy_table,
+    evaluation_objects,
+    running_metrics,
+    summary_metrics,
+)
 
 TASKS = ["a", "b"]
+INITIAL = [0.5, 0.4]
 R = [[0.9, None], [0.8, 0.7]]  # task b not evaluated after task a
+MAJORITY = [0.5, 0.6]
+ROWS = [
+    [0, "before training", "a", 0.5, 0.5],
+    [0, "before training", "b", 0.4, 0.6],
+    [1, "a", "a", 0.9, 0.5],  # the None cell left out
+    [2, "b", "a", 0.8, 0.5],
+    [2, "b", "b", 0.7, 0.6],
+]
 
 
 def test_accuracy_table(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_MODE", "disabled")
     wandb = pytest.importorskip("wandb")
-    table = accuracy_table(R, TASKS)
+    table = accuracy_table(INITIAL, R, TASKS, MAJORITY)
     assert isinstance(table, wandb.Table)
-    assert table.columns == ["after_task", "task", "accuracy"]
-    assert table.data == [["a", "a", 0.9], ["b", "a", 0.8], ["b", "b", 0.7]]  # None cell left out
+    assert table.columns == ["tasks_trained", "after_task", "task", "accuracy", "majority"]
+    assert table.data == ROWS
 
 
 def test_accuracy_table_without_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "wandb", None)  # makes `import wandb` raise ImportError
-    assert accuracy_table(R, TASKS) is None
-    assert accuracy_rows(R, TASKS) == [["a", "a", 0.9], ["b", "a", 0.8], ["b", "b", 0.7]]
+    assert accuracy_table(INITIAL, R, TASKS, MAJORITY) is None
+    assert accuracy_rows(INITIAL, R, TASKS, MAJORITY) == ROWS
+
+
+def test_running_metrics_over_the_tasks_trained_so_far() -> None:
+    assert running_metrics([]) == {}  # before training: nothing seen
+    assert running_metrics([[0.9, None]]) == {"eval/avg_acc": 0.9}  # BWT needs a second task
+    both = running_metrics(R)
+    assert both["eval/avg_acc"] == pytest.approx(0.75)  # (0.8 + 0.7) / 2
+    assert both["eval/bwt"] == pytest.approx(-0.1)  # 0.8 - 0.9
+
+
+def test_evaluation_objects_are_wandb_charts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    pytest.importorskip("wandb")
+    from wandb.plot.custom_chart import CustomChart
+
+    confusion = {"a": [[3, 1], [0, 4]], "b": [[2, 2], [1, 3]]}
+    objects = evaluation_objects(INITIAL, R, TASKS, MAJORITY, [10.0, 11.0, 12.0], confusion)
+    assert set(objects) == {
+        "eval/forgetting_curve",
+        "eval/accuracy_matrix",
+        "lm/perplexity_curve",
+        "eval/a/confusion",
+        "eval/b/confusion",
+    }
+    curve = objects["eval/forgetting_curve"]
+    assert isinstance(curve, CustomChart)
+    assert curve.spec.spec_name == "wandb/lineseries/v0"
+    lines = {}
+    for x, line, value in curve.table.data:
+        lines.setdefault(line, []).append((x, value))
+    # x = tasks trained; task b's missing cell after task a is left out of its line; the
+    # tasks' majority rates differ, so each is its own reference line.
+    assert lines["a"] == [(0, 0.5), (1, 0.9), (2, 0.8)]
+    assert lines["b"] == [(0, 0.4), (2, 0.7)]
+    assert lines["b majority-class rate"] == [(0, 0.6), (2, 0.6)]
+    matrix = objects["eval/a/confusion"]
+    assert matrix.spec.spec_name == "wandb/confusion_matrix/v1"
+    counts = {(t, p): n for t, p, n in matrix.table.data}
+    assert counts == {("0", "0"): 3, ("0", "1"): 1, ("1", "0"): 0, ("1", "1"): 4}
 
 
 def test_summary_metrics(make_results, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -93,8 +93,10 @@ def run_table(
         files = [run_dir / name for name in ("results.json", "forgetting.png", "curves.png")]
         out.append("  files: " + "  ".join(str(p) for p in files if p.exists()))
         wandb_runs = sorted((run_dir / "wandb").glob("offline-run-*"))
-        if wandb_runs:
-            out.append(f"  W&B (offline): wandb sync {wandb_runs[-1]}")
+        if len(wandb_runs) == 1:
+            out.append(f"  W&B (offline): wandb sync {wandb_runs[0]}")
+        elif wandb_runs:  # a resumed run: one directory per session, uploaded as one run
+            out.append(f"  W&B (offline): wandb sync {run_dir / 'wandb'}/offline-run-*")
     return "\n".join(out)
 
 
