@@ -40,8 +40,15 @@ LOCK_FILE = ".lock"
 # Config keys that do not change what a run computes: where files go, how it is logged,
 # whether a bit-identical cached evaluation is reused.
 NOT_EXPERIMENT = ("paths", "resume", "logger", "reuse_initial_evaluation")
-# Single settings that change memory or speed, not the numbers.
-NOT_EXPERIMENT_LEAVES = ("model.gradient_checkpointing",)
+# Single settings that change memory, speed or display, not the experiment: where a job
+# runs (a CPU or a GPU gives the same numbers up to float rounding, like the thread count,
+# which is not part of a config either) and whether a progress bar is drawn. So a grid, or
+# a resumed run, can continue on another kind of machine (results.json keeps the setting).
+NOT_EXPERIMENT_LEAVES = (
+    "model.gradient_checkpointing",
+    "trainer.accelerator",
+    "trainer.enable_progress_bar",
+)
 # Settings that are only defaults of another key, which stays in the view: method.lr feeds
 # optimizer.lr, the rate a run trains with. A run that set optimizer.lr (a grid job) is the
 # same experiment after its method's default rate is re-tuned. (A resume that overrides

@@ -185,7 +185,9 @@ def write_report(root: Path, report_dir: Path, grid_name: str, command: str) -> 
     unfinished = planned is not None and len(runs) < planned
     parts += [
         f"{len(runs)} completed runs{of_planned}; their wall time adds up to "
-        f"{wall / 3600:.1f} h ({wall / 60 / max(len(runs), 1):.1f} min per run)."
+        f"{wall / 3600:.1f} h ({wall / 60 / max(len(runs), 1):.1f} min per run). "
+        f"Where they ran (`trainer.accelerator`; a CPU and a GPU run the same experiment "
+        f"up to float rounding): {_devices(runs)}."
         + (
             " **The grid is not finished**: every number below is over the seeds that have "
             "run (named in each table) and will change as the grid completes."
@@ -241,6 +243,15 @@ def write_report(root: Path, report_dir: Path, grid_name: str, command: str) -> 
     if sampling:
         parts += ["## CURLoRA sampling ablation (at its chosen rate)", "", sampling, ""]
     return atomic_write_text(out / "REPORT.md", "\n".join(parts) + "\n")
+
+
+def _devices(runs: Sequence[GridRun]) -> str:
+    counts: dict[str, int] = {}
+    for run in runs:
+        accelerator = str(run.results["config"].get("trainer", {}).get("accelerator", "?"))
+        counts[accelerator] = counts.get(accelerator, 0) + 1
+    names = {"gpu": "on a GPU", "auto": "auto (a CPU on a machine without a GPU)"}
+    return ", ".join(f"{n} {names.get(k, k)}" for k, n in sorted(counts.items()))
 
 
 def _matched(
