@@ -86,6 +86,29 @@ def multirun(sweep_dir: Path, overrides: Sequence[str], threads: int | None = No
     return subprocess.run(command, check=False, env=env).returncode
 
 
+def _seed_parts(
+    stage: str,
+    seed: int,
+    controls: Sequence[str],
+    rates: dict[str, str],
+    rank: str,
+    common: Sequence[str],
+) -> list[Part]:
+    """One seed's parts: each control, then each method at its rate(s) (a comma list)."""
+    parts: list[Part] = [
+        (f"{stage}/s{seed}/{control}", [f"method={control}", f"seed={seed}", *common])
+        for control in controls
+    ]
+    parts += [
+        (
+            f"{stage}/s{seed}/{method}",
+            [f"method={method}", f"optimizer.lr={lr}", f"rank={rank}", f"seed={seed}", *common],
+        )
+        for method, lr in rates.items()
+    ]
+    return parts
+
+
 def grid_parts(grid: DictConfig, extra: Sequence[str]) -> list[Part]:
     """The lr_grid part of the grid: ``(sweep subdirectory, overrides)`` per multirun.
 
@@ -93,26 +116,10 @@ def grid_parts(grid: DictConfig, extra: Sequence[str]) -> list[Part]:
     method and learning rate for the seeds it finished, not every seed of some methods.
     """
     common = [*grid.overrides, *extra]
-    ranks = _csv(grid.ranks)
+    rates = {method: _csv(lrs) for method, lrs in grid.lrs.items()}
     parts: list[Part] = []
     for seed in grid.seeds:
-        parts += [
-            (f"lr_grid/s{seed}/{control}", [f"method={control}", f"seed={seed}", *common])
-            for control in grid.controls
-        ]
-        parts += [
-            (
-                f"lr_grid/s{seed}/{method}",
-                [
-                    f"method={method}",
-                    f"optimizer.lr={_csv(lrs)}",
-                    f"rank={ranks}",
-                    f"seed={seed}",
-                    *common,
-                ],
-            )
-            for method, lrs in grid.lrs.items()
-        ]
+        parts += _seed_parts("lr_grid", seed, grid.controls, rates, _csv(grid.ranks), common)
     return parts
 
 
@@ -135,25 +142,9 @@ def followup_parts(grid: DictConfig, lrs: dict[str, float], extra: Sequence[str]
             )
         )
     extra_seeds = [s for s in grid.get("headline_seeds") or [] if s not in grid.seeds]
+    rates = {m: str(lrs[m]) for m in grid.get("headline_methods") or [] if m in lrs}
     for seed in extra_seeds:
-        parts += [
-            (f"headline/s{seed}/{control}", [f"method={control}", f"seed={seed}", *common])
-            for control in grid.controls
-        ]
-        parts += [
-            (
-                f"headline/s{seed}/{method}",
-                [
-                    f"method={method}",
-                    f"optimizer.lr={lrs[method]}",
-                    f"rank={grid.ranks[0]}",
-                    f"seed={seed}",
-                    *common,
-                ],
-            )
-            for method in grid.headline_methods
-            if method in lrs
-        ]
+        parts += _seed_parts("headline", seed, grid.controls, rates, str(grid.ranks[0]), common)
     sweep = grid.get("rank_sweep")
     if sweep:
         parts += [

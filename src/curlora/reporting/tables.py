@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from curlora.reporting.claims import bwt_summary, paired_log_ratio, ppl_summary
 from curlora.reporting.grid import (
@@ -197,6 +198,21 @@ def comparison_table(
     )
 
 
+def _errorbar(ax: Any, xs: Sequence[Any], points: Sequence[tuple], label: str) -> None:
+    """(mean, low, high) per x as a line with asymmetric 95 % interval bars."""
+    ax.errorbar(
+        xs,
+        [m for m, _, _ in points],
+        yerr=[
+            [m - (lo if lo is not None else m) for m, lo, _ in points],
+            [(hi if hi is not None else m) - m for m, _, hi in points],
+        ],
+        marker="o",
+        capsize=3,
+        label=label,
+    )
+
+
 def plot_ranks(settings: Sequence[Setting], rules: Rules, learned: Sequence[int], path: Path):
     """Perplexity ratio and BWT against rank, one line per method (mean ± 95 % CI)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -208,29 +224,9 @@ def plot_ranks(settings: Sequence[Setting], rules: Rules, learned: Sequence[int]
         mine = sorted((s for s in settings if s.method == method), key=lambda s: s.rank or 0)
         ranks = [s.rank for s in mine]
         ratios = [ppl_summary(s) for s in mine]
-        axes[0].errorbar(
-            ranks,
-            [r.geometric_mean for r in ratios],
-            yerr=[
-                [r.geometric_mean - (r.low or r.geometric_mean) for r in ratios],
-                [(r.high or r.geometric_mean) - r.geometric_mean for r in ratios],
-            ],
-            marker="o",
-            capsize=3,
-            label=method,
-        )
+        _errorbar(axes[0], ranks, [(r.geometric_mean, r.low, r.high) for r in ratios], method)
         bwts = [bwt_summary(rules, s, None) for s in mine]
-        axes[1].errorbar(
-            ranks,
-            [b.mean for b in bwts],
-            yerr=[
-                [b.mean - (b.low or b.mean) for b in bwts],
-                [(b.high or b.mean) - b.mean for b in bwts],
-            ],
-            marker="o",
-            capsize=3,
-            label=method,
-        )
+        _errorbar(axes[1], ranks, [(b.mean, b.low, b.high) for b in bwts], method)
     axes[0].set_ylabel("perplexity ratio (geometric mean), log scale")
     axes[0].set_yscale("log")
     axes[1].set_ylabel("BWT (all tasks)")
