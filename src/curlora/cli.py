@@ -123,6 +123,15 @@ def _group_sweep_runs(cfg: DictConfig, hydra_cfg: Any) -> None:
 
 
 def main() -> None:
+    # A full disk makes every line written to train.log fail; Python's logging would print a
+    # traceback for each. The run's own error line (exit 5) says what could not be written.
+    logging.raiseExceptions = False
+    from curlora.composition import check_command_line
+
+    problem = check_command_line(sys.argv[1:])
+    if problem is not None:  # refused before Hydra creates a directory or a log file
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
     try:
         _hydra_main()
     except KeyboardInterrupt:  # Ctrl+C before a run started (imports, config loading)

@@ -41,7 +41,7 @@ def _num(value: float | None, signed: bool = False) -> str:
 
 
 def _duration(seconds: float | None) -> str:
-    if seconds is None:
+    if seconds is None or not math.isfinite(seconds):
         return "-"
     minutes, rest = divmod(round(seconds), 60)
     return f"{minutes}m{rest:02d}s" if minutes else f"{rest}s"
@@ -99,11 +99,13 @@ def run_table(
 
 
 def wall_time(run_dir: Path) -> float | None:
-    """The run's wall time as recorded in progress.json (all sessions of it together)."""
+    """The run's wall time as recorded in progress.json (all sessions of it together); None
+    when the file is missing or damaged (a wall time is a convenience, never worth a crash)."""
     try:
-        return float(json.loads((run_dir / "progress.json").read_text())["elapsed_s"])
-    except (OSError, ValueError, KeyError, TypeError):
+        seconds = float(json.loads((run_dir / "progress.json").read_text("utf-8"))["elapsed_s"])
+    except (OSError, ValueError, KeyError, TypeError):  # UnicodeDecodeError is a ValueError
         return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def report(path: Path) -> str:
@@ -130,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         print(report(args.path))
     except ResultsError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)  # one line
         return 1
     return 0
 
