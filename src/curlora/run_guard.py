@@ -40,8 +40,8 @@ LOCK_FILE = ".lock"
 # Config keys that do not change what a run computes: where files go, how it is logged,
 # whether a bit-identical cached evaluation is reused.
 NOT_EXPERIMENT = ("paths", "resume", "logger", "reuse_initial_evaluation")
-# Single settings that change memory or speed, not the numbers.
-NOT_EXPERIMENT_LEAVES = ("model.gradient_checkpointing",)
+# Single settings that change memory, speed or the console, not the numbers.
+NOT_EXPERIMENT_LEAVES = ("model.gradient_checkpointing", "trainer.enable_progress_bar")
 # Settings that are only defaults of another key, which stays in the view: method.lr feeds
 # optimizer.lr, the rate a run trains with. A run that set optimizer.lr (a grid job) is the
 # same experiment after its method's default rate is re-tuned. (A resume that overrides
@@ -196,6 +196,14 @@ def save_run_config(cfg: DictConfig, run_dir: Path) -> None:
 
     resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     atomic_write_text(run_dir / RUN_CONFIG_FILE, OmegaConf.to_yaml(resolved))
+
+
+def forget_refused_run(run_dir: Path) -> None:
+    """Remove the saved config of a new run refused before it trained (bad data, a model
+    that cannot be fetched), so the corrected command in the same fixed directory is a new
+    run, not "a different run" that directory already holds."""
+    with contextlib.suppress(OSError):
+        (Path(run_dir) / RUN_CONFIG_FILE).unlink(missing_ok=True)
 
 
 class RunLock:
