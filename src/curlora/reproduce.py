@@ -37,11 +37,9 @@ log = logging.getLogger("curlora")
 
 def compose(overrides: Sequence[str]) -> DictConfig:
     """The run config with the grid (``cfg.reproduce``) as ``curlora.cli`` composes it."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
+    from curlora.grid_guard import compose_grid
 
-    with initialize_config_module(config_module="curlora.configs", version_base="1.3"):
-        cfg = hydra_compose(config_name="train", overrides=list(overrides))
+    cfg = compose_grid(overrides)  # GridRefused: one line, exit 2
     if not cfg.get("reproduce"):
         grids = Path(__file__).with_name("configs") / "reproduce"
         names = sorted(p.stem for p in grids.glob("*.yaml"))
@@ -115,12 +113,23 @@ def run_part(sweep_dir: Path, overrides: Sequence[str]) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from curlora.atomic import OutputError
+    from curlora.grid_guard import GridRefused, release_grid_locks
+
     try:
         return _main(argv)
+    except GridRefused as refused:  # bad arguments, an unknown grid, a grid in use
+        print(f"error: {refused}", file=sys.stderr)
+        return 2
+    except OutputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 5
     except KeyboardInterrupt:
         code = 130
     except GridInterrupted as interrupt:
         code = interrupt.exit_code
+    finally:
+        release_grid_locks()
     print(
         "error: the grid was interrupted; run the same command again to continue "
         "(finished jobs are skipped, interrupted ones resume from their checkpoints)",
@@ -130,20 +139,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    from curlora.atomic import atomic_write_text
+    from curlora.grid_guard import check_arguments, hold_grid_lock, write_grid_report
     from curlora.reporting.reproduction import choose_learning_rates, load_grid, write_report
 
     logging.basicConfig(
         level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
     )
     args = list(sys.argv[1:] if argv is None else argv)
+    if (early := check_arguments(args, __doc__ or "")) is not None:  # --help, not key=value
+        return early
     chosen = [a for a in args if a.startswith("reproduce=")] or ["reproduce=table1_cpu"]
     extra = [a for a in args if not a.startswith("reproduce=")]
     cfg = compose([*chosen, *extra])
     grid = cfg.reproduce
     root = Path(str(grid.dir)).absolute()
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "grid.yaml").write_text(
-        OmegaConf.to_yaml(OmegaConf.create(OmegaConf.to_container(grid, resolve=True)))
+    hold_grid_lock(root)  # one invocation per grid; main releases it
+    atomic_write_text(
+        root / "grid.yaml",
+        OmegaConf.to_yaml(OmegaConf.create(OmegaConf.to_container(grid, resolve=True))),
     )
     failed = 0
     for subdir, overrides in grid_parts(grid, extra):
@@ -161,9 +175,10 @@ def _main(argv: Sequence[str] | None) -> int:
             *extra,
         ]
         failed += not run_part(root / "sampling", overrides)
-    report = write_report(
-        root, grid_name=str(grid.name), command="curlora-reproduce " + " ".join(chosen + extra)
-    )
+    command = "curlora-reproduce " + " ".join(chosen + extra)
+    report = write_grid_report(root, lambda: write_report(root, str(grid.name), command))
+    if report is None:  # nothing completed, or the report failed: said in one line
+        return 1
     print(f"report: {report}")
     if failed:
         print(
