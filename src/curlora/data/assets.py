@@ -42,6 +42,8 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from curlora.atomic import OutputError, atomic_write_text
+
 CACHE_ENV = "CURLORA_CACHE"
 PROVENANCE = "PROVENANCE.json"
 log = logging.getLogger("curlora")
@@ -289,8 +291,6 @@ def ensure_asset(
         try:
             records = _extract_all(asset, archive, staging)
         except OSError as error:  # writing the staging folder: a full or read-only cache
-            from curlora.atomic import OutputError
-
             raise OutputError(staging, error) from error
         provenance = {
             "asset": asset.name,
@@ -304,7 +304,7 @@ def ensure_asset(
             "files": records,
             "retrieved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        (staging / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n")
+        atomic_write_text(staging / PROVENANCE, json.dumps(provenance, indent=2) + "\n")
         if (final / PROVENANCE).exists():  # another process finished meanwhile: use it
             return final
         if final.exists():  # left by hand without provenance: not a complete extraction
