@@ -98,7 +98,7 @@ def load(cache_dir: Path, key: str, tasks: list[str]) -> Evaluation | None:
         return None
     try:
         record = RunRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         log.warning("ignoring unreadable cached evaluation %s (%s)", path, error)
         return None
     return record.initial if record.tasks == tasks else None

@@ -150,6 +150,7 @@ def _move_stale_report(root: Path) -> Path | None:
 def write_grid_report(root: Path, write: Callable[[], Path]) -> Path | None:
     """``write()`` the report when some run of the grid completed; else, or when writing
     fails, print one line, move a previous report aside and return None."""
+    from curlora.atomic import OutputError
     from curlora.reporting.grid import load_grid
 
     root = Path(root)
@@ -158,6 +159,9 @@ def write_grid_report(root: Path, write: Callable[[], Path]) -> Path | None:
             why = "no job of the grid completed, so there is nothing to report"
         else:
             return write()
+    except OutputError:  # the disk: exit 5 like any output, and no stale report either
+        _move_stale_report(root)
+        raise
     except Exception as error:  # a data file or the disk: the report is a reading of both
         log.debug("the report failed", exc_info=True)
         why = "the report could not be written: " + " ".join(

@@ -131,9 +131,11 @@ def sampling_table(runs: Sequence[GridRun], lrs: dict[str, float]) -> str | None
 def planned_runs(grid_file: Path) -> int | None:
     """How many runs the grid in ``grid.yaml`` (written by curlora-reproduce) asks for."""
     try:
-        grid = yaml.safe_load(grid_file.read_text())
-    except (OSError, yaml.YAMLError):
+        grid = yaml.safe_load(grid_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):  # ValueError: not UTF-8
         return None
+    if not isinstance(grid, dict) or not {"seeds", "ranks", "lrs"} <= set(grid):
+        return None  # damaged: the report says only how many runs completed
     seeds, ranks = len(grid["seeds"]), len(grid["ranks"])
     adapters = sum(len(lrs) for lrs in grid["lrs"].values()) * ranks
     sampling = len(grid.get("sampling") or []) * ranks if "curlora" in grid["lrs"] else 0
