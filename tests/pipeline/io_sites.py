@@ -79,7 +79,7 @@ def _kind(node: ast.Call) -> str | None:
     if name == "open" and owner in (None, "tarfile", "zipfile", "os"):
         if owner == "os":
             return None  # lock files and directory fsyncs, not file contents
-        mode = _open_mode(node, 1 if owner is None else 1)
+        mode = _open_mode(node, 1)
         return "raw_write" if any(m in mode for m in WRITE_MODES) else "read"
     if name == "open" and owner is not None:  # a Path's open(mode)
         mode = _open_mode(node, 0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import sys
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from curlora.reporting.results import ResultsError, decode_results, load_results
+
+log = logging.getLogger("curlora")
 
 
 def _acc(value: float | None, majority: float | None) -> str:
@@ -101,9 +104,13 @@ def run_table(
 def wall_time(run_dir: Path) -> float | None:
     """The run's wall time as recorded in progress.json (all sessions of it together); None
     when the file is missing or damaged (a wall time is a convenience, never worth a crash)."""
+    path = Path(run_dir) / "progress.json"
+    if not path.exists():
+        return None
     try:
-        seconds = float(json.loads((run_dir / "progress.json").read_text("utf-8"))["elapsed_s"])
-    except (OSError, ValueError, KeyError, TypeError):  # UnicodeDecodeError is a ValueError
+        seconds = float(json.loads(path.read_text("utf-8"))["elapsed_s"])
+    except (OSError, ValueError, KeyError, TypeError) as error:  # UnicodeDecodeError too
+        log.warning("%s is damaged (%s); its wall time is unknown", path, type(error).__name__)
         return None
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 

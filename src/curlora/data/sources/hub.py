@@ -176,7 +176,16 @@ class HubTask(TaskSource):
 
     def load_split(self, spec: TaskSpec, split: str, cache_dir: Path) -> datasets.Dataset:
         """Split ``split`` (raw labels: ``label_map`` is applied by the caller)."""
-        return load_hub_split(self.options(), split, cache_dir, f"task '{spec.name}'")
+        data = load_hub_split(self.options(), split, cache_dir, f"task '{spec.name}'")
+        if self.data_files:  # a user's own file: a missing column names the file too
+            from curlora.data.validation import check_split
+
+            hub_split = dict(self.split_names or {}).get(split, split)
+            try:
+                check_split(spec, split, data)
+            except DataError as error:
+                raise DataError(f"{error} (in {self.data_files.get(hub_split)})") from None
+        return data
 
 
 @dataclasses.dataclass
