@@ -3,11 +3,15 @@
 Exit codes (also in the README):
 
     0    the run completed (or had already completed in its directory)
-    1    an unexpected error (traceback in the log); in a multirun: some job did not complete
-    2    invalid configuration or data: nothing was trained (one line says what to change)
+    1    an unexpected error, a bug (traceback in the log); in a multirun: some job did not
+         complete
+    2    invalid configuration or data: nothing was trained (one line names the key or the
+         file): also Hydra's composition errors and unusable output places, refused before
+         Hydra creates anything (``curlora.composition``)
     3    a model or data set cannot be fetched here (the message says what to use instead)
     4    stopped by a non-finite loss (results.json holds what was measured before)
-    5    an output could not be written (disk full, read-only, permissions)
+    5    an output could not be written (disk full, read-only, permissions): one line names
+         the file and the cause
     130  interrupted by SIGINT (Ctrl+C); 143 interrupted by SIGTERM (e.g. SLURM pre-emption)
          — results.json and the checkpoints are saved: ``resume=<run dir>`` continues
 
