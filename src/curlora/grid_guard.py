@@ -43,7 +43,7 @@ def check_arguments(args: Sequence[str], usage: str) -> int | None:
         print(usage.strip())
         return EXIT_OK
     for arg in args:
-        if arg.startswith("-") or "=" not in arg:
+        if arg.startswith("-") or ("=" not in arg and not arg.startswith("~")):
             print(
                 f"error: {arg!r} is not a key=value override; curlora-reproduce takes "
                 "reproduce=<grid> and key=value overrides (see --help)",
