@@ -37,12 +37,15 @@ class GridRefused(ValueError):
     """The grid cannot run as asked (exit 2); the message is one line saying why."""
 
 
-def check_arguments(args: Sequence[str], usage: str) -> int | None:
-    """An exit code when the arguments end the command here (help, or refused); else None."""
+def check_arguments(args: Sequence[str], usage: str, flags: Sequence[str] = ()) -> int | None:
+    """An exit code when the arguments end the command here (help, or refused); else None.
+    ``flags``: the command's own options (``--name``), accepted as they are."""
     if any(arg in ("-h", "--help") for arg in args):
         print(usage.strip())
         return EXIT_OK
     for arg in args:
+        if arg in flags:
+            continue
         if arg.startswith("-") or ("=" not in arg and not arg.startswith("~")):
             print(
                 f"error: {arg!r} is not a key=value override; curlora-reproduce takes "
@@ -136,38 +139,42 @@ def release_grid_locks() -> None:
         HELD.pop().release()
 
 
-def _move_stale_report(root: Path) -> Path | None:
-    report = root / REPORT_FILE
+def _move_stale_report(report_dir: Path) -> Path | None:
+    report = report_dir / REPORT_FILE
     if not report.exists():
         return None
-    stale = root / STALE_REPORT_FILE
+    stale = report_dir / STALE_REPORT_FILE
     with contextlib.suppress(OSError):
         os.replace(report, stale)
         return stale
     return None
 
 
-def write_grid_report(root: Path, write: Callable[[], Path]) -> Path | None:
-    """``write()`` the report when some run of the grid completed; else, or when writing
-    fails, print one line, move a previous report aside and return None."""
+def write_grid_report(
+    root: Path, write: Callable[[], Path], report_dir: Path | None = None
+) -> Path | None:
+    """``write()`` the report when some run stored below ``root`` completed; else, or when
+    writing fails, print one line, move a previous report (in ``report_dir``, default
+    ``root``) aside and return None. A write the disk refuses re-raises its OutputError."""
     from curlora.atomic import OutputError
-    from curlora.reporting.grid import load_grid
+    from curlora.reporting.reproduction import load_grid
 
     root = Path(root)
+    report_dir = Path(report_dir) if report_dir is not None else root
     try:
         if not load_grid(root):
             why = "no job of the grid completed, so there is nothing to report"
         else:
             return write()
     except OutputError:  # the disk: exit 5 like any output, and no stale report either
-        _move_stale_report(root)
+        _move_stale_report(report_dir)
         raise
     except Exception as error:  # a data file or the disk: the report is a reading of both
         log.debug("the report failed", exc_info=True)
         why = "the report could not be written: " + " ".join(
             f"{type(error).__name__}: {error}".split()
         )
-    stale = _move_stale_report(root)
+    stale = _move_stale_report(report_dir)
     aside = f"; the previous report was moved to {stale}" if stale else ""
     print(f"error: {why} (see the jobs' logs under {root}){aside}", file=sys.stderr)
     return None
