@@ -11,7 +11,7 @@ import huggingface_hub.constants
 import pytest
 
 from curlora.data.sources import load_task_split
-from curlora.data.validation import DataError, check_split, map_labels
+from curlora.data.validation import DataError, map_labels
 from tests.data.test_hub_sources import paper_spec
 
 ROWS = [
@@ -56,14 +56,16 @@ def test_a_damaged_data_file_is_one_data_error_naming_it(tmp_path: Path, damage,
     assert str(bad) in message and words in message and "\n" not in message, message
 
 
-def test_a_label_column_missing_in_one_split_file_names_that_split(tmp_path: Path) -> None:
+def test_a_label_column_missing_in_one_split_file_names_that_file(tmp_path: Path) -> None:
     train = _jsonl(tmp_path / "train.jsonl", ROWS)
     test = _jsonl(tmp_path / "test.jsonl", [{"sentence": "x", "idx": 0}])
-    spec, data = _load(tmp_path, train, test)  # the good split loads on its own
+    _spec, data = _load(tmp_path, train, test)  # the good split loads on its own
     assert len(data) == 2
-    spec, data = _load(tmp_path, train, test, split="validation")
-    with pytest.raises(DataError, match=r"split 'validation': label_field='label' is not a column"):
-        check_split(spec, "validation", data)
+    with pytest.raises(DataError) as error:
+        _load(tmp_path, train, test, split="validation")
+    message = str(error.value)
+    assert "split 'validation': label_field='label' is not a column" in message
+    assert test in message and "\n" not in message
 
 
 def test_float_class_ids_are_class_ids_and_other_floats_are_named(tmp_path: Path) -> None:
