@@ -211,11 +211,11 @@ def drive_sweep_end(tmp_path: Path, fixtures: Fixtures) -> Ending:
     return Ending(EXIT_OK, "\n".join(f"{o.overrides} {o.status}" for o in outcomes))
 
 
-def drive_grid(tmp_path: Path, fixtures: Fixtures, monkeypatch: pytest.MonkeyPatch) -> Ending:
+def drive_grid(tmp_path: Path, fixtures: Fixtures) -> Ending:
     """curlora-reproduce on a grid whose jobs (not run here) all fail."""
     from curlora import reproduce
 
-    monkeypatch.setattr(reproduce, "multirun", lambda sweep_dir, overrides: 1)
+    fixtures.monkeypatch.setattr(reproduce, "multirun", lambda sweep_dir, overrides: 1)
     return _main(lambda: (reproduce.main(["reproduce=tiny", f"reproduce.dir={tmp_path}"]),))
 
 
@@ -336,10 +336,11 @@ READ_DRIVERS: dict[str, Callable[..., Ending]] = {
 
 
 class Fixtures:
-    """The module's prepared runs, made only when a driver asks for one."""
+    """The module's prepared runs, made only when a driver asks for one, and the test's
+    monkeypatch."""
 
-    def __init__(self, request: pytest.FixtureRequest) -> None:
-        self.request = request
+    def __init__(self, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.request, self.monkeypatch = request, monkeypatch
 
     def completed(self) -> Path:
         return self.request.getfixturevalue("completed")
@@ -354,10 +355,7 @@ def _drive(
     request: pytest.FixtureRequest,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Ending:
-    fixtures = Fixtures(request)
-    if driver is drive_grid:
-        return driver(tmp_path, fixtures, monkeypatch)
-    return driver(tmp_path, fixtures)
+    return driver(tmp_path, Fixtures(request, monkeypatch))
 
 
 # ------------------------------------------------------------------ injection
