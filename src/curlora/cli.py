@@ -4,7 +4,7 @@ Exit codes (also in the README):
 
     0    the run completed (or had already completed in its directory)
     1    an unexpected error, a bug (traceback in the log); in a multirun: some job did not
-         complete
+         complete; a worker process of a multi-process run died (one line; resume= continues)
     2    invalid configuration or data: nothing was trained (one line names the key or the
          file): also Hydra's composition errors and unusable output places, refused before
          Hydra creates anything (``curlora.composition``)
@@ -37,6 +37,7 @@ from curlora.config_checks import ConfigError
 from curlora.data.assets import AssetError
 from curlora.data.sources.hub import HubUnreachableError
 from curlora.data.validation import DataError
+from curlora.distributed import WorkerLost
 from curlora.interrupts import RunInterrupted
 from curlora.run_dirs import JOB_OUTCOMES, SWEEP_FAILURES, JobOutcome
 from curlora.run_guard import remove_if_unused
@@ -71,6 +72,8 @@ def run_job(cfg: DictConfig, overrides: Sequence[str], multirun: bool) -> Outcom
         return Outcome(EXIT_OUTPUT, str(error))
     except RunInterrupted as interrupt:
         return Outcome(interrupt.exit_code, f"{interrupt}; continue with resume=<run dir>")
+    except WorkerLost as lost:  # not a bug here: a process of the run was killed
+        return Outcome(EXIT_ERROR, str(lost))
     except Exception as error:
         if not multirun:
             raise  # a bug: the traceback is what helps

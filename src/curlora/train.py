@@ -26,7 +26,7 @@ from curlora.console import configure_console
 from curlora.data.assets import AssetError
 from curlora.data.sources.hub import HubUnreachableError
 from curlora.data.validation import DataError
-from curlora.distributed import ProcessGroupScope
+from curlora.distributed import ProcessGroupScope, WorkerLost
 from curlora.interrupts import InterruptGuard, RunInterrupted
 from curlora.loop import TaskLoop
 from curlora.models.module import NonFiniteLossError
@@ -93,7 +93,13 @@ def run(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[str, An
                     loop.restore()
                 except DamagedFile as error:
                     raise ConfigError(f"resume: {error}") from None
-            return _run_and_report(loop, guard)
+            try:
+                return _run_and_report(loop, guard)
+            except Exception as error:  # gloo's "Connection reset by peer": a worker died
+                lost = scope.lost_workers()
+                if not lost or isinstance(error, (*REFUSED, OutputError)):
+                    raise
+                raise WorkerLost(lost, run_dir) from error
 
 
 def _run_and_report(loop: TaskLoop, guard: InterruptGuard) -> dict[str, Any]:
@@ -114,6 +120,8 @@ def _run_and_report(loop: TaskLoop, guard: InterruptGuard) -> dict[str, Any]:
         status, error = f"failed: {caught}", caught
     except Exception as caught:
         status = f"failed: {type(caught).__name__}: {caught}"
+        if loop.scope is not None:
+            loop.scope.stop_watching()  # nothing waits in a collective now: save, then stop
         raise
     finally:
         results, report_error = _report(loop, status)

@@ -298,3 +298,42 @@ def test_a_completed_run_missing_its_plots_gets_them(run_config) -> None:
     curves.unlink()  # a job killed right after results.json
     assert run_job(cfg, [], multirun=False).exit_code == EXIT_OK
     assert curves.exists()
+
+
+@pytest.mark.slow  # a two-process run: about a minute on 2 cores
+def test_a_killed_worker_is_one_line_and_resume_continues(tmp_path: Path) -> None:
+    """SIGKILL to process 1 of a trainer=ddp_cpu run: process 0 names it (no gloo
+    traceback), exit 1, and resume= finishes the run."""
+    import signal
+    import time
+
+    run_dir = tmp_path / "run"
+    command = [
+        sys.executable,
+        str(REPO_ROOT / "train.py"),
+        *TINY_RUN,
+        "trainer=ddp_cpu",
+        "data.batch_size=8",
+        "trainer.max_epochs=3",
+        f"paths.output_dir={run_dir}",
+    ]
+    proc = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    first_task = run_dir / "checkpoints" / "task_0.ckpt"
+    deadline = time.monotonic() + 600
+    while not first_task.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = subprocess.run(
+        ["pgrep", "-P", str(proc.pid), "-f", "curlora.distributed_worker"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert workers, "no worker process found"
+    for pid in workers:
+        os.kill(int(pid), signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 1
+    line = _one_line(stderr)
+    assert "killed by SIGKILL" in line and f"resume={run_dir}" in line
+    done = run_cli([*TINY_RUN, f"resume={run_dir}"], cwd=tmp_path, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((run_dir / "results.json").read_text())["status"] == "completed"
