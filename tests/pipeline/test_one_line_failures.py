@@ -44,7 +44,7 @@ def _results_dir(root: Path, name: str, **overrides: Any) -> Path:
 
 # ------------------------------------------------ 1. a full disk while writing a checkpoint
 def test_a_file_size_limit_mid_run_is_one_line_exit_5_naming_the_checkpoint(tmp_path) -> None:
-    """The issue's reproduction: ``ulimit -f 20`` makes torch.save's zip writer fail with
+    """A real file-size limit: ``ulimit -f 20`` makes torch.save's zip writer fail with
     "unexpected pos ..." (a RuntimeError) on the first task checkpoint."""
     command = f"ulimit -f 20; exec {sys.executable} {REPO_ROOT / 'train.py'} debug=tiny logger=none"
     done = subprocess.run(
