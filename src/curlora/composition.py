@@ -57,7 +57,8 @@ def job_overrides(overrides: Sequence[str], multirun: bool) -> list[list[str]]:
     A run: the overrides as given. A multirun: the first job, and for every other value of
     each swept key one job that differs from the first in that key only (enough to meet
     every unknown choice or key; the full product would be the whole sweep). Sweeps that
-    are not a list of values (Optuna's ``interval(...)``) keep their default here.
+    are not a list of values (Optuna's ``interval(...)``, ``glob(...)``) keep their default
+    here; Hydra checks them when it expands them.
     """
     if not multirun:
         return [list(overrides)]
@@ -69,7 +70,11 @@ def job_overrides(overrides: Sequence[str], multirun: bool) -> list[list[str]]:
         if not override.is_sweep_override():
             choices.append([f"{key}={override.get_value_element_as_str()}"])
         elif override.is_discrete_sweep():
-            choices.append([f"{key}={value}" for value in override.sweep_string_iterator()])
+            try:
+                values = list(override.sweep_string_iterator())
+            except HydraException:  # glob(...): only the loaded config can expand it
+                continue
+            choices.append([f"{key}={value}" for value in values])
     first = [values[0] for values in choices]
     jobs = [first]
     for i, values in enumerate(choices):
