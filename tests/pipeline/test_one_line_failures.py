@@ -262,8 +262,8 @@ def test_a_sweep_value_that_does_not_compose_is_caught_before_the_sweep() -> Non
     line = check_command_line(["-m", *TINY_RUN, "strategy=sequential,sii"])
     assert line is not None and "strategy/sii" in line
     # Sweeps only Hydra can expand (glob, Optuna's interval) are left to Hydra, not refused.
-    for sweep in ("method=glob(lora*)", "optimizer.lr=interval(1e-4,1e-2)", "seed=range(1,3)"):
-        assert check_command_line(["-m", *TINY_RUN, sweep]) is None, sweep
+    for swept in ("method=glob(lora*)", "optimizer.lr=interval(1e-4,1e-2)", "seed=range(1,3)"):
+        assert check_command_line(["-m", *TINY_RUN, swept]) is None, swept
 
 
 def test_curlora_train_exits_2_for_an_unknown_choice(tmp_path: Path) -> None:
