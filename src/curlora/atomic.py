@@ -9,26 +9,73 @@ copy, which a kill can leave half-done under the final name.
 
 A killed write leaves its temporary file (``.<name>.<random>.tmp``) behind;
 :func:`remove_stale_temp_files` clears them when a run directory is opened again.
+
+A write that fails ends in one :class:`OutputError` naming the file and the cause, whatever
+raised: ``OSError`` (full disk, permissions, read-only filesystem), ``RuntimeError`` (what
+``torch.save`` raises when its stream cannot be written: "unexpected pos 64 vs 0") or
+safetensors' ``SafetensorError``. The previous file under that name is left as it was, and
+the temporary file is removed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 TEMP_SUFFIX = ".tmp"
+# What each errno means for someone whose run just stopped (the cause part of the message).
+CAUSES = {
+    errno.ENOSPC: "disk full",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large (a file-size limit, e.g. ulimit -f)",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "read-only file system",
+    errno.ENOTDIR: "a part of the path is a file, not a directory",
+    errno.EISDIR: "the path is a directory",
+    errno.ENOENT: "the directory does not exist (removed while the run was writing?)",
+    errno.EIO: "input/output error (a failing disk or network filesystem)",
+}
+# Libraries that report an OS failure in their message only: safetensors writes
+# "... (os error 28)", torch's zip writer "unexpected pos 64 vs 0" when a write came up short.
+_OS_ERROR_IN_TEXT = re.compile(r"os error (\d+)|\[Errno (\d+)\]")
+_SHORT_WRITE = ("unexpected pos", "PytorchStreamWriter failed writing")
+
+
+def write_failure_cause(error: BaseException) -> str:
+    """A few words on why a write failed (``disk full``, ``permission denied``, ...)."""
+    code = getattr(error, "errno", None)
+    if code is None:
+        match = _OS_ERROR_IN_TEXT.search(str(error))
+        code = int(match.group(1) or match.group(2)) if match else None
+    if code in CAUSES:
+        return CAUSES[code]
+    if any(marker in str(error) for marker in _SHORT_WRITE):
+        return "the file could not be written in full (disk full or a file-size limit?)"
+    return "the write failed"
+
+
+def is_write_failure(error: BaseException) -> bool:
+    """The failures a full, read-only or unreachable filesystem causes while writing: OSError,
+    a RuntimeError (torch.save) or a SafetensorError (safetensors). Other exceptions are
+    bugs in what is being written and keep their traceback."""
+    return isinstance(error, (OSError, RuntimeError)) or type(error).__name__ == "SafetensorError"
 
 
 class OutputError(RuntimeError):
-    """A run output could not be written (disk full, read-only, permissions); names the file."""
+    """A run output could not be written (disk full, read-only, permissions); the message is
+    one line naming the file and the cause."""
 
     def __init__(self, path: Path, error: BaseException) -> None:
         self.path = Path(path)
         self.error = error
-        super().__init__(f"could not write {path}: {type(error).__name__}: {error}")
+        detail = " ".join(f"{type(error).__name__}: {error}".split())  # one line
+        super().__init__(f"could not write {path}: {write_failure_cause(error)} ({detail})")
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -57,11 +104,14 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
         os.replace(tmp, path)
         tmp = None
         _fsync_directory(path.parent)
-    except OSError as error:
+    except Exception as error:
+        if isinstance(error, OutputError) or not is_write_failure(error):
+            raise
         raise OutputError(path, error) from error
     finally:
         if tmp is not None:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the directory may refuse this too
+                tmp.unlink(missing_ok=True)
     return path
 
 

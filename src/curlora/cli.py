@@ -3,11 +3,15 @@
 Exit codes (also in the README):
 
     0    the run completed (or had already completed in its directory)
-    1    an unexpected error (traceback in the log); in a multirun: some job did not complete
-    2    invalid configuration or data: nothing was trained (one line says what to change)
+    1    an unexpected error, a bug (traceback in the log); in a multirun: some job did not
+         complete; a worker process of a multi-process run died (one line; resume= continues)
+    2    invalid configuration or data: nothing was trained (one line names the key or the
+         file): also Hydra's composition errors and unusable output places, refused before
+         Hydra creates anything (``curlora.composition``)
     3    a model or data set cannot be fetched here (the message says what to use instead)
     4    stopped by a non-finite loss (results.json holds what was measured before)
-    5    an output could not be written (disk full, read-only, permissions)
+    5    an output could not be written (disk full, read-only, permissions): one line names
+         the file and the cause
     130  interrupted by SIGINT (Ctrl+C); 143 interrupted by SIGTERM (e.g. SLURM pre-emption)
          — results.json and the checkpoints are saved: ``resume=<run dir>`` continues
 
@@ -33,6 +37,7 @@ from curlora.config_checks import ConfigError
 from curlora.data.assets import AssetError
 from curlora.data.sources.hub import HubUnreachableError
 from curlora.data.validation import DataError
+from curlora.distributed import WorkerLost
 from curlora.interrupts import RunInterrupted
 from curlora.run_dirs import JOB_OUTCOMES, SWEEP_FAILURES, JobOutcome
 from curlora.run_guard import remove_if_unused
@@ -67,6 +72,8 @@ def run_job(cfg: DictConfig, overrides: Sequence[str], multirun: bool) -> Outcom
         return Outcome(EXIT_OUTPUT, str(error))
     except RunInterrupted as interrupt:
         return Outcome(interrupt.exit_code, f"{interrupt}; continue with resume=<run dir>")
+    except WorkerLost as lost:  # not a bug here: a process of the run was killed
+        return Outcome(EXIT_ERROR, str(lost))
     except Exception as error:
         if not multirun:
             raise  # a bug: the traceback is what helps
@@ -132,6 +139,15 @@ def _group_sweep_runs(cfg: DictConfig, hydra_cfg: Any) -> None:
 
 
 def main() -> None:
+    # A full disk makes every line written to train.log fail; Python's logging would print a
+    # traceback for each. The run's own error line (exit 5) says what could not be written.
+    logging.raiseExceptions = False
+    from curlora.composition import check_command_line
+
+    problem = check_command_line(sys.argv[1:])
+    if problem is not None:  # refused before Hydra creates a directory or a log file
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
     try:
         _hydra_main()
     except KeyboardInterrupt:  # Ctrl+C before a run started (imports, config loading)

@@ -73,6 +73,15 @@ def _check_top_level(cfg: Mapping[str, Any]) -> None:
         checks.check_int("seed", cfg.get("seed"), 0, MAX_SEED)
     if cfg.get("alpha") is not None:
         _positive_number(cfg.get("alpha"), "alpha")
+    # The update is multiplied by the method's alpha (CURLoRA's α, LoRA's lora_alpha/r): 0
+    # gives a run that trains for hours and learns nothing. Negative only flips a sign.
+    method_alpha = (cfg.get("method") or {}).get("alpha")
+    _require(
+        not (isinstance(method_alpha, (int, float)) and method_alpha == 0),
+        "method.alpha",
+        method_alpha,
+        "a non-zero number (the adapter's update is scaled by it: 0 learns nothing)",
+    )
     _positive_number(cfg["optimizer"].get("lr"), "optimizer.lr")
     if cfg.get("head_lr") is not None:
         _positive_number(cfg.get("head_lr"), "head_lr")

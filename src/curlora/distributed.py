@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -130,6 +131,24 @@ class RunDirectoryLauncher(_SubprocessScriptLauncher):
         return codes
 
 
+class WorkerLost(RuntimeError):
+    """A worker process of the run died (killed, out of memory): the collective process 0
+    was in failed. One line; the run continues with ``resume=`` from its checkpoints."""
+
+    def __init__(self, lost: list[str], run_dir: Path) -> None:
+        super().__init__(
+            f"worker process {', '.join(lost)} died, so the run stopped; resume={run_dir} "
+            "continues it from its last checkpoint"
+        )
+
+
+def _death(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"
+
+
 class ProcessGroupScope:
     """Process 0's side of a run with several processes (a context manager): adopts the
     launcher of every Trainer of the run (:meth:`adopt`) and, when the run ends, waits for
@@ -156,6 +175,22 @@ class ProcessGroupScope:
         ours = RunDirectoryLauncher(launcher, self.run_dir, self.cfg)
         trainer.strategy._launcher = ours
         self.launchers.append(ours)
+
+    def stop_watching(self) -> None:
+        """Process 0 caught an error and waits in no collective any more: Lightning's
+        watcher must not kill it for a dead worker before it has saved what it measured."""
+        for launcher in self.launchers:
+            launcher._detach_observer()
+
+    def lost_workers(self) -> list[str]:
+        """The worker processes that died (``pid 123 (killed by SIGKILL)``)."""
+        lost = []
+        for launcher in self.launchers:
+            for proc in launcher.procs:
+                code = proc.poll()
+                if code not in (None, 0):
+                    lost.append(f"pid {proc.pid} ({_death(code)})")
+        return lost
 
     def __exit__(self, *exc: object) -> None:
         wait_s = 300.0 if self.completed else 0.0

@@ -14,7 +14,8 @@ heads' initial weights, every eval example's token ids and label, the eval batch
 number of threads, determinism, and the torch/transformers versions. Anything else that
 differs gives another key, so a hit is bit-for-bit the evaluation the run would have done
 (tested). Writes are atomic; two jobs computing the same entry at once both write the same
-content.
+content. The cache is best-effort: an entry that cannot be read is recomputed, one that
+cannot be written is skipped, each with a warning naming the file.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import torch
 import transformers
 
 from curlora.adapters import applied_method
-from curlora.atomic import atomic_write_text
+from curlora.atomic import OutputError, atomic_write_text
 from curlora.run_record import Evaluation, RunRecord
 
 log = logging.getLogger("curlora")
@@ -97,7 +98,7 @@ def load(cache_dir: Path, key: str, tasks: list[str]) -> Evaluation | None:
         return None
     try:
         record = RunRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         log.warning("ignoring unreadable cached evaluation %s (%s)", path, error)
         return None
     initial = record.initial
@@ -109,7 +110,16 @@ def load(cache_dir: Path, key: str, tasks: list[str]) -> Evaluation | None:
     return initial
 
 
-def store(cache_dir: Path, key: str, tasks: list[str], evaluation: Evaluation) -> None:
+def store(cache_dir: Path, key: str, tasks: list[str], evaluation: Evaluation) -> bool:
+    """Store the evaluation for the next run; returns whether it was stored.
+
+    The cache only saves time, so a cache that cannot be written (a shared read-only cache
+    on a cluster, a full disk) costs one warning, never the run."""
     record = RunRecord(list(tasks), initial=evaluation, status="cached evaluation")
     text = json.dumps(record.to_dict(), indent=1, allow_nan=False) + "\n"
-    atomic_write_text(_path(cache_dir, key), text)
+    try:
+        atomic_write_text(_path(cache_dir, key), text)
+    except OutputError as error:
+        log.warning("not caching the evaluation before training: %s; the run goes on", error)
+        return False
+    return True

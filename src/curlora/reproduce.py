@@ -53,11 +53,9 @@ Part = tuple[str, list[str]]  # (sweep subdirectory, overrides)
 
 def compose(overrides: Sequence[str]) -> DictConfig:
     """The run config with the grid (``cfg.reproduce``) as ``curlora.cli`` composes it."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
+    from curlora.grid_guard import compose_grid
 
-    with initialize_config_module(config_module="curlora.configs", version_base="1.3"):
-        cfg = hydra_compose(config_name="train", overrides=list(overrides))
+    cfg = compose_grid(overrides)  # GridRefused: one line, exit 2
     if not cfg.get("reproduce"):
         grids = Path(__file__).with_name("configs") / "reproduce"
         names = sorted(p.stem for p in grids.glob("*.yaml"))
@@ -242,12 +240,23 @@ def run_parts(grid: DictConfig, root: Path, results_dir: Path, parts: Sequence[P
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from curlora.atomic import OutputError
+    from curlora.grid_guard import GridRefused, release_grid_locks
+
     try:
         return _main(argv)
+    except GridRefused as refused:  # bad arguments, an unknown grid, a grid in use
+        print(f"error: {refused}", file=sys.stderr)
+        return 2
+    except OutputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 5
     except KeyboardInterrupt:
         code = 130
     except GridInterrupted as interrupt:
         code = interrupt.exit_code
+    finally:
+        release_grid_locks()
     print(
         "error: the grid was interrupted; run the same command again to continue "
         "(finished jobs are skipped, interrupted ones resume from their checkpoints)",
@@ -264,14 +273,21 @@ def grid_paths(grid: DictConfig) -> tuple[Path, Path, Path]:
     return root, results_dir, report_dir
 
 
-def _report(grid: DictConfig, results_dir: Path, report_dir: Path, command: str) -> Path:
-    """REPORT.md from the stored runs, and the README's block of this grid (``readme``)."""
+def _report(grid: DictConfig, results_dir: Path, report_dir: Path, command: str) -> Path | None:
+    """REPORT.md from the stored runs, and the README's block of this grid (``readme``);
+    None (said in one line, a previous report moved aside) when no job completed or the
+    report failed (``curlora.grid_guard.write_grid_report``)."""
+    from curlora.grid_guard import write_grid_report
     from curlora.reporting.readme_block import write_block
     from curlora.reporting.reproduction import SUMMARY_FILE, write_report
 
-    report = write_report(results_dir, report_dir, grid_name=str(grid.name), command=command)
+    report = write_grid_report(
+        results_dir,
+        lambda: write_report(results_dir, report_dir, grid_name=str(grid.name), command=command),
+        report_dir=report_dir,
+    )
     readme = grid.get("readme")
-    if readme:
+    if report is not None and readme:
         summary = (report_dir / SUMMARY_FILE).read_text(encoding="utf-8")
         write_block(Path(str(readme)), str(grid.name), summary)
     return report
@@ -279,6 +295,7 @@ def _report(grid: DictConfig, results_dir: Path, report_dir: Path, command: str)
 
 def _main(argv: Sequence[str] | None) -> int:
     from curlora.atomic import atomic_write_text
+    from curlora.grid_guard import check_arguments, hold_grid_lock
     from curlora.grid_results import restore
     from curlora.reporting.reproduction import choose_grid_rates, load_grid
 
@@ -286,6 +303,8 @@ def _main(argv: Sequence[str] | None) -> int:
         level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
     )
     args = list(sys.argv[1:] if argv is None else argv)
+    if (early := check_arguments(args, __doc__ or "", flags=(REPORT_ONLY,))) is not None:
+        return early  # --help, or an argument that is not key=value
     report_only = REPORT_ONLY in args
     args = [a for a in args if a != REPORT_ONLY]
     chosen = [a for a in args if a.startswith("reproduce=")] or ["reproduce=table1_cpu"]
@@ -297,9 +316,13 @@ def _main(argv: Sequence[str] | None) -> int:
     root, results_dir, report_dir = grid_paths(grid)
     command = "curlora-reproduce " + " ".join(chosen + extra)
     if report_only:
-        print(f"report: {_report(grid, results_dir, report_dir, command)}")
+        report = _report(grid, results_dir, report_dir, command)
+        if report is None:
+            return 1
+        print(f"report: {report}")
         return 0
     root.mkdir(parents=True, exist_ok=True)
+    hold_grid_lock(root)  # one invocation per grid; main releases it
     # The grid as it was fixed before the runs: the report reads its rule and margins.
     fixed = OmegaConf.to_container(grid, resolve=True)
     for where in MACHINE_KEYS:  # this machine's folders: not part of the grid's rules
@@ -310,7 +333,10 @@ def _main(argv: Sequence[str] | None) -> int:
     lrs = choose_grid_rates(load_grid(results_dir), results_dir / "grid.yaml")
     log.info("learning rates chosen on validation: %s", lrs)
     failed += run_parts(grid, root, results_dir, followup_parts(grid, lrs, extra))
-    print(f"report: {_report(grid, results_dir, report_dir, command)}")
+    report = _report(grid, results_dir, report_dir, command)
+    if report is None:  # nothing completed, or the report failed: said in one line
+        return 1
+    print(f"report: {report}")
     if failed:
         print(
             f"error: {failed} part(s) of the grid had jobs that did not complete", file=sys.stderr

@@ -161,12 +161,15 @@ def outcomes_on_disk(sweep_dir: Path) -> list[JobOutcome]:
     outcomes = []
     for overrides_file in sorted(sweep_dir.glob("*/.hydra/overrides.yaml")):
         job_dir = overrides_file.parent.parent
-        overrides = tuple(str(o) for o in OmegaConf.load(overrides_file))
+        try:
+            overrides = tuple(str(o) for o in OmegaConf.load(overrides_file))
+        except Exception:  # damaged (not UTF-8, not YAML, not a list): the summary goes on
+            overrides = (f"(unreadable {overrides_file})",)
         results = job_dir / "results.json"
         try:
-            status = str(json.loads(results.read_text())["status"])
-        except (OSError, ValueError, KeyError, TypeError):
-            status = f"no results.json (see {job_dir}/*.log)"
+            status = str(json.loads(results.read_text(encoding="utf-8"))["status"])
+        except (OSError, ValueError, KeyError, TypeError):  # UnicodeDecodeError: a ValueError
+            status = f"no readable results.json (see {job_dir}/*.log)"
         code = 0 if status in ("completed",) else 1
         outcomes.append(JobOutcome(str(job_dir), overrides, status, code))
     return outcomes

@@ -56,6 +56,8 @@ NOT_EXPERIMENT_LEAVES = (
 DEFAULTS_ONLY = ("method.lr",)
 # Files a run leaves; any of them without run_config.yaml means "something is here".
 RUN_FILES = ("progress.json", "results.json", "checkpoints")
+# Sections every saved config has; one that lacks any is damaged (truncated, hand-edited).
+SAVED_SECTIONS = ("method", "model", "data", "trainer", "optimizer", "paths", "callbacks")
 # Files Hydra itself writes into a run directory before the run starts.
 HYDRA_FILES = (".hydra", ".lock")
 
@@ -105,13 +107,23 @@ def holds_a_run(run_dir: Path) -> bool:
 
 
 def load_saved_config(run_dir: Path) -> DictConfig:
+    """The saved config of the run in ``run_dir``; ConfigError naming the file when it cannot
+    be read, is not UTF-8 or YAML, or lacks a section (a truncated write of an old version,
+    a file edited by hand)."""
     path = run_dir / RUN_CONFIG_FILE
     try:
         saved = OmegaConf.load(path)
-    except Exception as error:
-        raise ConfigError(f"{path} cannot be read ({type(error).__name__}: {error})") from None
+    except Exception as error:  # OSError, UnicodeDecodeError, YAML's and OmegaConf's errors
+        detail = " ".join(f"{type(error).__name__}: {error}".split())
+        raise ConfigError(f"{path} cannot be read ({detail})") from None
     if not isinstance(saved, DictConfig) or "method" not in saved:
         raise ConfigError(f"{path} is not a run config of this project")
+    missing = [key for key in SAVED_SECTIONS if not isinstance(saved.get(key), DictConfig)]
+    if missing or OmegaConf.select(saved, "tasks") is None:
+        raise ConfigError(
+            f"{path} is damaged: it has no {', '.join(missing) or 'tasks'} (truncated?); "
+            "the run cannot be continued from it: start a new run in a new directory"
+        )
     return saved
 
 
@@ -203,6 +215,14 @@ def save_run_config(cfg: DictConfig, run_dir: Path) -> None:
 
     resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     atomic_write_text(run_dir / RUN_CONFIG_FILE, OmegaConf.to_yaml(resolved))
+
+
+def forget_refused_run(run_dir: Path) -> None:
+    """Remove the saved config of a new run refused before it trained (bad data, a model
+    that cannot be fetched), so the corrected command in the same fixed directory is a new
+    run, not "a different run" that directory already holds."""
+    with contextlib.suppress(OSError):
+        (Path(run_dir) / RUN_CONFIG_FILE).unlink(missing_ok=True)
 
 
 class RunLock:

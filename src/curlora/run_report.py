@@ -141,6 +141,13 @@ def write_run_report(
     return results
 
 
+def complete_plots(results: Mapping[str, Any], run_dir: Path) -> None:
+    """Draw the plots of a completed run that lacks them (a job killed between results.json
+    and its figures, then skipped as completed); a no-op when both exist."""
+    if not all((Path(run_dir) / f"{name}.png").exists() for name in ("forgetting", "curves")):
+        _plots(results, Path(run_dir))
+
+
 def _numbers(results: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in results.items() if k not in ("config", "label_balance")}
 

@@ -152,7 +152,8 @@ def usable_step_checkpoint(run_dir: Path, index: int) -> Path | None:
         torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:
         damaged = DamagedFile(path, f"{type(error).__name__}: {error}")
-        log.warning("resume: %s; restarting task %d from its beginning", damaged, index)
+        # Tasks count from 1 in the log ("task 2/3"), so they do here too.
+        log.warning("resume: %s; restarting task %d from its beginning", damaged, index + 1)
         return None
     return path
 

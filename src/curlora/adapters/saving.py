@@ -4,6 +4,10 @@ Layout: ``adapter.safetensors`` (``adapter_state_dict``) and ``adapter_config.js
 resolved method config with ``_target_``, so ``hydra.utils.instantiate`` rebuilds it).
 A CURLoRA adapter is U plus integer indices: for Mistral-7B q/k/v at k = 16 about 100 KB.
 
+The metadata also holds a sha256 of the tensors (names, dtypes, shapes and bytes), checked on
+load: a file whose bytes changed on disk is refused by name (:class:`AdapterFileError`)
+instead of loading flipped numbers silently. Files saved before the checksum load unchecked.
+
 An adapter only means something on the base it was trained on (a CURLoRA adapter most of
 all: its C and R are gathered again from the base). The safetensors metadata therefore
 holds the base's fingerprint (``AdapterMethod.fingerprint``: per layer the weight's shape,
@@ -13,6 +17,7 @@ base that does not match, naming the first layer that differs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import warnings
@@ -33,6 +38,20 @@ from curlora.atomic import atomic_write, atomic_write_text
 WEIGHTS_NAME = "adapter.safetensors"
 CONFIG_NAME = "adapter_config.json"
 FORMAT = "curlora-adapter"
+
+
+class AdapterFileError(ValueError):
+    """An adapter file that cannot be used (missing, damaged, not an adapter); names it."""
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over the tensors' names, dtypes, shapes and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _dedupe(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -80,6 +99,7 @@ def save_adapter(
         "method": method.name,
         "aliases": json.dumps(aliases),
         "fingerprint": json.dumps(method.fingerprint(model)),
+        "sha256": tensors_sha256(tensors),
     }
     atomic_write(out / WEIGHTS_NAME, lambda p: save_file(tensors, str(p), metadata=meta))
     atomic_write_text(out / CONFIG_NAME, json.dumps(method.to_config(), indent=2) + "\n")
@@ -113,24 +133,51 @@ def _check_fingerprint(model: nn.Module, saved: dict[str, Any], strict: bool, sr
         return
 
 
+def read_adapter_files(
+    src: Path,
+) -> tuple[dict[str, Any], dict[str, str], dict[str, torch.Tensor]]:
+    """The config, the metadata and the tensors of the adapter saved in ``src``, checked
+    against the saved checksum. Raises AdapterFileError naming the file that is unusable."""
+    config_path, weights_path = src / CONFIG_NAME, src / WEIGHTS_NAME
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:  # missing, not UTF-8, not JSON
+        raise AdapterFileError(f"{config_path} cannot be read ({_one_line(error)})") from None
+    if not isinstance(config, dict) or "_target_" not in config:
+        raise AdapterFileError(f"{config_path} is not an adapter config (no _target_)")
+    try:
+        with safe_open(weights_path, framework="pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(weights_path)
+    except Exception as error:  # OSError, or SafetensorError for a truncated/garbled file
+        raise AdapterFileError(f"{weights_path} cannot be read ({_one_line(error)})") from None
+    if meta.get("format") != FORMAT:
+        raise AdapterFileError(f"{weights_path} is not a curlora adapter (metadata {meta})")
+    if "sha256" in meta and tensors_sha256(state) != meta["sha256"]:
+        raise AdapterFileError(
+            f"{weights_path} is damaged: its tensors do not match the checksum saved with them"
+        )
+    return config, meta, state
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(f"{type(error).__name__}: {error}".split())
+
+
 def load_adapter(model: nn.Module, directory: str | os.PathLike[str], strict: bool = True) -> int:
     """Apply the saved method to the fresh base ``model`` and load the saved adapter state.
 
     Returns the trainable-parameter count, as ``apply_adapter`` does. On CPU the outputs
     then equal those of the saved model bit for bit (same base weights). A base whose
     fingerprint differs from the saved one raises ValueError naming the layer
-    (``strict=False``: a warning, and the adapter is loaded anyway).
+    (``strict=False``: a warning, and the adapter is loaded anyway); a damaged or unreadable
+    file raises AdapterFileError naming it, before the model is touched.
     """
     src = Path(directory)
-    config = json.loads((src / CONFIG_NAME).read_text())
-    with safe_open(src / WEIGHTS_NAME, framework="pt") as f:
-        meta = f.metadata() or {}
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{src / WEIGHTS_NAME} is not a curlora adapter (metadata {meta})")
+    config, meta, state = read_adapter_files(src)
     n_trainable = apply_adapter(model, config)
     if "fingerprint" in meta:
         _check_fingerprint(model, json.loads(meta["fingerprint"]), strict, src)
-    state = load_file(src / WEIGHTS_NAME)
     for dropped, kept in json.loads(meta.get("aliases", "{}")).items():
         state[dropped] = state[kept]
     load_adapter_state_dict(model, state)

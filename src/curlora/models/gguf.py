@@ -40,6 +40,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from curlora.atomic import OutputError, atomic_write_text, is_write_failure
 from curlora.data.assets import Asset, cache_root, ensure_asset, sha256_file
 from curlora.models.source import ModelSource
 
@@ -105,8 +106,13 @@ def convert(model_cfg: Mapping[str, Any], cache_dir: Path) -> Path:
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
+        try:
+            model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+        except Exception as error:  # a full or read-only cache: one line naming the folder
+            if not is_write_failure(error):
+                raise
+            raise OutputError(staging, error) from error
         gguf = folder / file_name
         provenance = {
             "converted_from": str(gguf.resolve()),
@@ -117,7 +123,7 @@ def convert(model_cfg: Mapping[str, Any], cache_dir: Path) -> Path:
             "dtype": "float32",
             "converted": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        (staging / DONE).write_text(json.dumps(provenance, indent=2) + "\n")
+        atomic_write_text(staging / DONE, json.dumps(provenance, indent=2) + "\n")
         if (target / DONE).exists():  # another process finished meanwhile: use it
             return target
         if target.exists():  # an incomplete folder (no DONE) left by hand

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import sys
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from curlora.reporting.results import ResultsError, decode_results, load_results
+
+log = logging.getLogger("curlora")
 
 
 def _acc(value: float | None, majority: float | None) -> str:
@@ -41,7 +44,7 @@ def _num(value: float | None, signed: bool = False) -> str:
 
 
 def _duration(seconds: float | None) -> str:
-    if seconds is None:
+    if seconds is None or not math.isfinite(seconds):
         return "-"
     minutes, rest = divmod(round(seconds), 60)
     return f"{minutes}m{rest:02d}s" if minutes else f"{rest}s"
@@ -101,11 +104,17 @@ def run_table(
 
 
 def wall_time(run_dir: Path) -> float | None:
-    """The run's wall time as recorded in progress.json (all sessions of it together)."""
-    try:
-        return float(json.loads((run_dir / "progress.json").read_text())["elapsed_s"])
-    except (OSError, ValueError, KeyError, TypeError):
+    """The run's wall time as recorded in progress.json (all sessions of it together); None
+    when the file is missing or damaged (a wall time is a convenience, never worth a crash)."""
+    path = Path(run_dir) / "progress.json"
+    if not path.exists():
         return None
+    try:
+        seconds = float(json.loads(path.read_text("utf-8"))["elapsed_s"])
+    except (OSError, ValueError, KeyError, TypeError) as error:  # UnicodeDecodeError too
+        log.warning("%s is damaged (%s); its wall time is unknown", path, type(error).__name__)
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def report(path: Path) -> str:
@@ -132,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         print(report(args.path))
     except ResultsError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)  # one line
         return 1
     return 0
 

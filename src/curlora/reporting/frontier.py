@@ -115,7 +115,6 @@ def plot_frontier(points: Sequence[dict[str, Any]], path: Path) -> Path | None:
     if not points:
         return None
     import matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(11, 4.5), layout="constrained")
@@ -152,6 +151,6 @@ def plot_frontier(points: Sequence[dict[str, Any]], path: Path) -> Path | None:
         ax.legend(fontsize="small")
     axes[0].set_title("Stability (language model) vs plasticity")
     axes[1].set_title("Stability (earlier tasks) vs plasticity")
-    FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=120)
-    return path
+    from curlora.reporting.plots import save_figure
+
+    return save_figure(fig, path)  # atomic, like every output

@@ -126,9 +126,10 @@ class GridRun:
         """The run's wall time as ``progress.json`` recorded it (0 when unknown)."""
         try:
             data = json.loads((self.path / "progress.json").read_text(encoding="utf-8"))
-            return float(data["elapsed_s"])
+            elapsed = float(data["elapsed_s"])
         except (OSError, ValueError, KeyError, TypeError):
             return 0.0
+        return elapsed if math.isfinite(elapsed) and elapsed >= 0 else 0.0
 
     def ppl_ratio(self) -> float | None:
         return self.results["metrics"]["ppl_ratio_final"]

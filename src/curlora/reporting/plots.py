@@ -19,6 +19,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from curlora.atomic import atomic_write
+
 Matrix = Sequence[Sequence[float | None]]
 
 
@@ -35,12 +37,12 @@ def _square(R: Matrix, T: int) -> np.ndarray:
     return out
 
 
-def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
+    """Render ``fig`` as a PNG at ``path`` through the atomic writer (a failure is one
+    OutputError naming the file; a killed write never leaves half an image)."""
     FigureCanvasAgg(fig)  # attaches the Agg canvas; no pyplot, no global backend
-    fig.savefig(path, dpi=120)
-    return path
+    # format: the temporary file's name ends in .tmp, so matplotlib cannot infer it.
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
 
 
 def plot_forgetting(
@@ -84,7 +86,7 @@ def plot_forgetting(
     ax.set_xlabel("evaluated task" + ("   (* at or below majority baseline)" if starred else ""))
     ax.set_title("Accuracy after each task")
     fig.colorbar(image, ax=ax, label="accuracy")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_curves(
@@ -131,4 +133,4 @@ def plot_curves(
     ppl_ax.set_xticks(x, ticks)
     ppl_ax.set_ylabel("perplexity")
     ppl_ax.set_title("Language-model perplexity")
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -419,13 +419,18 @@ def decode_results(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a results.json and validate it; raises ResultsError naming the file and problems.
+    """Read a results.json and validate it; raises ResultsError naming the file and problems
+    (also for a file that cannot be read, is not UTF-8 or not JSON: callers skip it).
 
     Non-finite measurements come back as floats (``inf``, ``nan``; see the module docstring).
     """
     path = Path(path)
     try:
         results = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:  # unreadable (permissions, a directory, an I/O error)
+        raise ResultsError(f"{path} cannot be read: {error.strerror or error}") from error
+    except UnicodeDecodeError as error:  # a flipped byte: the file is not UTF-8 text
+        raise ResultsError(f"{path} is not UTF-8 text (byte {error.start})") from error
     except json.JSONDecodeError as error:
         raise ResultsError(f"{path} is not valid JSON: {error}") from error
     _raise_if_invalid(results, str(path))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import logging
 import statistics
 import sys
@@ -25,11 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from curlora.atomic import OutputError, atomic_write_text
 from curlora.metrics.continual import METRIC_KEYS
 from curlora.reporting.results import ResultsError, final_accuracies, load_results
 
 log = logging.getLogger(__name__)
 SETTING_COLUMNS = ("method", "strategy", "rank", "trainable_params")
+EXIT_OUTPUT = 5  # as for a run: an output could not be written
 
 
 @dataclass
@@ -205,13 +208,14 @@ def aggregate(
 
 
 def write_csv(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> Path:
-    """CSV with a header row; missing values empty, floats at full precision."""
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({c: "" if row.get(c) is None else row[c] for c in columns})
-    return path
+    """CSV with a header row; missing values empty, floats at full precision. Written
+    atomically, like every output (a failure is one OutputError naming the file)."""
+    handle = io.StringIO(newline="")
+    writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: "" if row.get(c) is None else row[c] for c in columns})
+    return atomic_write_text(path, handle.getvalue())
 
 
 def summarize_sweep(
@@ -247,10 +251,8 @@ def summarize_sweep(
     summary = SweepSummary(columns, rows, "\n".join(parts) + "\n", skipped)
     if write:
         out = Path(out_dir) if out_dir is not None else root
-        out.mkdir(parents=True, exist_ok=True)
         summary.csv_path = write_csv(out / "sweep_summary.csv", columns, rows)
-        summary.markdown_path = out / "sweep_summary.md"
-        summary.markdown_path.write_text(summary.markdown, encoding="utf-8")
+        summary.markdown_path = atomic_write_text(out / "sweep_summary.md", summary.markdown)
     return summary
 
 
@@ -272,7 +274,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.root.is_dir():
         print(f"error: {args.root} is not a directory", file=sys.stderr)
         return 2
-    summary = summarize_sweep(args.root, args.out, pool=args.pool)
+    try:
+        summary = summarize_sweep(args.root, args.out, pool=args.pool)
+    except OutputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_OUTPUT
     print(summary.markdown, end="")
     if not summary.rows:
         print(f"error: no valid results.json below {args.root}", file=sys.stderr)

@@ -213,9 +213,10 @@ def _errorbar(ax: Any, xs: Sequence[Any], points: Sequence[tuple], label: str) -
     )
 
 
-def plot_ranks(settings: Sequence[Setting], rules: Rules, learned: Sequence[int], path: Path):
+def plot_ranks(
+    settings: Sequence[Setting], rules: Rules, learned: Sequence[int], path: Path
+) -> Path:
     """Perplexity ratio and BWT against rank, one line per method (mean ± 95 % CI)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(10, 4), layout="constrained")
@@ -233,9 +234,9 @@ def plot_ranks(settings: Sequence[Setting], rules: Rules, learned: Sequence[int]
     for ax in axes:
         ax.set_xlabel("rank")
         ax.legend(fontsize="small")
-    FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    return path
+    from curlora.reporting.plots import save_figure
+
+    return save_figure(fig, path)  # atomic, like every output
 
 
 def chosen_runs(runs: Sequence[GridRun], method: str, lr: float, rank: int) -> list[GridRun]:

@@ -21,6 +21,7 @@ which names ``data=offline`` and ``data_files`` as the ways forward.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import datasets
 
 from curlora.data.sources import CorpusSource, TaskSource
+from curlora.data.validation import DataError
 
 if TYPE_CHECKING:
     from curlora.data.tasks import TaskSpec
@@ -65,7 +67,7 @@ def _format_of(files: Mapping[str, Any], options: Mapping[str, Any]) -> str:
     first = first[0] if isinstance(first, list | tuple) else first
     suffix = Path(str(first)).suffix.lower()
     if suffix not in _FORMATS:
-        raise ValueError(
+        raise DataError(
             f"data_files: cannot infer the format of '{first}'; set the source's format"
         )
     return _FORMATS[suffix]
@@ -78,13 +80,13 @@ def load_hub_split(options: Mapping[str, Any], split: str, cache_dir: Path, what
     files = options.get("data_files")
     if files:
         if not isinstance(files, Mapping):
-            raise ValueError(f"{what}: data_files must map split names to files, got {files!r}")
+            raise DataError(f"{what}: data_files must map split names to files, got {files!r}")
         files = {k: [str(p) for p in v] if isinstance(v, list | tuple) else str(v)
                  for k, v in files.items()}  # fmt: skip
         if hub_split not in files:
-            raise ValueError(f"{what}: data_files has no split '{hub_split}'; has {sorted(files)}")
+            raise DataError(f"{what}: data_files has no split '{hub_split}'; has {sorted(files)}")
         fmt = _format_of(files, options)
-        return datasets.load_dataset(fmt, data_files=files, split=hub_split, cache_dir=hf_cache)
+        return load_local_files(files[hub_split], hub_split, fmt, hf_cache, what)
     if not options.get("path"):
         raise ValueError(f"{what}: the source's path (a Hub dataset id) or data_files is required")
     try:
@@ -106,6 +108,61 @@ def load_hub_split(options: Mapping[str, Any], split: str, cache_dir: Path, what
         ) from error
 
 
+def _first_non_utf8_byte(path: Path, chunk: int = 1 << 20) -> int | None:
+    """The offset of the first byte that is not UTF-8 in a text file; None when all are."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as error:
+                return offset + error.start
+            offset += len(block)
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError as error:
+        return offset + error.start
+    return None
+
+
+def load_local_files(files: str | list[str], split: str, fmt: str, hf_cache: str, what: str) -> Any:
+    """One split from local files, read alone: a column missing in another split's file
+    is that split's problem, named when that split loads. A file that is missing, empty,
+    not UTF-8 or not ``fmt`` raises DataError naming it (``datasets`` says it in a
+    traceback, or as a StopIteration)."""
+    paths = [files] if isinstance(files, str) else list(files)
+    for path in paths:
+        if not Path(path).is_file():
+            raise DataError(f"{what}: data_files['{split}'] = {path} is not a file")
+        if Path(path).stat().st_size == 0:
+            raise DataError(f"{what}: data_files['{split}'] = {path} is empty")
+        bad_byte = _first_non_utf8_byte(Path(path)) if fmt in ("json", "csv") else None
+        if bad_byte is not None:  # pyarrow's JSON reader keeps it, to fail when read later
+            raise DataError(
+                f"{what}: data_files['{split}'] = {path} is not UTF-8 text (byte {bad_byte})"
+            )
+    try:
+        return datasets.load_dataset(
+            fmt, data_files={split: paths}, split=split, cache_dir=hf_cache
+        )
+    except Exception as error:  # pyarrow, pandas and datasets each fail in their own way
+        found = error
+        while found.__cause__ is not None or found.__context__ is not None:
+            if isinstance(found, UnicodeDecodeError):
+                break
+            found = found.__cause__ or found.__context__  # type: ignore[assignment]
+        why = (
+            f"not UTF-8 text (byte {found.start})"
+            if isinstance(found, UnicodeDecodeError)
+            else " ".join(f"{type(found).__name__}: {found}".split())[:300]
+        )
+        shown = paths[0] if len(paths) == 1 else paths
+        raise DataError(
+            f"{what}: data_files['{split}'] = {shown} cannot be read as {fmt}: {why}"
+        ) from None
+
+
 @dataclasses.dataclass
 class HubTask(TaskSource):
     """A Hub dataset as a task (fields: the module docstring)."""
@@ -119,7 +176,16 @@ class HubTask(TaskSource):
 
     def load_split(self, spec: TaskSpec, split: str, cache_dir: Path) -> datasets.Dataset:
         """Split ``split`` (raw labels: ``label_map`` is applied by the caller)."""
-        return load_hub_split(self.options(), split, cache_dir, f"task '{spec.name}'")
+        data = load_hub_split(self.options(), split, cache_dir, f"task '{spec.name}'")
+        if self.data_files:  # a user's own file: a missing column names the file too
+            from curlora.data.validation import check_split
+
+            hub_split = dict(self.split_names or {}).get(split, split)
+            try:
+                check_split(spec, split, data)
+            except DataError as error:
+                raise DataError(f"{error} (in {self.data_files.get(hub_split)})") from None
+        return data
 
 
 @dataclasses.dataclass

@@ -1,0 +1,180 @@
+"""What keeps ``curlora-reproduce`` to one line per failure: its arguments, its lock, its report.
+
+- :func:`check_arguments`: ``--help`` prints the usage; anything that is not a
+  ``key=value`` override is refused in one line (Hydra's parser would print a traceback).
+- :func:`compose_grid`: Hydra's composition errors (``reproduce=bogus``, a mistyped key)
+  become a :class:`GridRefused` naming the key and the valid options.
+- :class:`GridLock` (:func:`hold_grid_lock`): an exclusive lock on ``<grid dir>/.lock``.
+  Two invocations on one grid would run the same jobs, refuse each other's run directories
+  and each report the other's jobs as failed; the second one is refused instead, naming
+  the process that holds it.
+- :func:`write_grid_report`: the report is written only from completed runs. A grid none
+  of whose jobs completed, or a report that cannot be written, leaves no ``REPORT.md``
+  claiming to be current: a previous one is moved aside to ``REPORT.stale.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+log = logging.getLogger("curlora")
+LOCK_FILE = ".lock"
+REPORT_FILE, STALE_REPORT_FILE = "REPORT.md", "REPORT.stale.md"
+EXIT_OK, EXIT_CONFIG = 0, 2
+
+
+class GridRefused(ValueError):
+    """The grid cannot run as asked (exit 2); the message is one line saying why."""
+
+
+def check_arguments(args: Sequence[str], usage: str, flags: Sequence[str] = ()) -> int | None:
+    """An exit code when the arguments end the command here (help, or refused); else None.
+    ``flags``: the command's own options (``--name``), accepted as they are."""
+    if any(arg in ("-h", "--help") for arg in args):
+        print(usage.strip())
+        return EXIT_OK
+    for arg in args:
+        if arg in flags:
+            continue
+        if arg.startswith("-") or ("=" not in arg and not arg.startswith("~")):
+            print(
+                f"error: {arg!r} is not a key=value override; curlora-reproduce takes "
+                "reproduce=<grid> and key=value overrides (see --help)",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+    return None
+
+
+def compose_grid(overrides: Sequence[str]) -> DictConfig:
+    """The run config with the grid, as ``curlora.cli`` composes it; GridRefused when Hydra
+    cannot compose it (an unknown grid or choice, a key that does not exist)."""
+    from hydra import compose, initialize_config_module
+    from hydra.errors import HydraException
+
+    from curlora.composition import describe_composition_error
+
+    try:
+        with initialize_config_module(config_module="curlora.configs", version_base="1.3"):
+            return compose(config_name="train", overrides=list(overrides))
+    except HydraException as error:
+        raise GridRefused(f"invalid configuration: {describe_composition_error(error)}") from None
+
+
+class GridLock:
+    """Exclusive ``fcntl`` lock on ``<grid dir>/.lock`` (see the module docstring).
+
+    Held from :meth:`acquire` until :meth:`release`, the end of a ``with`` block, or the
+    object being dropped; the operating system releases it when the process dies.
+    """
+
+    def __init__(self, grid_dir: Path) -> None:
+        self.path = Path(grid_dir) / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> GridLock:
+        from curlora.composition import unusable_directory
+
+        problem = unusable_directory(self.path.parent)
+        if problem is not None:
+            raise GridRefused(f"reproduce.dir={self.path.parent} cannot hold the grid: {problem}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise GridRefused(
+                f"the grid {self.path.parent} is in use by {holder}; wait for it to finish "
+                "(or stop it), then run the same command again to continue"
+            ) from None
+        since = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+        holder = f"pid {os.getpid()} on {socket.gethostname()} since {since}"
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{holder} ({' '.join(sys.argv)})\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> GridLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        self.release()
+
+
+HELD: list[GridLock] = []
+"""Grid locks this process holds (``curlora-reproduce`` releases them when it ends)."""
+
+
+def hold_grid_lock(grid_dir: Path) -> GridLock:
+    """Lock ``grid_dir`` until :func:`release_grid_locks` (or the process ends)."""
+    lock = GridLock(grid_dir).acquire()
+    HELD.append(lock)
+    return lock
+
+
+def release_grid_locks() -> None:
+    while HELD:
+        HELD.pop().release()
+
+
+def _move_stale_report(report_dir: Path) -> Path | None:
+    report = report_dir / REPORT_FILE
+    if not report.exists():
+        return None
+    stale = report_dir / STALE_REPORT_FILE
+    with contextlib.suppress(OSError):
+        os.replace(report, stale)
+        return stale
+    return None
+
+
+def write_grid_report(
+    root: Path, write: Callable[[], Path], report_dir: Path | None = None
+) -> Path | None:
+    """``write()`` the report when some run stored below ``root`` completed; else, or when
+    writing fails, print one line, move a previous report (in ``report_dir``, default
+    ``root``) aside and return None. A write the disk refuses re-raises its OutputError."""
+    from curlora.atomic import OutputError
+    from curlora.reporting.reproduction import load_grid
+
+    root = Path(root)
+    report_dir = Path(report_dir) if report_dir is not None else root
+    try:
+        if not load_grid(root):
+            why = "no job of the grid completed, so there is nothing to report"
+        else:
+            return write()
+    except OutputError:  # the disk: exit 5 like any output, and no stale report either
+        _move_stale_report(report_dir)
+        raise
+    except Exception as error:  # a data file or the disk: the report is a reading of both
+        log.debug("the report failed", exc_info=True)
+        why = "the report could not be written: " + " ".join(
+            f"{type(error).__name__}: {error}".split()
+        )
+    stale = _move_stale_report(report_dir)
+    aside = f"; the previous report was moved to {stale}" if stale else ""
+    print(f"error: {why} (see the jobs' logs under {root}){aside}", file=sys.stderr)
+    return None
