@@ -212,7 +212,7 @@ def test_reproduce_help_and_bad_arguments(capsys) -> None:
         assert args[-1].split("=")[0].lstrip("-") in line, line
     # The unknown grid's line lists the grids there are.
     reproduce.main(["reproduce=bogus"])
-    assert "table1_cpu, table1_paper, tiny" in capsys.readouterr().err
+    assert "table1_cpu, table1_gpu, table1_paper, tiny" in capsys.readouterr().err
 
 
 def test_a_second_reproduce_on_one_grid_is_refused_naming_the_holder(tmp_path, capsys) -> None:
@@ -235,7 +235,9 @@ def test_a_grid_whose_jobs_all_fail_exits_1_and_leaves_no_report(
     grid = tmp_path / "grid"
     grid.mkdir()
     (grid / "REPORT.md").write_text("# an old report")
-    monkeypatch.setattr(reproduce, "multirun", lambda sweep_dir, overrides: 1)  # all failed
+    monkeypatch.setattr(
+        reproduce, "multirun", lambda sweep_dir, overrides, threads=None: 1
+    )  # all failed
     assert reproduce.main(["reproduce=tiny", f"reproduce.dir={grid}"]) == 1
     line = _one_line(capsys.readouterr().err)
     assert "no job of the grid completed" in line

@@ -61,12 +61,12 @@ def test_reproduce_resumes_and_reports_the_runs_numbers(tmp_path: Path) -> None:
     for path, mtime in before.items():
         assert after[path] == mtime, f"{path} was run again"
 
-    report = (tmp_path / "docs/reproduction/tiny/REPORT.md").read_text()
+    report = (tmp_path / "logs/reproduce/tiny_results/REPORT.md").read_text()
     for claim in CLAIMS:
         assert f"| {claim} " in report, claim
-    assert (tmp_path / "docs/reproduction/tiny/frontier.png").exists()
+    assert (tmp_path / "logs/reproduce/tiny_results/frontier.png").exists()
     # The numbers in the report are the runs': Table 1's first accuracy cell of CURLoRA.
-    runs = load_grid(tmp_path / "docs/reproduction/tiny")
+    runs = load_grid(tmp_path / "logs/reproduce/tiny_results")
     lrs = choose_learning_rates(runs)
     assert set(lrs) == {"curlora", "lora", "lora_paper"}
     curlora = [
@@ -78,19 +78,20 @@ def test_reproduce_resumes_and_reports_the_runs_numbers(tmp_path: Path) -> None:
     row = next(line for line in report.splitlines() if line.startswith("| after pairs: pairs"))
     assert str(first_cell) in row.split("|")[2]
 
-    # A fresh clone holds only the committed results directory (no logs/): the report is
-    # rebuilt byte for byte, and the grid starts no job.
+    # A fresh clone holds only the results directory (committed, for a real grid; here
+    # outside the working directory): the report is rebuilt byte for byte, and the grid
+    # starts no job.
     fresh = tmp_path / "clone"
-    shutil.copytree(tmp_path / "docs", fresh / "docs")
-    committed = (fresh / "docs/reproduction/tiny/REPORT.md").read_bytes()
-    (fresh / "docs/reproduction/tiny/REPORT.md").unlink()
+    shutil.copytree(tmp_path / "logs/reproduce/tiny_results", fresh / "logs/reproduce/tiny_results")
+    committed = (fresh / "logs/reproduce/tiny_results/REPORT.md").read_bytes()
+    (fresh / "logs/reproduce/tiny_results/REPORT.md").unlink()
     rebuild = _reproduce(fresh, "--report-only")
     _out, err = rebuild.communicate(timeout=300)
     assert rebuild.returncode == 0, err[-3000:]
-    assert (fresh / "docs/reproduction/tiny/REPORT.md").read_bytes() == committed
+    assert (fresh / "logs/reproduce/tiny_results/REPORT.md").read_bytes() == committed
     again = _reproduce(fresh)
     _out, err = again.communicate(timeout=300)
     assert again.returncode == 0, err[-3000:]
     assert "running:" not in err, "a committed job was started again"
-    assert not (fresh / "logs").exists() or not list((fresh / "logs").rglob("checkpoints"))
-    assert (fresh / "docs/reproduction/tiny/REPORT.md").read_bytes() == committed
+    assert not list((fresh / "logs").rglob("checkpoints"))
+    assert (fresh / "logs/reproduce/tiny_results/REPORT.md").read_bytes() == committed
