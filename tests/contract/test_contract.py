@@ -1,0 +1,69 @@
+"""Every method and every strategy in ``configs/`` through the contract (``tests.contract.kit``).
+
+One tiny 3-task run per baseline is shared by its tests (a module-scoped fixture); under
+pytest-xdist all of one baseline's tests go to the same worker (``xdist_group``), so the
+run happens once. The stop-and-resume check costs about one more run per baseline: the fast
+tier runs it for the baselines whose resume is most delicate, picked by capability, not by
+name (a strategy that accumulates state on every optimizer step; a method whose trainable
+parameters change with the task); ``-m slow`` runs it for all. The default pair
+(``method=curlora``, ``strategy=sequential``) resumes in the fast tier in
+``tests/pipeline/test_reliability.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from curlora.adapters.base import AdapterMethod
+from tests.contract import kit
+
+
+def resume_is_fast(kind: str, name: str) -> bool:
+    cls = kit.target_class(kind, name)
+    if kind == "strategy":
+        return cls.uses_optimizer_step()
+    return cls.begin_task is not AdapterMethod.begin_task
+
+
+def baselines(resume: bool = False) -> list:
+    params = []
+    for kind in kit.KINDS:
+        for name in kit.discover(kind):
+            marks = [pytest.mark.xdist_group(f"{kind}={name}")]
+            if resume and not resume_is_fast(kind, name):
+                marks.append(pytest.mark.slow)
+            params.append(pytest.param((kind, name), id=f"{kind}={name}", marks=marks))
+    return params
+
+
+@pytest.fixture(scope="module")
+def baseline(request: pytest.FixtureRequest, tmp_path_factory) -> kit.TinyRun:
+    """The baseline's tiny run (checked by ``kit.tiny_run`` as it finishes)."""
+    kind, name = request.param
+    return kit.tiny_run(tmp_path_factory.mktemp(f"{kind}-{name}"), kind, name)
+
+
+@pytest.mark.parametrize("baseline", baselines(), indirect=True)
+def test_three_tasks_complete(baseline: kit.TinyRun) -> None:
+    assert baseline.results["status"] == "completed"
+
+
+@pytest.mark.parametrize("baseline", baselines(), indirect=True)
+def test_what_the_run_saved_restores_it(baseline: kit.TinyRun) -> None:
+    kit.check_reload(baseline)
+
+
+@pytest.mark.parametrize("baseline", baselines(resume=True), indirect=True)
+def test_stop_mid_task_and_resume_is_exact(baseline: kit.TinyRun, tmp_path: Path) -> None:
+    kit.check_resume(tmp_path, baseline)
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [(kind, name) for kind in kit.KINDS for name in kit.discover(kind)],
+    ids=lambda v: str(v),
+)
+def test_a_bad_value_of_any_key_is_refused_by_name(kind: str, name: str, tmp_path: Path) -> None:
+    kit.check_bad_values(tmp_path, kind, name)
