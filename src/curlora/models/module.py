@@ -181,11 +181,12 @@ class ContinualLitModule(L.LightningModule):
             return
         named = self.trainable_named_parameters()
         before = {n: p.detach().clone() for n, p in named}
+        # Steps done before this one (each task's Trainer counts from 0; restored on resume).
+        done = self.trainer.global_step if self._trainer is not None else 0
         super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
         # .grad still holds this step's gradient: the next zero_grad runs inside the next
         # batch's closure, after its training_step.
-        global_step = self.trainer.global_step if self._trainer is not None else 0
-        step = OptimizerStep(parameters=named, before=before, global_step=global_step)
+        step = OptimizerStep(parameters=named, before=before, global_step=done + 1)
         self.strategy.on_optimizer_step(self, self.current_task, step)
 
     def configure_optimizers(self) -> Any:

@@ -133,7 +133,8 @@ class OptimizerStep:
     the whole training loss that the step used (task loss + ``extra_loss`` + replayed
     batches + the method's penalty; clipped if the trainer clips; None for a parameter the
     loss did not reach). ``before``: a detached copy of every one of them from just before
-    the step (same shape and dtype). ``global_step``: the trainer's step count after it.
+    the step (same shape and dtype). ``global_step``: the number of this step in the task's
+    training, from 1 (each task has its own Trainer; a resumed task continues the count).
     """
 
     parameters: list[tuple[str, nn.Parameter]]
