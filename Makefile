@@ -16,11 +16,16 @@ install: $(STAMP)
 train: $(STAMP)  ## the default run: offline tasks, SmolLM2-135M, CURLoRA rank 16
 	$(BIN)/python train.py $(ARGS)
 
+# Test processes (pytest-xdist): one per core; each test has its own temporary directories
+# and caches, and the contract kit's tests of one baseline share a worker (loadgroup).
+WORKERS ?= auto
+XDIST := -n $(WORKERS) --dist loadgroup
+
 test: $(STAMP)  ## the fast suite: tiny models, synthetic data, no network
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(XDIST)
 
 test-slow: $(STAMP)  ## real assets from the package registry, SmolLM2
-	$(BIN)/pytest -q -m slow
+	$(BIN)/pytest -q $(XDIST) -m slow
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
