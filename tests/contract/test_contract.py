@@ -1,13 +1,12 @@
 """Every method and every strategy in ``configs/`` through the contract (``tests.contract.kit``).
 
-One tiny 3-task run per baseline is shared by its tests (a module-scoped fixture); under
-pytest-xdist all of one baseline's tests go to the same worker (``xdist_group``), so the
-run happens once. The stop-and-resume check costs about one more run per baseline: the fast
-tier runs it for the baselines whose resume is most delicate, picked by capability, not by
-name (a strategy that accumulates state on every optimizer step; a method whose trainable
-parameters change with the task); ``-m slow`` runs it for all. The default pair
-(``method=curlora``, ``strategy=sequential``) resumes in the fast tier in
-``tests/pipeline/test_reliability.py``.
+One tiny 3-task run per baseline is shared by its tests (a module-scoped fixture, computed
+once: ``make test`` gives a test file to one pytest-xdist worker). The stop-and-resume
+check costs about one more run per baseline: the fast tier runs it for the baselines whose
+resume is most delicate, picked by capability, not by name (a strategy that accumulates
+state on every optimizer step; a method whose trainable parameters change with the task);
+``-m slow`` runs it for all. The default pair (``method=curlora``, ``strategy=sequential``)
+resumes in the fast tier in ``tests/pipeline/test_reliability.py``.
 """
 
 from __future__ import annotations
@@ -31,9 +30,7 @@ def baselines(resume: bool = False) -> list:
     params = []
     for kind in kit.KINDS:
         for name in kit.discover(kind):
-            marks = [pytest.mark.xdist_group(f"{kind}={name}")]
-            if resume and not resume_is_fast(kind, name):
-                marks.append(pytest.mark.slow)
+            marks = [pytest.mark.slow] if resume and not resume_is_fast(kind, name) else []
             params.append(pytest.param((kind, name), id=f"{kind}={name}", marks=marks))
     return params
 
