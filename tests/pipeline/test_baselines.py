@@ -35,6 +35,16 @@ def test_o_lora_trains_one_adapter_per_task_and_keeps_it(run_config) -> None:
             assert torch.equal(at_end["training_state"]["adapter_state"][key], value), key
 
 
+def test_full_fine_tuning_moves_attention_and_mlp_weights(run_config) -> None:
+    cfg = run_config("method=full", *SHORT)
+    loop = TaskLoop(cfg, Path(cfg.paths.output_dir), InterruptGuard())
+    before = {n: p.detach().clone() for n, p in loop.backbone.named_parameters()}
+    assert all(p.requires_grad for p in loop.backbone.parameters())
+    loop.run()
+    moved = [n for n, p in loop.backbone.named_parameters() if not torch.equal(p, before[n])]
+    assert any("mlp" in n for n in moved) and any("self_attn" in n for n in moved)
+
+
 def test_separate_adapters_cannot_forget(run_config) -> None:
     # Each task is scored with its own adapter and head, restored bit for bit: every later
     # row of the accuracy matrix repeats the task's accuracy right after its training.
