@@ -4,11 +4,12 @@ While task ``μ`` trains, every optimizer step ``t`` adds to a running path inte
 
     ω_k  −=  g_k(t) · Δθ_k(t)                                  (paper Eq. 3, discretised)
 
-where ``Δθ_k(t)`` is the step's parameter change and ``g_k(t)`` the gradient of the task's
+where ``Δθ_k(t)`` is the step's parameter change and ``g_k(t)`` the gradient of the training
 loss *without* SI's own penalty (the authors' code, ganguli-lab/pathint, accumulates
 ``−unreg_grads · deltas``). The module's ``.grad`` is that of the whole loss, so SI takes
 out the exact gradient of its own penalty, ``2c · Ω_k · (θ_k − θ̃_k)`` at the parameters
-before the step. After the task (paper Eq. 5, with the authors' code's ReLU):
+before the step; anything else in the loss (a method's penalty, replayed batches) stays
+in ``g``. After the task (paper Eq. 5, with the authors' code's ReLU):
 
     Ω_k  ←  max(0, Ω_k + ω_k / (Δ_k² + ξ)),   Δ_k = θ_k(end of μ) − θ_k(start of μ)
     θ̃_k  ←  θ_k(end of μ),   ω_k ← 0
