@@ -3,10 +3,10 @@
 One tiny 3-task run per baseline is shared by its tests (a module-scoped fixture, computed
 once: ``make test`` gives a test file to one pytest-xdist worker). The stop-and-resume
 check costs about one more run per baseline: the fast tier runs it for the baselines whose
-resume is most delicate, picked by capability, not by name (a strategy that accumulates
-state on every optimizer step; a method whose trainable parameters change with the task);
-``-m slow`` runs it for all. The default pair (``method=curlora``, ``strategy=sequential``)
-resumes in the fast tier in ``tests/pipeline/test_reliability.py``.
+resume is most delicate, picked by what their classes override, not by name
+(:func:`resume_is_fast`: today SI, separate, O-LoRA and CorDA); ``-m slow`` runs it for
+all. The default pair (``method=curlora``, ``strategy=sequential``) resumes in the fast
+tier in ``tests/pipeline/test_reliability.py``.
 """
 
 from __future__ import annotations
@@ -16,14 +16,20 @@ from pathlib import Path
 import pytest
 
 from curlora.adapters.base import AdapterMethod
+from curlora.strategies.base import Strategy
 from tests.contract import kit
 
 
 def resume_is_fast(kind: str, name: str) -> bool:
+    """Whether the fast tier stops and resumes this baseline: when it has state beyond the
+    adapter's parameters that a resume must not reset or re-form, read from what its class
+    overrides: a strategy's step hook (accumulated every step) or evaluation hooks (adapters
+    swapped in and out: ``separate``); a method's per-task changes (``begin_task``:
+    O-LoRA) or calibration (a base rebuilt from activations: CorDA)."""
     cls = kit.target_class(kind, name)
     if kind == "strategy":
-        return cls.uses_optimizer_step()
-    return cls.begin_task is not AdapterMethod.begin_task
+        return cls.uses_optimizer_step() or cls.on_evaluate_task is not Strategy.on_evaluate_task
+    return cls.begin_task is not AdapterMethod.begin_task or cls.needs_calibration
 
 
 def baselines(resume: bool = False) -> list:
