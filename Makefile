@@ -16,11 +16,17 @@ install: $(STAMP)
 train: $(STAMP)  ## the default run: offline tasks, SmolLM2-135M, CURLoRA rank 16
 	$(BIN)/python train.py $(ARGS)
 
+# Test processes (pytest-xdist): one per core, each test in its own temporary directories
+# and caches. A test file runs whole on one worker (loadfile), so a run shared by a file's
+# tests (a module-scoped fixture, e.g. one tiny run per baseline in tests/contract) runs once.
+WORKERS ?= auto
+XDIST := -n $(WORKERS) --dist loadfile
+
 test: $(STAMP)  ## the fast suite: tiny models, synthetic data, no network
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(XDIST)
 
 test-slow: $(STAMP)  ## real assets from the package registry, SmolLM2
-	$(BIN)/pytest -q -m slow
+	$(BIN)/pytest -q $(XDIST) -m slow
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -31,9 +31,12 @@ torch.set_num_threads(1)
 FAST = ["model=tiny_llama", "data=synthetic", "debug=fast", "logger=none"]
 
 
-def compose_run_config(tmp_path: Path, overrides: list[str]) -> DictConfig:
-    """A fully composed run config whose output, logs and cache live under ``tmp_path``."""
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+def compose_run_config(
+    tmp_path: Path, overrides: list[str], config_dir: Path = CONFIG_DIR
+) -> DictConfig:
+    """A fully composed run config whose output, logs and cache live under ``tmp_path``
+    (``config_dir``: another copy of ``configs/``, e.g. one with a throwaway baseline)."""
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
     with open_dict(cfg):
         cfg.paths.root_dir = str(REPO_ROOT)

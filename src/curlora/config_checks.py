@@ -386,10 +386,16 @@ def _check_model_path(cfg: Mapping[str, Any]) -> None:
 def _check_quantization(cfg: Mapping[str, Any]) -> None:
     import torch
 
+    from curlora.adapters import build_method
     from curlora.models.quantization import check_quantization
 
     quantization = cfg["model"].get("quantization")
-    method = str((cfg.get("method") or {}).get("name", ""))
+    if quantization is None:
+        return
+    try:
+        method = build_method(cfg.get("method") or {})
+    except (ValueError, TypeError):
+        method = None  # the method check reports a bad method config
     try:
         check_quantization(quantization, method, torch.cuda.is_available())
     except ValueError as error:

@@ -6,9 +6,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
-from curlora.models.quantization import QUANTIZED_METHODS, check_quantization, quantization_config
-from tests.conftest import run_cli
+from curlora.adapters import build_method
+from curlora.models.quantization import check_quantization, quantization_config
+from tests.conftest import CONFIG_DIR, run_cli
+
+METHODS = sorted(p.stem for p in (CONFIG_DIR / "method").glob("*.yaml"))
+
+
+def method(name: str):
+    """The method a config with ``method=<name>`` builds (top-level rank/alpha/seed/tasks)."""
+    node = OmegaConf.load(CONFIG_DIR / "method" / f"{name}.yaml")
+    root = OmegaConf.create({"rank": 4, "alpha": 1.0, "seed": 0, "tasks": ["a"], "m": node})
+    return build_method(root.m)
 
 
 def test_no_cuda_is_refused_before_loading(tmp_path: Path) -> None:
@@ -26,15 +37,29 @@ def test_no_cuda_is_refused_before_loading(tmp_path: Path) -> None:
 
 
 def test_values_and_methods_are_checked() -> None:
-    check_quantization(None, "curlora", cuda_available=False)  # off: nothing to check
+    check_quantization(None, method("curlora"), cuda_available=False)  # off: nothing to check
     with pytest.raises(ValueError, match=r"model\.quantization='3bit' is not valid"):
-        check_quantization("3bit", "lora", cuda_available=True)
-    for method in ("curlora", "lora_paper", "osf", "pissa", "mica", "tinylora", "full"):
-        with pytest.raises(ValueError, match=f"method='{method}' cannot adapt a quantised base"):
-            check_quantization("4bit", method, cuda_available=False)
-    for method in QUANTIZED_METHODS:  # past the method check: the machine is what stops them
-        with pytest.raises(ValueError, match="needs a CUDA GPU"):
-            check_quantization("8bit", method, cuda_available=False)
+        check_quantization("3bit", method("lora"), cuda_available=True)
+    for name in METHODS:
+        built = method(name)
+        if built.supports_quantization:  # past the method check: the machine stops them
+            with pytest.raises(ValueError, match="needs a CUDA GPU"):
+                check_quantization("8bit", built, cuda_available=False)
+        else:
+            with pytest.raises(ValueError, match=f"method='{name}' cannot adapt a quantised"):
+                check_quantization("4bit", built, cuda_available=False)
+    # The capability is the class's (or, for LoRA's PEFT options, its fields'), not a list
+    # of names; these are the answers it gives for the methods of this repository.
+    refused = {n for n in METHODS if not method(n).supports_quantization}
+    expected_refused = {"curlora", "lora_paper", "osf", "pissa", "mica", "olora", "tinylora"}
+    assert expected_refused | {"full", "corda"} <= refused
+    assert {"lora", "dora", "o_lora", "vera", "head_only", "rslora"}.isdisjoint(refused)
+
+
+def test_without_a_method_only_the_value_and_the_machine_are_checked() -> None:
+    # How the model loader calls it: the method was checked with the config already.
+    with pytest.raises(ValueError, match="needs a CUDA GPU"):
+        check_quantization("4bit", None, cuda_available=False)
 
 
 def test_missing_bitsandbytes_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -45,7 +70,7 @@ def test_missing_bitsandbytes_names_the_extra(monkeypatch: pytest.MonkeyPatch) -
         importlib.util, "find_spec", lambda name: None if name == "bitsandbytes" else real(name)
     )
     with pytest.raises(ValueError, match=r'pip install -e "\.\[quantization\]"'):
-        check_quantization("4bit", "lora", cuda_available=True)
+        check_quantization("4bit", method("lora"), cuda_available=True)
 
 
 def test_the_4bit_config_is_qlora_nf4() -> None:

@@ -142,31 +142,3 @@ def test_gradient_checkpointing_changes_memory_not_numbers(run_config, reference
         reference["perplexity"]["after_task"], rel=1e-5
     )
     assert again["metrics"] == pytest.approx(reference["metrics"], rel=1e-5, abs=1e-7)
-
-
-CORDA = (
-    "method=corda",
-    "callbacks.perplexity.max_tokens=1024",  # the synthetic corpus has ~2,800 tokens
-    "method.calibration_tokens=512",
-    "method.calibration_length=64",
-)
-
-
-@pytest.mark.parametrize(
-    "overrides", [("strategy=separate",), ("method=o_lora",), CORDA], ids=lambda o: o[0]
-)
-def test_task_dependent_state_resumes_exactly(
-    run_config, tmp_path: Path, overrides: tuple[str, ...]
-) -> None:
-    # Separate adapters (one stored per task, a fresh one per task), O-LoRA (one adapter
-    # per task, only the current one trains) and CorDA (a residual base built from
-    # calibration): a crash inside task 2 resumes from its step checkpoint without
-    # resetting, re-freezing or re-forming what the run had.
-    from tests.conftest import FAST, compose_run_config
-
-    reference = run(compose_run_config(tmp_path / "reference", [*FAST, *overrides]))
-    cfg = run_config(*overrides, CRASH % ("reviews", 30, tmp_path / "crashed"))
-    with pytest.raises(SimulatedCrash):
-        run(cfg)
-    resumed = run(run_config(*overrides, f"resume={cfg.paths.output_dir}"))
-    assert _numbers(resumed) == _numbers(reference)

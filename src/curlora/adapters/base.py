@@ -187,9 +187,17 @@ class AdapterMethod:
             if not pn.startswith("base_layer.")
         ]
 
-    # -- data-dependent initialisation ------------------------------------------------
+    # -- capabilities (class attributes: nothing lists methods by name) ----------------
     needs_calibration: ClassVar[bool] = False
     """True for methods whose initialisation reads activations (``use_calibration``)."""
+
+    supports_quantization: ClassVar[bool] = False
+    """True when the adapter only reads the adapted layer's output, so it can sit on a
+    bitsandbytes-quantised base (``model.quantization``); False when it is built from W
+    itself, which bitsandbytes stores packed. A subclass whose answer depends on its
+    fields overrides it with a property (``LoRAVariantMethod``)."""
+
+    # -- data-dependent initialisation ------------------------------------------------
 
     def use_calibration(self, token_ids: torch.Tensor) -> None:
         """Token ids [N] of calibration text, given before :meth:`inject` (the task loop

@@ -65,6 +65,8 @@ class CordaMethod(LoRAMethod):
     calibration_length: int = 512
 
     needs_calibration: ClassVar[bool] = True
+    # The factors come from W times the input covariance: W itself, stored packed by bnb.
+    supports_quantization: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         self._calibration: torch.Tensor | None = None  # token ids [N]

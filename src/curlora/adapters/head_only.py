@@ -5,6 +5,7 @@ adds over the heads alone (CURLoRA: https://arxiv.org/abs/2408.14572)."""
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 from curlora.adapters.base import AdapterMethod, Shapes
 
@@ -18,6 +19,8 @@ class HeadOnlyMethod(AdapterMethod):
         name: ``head_only``.
         lr: the method's default learning rate (``AdapterMethod``).
     """
+
+    supports_quantization: ClassVar[bool] = True  # nothing in the backbone is touched
 
     name: str = "head_only"
 

@@ -9,6 +9,7 @@ caller keeps using the same model object; no LoRA maths is written here.
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import torch
 from peft import LoraConfig, inject_adapter_in_model
@@ -49,6 +50,9 @@ class LoRAMethod(AdapterMethod):
             injection runs inside ``torch.random.fork_rng`` with this seed: reproducible, and
             the caller's RNG stream is left as it was.
     """
+
+    # PEFT wraps bitsandbytes layers in its quantised LoRA layers: B·A reads only outputs.
+    supports_quantization: ClassVar[bool] = True
 
     name: str = "lora"
     rank: int = 16

@@ -53,6 +53,12 @@ class LoRAVariantMethod(LoRAMethod):
     init: bool | str = True
     use_dora: bool = False
 
+    @property
+    def supports_quantization(self) -> bool:  # type: ignore[override]
+        # The standard init (B = 0) only reads outputs; DoRA dequantises W once for its
+        # norms (PEFT does this for bitsandbytes layers). PiSSA, OLoRA and MiCA factor W.
+        return self.init is True
+
     def starts_at_base(self) -> bool:
         # The standard init (B = 0) and MiCA (A = 0) add exact zeros; PiSSA/OLoRA and DoRA's
         # norm rebuild W up to rounding, so those never share a cached evaluation of the base.

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, PretrainedConfig
 
-from curlora.adapters.base import Shapes, module_shapes
+from curlora import checks
+from curlora.adapters.base import AdapterMethod, Shapes, module_shapes
 from curlora.adapters.build import build_method
+
+NAME = re.compile(r"[A-Za-z0-9_.-]+")
+"""What a method's ``name`` may hold: it becomes part of run directory and metric names."""
 
 
 def linear_shapes(config: PretrainedConfig) -> dict[str, tuple[int, int]]:
@@ -29,4 +34,24 @@ def validate_method(method_cfg: Any, shapes: Shapes) -> None:
     rank=5000 exceeds min(out, in)=64 of model.layers.0.self_attn.k_proj; valid: 1..64``.
     Only the (cheap) method object is built; no model, no adapter layers.
     """
-    build_method(method_cfg).validate(shapes)
+    method = build_method(method_cfg)
+    validate_common(method)
+    method.validate(shapes)
+
+
+def validate_common(method: AdapterMethod) -> None:
+    """The fields every method has (``AdapterMethod``): ``name`` and ``lr``."""
+    if not (isinstance(method.name, str) and NAME.fullmatch(method.name)):
+        raise ValueError(
+            f"method: name={method.name!r} is not valid; valid: letters, digits, '_', '.' "
+            "or '-' (it becomes part of run directory names)"
+        )
+    checks.check_real(
+        "lr",
+        method.lr,
+        0.0,
+        None,
+        low_open=True,
+        allow_none=True,
+        context=f"method '{method.name}': ",
+    )

@@ -19,6 +19,7 @@ the safer of the two).
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import torch
 from peft import VeraConfig
@@ -56,6 +57,9 @@ class VeRAMethod(AdapterMethod):
         dropout: PEFT's ``vera_dropout`` on the adapter input, in [0, 1).
         seed: PEFT's ``projection_prng_key``: the seed of the shared random A and B.
     """
+
+    # PEFT's VeRA layers wrap bitsandbytes layers: the adapter reads only outputs.
+    supports_quantization: ClassVar[bool] = True
 
     name: str = "vera"
     rank: int = 16

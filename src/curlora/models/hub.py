@@ -120,7 +120,7 @@ def load(
     quantization = model_cfg.get("quantization")
     if quantization:
         # The method was checked with the config (config_checks); here what the machine has.
-        check_quantization(quantization, "head_only", torch.cuda.is_available())
+        check_quantization(quantization, None, torch.cuda.is_available())
         compute = model_kwargs["dtype"] if model_kwargs["dtype"] != "auto" else torch.bfloat16
         model_kwargs["quantization_config"] = quantization_config(quantization, compute)
         model_kwargs["device_map"] = {"": torch.cuda.current_device()}  # bitsandbytes: on GPU

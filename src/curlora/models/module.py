@@ -23,7 +23,7 @@ from transformers import PreTrainedModel
 
 from curlora.adapters import adapter_state_dict, applied_method, load_adapter_state_dict
 from curlora.run_state import rng_state, set_rng_state
-from curlora.strategies.base import Strategy
+from curlora.strategies.base import OptimizerStep, Strategy
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
@@ -166,6 +166,29 @@ class ContinualLitModule(L.LightningModule):
         )
         return loss
 
+    def optimizer_step(
+        self,
+        epoch: int,
+        batch_idx: int,
+        optimizer: Any,
+        optimizer_closure: Callable[[], Any] | None = None,
+    ) -> None:
+        """Lightning's step (the closure runs ``training_step``, ``zero_grad`` and backward,
+        then the optimizer updates), followed by the strategy's ``on_optimizer_step``. The
+        parameters are copied first only for a strategy that overrides that hook."""
+        if not self.strategy.uses_optimizer_step():
+            super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+            return
+        named = self.trainable_named_parameters()
+        before = {n: p.detach().clone() for n, p in named}
+        # Steps done before this one (each task's Trainer counts from 0; restored on resume).
+        done = self.trainer.global_step if self._trainer is not None else 0
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        # .grad still holds this step's gradient: the next zero_grad runs inside the next
+        # batch's closure, after its training_step.
+        step = OptimizerStep(parameters=named, before=before, global_step=done + 1)
+        self.strategy.on_optimizer_step(self, self.current_task, step)
+
     def configure_optimizers(self) -> Any:
         """A fresh optimizer over the trainable parameters: [shared backbone/adapter, heads].
 
@@ -235,14 +258,15 @@ class ContinualLitModule(L.LightningModule):
                 name: tensor.detach().clone()
                 for name, tensor in adapter_state_dict(self.backbone).items()
             },
-            "strategy_state": self.strategy.state_dict(),
+            "strategy_state": self.strategy.on_save_checkpoint(self),
             "current_task": self.current_task,
         }
 
     def load_training_state(self, state: Mapping[str, Any]) -> None:
         self.heads.load_state_dict(state["heads"])
         load_adapter_state_dict(self.backbone, state["adapter_state"])
-        self.strategy.load_state_dict(state.get("strategy_state", {}))
+        # After the heads and the adapter: the strategy sees the checkpoint's parameters.
+        self.strategy.on_load_checkpoint(self, state.get("strategy_state", {}))
         self.current_task = state.get("current_task", self.current_task)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

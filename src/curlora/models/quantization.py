@@ -13,19 +13,27 @@ weights.
 from __future__ import annotations
 
 import importlib.util
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from curlora.adapters.base import AdapterMethod
 
 QUANTIZATIONS = ("4bit", "8bit")
-# Methods whose adapter only reads the layer's output: PEFT wraps bitsandbytes layers for
-# LoRA (and DoRA, which dequantises W once for its norms, and O-LoRA, LoRA per task) and
-# VeRA; head_only adapts nothing.
-QUANTIZED_METHODS = ("lora", "dora", "o_lora", "vera", "head_only")
 INSTALL = 'pip install -e ".[quantization]"'
 
 
-def check_quantization(quantization: Any, method: str, cuda_available: bool) -> None:
+def check_quantization(
+    quantization: Any, method: AdapterMethod | None, cuda_available: bool
+) -> None:
     """Raise ValueError when ``model.quantization`` cannot run here with ``method``: the
-    value, then the method (a config error anywhere), then CUDA and bitsandbytes."""
+    value, then the method (a config error anywhere), then CUDA and bitsandbytes.
+
+    Whether a method can adapt a quantised base is its class's ``supports_quantization``
+    (``AdapterMethod``): PEFT wraps bitsandbytes layers for LoRA and its options that read
+    only outputs (DoRA dequantises W once for its norms; O-LoRA is LoRA per task; rsLoRA
+    changes only the scale) and VeRA; head_only adapts nothing. ``method`` None checks the
+    value and the machine only (the method was checked with the config).
+    """
     if quantization is None:
         return
     if quantization not in QUANTIZATIONS:
@@ -33,12 +41,12 @@ def check_quantization(quantization: Any, method: str, cuda_available: bool) -> 
             f"model.quantization={quantization!r} is not valid; valid: null, "
             + ", ".join(QUANTIZATIONS)
         )
-    if method not in QUANTIZED_METHODS:
+    if method is not None and not method.supports_quantization:
         raise ValueError(
-            f"method={method!r} cannot adapt a quantised base (model.quantization="
+            f"method={method.name!r} cannot adapt a quantised base (model.quantization="
             f"{quantization!r}): its adapter is built from W, which bitsandbytes stores "
-            f"packed; valid with quantization: {', '.join(QUANTIZED_METHODS)}, or "
-            "model.quantization=null"
+            f"packed ({type(method).__name__}.supports_quantization is False); use a method "
+            "whose class supports it (e.g. lora), or model.quantization=null"
         )
     if not cuda_available:
         raise ValueError(

@@ -1,22 +1,47 @@
 """The strategy extension point: how tasks are combined over time.
 
 A strategy is a small object with hooks that ``ContinualLitModule`` calls in exactly one
-place each (see ``curlora.models.module``):
+place each (see ``curlora.models.module``). Every hook has a no-op default; override the
+ones a baseline needs. In the order a run calls them:
 
-- ``on_task_start(module, task, datamodule)``: before task ``task`` trains (after the
-  module switched its current task). E.g. LwF records the previous heads' outputs.
-- ``extra_loss(module, task, batch, logits)``: a scalar added to the task loss for every
-  training batch, or None. E.g. the EWC penalty, the LwF distillation term.
-- ``extra_batches(module, task, batch)``: ``[(past_task, batch), ...]`` scored by that past
-  task's own head with cross-entropy and added to the loss. E.g. experience replay.
-- ``on_task_end(module, task, datamodule)``: after task ``task`` trained, before it is
-  evaluated. E.g. EWC's Fisher estimate, filling the replay buffer.
-- ``on_evaluate_task(module, task)`` / ``on_evaluation_end(module)``: around every
-  evaluation; the first before the batches of ``task``'s eval (and validation) loaders are
-  scored, the second after every task was scored and before perplexity is measured. E.g.
-  ``separate`` swaps in each task's own adapter and then puts the current one back.
-- ``state_dict()`` / ``load_state_dict(state)``: everything needed to resume a run
-  bit-exactly (tensors and plain Python values only; saved with the checkpoints).
+1. ``on_load_checkpoint(module, state)`` (resumed runs only): restore what
+   ``on_save_checkpoint`` returned. Called after the heads and the adapter were restored
+   (the module's parameters are the checkpoint's), once from the last task checkpoint
+   before anything trains, and again from a step checkpoint when the run stopped in the
+   middle of a task (at the start of that task's ``fit``, before ``on_task_start``).
+2. ``on_evaluate_task(module, task)`` / ``on_evaluation_end(module)``: around every
+   evaluation (the one before training, and the one after each task); the first before the
+   batches of ``task``'s eval (and validation) loaders are scored, the second after every
+   task was scored and before perplexity is measured. E.g. ``separate`` swaps in each
+   task's own adapter and then puts the current one back.
+3. For each task:
+
+   a. ``on_task_start(module, task, datamodule)``: before task ``task`` trains (after the
+      module switched its current task). E.g. LwF records the previous heads' outputs.
+   b. For each training batch, inside ``training_step``:
+      ``extra_batches(module, task, batch)`` → ``[(past_task, batch), ...]`` scored by that
+      past task's own head with cross-entropy and added to the loss (e.g. experience
+      replay), then ``extra_loss(module, task, batch, logits)`` → a scalar added to the
+      loss, or None (e.g. the EWC penalty, the LwF distillation term).
+   c. After each optimizer step: ``on_optimizer_step(module, task, step)`` with an
+      :class:`OptimizerStep`: the parameters' values before the step, and ``.grad`` of
+      every trainable parameter still holding the gradient the step used (the next
+      batch's ``zero_grad`` has not run yet). E.g. SI's path integral. Only when a
+      strategy overrides this hook does the module copy the parameters before each step.
+   d. ``on_save_checkpoint(module)`` → the strategy's state, whenever a step checkpoint is
+      written (every ``checkpoint.every_n_train_steps`` steps, or on an interrupt): always
+      after 3c of that step, so nothing is pending. Must not change the strategy or the
+      module: a run that writes checkpoints computes exactly what one that does not
+      computes.
+   e. ``on_task_end(module, task, datamodule)``: after ``task`` trained, before it is
+      evaluated. E.g. EWC's Fisher estimate, filling the replay buffer.
+   f. The evaluation (2), then the task checkpoint: ``on_save_checkpoint(module)`` again.
+
+``on_save_checkpoint`` / ``on_load_checkpoint`` default to ``state_dict()`` /
+``load_state_dict(state)`` (no module), which simpler strategies override instead. The
+state holds tensors and plain Python values only (checkpoints are read with
+``torch.load(weights_only=True)``) and must let a run continue bit-exactly: a run stopped
+anywhere and resumed computes what the uninterrupted run computes.
 
 What a strategy may use is typed: the module is a :class:`ContinualModel` and the data a
 :class:`TaskData` (``typing.Protocol``: anything with these members fits, so strategies can
@@ -25,7 +50,7 @@ Long[B, T], "labels": Long[B], "index": Long[B]}`` (``index``: row number in the
 training split).
 
 Conventions every strategy here keeps (so the module can rely on them):
-- Resume: the module calls ``load_state_dict`` and then ``on_task_start`` for the task it
+- Resume: the module calls ``on_load_checkpoint`` and then ``on_task_start`` for the task it
   resumes (also in the middle of a task). A repeated ``on_task_start`` / ``on_task_end``
   for a task a strategy has already handled keeps the restored state (it does not
   re-record LwF targets with a half-trained model, nor add a Fisher twice).
@@ -45,6 +70,7 @@ Conventions every strategy here keeps (so the module can rely on them):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -98,8 +124,34 @@ class TaskData(Protocol):
         ...
 
 
+@dataclasses.dataclass(frozen=True)
+class OptimizerStep:
+    """One optimizer step, as ``Strategy.on_optimizer_step`` receives it.
+
+    ``parameters``: the module's trainable parameters by name (what the optimizer holds);
+    their values are already the ones after the step, and ``.grad`` holds the gradient of
+    the whole training loss that the step used (task loss + ``extra_loss`` + replayed
+    batches + the method's penalty; clipped if the trainer clips; None for a parameter the
+    loss did not reach). ``before``: a detached copy of every one of them from just before
+    the step (same shape and dtype). ``global_step``: the number of this step in the task's
+    training, from 1 (each task has its own Trainer; a resumed task continues the count).
+    """
+
+    parameters: list[tuple[str, nn.Parameter]]
+    before: dict[str, torch.Tensor]
+    global_step: int
+
+    def delta(self, name: str) -> torch.Tensor:
+        """θ_after − θ_before of parameter ``name``: same shape, float32."""
+        after = dict(self.parameters)[name].detach().float()
+        return after - self.before[name].float()
+
+
 class Strategy:
-    """Plain sequential fine-tuning: every hook does nothing. Subclass and override."""
+    """Plain sequential fine-tuning: every hook does nothing. Subclass and override.
+
+    The order the hooks are called in is in the module docstring.
+    """
 
     name: str = "sequential"
 
@@ -127,11 +179,30 @@ class Strategy:
     def on_evaluation_end(self, module: ContinualModel) -> None:
         """Called after every task was scored, before perplexity is measured."""
 
+    def on_optimizer_step(self, module: ContinualModel, task: str, step: OptimizerStep) -> None:
+        """Called after every optimizer step of ``task`` (see :class:`OptimizerStep`)."""
+
+    def on_save_checkpoint(self, module: ContinualModel) -> dict[str, Any]:
+        """The strategy's state for a checkpoint; must change nothing. Default: ``state_dict``."""
+        return self.state_dict()
+
+    def on_load_checkpoint(self, module: ContinualModel, state: dict[str, Any]) -> None:
+        """Restore what ``on_save_checkpoint`` returned; the module's parameters are already
+        the checkpoint's. Default: ``load_state_dict``."""
+        self.load_state_dict(state)
+
     def state_dict(self) -> dict[str, Any]:
+        """The state of a strategy that needs no module to save it (tensors, plain values)."""
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""
+
+    @classmethod
+    def uses_optimizer_step(cls) -> bool:
+        """True when this class overrides ``on_optimizer_step``: only then does the module
+        copy the trainable parameters before every step (the copy costs their size)."""
+        return cls.on_optimizer_step is not Strategy.on_optimizer_step
 
 
 # ---------------------------------------------------------------------------------------
