@@ -34,18 +34,30 @@ STORED_FILES = ("run_config.yaml", "progress.json", "results.json", "outcomes.js
 
 
 def _completed(job_dir: Path) -> bool:
-    try:
-        progress = json.loads((job_dir / "progress.json").read_text(encoding="utf-8"))
-        results = json.loads((job_dir / "results.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return (
-        isinstance(progress, dict)
-        and isinstance(results, dict)
-        and progress.get("status") == "completed"
-        and results.get("status") == "completed"
-        and all((job_dir / name).is_file() for name in STORED_FILES)
+    """Whether ``job_dir`` holds a completed job; a damaged ``progress.json`` or
+    ``results.json`` (not UTF-8, not JSON, not an object) is named in a warning and the job
+    is not taken as finished (a missing one is a job not finished yet)."""
+    records = []
+    for name in ("progress.json", "results.json"):
+        path = job_dir / name
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return False
+        except (OSError, ValueError) as error:
+            _damaged(path, f"{type(error).__name__}: {error}")
+            return False
+        if not isinstance(record, dict):
+            _damaged(path, f"a JSON {type(record).__name__}, not an object")
+            return False
+        records.append(record)
+    return all(r.get("status") == "completed" for r in records) and all(
+        (job_dir / name).is_file() for name in STORED_FILES
     )
+
+
+def _damaged(path: Path, why: str) -> None:
+    log.warning("grid results: %s is damaged (%s); its job is not taken as finished", path, why)
 
 
 def finished_jobs(root: Path) -> list[Path]:
@@ -67,15 +79,22 @@ def publish(work_dir: Path, results_dir: Path) -> list[Path]:
     copied = []
     for job in finished_jobs(work_dir):
         source, target = Path(work_dir) / job, store / job
-        if all(
-            (target / name).is_file()
-            and (target / name).read_bytes() == (source / name).read_bytes()
-            for name in STORED_FILES
-        ):
+        files = _job_files(source)
+        if files is None:
             continue
+        stored = {name: _stored_bytes(target / name) for name in STORED_FILES}
+        if stored == files:
+            continue
+        for name, data in files.items():
+            if stored[name] is not None and stored[name] != data:
+                log.warning(
+                    "grid results: replacing %s, which differs from the finished job's %s",
+                    target / name,
+                    source / name,
+                )
         target.mkdir(parents=True, exist_ok=True)
-        for name in STORED_FILES:
-            _copy(source / name, target / name)
+        for name, data in files.items():
+            _write(target / name, data)
         copied.append(job)
     if copied:
         log.info("stored %d finished job(s) in %s", len(copied), store)
@@ -99,6 +118,44 @@ def restore(results_dir: Path, work_dir: Path) -> list[Path]:
     if restored:
         log.info("restored %d committed job(s) from %s", len(restored), store)
     return restored
+
+
+def _job_files(job_dir: Path) -> dict[str, bytes] | None:
+    """The bytes of a finished job's stored files, each JSON file checked to be an object,
+    so what is stored is what was checked; None (the file named in a warning) when one
+    cannot be read or is damaged."""
+    files = {}
+    for name in STORED_FILES:
+        path = job_dir / name
+        try:
+            data = path.read_bytes()
+            if name.endswith(".json") and not isinstance(json.loads(data), dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as error:
+            log.warning(
+                "grid results: not storing %s: %s is damaged (%s: %s)",
+                job_dir,
+                path,
+                type(error).__name__,
+                error,
+            )
+            return None
+        files[name] = data
+    return files
+
+
+def _stored_bytes(path: Path) -> bytes | None:
+    """What the store holds at ``path`` (None: nothing, or nothing readable)."""
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _write(target: Path, data: bytes) -> None:
+    from curlora.atomic import atomic_write
+
+    atomic_write(target, lambda tmp: tmp.write_bytes(data))
 
 
 def _copy(source: Path, target: Path) -> None:

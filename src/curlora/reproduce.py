@@ -278,7 +278,6 @@ def _report(grid: DictConfig, results_dir: Path, report_dir: Path, command: str)
     None (said in one line, a previous report moved aside) when no job completed or the
     report failed (``curlora.grid_guard.write_grid_report``)."""
     from curlora.grid_guard import write_grid_report
-    from curlora.reporting.readme_block import write_block
     from curlora.reporting.reproduction import SUMMARY_FILE, write_report
 
     report = write_grid_report(
@@ -288,9 +287,33 @@ def _report(grid: DictConfig, results_dir: Path, report_dir: Path, command: str)
     )
     readme = grid.get("readme")
     if report is not None and readme:
-        summary = (report_dir / SUMMARY_FILE).read_text(encoding="utf-8")
-        write_block(Path(str(readme)), str(grid.name), summary)
+        _update_readme(Path(str(readme)), str(grid.name), report_dir / SUMMARY_FILE)
     return report
+
+
+def _update_readme(readme: Path, grid_name: str, summary_file: Path) -> None:
+    """Copy ``summary.md`` into the README's block of the grid; what prevents it (a README
+    without the block, a file that cannot be read) is one warning naming the file, and the
+    README is left as it was (the report stands)."""
+    from curlora.reporting.readme_block import ReadmeError, write_block
+
+    try:
+        summary = summary_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        log.warning("README not updated: cannot read %s (%s)", summary_file, error)
+        return
+    # Every summary starts with the grid's name and ends with a line break: anything else
+    # is not what write_report wrote, and is not copied.
+    if not (summary.startswith(f"`{grid_name}`") and summary.endswith("\n")):
+        log.warning("README not updated: %s is not a summary of grid %s", summary_file, grid_name)
+        return
+    try:
+        updated = write_block(readme, grid_name, summary)
+    except ReadmeError as error:
+        log.warning("README not updated: %s", error)
+        return
+    if not updated:
+        log.warning("README not updated: %s has no generated block of grid %s", readme, grid_name)
 
 
 def _main(argv: Sequence[str] | None) -> int:

@@ -175,7 +175,10 @@ def read_logger_state(run_dir: Path) -> dict[str, Any]:
     except (OSError, ValueError) as error:
         log.warning("%s", DamagedFile(path, f"{type(error).__name__}: {error}"))
         return {}
-    return state if isinstance(state, dict) else {}
+    if not isinstance(state, dict):
+        log.warning("%s", DamagedFile(path, f"a JSON {type(state).__name__}, not an object"))
+        return {}
+    return state
 
 
 def update_logger_state(run_dir: Path, **changes: Any) -> None:

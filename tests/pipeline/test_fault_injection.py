@@ -98,6 +98,12 @@ HARMLESS = {
         "Hydra's record of a job's overrides, shown in the sweep's summary line only: a cut "
         "list, or another list, is still a list and is shown as it is",
     ),
+    ("reporting/readme_block.py", "_read"): (
+        ("truncated",),
+        "the README is prose: a cut one that still holds the grid's block has the block "
+        "rewritten and the rest kept as it is (the README is committed: git shows the cut); "
+        "one that lost the block is named in a warning",
+    ),
     ("reporting/reproduction.py", "planned_runs"): (
         tuple(DAMAGES),
         "grid.yaml, rewritten by every curlora-reproduce: damaged, it only costs the report "
@@ -211,30 +217,56 @@ def drive_sweep_end(tmp_path: Path, fixtures: Fixtures) -> Ending:
     return Ending(EXIT_OK, "\n".join(f"{o.overrides} {o.status}" for o in outcomes))
 
 
+STORE = SRC.parents[1] / "docs" / "reproduction" / "table1_cpu"
+# Stored jobs of the committed CPU grid the grid drivers start from.
+STORED_JOBS = ("lr_grid/s1311/curlora/optimizer.lr_0.001", "lr_grid/s1311/lora/optimizer.lr_0.001")
+
+
 def drive_grid(tmp_path: Path, fixtures: Fixtures) -> Ending:
-    """curlora-reproduce on a grid whose jobs (not run here) all fail."""
+    """curlora-reproduce, twice, as a user runs it (its jobs not run here):
+
+    - ``reproduce=tiny`` on a working directory holding one finished job the store lacks,
+      with a results store holding two others: the stored jobs are restored, the new one
+      is published, and the report finds no run at the tiny grid's rank and no control
+      (summary.md and REPORT.md of "no completed run yet");
+    - ``--report-only`` of the committed CPU grid (a copy) with a README holding its
+      block: grid.yaml's rules, every run's outcomes.json and progress.json, REPORT.md,
+      summary.md, the figures, and the README block rewritten from summary.md.
+    """
     from curlora import reproduce
+    from curlora.reporting.readme_block import markers
 
-    fixtures.monkeypatch.setattr(reproduce, "multirun", lambda sweep_dir, overrides: 1)
-    return _main(lambda: (reproduce.main(["reproduce=tiny", f"reproduce.dir={tmp_path}"]),))
-
-
-def drive_grid_report(tmp_path: Path, fixtures: Fixtures) -> Ending:
-    """REPORT.md of an empty grid, then of a grid holding a completed run."""
-    from curlora.grid_guard import write_grid_report
-    from curlora.reporting.reproduction import write_report
-
-    empty, grid = tmp_path / "empty", tmp_path / "grid"
-    shutil.copytree(fixtures.completed() / "run", grid / "lr_grid" / "s1" / "curlora" / "0_r")
-    grid_cfg = OmegaConf.load(SRC / "configs" / "reproduce" / "tiny.yaml")
-    (grid / "grid.yaml").write_text(OmegaConf.to_yaml(grid_cfg))
-
-    def both() -> None:
-        write_report(empty, "tiny", "curlora-reproduce")
-        if write_grid_report(grid, lambda: write_report(grid, "tiny", "curlora-reproduce")) is None:
-            raise ResultsError("no report")
-
-    return _library(both)
+    work, store = tmp_path / "work", tmp_path / "store"
+    for job in STORED_JOBS:
+        shutil.copytree(STORE / "runs" / job, store / "runs" / job)
+    shutil.copytree(
+        STORE / "runs" / "lr_grid" / "s1312" / "curlora" / "optimizer.lr_0.001", work / "new"
+    )
+    shutil.copytree(STORE, tmp_path / "table1_cpu")
+    readme = tmp_path / "README.md"
+    start, end = markers("table1_cpu")
+    text = (SRC.parents[1] / "README.md").read_text(encoding="utf-8")
+    old = text[text.index(start) + len(start) : text.index(end)]
+    readme.write_text(text.replace(old, "\nan outdated block\n"), encoding="utf-8")
+    fixtures.monkeypatch.setattr(
+        reproduce, "multirun", lambda sweep_dir, overrides, threads=None: 0
+    )  # every job "completed" (none is run): the stored ones are what the report reads
+    return _main(
+        lambda: (
+            reproduce.main(
+                ["reproduce=tiny", f"reproduce.dir={work}", f"reproduce.results_dir={store}"]
+            ),
+            reproduce.main(
+                [
+                    "--report-only",
+                    "reproduce=table1_cpu",
+                    f"reproduce.results_dir={tmp_path / 'table1_cpu'}",
+                    f"reproduce.report_dir={tmp_path / 'report'}",
+                    f"reproduce.readme={readme}",
+                ]
+            ),
+        )
+    )
 
 
 def drive_adapter(tmp_path: Path, fixtures: Fixtures) -> Ending:
@@ -317,7 +349,10 @@ WRITE_DRIVERS: dict[str, Callable[..., Ending]] = {
     "run_state.py": drive_train,
     "reporting/sweep.py": drive_sweep,
     "reproduce.py": drive_grid,
-    "reporting/reproduction.py": drive_grid_report,
+    "reporting/reproduction.py": drive_grid,
+    "reporting/readme_block.py": drive_grid,
+    "grid_results.py": drive_grid,
+    "run_report.py": drive_train,
     "data/assets.py": drive_asset,
     "models/gguf.py": drive_gguf,
 }
@@ -328,7 +363,11 @@ READ_DRIVERS: dict[str, Callable[..., Ending]] = {
     "evaluation_cache.py": drive_cached_train,
     "reporting/console.py": drive_report,
     "reporting/results.py": drive_report,
-    "reporting/reproduction.py": drive_grid_report,
+    "reporting/reproduction.py": drive_grid,
+    "reporting/grid.py": drive_grid,
+    "reporting/readme_block.py": drive_grid,
+    "reproduce.py": drive_grid,
+    "grid_results.py": drive_grid,
     "run_dirs.py": drive_sweep_end,
     "run_guard.py": drive_resume,
     "run_state.py": drive_resume,

@@ -238,6 +238,7 @@ def test_a_grid_whose_jobs_all_fail_exits_1_and_leaves_no_report(
     monkeypatch.setattr(
         reproduce, "multirun", lambda sweep_dir, overrides, threads=None: 1
     )  # all failed
+    # The report (and the grid.yaml) go to the results directory: the grid's, here.
     args = ["reproduce=tiny", f"reproduce.dir={grid}", f"reproduce.results_dir={grid}"]
     assert reproduce.main(args) == 1
     line = _one_line(capsys.readouterr().err)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -24,6 +25,7 @@ from curlora.reporting.results import ResultsError, load_results
 from curlora.reporting.stats import Outcomes, Summary, outcome_arrays, summarize
 
 CONTROLS = ("head_only",)
+log = logging.getLogger("curlora")
 
 
 @dataclass(frozen=True)
@@ -44,23 +46,36 @@ class Rules:
     @classmethod
     def read(cls, grid_file: Path) -> Rules:
         """The rules in ``grid_file``; the defaults above where it is missing or silent."""
+        path = Path(grid_file)
         try:
-            grid = yaml.safe_load(Path(grid_file).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            grid = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
             return cls()
-        margins = grid.get("margins") or {}
-        boot = grid.get("bootstrap") or {}
-        return cls(
-            accuracy_margin=float(margins.get("accuracy", cls.accuracy_margin)),
-            ppl_margin=float(margins.get("ppl_ratio", cls.ppl_margin)),
-            replicates=int(boot.get("replicates", cls.replicates)),
-            bootstrap_seed=int(boot.get("seed", cls.bootstrap_seed)),
-            headline_methods=tuple(grid.get("headline_methods") or cls.headline_methods),
-            matched_controls=tuple(grid.get("matched_controls") or ()),
-            ranks=tuple(int(r) for r in grid.get("ranks") or ()),
-            seeds=tuple(int(r) for r in grid.get("seeds") or ()),
-            selection=tuple((str(k), str(v)) for k, v in (grid.get("selection") or {}).items()),
-        )
+        except (OSError, yaml.YAMLError, UnicodeDecodeError) as error:
+            return cls._damaged(path, f"{type(error).__name__}: {' '.join(str(error).split())}")
+        if not isinstance(grid, dict):
+            return cls._damaged(path, f"a YAML {type(grid).__name__}, not a mapping")
+        try:
+            margins = grid.get("margins") or {}
+            boot = grid.get("bootstrap") or {}
+            return cls(
+                accuracy_margin=float(margins.get("accuracy", cls.accuracy_margin)),
+                ppl_margin=float(margins.get("ppl_ratio", cls.ppl_margin)),
+                replicates=int(boot.get("replicates", cls.replicates)),
+                bootstrap_seed=int(boot.get("seed", cls.bootstrap_seed)),
+                headline_methods=tuple(grid.get("headline_methods") or cls.headline_methods),
+                matched_controls=tuple(grid.get("matched_controls") or ()),
+                ranks=tuple(int(r) for r in grid.get("ranks") or ()),
+                seeds=tuple(int(r) for r in grid.get("seeds") or ()),
+                selection=tuple((str(k), str(v)) for k, v in (grid.get("selection") or {}).items()),
+            )
+        except (AttributeError, TypeError, ValueError) as error:
+            return cls._damaged(path, f"{type(error).__name__}: {error}")
+
+    @classmethod
+    def _damaged(cls, path: Path, why: str) -> Rules:
+        log.warning("%s is damaged (%s); using the default rules", path, why)
+        return cls()
 
 
 @dataclass(frozen=True, eq=False)
@@ -116,18 +131,30 @@ class GridRun:
     def outcomes(self) -> Outcomes | None:
         """Per-example outcomes at every evaluation point (``outcomes.json``), None when
         the run did not record them."""
+        path = self.path / "outcomes.json"
         try:
-            data = json.loads((self.path / "outcomes.json").read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8"))
             return outcome_arrays({t: data["eval"][t] for t in self.tasks})
-        except (OSError, ValueError, KeyError, TypeError):
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            log.warning(
+                "%s is damaged (%s); the run counts as not recording its outcomes",
+                path,
+                _why(error),
+            )
             return None
 
     def elapsed_s(self) -> float:
         """The run's wall time as ``progress.json`` recorded it (0 when unknown)."""
+        path = self.path / "progress.json"
         try:
-            data = json.loads((self.path / "progress.json").read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8"))
             elapsed = float(data["elapsed_s"])
-        except (OSError, ValueError, KeyError, TypeError):
+        except FileNotFoundError:
+            return 0.0
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            log.warning("%s is damaged (%s); its wall time counts as 0", path, _why(error))
             return 0.0
         return elapsed if math.isfinite(elapsed) and elapsed >= 0 else 0.0
 
@@ -139,6 +166,12 @@ class GridRun:
             w["reason"] == "single_class" and w["task"] == task and w["evaluated_after"] == after
             for w in self.results["warnings"]
         )
+
+
+def _why(error: Exception) -> str:
+    if isinstance(error, (KeyError, TypeError)):
+        return f"not the expected JSON object: {type(error).__name__}: {error}"
+    return f"{type(error).__name__}: {error}"
 
 
 def load_grid(root: Path) -> list[GridRun]:

@@ -26,21 +26,34 @@ def markers(grid_name: str) -> tuple[str, str]:
     )
 
 
+class ReadmeError(ValueError):
+    """A README that cannot be read (one line naming it)."""
+
+
+def _read(readme: Path) -> str:
+    try:
+        return readme.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ReadmeError(f"cannot read {readme}: {type(error).__name__}: {error}") from None
+
+
 def read_block(readme: Path, grid_name: str) -> str | None:
-    """The text between ``grid_name``'s markers (None when the README has none)."""
+    """The text between ``grid_name``'s markers (None when the README has none); a README
+    that cannot be read raises :class:`ReadmeError` naming it."""
     start, end = markers(grid_name)
-    match = re.search(
-        re.escape(start) + r"\n(.*?)" + re.escape(end), readme.read_text(encoding="utf-8"), re.S
-    )
+    match = re.search(re.escape(start) + r"\n(.*?)" + re.escape(end), _read(readme), re.S)
     return None if match is None else match.group(1)
 
 
 def write_block(readme: Path, grid_name: str, block: str) -> bool:
-    """Replace ``grid_name``'s block with ``block``; False when the README has no markers."""
-    if not readme.is_file() or read_block(readme, grid_name) is None:
+    """Replace ``grid_name``'s block with ``block``; False when the README has no markers
+    (or cannot be read: :class:`ReadmeError`)."""
+    if not readme.is_file():
         return False
+    text = _read(readme)
     start, end = markers(grid_name)
-    text = readme.read_text(encoding="utf-8")
+    if re.search(re.escape(start) + r"\n.*?" + re.escape(end), text, re.S) is None:
+        return False
     body = block if block.endswith("\n") else block + "\n"
     new = re.sub(
         re.escape(start) + r"\n.*?" + re.escape(end),
