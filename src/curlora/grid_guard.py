@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import socket
@@ -88,29 +87,24 @@ class GridLock:
         problem = unusable_directory(self.path.parent)
         if problem is not None:
             raise GridRefused(f"reproduce.dir={self.path.parent} cannot hold the grid: {problem}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise GridRefused(
-                f"the grid {self.path.parent} is in use by {holder}; wait for it to finish "
-                "(or stop it), then run the same command again to continue"
-            ) from None
+        from curlora.file_lock import LockHeld, acquire
+
         since = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
         holder = f"pid {os.getpid()} on {socket.gethostname()} since {since}"
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{holder} ({' '.join(sys.argv)})\n".encode(), 0)
-        self._fd = fd
+        try:
+            self._fd = acquire(self.path, f"{holder} ({' '.join(sys.argv)})")
+        except LockHeld as held:
+            raise GridRefused(
+                f"the grid {self.path.parent} is in use by {held.holder or 'another process'}; "
+                "wait for it to finish (or stop it), then run the same command again to continue"
+            ) from None
         return self
 
     def release(self) -> None:
+        from curlora.file_lock import release
+
         if self._fd is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
+            release(self._fd)
             self._fd = None
 
     def __enter__(self) -> GridLock:

@@ -24,7 +24,6 @@ the process dies, whatever killed it.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -233,27 +232,22 @@ class RunLock:
         self._fd: int | None = None
 
     def __enter__(self) -> RunLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        from curlora.file_lock import LockHeld, acquire
+
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
+            self._fd = acquire(self.path, str(os.getpid()))
+        except LockHeld as held:
             raise ConfigError(
                 f"paths.output_dir={self.path.parent} is in use by another running process "
-                f"(pid {holder}); two runs never share a directory"
+                f"(pid {held.holder or '?'}); two runs never share a directory"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._fd = fd
         return self
 
     def __exit__(self, *exc: object) -> None:
+        from curlora.file_lock import release
+
         if self._fd is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
+            release(self._fd)
             self._fd = None
 
 

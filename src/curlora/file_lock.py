@@ -1,0 +1,43 @@
+"""One exclusive lock file per directory that a process owns (a run, a grid).
+
+An ``fcntl.flock`` on ``<dir>/.lock``, taken without waiting: the operating system
+releases it when the process dies, whatever killed it, so a crash never leaves a stale
+lock. The holder writes a line saying who it is; a refused caller reads it back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+
+
+class LockHeld(Exception):
+    """Another process holds the lock; ``holder`` is the line it wrote ("" if none)."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(holder)
+        self.holder = holder
+
+
+def acquire(path: Path, holder: str) -> int:
+    """The descriptor of ``path``, exclusively locked, with ``holder`` written into it;
+    LockHeld when another process has it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        held_by = os.pread(fd, 512, 0).decode(errors="replace").strip()
+        os.close(fd)
+        raise LockHeld(held_by) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{holder}\n".encode(), 0)
+    return fd
+
+
+def release(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
