@@ -42,15 +42,14 @@ from curlora.strategies.base import (
     Batch,
     ContinualModel,
     Strategy,
-    batch_to,
     check_float,
     check_int,
-    eval_mode,
     head_param_ids,
     module_device,
     new_generator,
     require_datamodule,
 )
+from curlora.strategies.importance import mean_per_example_gradient
 
 ONLINE_KEY = "online"  # the single key of the running Fisher / anchor in online mode
 
@@ -75,31 +74,21 @@ def estimate_fisher(
     dropout: the Fisher of the deterministic model, and no draw from the global RNG) and
     never writes ``.grad``.
     """
-    params = [p for _, p in named_params]
-    sums = [torch.zeros_like(p, dtype=torch.float32) for p in params]
-    order = torch.randperm(len(examples), generator=generator)
-    if n_samples is not None:
-        order = order[:n_samples]
     device = module_device(module)
-    # Fisher estimation may be called from inside an inference-mode or no_grad context.
-    with torch.inference_mode(False), torch.enable_grad(), eval_mode(module):
-        for row in order.tolist():
-            batch = batch_to(collate([examples[row]]), device)
-            log_probs = F.log_softmax(module.task_logits(batch, task).float(), dim=-1)  # [1, C]
-            if empirical:
-                label = batch["labels"].view(1)
-            else:
-                probs = log_probs.detach().exp().cpu()
-                label = torch.multinomial(probs, 1, generator=generator).view(1).to(device)
-            nll = -log_probs.gather(1, label.view(1, 1)).sum()
-            if not params or not nll.requires_grad:
-                continue  # no trainable parameter reaches this loss: all zeros
-            grads = torch.autograd.grad(nll, params, allow_unused=True)
-            for acc, g in zip(sums, grads, strict=True):
-                if g is not None:
-                    acc += g.detach().float().pow(2)
-    n = max(len(order), 1)
-    return {name: acc / n for (name, _), acc in zip(named_params, sums, strict=True)}
+
+    def nll(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        log_probs = F.log_softmax(logits, dim=-1)  # [1, C]
+        if empirical:
+            label = batch["labels"].view(1)
+        else:
+            probs = log_probs.detach().exp().cpu()
+            label = torch.multinomial(probs, 1, generator=generator).view(1).to(device)
+        return -log_probs.gather(1, label.view(1, 1)).sum()
+
+    return mean_per_example_gradient(
+        module, task, examples, collate, named_params, n_samples, generator, nll,
+        lambda g: g.pow(2),
+    )  # fmt: skip
 
 
 class EWC(Strategy):

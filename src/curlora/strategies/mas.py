@@ -30,15 +30,13 @@ from curlora.strategies.base import (
     Batch,
     ContinualModel,
     Strategy,
-    batch_to,
     check_float,
     check_int,
-    eval_mode,
     head_param_ids,
-    module_device,
     new_generator,
     require_datamodule,
 )
+from curlora.strategies.importance import mean_per_example_gradient
 
 Tensors = dict[str, torch.Tensor]
 
@@ -58,24 +56,11 @@ def output_sensitivity(
     ``generator`` (all when ``n_samples`` is None), each scored alone by ``task``'s head
     (logits ``[1, C]``). Parameters the output does not reach get exact zeros.
     """
-    params = [p for _, p in named_params]
-    sums = [torch.zeros_like(p, dtype=torch.float32) for p in params]
-    order = torch.randperm(len(examples), generator=generator)
-    if n_samples is not None:
-        order = order[:n_samples]
-    device = module_device(module)
-    with torch.inference_mode(False), torch.enable_grad(), eval_mode(module):
-        for row in order.tolist():
-            batch = batch_to(collate([examples[row]]), device)
-            squared_norm = module.task_logits(batch, task).float().pow(2).sum()  # ‖F(x)‖₂²
-            if not params or not squared_norm.requires_grad:
-                continue
-            grads = torch.autograd.grad(squared_norm, params, allow_unused=True)
-            for acc, g in zip(sums, grads, strict=True):
-                if g is not None:
-                    acc += g.detach().float().abs()
-    n = max(len(order), 1)
-    return {name: acc / n for (name, _), acc in zip(named_params, sums, strict=True)}
+    return mean_per_example_gradient(
+        module, task, examples, collate, named_params, n_samples, generator,
+        lambda logits, _batch: logits.pow(2).sum(),  # ‖F(x)‖₂²
+        torch.abs,
+    )  # fmt: skip
 
 
 class MAS(Strategy):
