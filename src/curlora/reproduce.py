@@ -13,9 +13,9 @@ per part, each in a fixed sweep directory under the grid's working ``dir``:
    method × its learning rates × ranks (the parameter-matched controls among them).
 2. The learning rate of each method is chosen on the validation carves of the training
    data by the grid's ``selection`` rule (``curlora.reporting.grid``). Never the test split.
-3. At the chosen rates: ``sampling`` (CURLoRA's sampling modes), ``headline/s<seed>/...``
-   (the extra seeds of the headline comparison, controls included) and ``ranks/<method>``
-   (the rank sweep).
+3. At the chosen rates, in this order: ``headline/s<seed>/...`` (the extra seeds of the
+   headline comparison, controls included), ``ranks/<method>`` (the rank sweep) and
+   ``sampling`` (CURLoRA's sampling modes).
 4. ``REPORT.md`` and figures (``curlora.reporting.reproduction``), built from the grid's
    committed results directory alone (``curlora.grid_results``).
 
@@ -122,23 +122,11 @@ def grid_parts(grid: DictConfig, extra: Sequence[str]) -> list[Part]:
 
 
 def followup_parts(grid: DictConfig, lrs: dict[str, float], extra: Sequence[str]) -> list[Part]:
-    """The parts run at the chosen rates: sampling ablation, headline seeds, rank sweep."""
+    """The parts run at the chosen rates, the question first: the headline seeds, then the
+    rank sweep, then CURLoRA's sampling ablation (an interrupted grid has the most useful
+    runs)."""
     common = [*grid.overrides, *extra]
     parts: list[Part] = []
-    if "curlora" in lrs and grid.get("sampling"):
-        parts.append(
-            (
-                "sampling",
-                [
-                    "method=curlora",
-                    f"method.sampling={_csv(grid.sampling)}",
-                    f"optimizer.lr={lrs['curlora']}",
-                    f"rank={_csv(grid.ranks)}",
-                    f"seed={_csv(grid.seeds)}",
-                    *common,
-                ],
-            )
-        )
     extra_seeds = [s for s in grid.get("headline_seeds") or [] if s not in grid.seeds]
     rates = {m: str(lrs[m]) for m in grid.get("headline_methods") or [] if m in lrs}
     for seed in extra_seeds:
@@ -159,6 +147,20 @@ def followup_parts(grid: DictConfig, lrs: dict[str, float], extra: Sequence[str]
             for method in sweep.methods
             if method in lrs
         ]
+    if "curlora" in lrs and grid.get("sampling"):
+        parts.append(
+            (
+                "sampling",
+                [
+                    "method=curlora",
+                    f"method.sampling={_csv(grid.sampling)}",
+                    f"optimizer.lr={lrs['curlora']}",
+                    f"rank={_csv(grid.ranks)}",
+                    f"seed={_csv(grid.seeds)}",
+                    *common,
+                ],
+            )
+        )
     return parts
 
 
