@@ -32,15 +32,15 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, open_dict
 
-from curlora.atomic import OutputError
-from curlora.config_checks import ConfigError
+from curlora.checks.config import ConfigError
 from curlora.data.assets import AssetError
 from curlora.data.sources.hub import HubUnreachableError
 from curlora.data.validation import DataError
 from curlora.distributed import WorkerLost
-from curlora.interrupts import RunInterrupted
-from curlora.run_dirs import JOB_OUTCOMES, SWEEP_FAILURES, JobOutcome
-from curlora.run_guard import remove_if_unused
+from curlora.run.atomic import OutputError
+from curlora.run.dirs import JOB_OUTCOMES, SWEEP_FAILURES, JobOutcome
+from curlora.run.guard import remove_if_unused
+from curlora.run.interrupts import RunInterrupted
 
 CONFIG_PATH = "pkg://curlora.configs"  # package data: works from a checkout and installed
 log = logging.getLogger("curlora")
@@ -121,10 +121,10 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 def _group_sweep_runs(cfg: DictConfig, hydra_cfg: Any) -> None:
     """In a multirun, every job's W&B run in one group named after the sweep
-    (``curlora.run_dirs.sweep_group``)."""
+    (``curlora.run.dirs.sweep_group``)."""
     from hydra.types import RunMode
 
-    from curlora.run_dirs import sweep_group
+    from curlora.run.dirs import sweep_group
 
     wandb_cfg = (cfg.get("logger") or {}).get("wandb")
     if hydra_cfg.mode == RunMode.MULTIRUN and wandb_cfg is not None and not wandb_cfg.get("group"):

@@ -8,7 +8,7 @@ module, callbacks, loggers), then walks the task sequence:
                       carries over)  →  evaluate every task's head and the perplexity
                       →  task checkpoint (atomic)  →  progress.json
 
-Everything measured goes into a :class:`~curlora.run_record.RunRecord`; reporting reads
+Everything measured goes into a :class:`~curlora.run.record.RunRecord`; reporting reads
 the record. With several processes (``curlora.distributed``) every process walks the same
 loop; only process 0 (:attr:`TaskLoop.writer`) writes files and logs. A run directory that
 already holds this experiment's checkpoints continues from them (:meth:`TaskLoop.restore`),
@@ -30,24 +30,30 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import save_file
 
-from curlora import evaluation_cache
-from curlora.adapters import adapter_diagnostics, applied_method, apply_adapter, build_method
-from curlora.atomic import atomic_write
+from curlora.adapters import (
+    adapter_diagnostics,
+    applied_method,
+    apply_adapter,
+    build_method,
+    save_adapter,
+)
 from curlora.callbacks.forgetting import ForgettingMatrixCallback
 from curlora.callbacks.perplexity import PerplexityCallback
-from curlora.config_checks import DDP_STRATEGY, ConfigError
+from curlora.checks.config import DDP_STRATEGY, ConfigError
 from curlora.data.datamodule import TaskSequenceDataModule
 from curlora.data.sources import load_corpus
 from curlora.distributed import ProcessGroupScope, is_worker
-from curlora.interrupts import CheckpointOnInterrupt, InterruptGuard
 from curlora.loggers import GuardedLogger, build_loggers
 from curlora.metrics.degenerate import INERT_ADAPTER, make_warning
 from curlora.metrics.perplexity import tokenize_corpus
 from curlora.metrics.probe import collect_features, probe_accuracy
 from curlora.models.backbone import load_backbone
 from curlora.models.module import ContinualLitModule
-from curlora.run_record import Evaluation, RunRecord
-from curlora.run_state import (
+from curlora.run import evaluation_cache
+from curlora.run.atomic import atomic_write
+from curlora.run.interrupts import CheckpointOnInterrupt, InterruptGuard
+from curlora.run.record import Evaluation, RunRecord
+from curlora.run.state import (
     AtomicCheckpointIO,
     DamagedFile,
     latest_task_checkpoint,
@@ -250,7 +256,7 @@ class TaskLoop:
 
     def _initial_evaluation(self) -> None:
         """The evaluation before training, from the shared cache when this run's is there
-        (``curlora.evaluation_cache``), else computed and stored for the next run."""
+        (``curlora.run.evaluation_cache``), else computed and stored for the next run."""
         # Workers never read the cache: process 0 decided before they started (a reused
         # evaluation is in progress.json, which they restore), and a cache entry appearing
         # in between must not make them skip an evaluation process 0 is running.
@@ -316,7 +322,7 @@ class TaskLoop:
         return before + time.perf_counter() - start
 
     def restore(self) -> None:
-        """Continue from what the run directory holds (see ``curlora.run_state``).
+        """Continue from what the run directory holds (see ``curlora.run.state``).
 
         The last readable task checkpoint decides how many tasks are done (its embedded
         record is what was measured up to it); ``progress.json`` adds the initial
@@ -370,9 +376,12 @@ class TaskLoop:
         return "completed"
 
     def _save_final_weights(self) -> None:
-        """The trained adapter (``adapter/``, which ``load_adapter`` reads; what a method
-        saves is its own business) and the heads (``heads.safetensors``)."""
-        applied_method(self.backbone).save_final(self.backbone, self.run_dir / "adapter")
+        """The trained adapter (``adapter/``, which ``load_adapter`` reads; unless the
+        method's ``saves_final_adapter`` is False) and the heads (``heads.safetensors``)."""
+        if applied_method(self.backbone).saves_final_adapter:
+            save_adapter(self.backbone, self.run_dir / "adapter")
+        else:
+            log.info("the whole trained backbone is in the last task checkpoint; no adapter/")
         heads = {n: p.detach().contiguous() for n, p in self.module.heads.state_dict().items()}
         atomic_write(self.run_dir / "heads.safetensors", lambda tmp: save_file(heads, str(tmp)))
 

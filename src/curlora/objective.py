@@ -9,7 +9,7 @@
                                       # perplexity above it costs 0.01 of accuracy (null: none)
 
 A run without validation carves has no objective (a search needs them, so the search
-configs refuse to start without: ``curlora.config_checks``). A run whose perplexity went
+configs refuse to start without: ``curlora.checks.config``). A run whose perplexity went
 to inf or NaN scores -inf: it is shown to the sweeper as the worst trial, never skipped.
 """
 

@@ -13,17 +13,21 @@ per part, each in a fixed sweep directory under the grid's working ``dir``:
    method × its learning rates × ranks (the parameter-matched controls among them).
 2. The learning rate of each method is chosen on the validation carves of the training
    data by the grid's ``selection`` rule (``curlora.reporting.grid``). Never the test split.
-3. At the chosen rates, in this order: ``headline/s<seed>/...`` (the extra seeds of the
-   headline comparison, controls included), ``ranks/<method>`` (the rank sweep) and
-   ``sampling`` (CURLoRA's sampling modes).
+3. At the chosen rates: ``headline/s<seed>/...`` (the extra seeds of the headline
+   comparison, controls included), ``ranks/<method>`` (the rank sweep) and ``sampling``
+   (CURLoRA's sampling modes).
 4. ``REPORT.md`` and figures (``curlora.reporting.reproduction``), built from the grid's
-   committed results directory alone (``curlora.grid_results``).
+   committed results directory alone (``curlora.grid.results``).
+
+The question comes first, so a grid stopped early holds the most useful runs: the rate
+grid of the headline methods and controls, then the headline seeds, then the rest of the
+rate grid, then the rank sweep and the sampling ablation.
 
 Every completed job's small files are copied into ``results_dir`` (committed) after each
 part, and copied back into the working directory before the grid runs, so a fresh clone
 skips every committed job. Running the same command again is safe: a job whose directory
 holds the same experiment is skipped when it completed and resumed from its checkpoints
-otherwise (``curlora.run_guard``). Extra ``key=value`` arguments are added to every job
+otherwise (``curlora.run.guard``). Extra ``key=value`` arguments are added to every job
 (they are part of the experiments, so change them only with a new grid name).
 
 ``workers: N`` runs N parts at once, each process limited to its share of the cores
@@ -53,7 +57,7 @@ Part = tuple[str, list[str]]  # (sweep subdirectory, overrides)
 
 def compose(overrides: Sequence[str]) -> DictConfig:
     """The run config with the grid (``cfg.reproduce``) as ``curlora.cli`` composes it."""
-    from curlora.grid_guard import compose_grid
+    from curlora.grid.guard import compose_grid
 
     cfg = compose_grid(overrides)  # GridRefused: one line, exit 2
     if not cfg.get("reproduce"):
@@ -121,16 +125,32 @@ def grid_parts(grid: DictConfig, extra: Sequence[str]) -> list[Part]:
     return parts
 
 
-def followup_parts(grid: DictConfig, lrs: dict[str, float], extra: Sequence[str]) -> list[Part]:
-    """The parts run at the chosen rates, the question first: the headline seeds, then the
-    rank sweep, then CURLoRA's sampling ablation (an interrupted grid has the most useful
-    runs)."""
+def first_methods(grid: DictConfig) -> set[str]:
+    """The methods whose learning-rate grid runs first: the headline comparison's methods
+    and the controls (the question before the matched controls and the ablations)."""
+    return {*(grid.get("headline_methods") or []), *grid.controls}
+
+
+def part_method(part: Part) -> str | None:
+    """The ``method=`` a part runs (None when it sets none)."""
+    return next((o.partition("=")[2] for o in part[1] if o.startswith("method=")), None)
+
+
+def headline_parts(grid: DictConfig, lrs: dict[str, float], extra: Sequence[str]) -> list[Part]:
+    """The headline comparison's extra seeds (controls included) at the chosen rates."""
     common = [*grid.overrides, *extra]
     parts: list[Part] = []
     extra_seeds = [s for s in grid.get("headline_seeds") or [] if s not in grid.seeds]
     rates = {m: str(lrs[m]) for m in grid.get("headline_methods") or [] if m in lrs}
     for seed in extra_seeds:
         parts += _seed_parts("headline", seed, grid.controls, rates, str(grid.ranks[0]), common)
+    return parts
+
+
+def sweep_parts(grid: DictConfig, lrs: dict[str, float], extra: Sequence[str]) -> list[Part]:
+    """The rank sweep, then CURLoRA's sampling ablation, at the chosen rates."""
+    common = [*grid.overrides, *extra]
+    parts: list[Part] = []
     sweep = grid.get("rank_sweep")
     if sweep:
         parts += [
@@ -212,7 +232,7 @@ def run_parts(grid: DictConfig, root: Path, results_dir: Path, parts: Sequence[P
     """Run ``parts`` (``grid.workers`` at a time), storing finished jobs after each;
     returns how many parts had jobs that did not complete. A part whose every job is
     stored already is not started at all."""
-    from curlora.grid_results import RUNS, finished_jobs, publish
+    from curlora.grid.results import RUNS, finished_jobs, publish
 
     workers = int(grid.get("workers") or 1)
     if grid.get("split_jobs"):
@@ -242,8 +262,8 @@ def run_parts(grid: DictConfig, root: Path, results_dir: Path, parts: Sequence[P
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from curlora.atomic import OutputError
-    from curlora.grid_guard import GridRefused, release_grid_locks
+    from curlora.grid.guard import GridRefused, release_grid_locks
+    from curlora.run.atomic import OutputError
 
     try:
         return _main(argv)
@@ -278,8 +298,8 @@ def grid_paths(grid: DictConfig) -> tuple[Path, Path, Path]:
 def _report(grid: DictConfig, results_dir: Path, report_dir: Path, command: str) -> Path | None:
     """REPORT.md from the stored runs, and the README's block of this grid (``readme``);
     None (said in one line, a previous report moved aside) when no job completed or the
-    report failed (``curlora.grid_guard.write_grid_report``)."""
-    from curlora.grid_guard import write_grid_report
+    report failed (``curlora.grid.guard.write_grid_report``)."""
+    from curlora.grid.guard import write_grid_report
     from curlora.reporting.reproduction import SUMMARY_FILE, write_report
 
     report = write_grid_report(
@@ -319,10 +339,10 @@ def _update_readme(readme: Path, grid_name: str, summary_file: Path) -> None:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    from curlora.atomic import atomic_write_text
-    from curlora.grid_guard import check_arguments, hold_grid_lock
-    from curlora.grid_results import restore
+    from curlora.grid.guard import check_arguments, hold_grid_lock
+    from curlora.grid.results import restore
     from curlora.reporting.reproduction import choose_grid_rates, load_grid
+    from curlora.run.atomic import atomic_write_text
 
     logging.basicConfig(
         level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
@@ -354,10 +374,20 @@ def _main(argv: Sequence[str] | None) -> int:
         fixed.pop(where, None)
     atomic_write_text(results_dir / "grid.yaml", OmegaConf.to_yaml(OmegaConf.create(fixed)))
     restore(results_dir, root)
-    failed = run_parts(grid, root, results_dir, grid_parts(grid, extra))
+    # The question first, so that a grid stopped early holds the most useful runs: the
+    # rate grid of the headline methods and controls, the headline seeds at their chosen
+    # rates, the rest of the rate grid (the matched controls), then the rank sweep and
+    # the sampling ablation. A method's rate depends on its own runs only.
+    lr_parts = grid_parts(grid, extra)
+    first = first_methods(grid)
+    failed = run_parts(grid, root, results_dir, [p for p in lr_parts if part_method(p) in first])
+    lrs = choose_grid_rates(load_grid(results_dir), results_dir / "grid.yaml")
+    failed += run_parts(grid, root, results_dir, headline_parts(grid, lrs, extra))
+    rest = [p for p in lr_parts if part_method(p) not in first]
+    failed += run_parts(grid, root, results_dir, rest)
     lrs = choose_grid_rates(load_grid(results_dir), results_dir / "grid.yaml")
     log.info("learning rates chosen on validation: %s", lrs)
-    failed += run_parts(grid, root, results_dir, followup_parts(grid, lrs, extra))
+    failed += run_parts(grid, root, results_dir, sweep_parts(grid, lrs, extra))
     report = _report(grid, results_dir, report_dir, command)
     if report is None:  # nothing completed, or the report failed: said in one line
         return 1

@@ -1,11 +1,11 @@
 """One experiment from a composed config: the recipe ``python train.py`` runs.
 
     validate the whole config (nothing loads before it passes)
-    → decide what the run directory allows: new run, continue it, resume= it (run_guard)
+    → decide what the run directory allows: new run, continue it, resume= it (run/guard.py)
     → lock the directory for this process
     → build the objects and walk the task sequence (loop.TaskLoop; with several processes
       the others start at the first Trainer call and stop with it: curlora.distributed)
-    → results.json, plots, logger summary (run_report) — also when the run stops early
+    → results.json, plots, logger summary (run/report.py) — also when the run stops early
 
 ``run`` returns the results dict as written to ``results.json``; its ``status`` says how
 the run ended (``completed``; ``stopped: ...`` for a non-finite loss; ``interrupted by
@@ -20,21 +20,21 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from curlora.atomic import OutputError, remove_stale_temp_files
-from curlora.config_checks import ConfigError, validate_config
-from curlora.console import configure_console
+from curlora.checks.config import ConfigError, validate_config
 from curlora.data.assets import AssetError
 from curlora.data.sources.hub import HubUnreachableError
 from curlora.data.validation import DataError
 from curlora.distributed import ProcessGroupScope, WorkerLost
-from curlora.interrupts import InterruptGuard, RunInterrupted
 from curlora.loop import TaskLoop
 from curlora.models.module import NonFiniteLossError
+from curlora.quiet import configure_console
 from curlora.reporting.console import run_table
 from curlora.reporting.results import ResultsError, load_results
-from curlora.run_guard import RunLock, forget_refused_run, plan_run, save_run_config
-from curlora.run_report import RESULTS_FILE, complete_plots, write_run_report
-from curlora.run_state import DamagedFile, read_progress
+from curlora.run.atomic import OutputError, remove_stale_temp_files
+from curlora.run.guard import RunLock, forget_refused_run, plan_run, save_run_config
+from curlora.run.interrupts import InterruptGuard, RunInterrupted
+from curlora.run.report import RESULTS_FILE, complete_plots, write_run_report
+from curlora.run.state import DamagedFile, read_progress
 
 log = logging.getLogger("curlora")
 # How a run is refused while its objects are built (bad data, a model or data set that

@@ -12,7 +12,7 @@ the run's files as one artifact.
   back, so a row is never dropped as "older than the current step", and a resumed run
   continues where the last session stopped instead of at 0.
 - **Resume.** With ``run_dir`` set, the W&B run id is kept in the run's state
-  (``logger_state.json``, ``curlora.run_state``) and the run is opened with
+  (``logger_state.json``, ``curlora.run.state``) and the run is opened with
   ``resume="allow"``: a run continued after SIGTERM, or with ``resume=``, is the same W&B
   run, and ``wandb sync`` uploads its sessions as one.
 - **Adapter statistics** per evaluation point: a few aggregates over layers
@@ -42,7 +42,7 @@ from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from curlora.reporting.adapter_stats import aggregate_diagnostics, layer_rows
-from curlora.run_state import read_logger_state, update_logger_state
+from curlora.run.state import read_logger_state, update_logger_state
 
 log = logging.getLogger(__name__)
 

@@ -61,7 +61,7 @@ def test_reload_without_calibration_is_exact(make_model, method_cfg, input_ids, 
 
 
 def test_a_run_without_a_scored_prefix_to_skip_is_refused(run_config):
-    from curlora.config_checks import ConfigError, validate_config
+    from curlora.checks.config import ConfigError, validate_config
 
     cfg = run_config("method=corda", "callbacks.perplexity.max_tokens=null")
     with pytest.raises(ConfigError, match=r"callbacks\.perplexity\.max_tokens"):

@@ -41,12 +41,12 @@ from curlora.adapters import (
     load_adapter,
     load_adapter_state_dict,
 )
-from curlora.config_checks import ConfigError, validate_config
-from curlora.interrupts import InterruptGuard
+from curlora.checks.config import ConfigError, validate_config
 from curlora.loop import TaskLoop
 from curlora.models.backbone import load_backbone
-from curlora.run_report import write_run_report
-from curlora.run_state import load_task_checkpoint, task_checkpoint
+from curlora.run.interrupts import InterruptGuard
+from curlora.run.report import write_run_report
+from curlora.run.state import load_task_checkpoint, task_checkpoint
 from curlora.strategies import build_strategy
 from curlora.train import run
 from tests.conftest import CONFIG_DIR, FAST, compose_run_config
@@ -208,7 +208,7 @@ def check_reload(done: TinyRun) -> None:
     adapter = loop.run_dir / "adapter"
     if adapter.exists():
         load_adapter(model, adapter)
-    else:  # save_final wrote nothing (full: the backbone is in the last task checkpoint)
+    else:  # no adapter/ (full: the backbone is in the last task checkpoint)
         last = load_task_checkpoint(task_checkpoint(loop.run_dir, len(TASKS) - 1))
         apply_adapter(model, done.cfg.method)
         load_adapter_state_dict(model, last["training_state"]["adapter_state"])

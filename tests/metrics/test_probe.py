@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from curlora.config_checks import ConfigError, validate_config
+from curlora.checks.config import ConfigError, validate_config
 from curlora.metrics.probe import probe_accuracy
 from curlora.train import run
 

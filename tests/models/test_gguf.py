@@ -21,9 +21,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from curlora.atomic import OutputError
 from curlora.models import gguf as gguf_loader
 from curlora.models.backbone import load_backbone, load_model_config
+from curlora.run.atomic import OutputError
 
 HIDDEN, LAYERS, HEADS, KV_HEADS, FFN = 32, 2, 4, 2, 64
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
-from curlora.interrupts import InterruptGuard
 from curlora.loop import TaskLoop
-from curlora.run_state import load_task_checkpoint, task_checkpoint
+from curlora.run.interrupts import InterruptGuard
+from curlora.run.state import load_task_checkpoint, task_checkpoint
 from curlora.train import run
 
 SHORT = [

@@ -114,7 +114,7 @@ def test_an_interrupt_recorded_before_the_guard_is_not_lost() -> None:
     handler records the signal and the run's guard takes it over."""
     import train  # the root entry point module (tests run from the repository root)
 
-    from curlora.interrupts import InterruptGuard, RunInterrupted
+    from curlora.run.interrupts import InterruptGuard, RunInterrupted
 
     early = train.EarlyInterrupt()
     previous = signal.signal(signal.SIGINT, early)

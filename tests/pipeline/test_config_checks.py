@@ -10,7 +10,7 @@ from pathlib import Path
 import datasets
 import pytest
 
-from curlora.config_checks import ConfigError, validate_config
+from curlora.checks.config import ConfigError, validate_config
 from curlora.data.sources.synthetic import SyntheticTask
 from curlora.data.tasks import TaskSpec
 from curlora.data.validation import DataError, check_split, map_labels

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from curlora.config_checks import ConfigError, validate_config
+from curlora.checks.config import ConfigError, validate_config
 from curlora.data.sampling import LengthSortedBatches, ResumableShuffleSampler
 from curlora.distributed import WORKER_CONFIG
 from curlora.train import run

@@ -13,11 +13,11 @@ import torch
 from omegaconf import open_dict
 from torch.utils.data import DataLoader
 
-from curlora import evaluation_cache
-from curlora.interrupts import InterruptGuard
 from curlora.loop import TaskLoop
 from curlora.metrics import perplexity as perplexity_module
 from curlora.models.module import ContinualLitModule
+from curlora.run import evaluation_cache
+from curlora.run.interrupts import InterruptGuard
 from curlora.train import run
 
 SHORT = ["trainer.max_epochs=1"]

@@ -62,8 +62,8 @@ def test_each_head_is_scored_on_its_own_tasks_data(run_config, monkeypatch, reve
         "data.task_specs.reviews.eval_limit=60",
         "data.task_specs.moods.eval_limit=30",
     )
-    from curlora.interrupts import InterruptGuard
     from curlora.loop import TaskLoop
+    from curlora.run.interrupts import InterruptGuard
 
     loop = TaskLoop(cfg, Path(cfg.paths.output_dir), InterruptGuard())
     loop._evaluate(-1)

@@ -35,14 +35,14 @@ import safetensors
 import torch
 from omegaconf import OmegaConf, open_dict
 
-from curlora import atomic
 from curlora.adapters.saving import AdapterFileError
-from curlora.atomic import OutputError
+from curlora.checks.config import ConfigError
 from curlora.cli import EXIT_CONFIG, EXIT_OK, EXIT_OUTPUT, run_job
-from curlora.config_checks import ConfigError
 from curlora.data.assets import AssetError
 from curlora.data.validation import DataError
 from curlora.reporting.results import ResultsError, load_results
+from curlora.run import atomic
+from curlora.run.atomic import OutputError
 from curlora.train import run
 from tests.conftest import TINY, compose_run_config
 from tests.pipeline.faults import SimulatedCrash
@@ -77,10 +77,10 @@ DAMAGES: dict[str, Callable[[bytes], bytes]] = {
 }
 # Sites no driver here reaches, with the reason and what covers them instead.
 NOT_DRIVEN = {
-    ("distributed.py", "RunDirectoryLauncher._call_children_scripts"): "the worker config "
+    ("distributed/__init__.py", "RunDirectoryLauncher._call_children_scripts"): "the worker config "
     "of trainer=ddp_cpu (two processes, minutes): the same atomic writer; "
     "tests/pipeline/test_distributed.py runs it",
-    ("distributed_worker.py", "main"): "reads the worker config process 0 wrote a moment "
+    ("distributed/worker.py", "main"): "reads the worker config process 0 wrote a moment "
     "before in the run directory it locks: not a file a user or a scheduler edits",
     ("data/sources/hub.py", "load_hub_split"): "the Hub branch downloads (no network in "
     "tests); unreachable Hub: tests/data/test_hub_sources.py",
@@ -93,7 +93,7 @@ NOT_DRIVEN = {
 }
 # Damage a reader may take in its stride, silently: (module, function) -> damages, why.
 HARMLESS = {
-    ("run_dirs.py", "outcomes_on_disk"): (
+    ("run/dirs.py", "outcomes_on_disk"): (
         ("truncated", "wrong-type"),
         "Hydra's record of a job's overrides, shown in the sweep's summary line only: a cut "
         "list, or another list, is still a list and is shown as it is",
@@ -207,7 +207,7 @@ def drive_sweep(tmp_path: Path, fixtures: Fixtures) -> Ending:
 
 def drive_sweep_end(tmp_path: Path, fixtures: Fixtures) -> Ending:
     """The end-of-sweep summary of jobs that ran in other processes (read from disk)."""
-    from curlora.run_dirs import outcomes_on_disk
+    from curlora.run.dirs import outcomes_on_disk
 
     job = tmp_path / "0_seed=1"
     shutil.copytree(fixtures.completed() / "run", job)
@@ -341,18 +341,18 @@ def _main(call: Callable[[], tuple[int, ...]]) -> Ending:
 
 WRITE_DRIVERS: dict[str, Callable[..., Ending]] = {
     "adapters/saving.py": drive_train,
-    "evaluation_cache.py": drive_train,
+    "run/evaluation_cache.py": drive_train,
     "loop.py": drive_train,
     "reporting/plots.py": drive_train,
     "reporting/results.py": drive_train,
-    "run_guard.py": drive_train,
-    "run_state.py": drive_train,
+    "run/guard.py": drive_train,
+    "run/state.py": drive_train,
     "reporting/sweep.py": drive_sweep,
     "reproduce.py": drive_grid,
     "reporting/reproduction.py": drive_grid,
     "reporting/readme_block.py": drive_grid,
-    "grid_results.py": drive_grid,
-    "run_report.py": drive_train,
+    "grid/results.py": drive_grid,
+    "run/report.py": drive_train,
     "data/assets.py": drive_asset,
     "models/gguf.py": drive_gguf,
 }
@@ -360,17 +360,17 @@ READ_DRIVERS: dict[str, Callable[..., Ending]] = {
     "adapters/saving.py": drive_adapter,
     "data/assets.py": drive_asset,
     "data/sources/hub.py": drive_data_files,
-    "evaluation_cache.py": drive_cached_train,
+    "run/evaluation_cache.py": drive_cached_train,
     "reporting/console.py": drive_report,
     "reporting/results.py": drive_report,
     "reporting/reproduction.py": drive_grid,
     "reporting/grid.py": drive_grid,
     "reporting/readme_block.py": drive_grid,
     "reproduce.py": drive_grid,
-    "grid_results.py": drive_grid,
-    "run_dirs.py": drive_sweep_end,
-    "run_guard.py": drive_resume,
-    "run_state.py": drive_resume,
+    "grid/results.py": drive_grid,
+    "run/dirs.py": drive_sweep_end,
+    "run/guard.py": drive_resume,
+    "run/state.py": drive_resume,
 }
 
 
@@ -577,7 +577,7 @@ def test_a_damaged_file_at_each_read_site_is_named_never_a_traceback(
 
 def test_every_write_goes_through_the_atomic_writer() -> None:
     raw = [s for s in sites("raw_write") if _key(s) not in STAGED_WRITES]
-    assert raw == [], "write through curlora.atomic (or list the staging reason): " + "; ".join(
+    assert raw == [], "write through curlora.run.atomic (or list the staging reason): " + "; ".join(
         map(str, raw)
     )
 

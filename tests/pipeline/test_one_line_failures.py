@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from omegaconf import open_dict
 
+from curlora.checks.config import ConfigError, validate_config
 from curlora.cli import EXIT_CONFIG, EXIT_OK, EXIT_OUTPUT, run_job
 from curlora.composition import check_command_line
-from curlora.config_checks import ConfigError, validate_config
 from curlora.reporting import console, sweep
 from curlora.reporting.results import build_results, write_results
-from curlora.run_guard import RUN_CONFIG_FILE, check_resume_overrides, plan_run
+from curlora.run.guard import RUN_CONFIG_FILE, check_resume_overrides, plan_run
 from tests.conftest import REPO_ROOT, TINY, compose_run_config, run_cli
 from tests.reporting.conftest import results_kwargs
 
@@ -180,7 +180,7 @@ def test_a_damaged_run_config_refuses_resume_naming_it(tmp_path, run_config, dam
     cfg = run_config(*TINY_RUN)
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True)
-    from curlora.run_guard import save_run_config
+    from curlora.run.guard import save_run_config
 
     save_run_config(cfg, run_dir)
     path = run_dir / RUN_CONFIG_FILE
@@ -191,7 +191,7 @@ def test_a_damaged_run_config_refuses_resume_naming_it(tmp_path, run_config, dam
 
 
 def test_a_damaged_step_checkpoint_warning_counts_tasks_from_1(tmp_path, caplog) -> None:
-    from curlora.run_state import step_checkpoint, usable_step_checkpoint
+    from curlora.run.state import step_checkpoint, usable_step_checkpoint
 
     path = step_checkpoint(tmp_path, 1)
     path.parent.mkdir(parents=True)
@@ -217,7 +217,7 @@ def test_reproduce_help_and_bad_arguments(capsys) -> None:
 
 def test_a_second_reproduce_on_one_grid_is_refused_naming_the_holder(tmp_path, capsys) -> None:
     from curlora import reproduce
-    from curlora.grid_guard import GridLock
+    from curlora.grid.guard import GridLock
 
     grid = tmp_path / "grid"
     with GridLock(grid):
@@ -330,7 +330,7 @@ def test_a_killed_worker_is_one_line_and_resume_continues(tmp_path: Path) -> Non
     while not first_task.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     workers = subprocess.run(
-        ["pgrep", "-P", str(proc.pid), "-f", "curlora.distributed_worker"],
+        ["pgrep", "-P", str(proc.pid), "-f", "curlora.distributed.worker"],
         capture_output=True,
         text=True,
     ).stdout.split()

@@ -17,10 +17,10 @@ import pytest
 import torch
 from omegaconf import open_dict
 
-from curlora.atomic import OutputError, remove_stale_temp_files
-from curlora.config_checks import ConfigError, validate_config
-from curlora.run_guard import RunLock
-from curlora.run_state import AtomicCheckpointIO
+from curlora.checks.config import ConfigError, validate_config
+from curlora.run.atomic import OutputError, remove_stale_temp_files
+from curlora.run.guard import RunLock
+from curlora.run.state import AtomicCheckpointIO
 from curlora.train import run
 from tests.conftest import FAST, REPO_ROOT, TINY, compose_run_config, run_cli
 from tests.pipeline import faults
@@ -125,7 +125,7 @@ def test_a_kill_during_a_checkpoint_write_keeps_the_previous_checkpoint(tmp_path
     # A process that is killed half-way through writing the next checkpoint.
     script = f"""
 import os, torch
-from curlora.run_state import AtomicCheckpointIO
+from curlora.run.state import AtomicCheckpointIO
 def half_then_killed(obj, f, *args, **kwargs):
     open(f, "wb").write(b"x" * 1000)
     os._exit(9)
@@ -295,7 +295,7 @@ def test_a_grid_job_survives_retuning_its_methods_default_rate(tmp_path: Path) -
     """optimizer.lr is what a run trains with; method.lr only its default. A job that set
     optimizer.lr is the same experiment after the method's default rate changes, while a
     different optimizer.lr is a different experiment."""
-    from curlora.run_guard import config_differences, experiment_view
+    from curlora.run.guard import config_differences, experiment_view
 
     job = compose_run_config(tmp_path, [*TINY, "method=lora", "optimizer.lr=0.003"])
     retuned = compose_run_config(

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from curlora.interrupts import RunInterrupted
+from curlora.run.interrupts import RunInterrupted
 from curlora.train import run
 from tests.conftest import TINY, run_cli
 from tests.pipeline.wandb_records import OfflineRun, offline_runs

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from curlora.resolvers import lr_tag, order_tag, run_name, run_parts, run_setting
-from curlora.run_dirs import sweep_group
+from curlora.run.dirs import sweep_group
 from tests.conftest import compose_run_config
 
 CURLORA = {"name": "curlora", "rank": 16}

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from curlora import atomic as atomic_module
-from curlora.atomic import OutputError
 from curlora.metrics.continual import summarize
 from curlora.reporting.results import (
     RESULT_KEYS,
@@ -21,6 +19,8 @@ from curlora.reporting.results import (
     validate_results,
     write_results,
 )
+from curlora.run import atomic as atomic_module
+from curlora.run.atomic import OutputError
 
 TASKS = ["mrpc", "sst2", "sentiment140"]  # as in conftest.results_kwargs
 MATRIX = [[0.80, 0.95, 0.40], [0.85, 0.90, 0.45], [0.60, 0.85, 0.75]]  # conftest.MATRIX

@@ -23,7 +23,6 @@ import dataclasses
 import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -157,7 +156,7 @@ class AdapterMethod:
     def starts_at_base(self) -> bool:
         """True when the adapted model computes *exactly* what the base model computes until
         it trains (a zero-initialised U or B adds exact zeros). Runs of such methods share
-        their evaluation before training (``curlora.evaluation_cache``). False by default:
+        their evaluation before training (``curlora.run.evaluation_cache``). False by default:
         only say True when it is bit-for-bit so."""
         return False
 
@@ -197,6 +196,11 @@ class AdapterMethod:
     itself, which bitsandbytes stores packed. A subclass whose answer depends on its
     fields overrides it with a property (``LoRAVariantMethod``)."""
 
+    saves_final_adapter: ClassVar[bool] = True
+    """True when a finished run saves the trained adapter as ``adapter/`` (``save_adapter``;
+    ``load_adapter`` reads it back). False when it would only duplicate what the last task
+    checkpoint already holds (``full``: the whole backbone)."""
+
     # -- data-dependent initialisation ------------------------------------------------
 
     def use_calibration(self, token_ids: torch.Tensor) -> None:
@@ -231,13 +235,6 @@ class AdapterMethod:
                 {f"{n}.{k}": t.detach() for k, t in own if not k.startswith("base_layer.")}
             )
         return state
-
-    def save_final(self, model: nn.Module, directory: Path) -> Path | None:
-        """Save the trained adapter of ``model`` at the end of a run (``load_adapter``
-        reads it back); returns the directory, or None when nothing is written."""
-        from curlora.adapters.saving import save_adapter  # saving builds on this module
-
-        return save_adapter(model, directory)
 
     # -- identity of the base ------------------------------------------------------------
     def layer_fingerprint_tensors(self, layer: nn.Module) -> list[torch.Tensor]:

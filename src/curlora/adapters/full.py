@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -46,8 +46,6 @@ class FullMethod(AdapterMethod):
     def state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
         return dict(model.state_dict())
 
-    def save_final(self, model: nn.Module, directory: Path) -> Path | None:
-        """Nothing beside the checkpoints: the whole fine-tuned backbone is already in the
-        last task checkpoint, and a second copy would double the run's disk use."""
-        log.info("method=full: the whole backbone is in the last task checkpoint; no adapter")
-        return None
+    # Nothing beside the checkpoints: the whole fine-tuned backbone is already in the last
+    # task checkpoint, and a second copy would double the run's disk use.
+    saves_final_adapter: ClassVar[bool] = False

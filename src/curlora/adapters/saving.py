@@ -33,7 +33,7 @@ from curlora.adapters.base import require_method
 from curlora.adapters.build import build_method
 from curlora.adapters.inject import apply_adapter
 from curlora.adapters.state import adapter_state_dict, load_adapter_state_dict
-from curlora.atomic import atomic_write, atomic_write_text
+from curlora.run.atomic import atomic_write, atomic_write_text
 
 WEIGHTS_NAME = "adapter.safetensors"
 CONFIG_NAME = "adapter_config.json"

@@ -22,7 +22,7 @@ import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from curlora.run_record import TaskScore
+from curlora.run.record import TaskScore
 
 
 class ForgettingMatrixCallback(Callback):

@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import Callback
 from tqdm.auto import tqdm
 
 from curlora.metrics.perplexity import sliding_window_perplexity, sliding_windows
-from curlora.run_record import PerplexityScore
+from curlora.run.record import PerplexityScore
 
 
 class PerplexityCallback(Callback):

@@ -42,7 +42,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from curlora.atomic import OutputError, atomic_write_text
+from curlora.run.atomic import OutputError, atomic_write_text
 
 CACHE_ENV = "CURLORA_CACHE"
 PROVENANCE = "PROVENANCE.json"

@@ -1,13 +1,41 @@
-"""Task specifications: what one classification task of the sequence is and where it comes from."""
+"""Task specifications: what one classification task of the sequence is, and the interface
+of the source that loads it (:class:`TaskSource`; the sources themselves live in
+``curlora.data.sources``, which builds on this module, never the other way round)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from curlora.registry import build
+
 if TYPE_CHECKING:
-    from curlora.data.sources import TaskSource
+    import datasets
+
+SOURCES_PACKAGE = "curlora.data.sources"
+"""Where the task sources live (listed in the error for an unknown ``_target_``)."""
+
+
+@dataclasses.dataclass
+class TaskSource:
+    """Base of every task source: ``load_split(spec, split, cache_dir)`` returns the split as
+    a ``datasets.Dataset`` with the columns ``spec`` names (raw labels, before
+    ``label_map``). Subclasses are dataclasses whose fields are the source's settings."""
+
+    def options(self) -> dict[str, Any]:
+        """The source's settings as a mapping."""
+        return dataclasses.asdict(self)
+
+    def load_split(self, spec: TaskSpec, split: str, cache_dir: Path) -> datasets.Dataset:
+        raise NotImplementedError
+
+
+def task_source(cfg: Mapping[str, Any] | TaskSource) -> TaskSource:
+    """The task source a config node's ``_target_`` names (``curlora.registry``)."""
+    return build(cfg, TaskSource, "data source", SOURCES_PACKAGE)
 
 
 @dataclass(frozen=True)
@@ -58,8 +86,6 @@ class TaskSpec:
             raise TypeError(
                 f"task '{name}': unknown field(s) {unknown}; valid fields are {sorted(known)}"
             )
-        from curlora.data.sources import task_source
-
         values = dict(cfg)
         if values.get("label_map") is not None:
             values["label_map"] = dict(values["label_map"])

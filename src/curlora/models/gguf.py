@@ -40,9 +40,9 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from curlora.atomic import OutputError, atomic_write_text, is_write_failure
 from curlora.data.assets import Asset, cache_root, ensure_asset, sha256_file
 from curlora.models.source import ModelSource
+from curlora.run.atomic import OutputError, atomic_write_text, is_write_failure
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
           "bf16": torch.bfloat16}  # fmt: skip

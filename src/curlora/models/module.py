@@ -22,7 +22,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from curlora.adapters import adapter_state_dict, applied_method, load_adapter_state_dict
-from curlora.run_state import rng_state, set_rng_state
+from curlora.run.state import rng_state, set_rng_state
 from curlora.strategies.base import OptimizerStep, Strategy
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]

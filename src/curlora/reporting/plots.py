@@ -19,7 +19,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from curlora.atomic import atomic_write
+from curlora.run.atomic import atomic_write
 
 Matrix = Sequence[Sequence[float | None]]
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from curlora.atomic import atomic_write_text
+from curlora.run.atomic import atomic_write_text
 
 
 def markers(grid_name: str) -> tuple[str, str]:

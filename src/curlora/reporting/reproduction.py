@@ -1,7 +1,7 @@
 """REPORT.md of a reproduction grid (``curlora-reproduce``), from its stored runs alone.
 
 Reads every completed job below the grid's results directory (``results.json`` and the
-per-example ``outcomes.json``; ``curlora.grid_results``) and the rules in ``grid.yaml``
+per-example ``outcomes.json``; ``curlora.grid.results``) and the rules in ``grid.yaml``
 (fixed before the runs), and writes, in order:
 
 - what ran: stored runs against the planned count, their wall time;
@@ -29,7 +29,6 @@ from pathlib import Path
 
 import yaml
 
-from curlora.atomic import atomic_write_text
 from curlora.reporting.claims import claims, headline, inert_methods
 from curlora.reporting.frontier import equal_plasticity, frontier_points, plot_frontier
 from curlora.reporting.grid import (
@@ -49,6 +48,7 @@ from curlora.reporting.tables import (
     selection_table,
     table_one,
 )
+from curlora.run.atomic import atomic_write_text
 
 __all__ = ["choose_grid_rates", "choose_learning_rates", "load_grid", "write_report"]
 GRID_FILE = "grid.yaml"

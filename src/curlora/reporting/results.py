@@ -33,7 +33,7 @@ A measurement that came out non-finite is a result, not a gap (a language model 
 perplexity overflowed is exactly the failure the CURLoRA paper reports for LoRA), so it is
 written as one of the strings ``"inf"``, ``"-inf"``, ``"nan"``: JSON has no such numbers,
 and these strings keep the file strict JSON that any reader parses. :func:`load_results`
-turns them back into floats. Writes are atomic (``curlora.atomic``).
+turns them back into floats. Writes are atomic (``curlora.run.atomic``).
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
 
-from curlora.atomic import atomic_write_text
 from curlora.metrics.continual import METRIC_KEYS, backward_transfer, summarize, trained_rows
 from curlora.metrics.degenerate import WARNING_KEYS, WarningJSON
+from curlora.run.atomic import atomic_write_text
 
 Number = float | str | None
 """A measurement: a float, a non-finite marker (``"inf"``, ``"nan"``) or null (not measured)."""
@@ -371,7 +371,7 @@ def write_results(path: str | os.PathLike[str], results: Mapping[str, Any]) -> P
     """Validate and write ``results`` as JSON atomically; returns the path written.
 
     Non-finite floats become ``"inf"``/``"nan"`` strings (``allow_nan=False`` guarantees
-    strict JSON). Written atomically (``curlora.atomic``): readers see the old file or the
+    strict JSON). Written atomically (``curlora.run.atomic``): readers see the old file or the
     new one, never a partial one.
     """
     path = Path(path)

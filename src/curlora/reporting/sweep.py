@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from curlora.atomic import OutputError, atomic_write_text
 from curlora.metrics.continual import METRIC_KEYS
 from curlora.reporting.results import ResultsError, final_accuracies, load_results
+from curlora.run.atomic import OutputError, atomic_write_text
 
 log = logging.getLogger(__name__)
 SETTING_COLUMNS = ("method", "strategy", "rank", "trainable_params")

@@ -19,24 +19,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from curlora.data.tasks import TaskSource, TaskSpec, task_source
 from curlora.registry import build
 
 if TYPE_CHECKING:
     import datasets
 
-    from curlora.data.tasks import TaskSpec
-
-
-@dataclasses.dataclass
-class TaskSource:
-    """Base of every task source (see the module docstring)."""
-
-    def options(self) -> dict[str, Any]:
-        """The source's settings as a mapping."""
-        return dataclasses.asdict(self)
-
-    def load_split(self, spec: TaskSpec, split: str, cache_dir: Path) -> datasets.Dataset:
-        raise NotImplementedError
+__all__ = [
+    "CorpusSource",
+    "TaskSource",
+    "corpus_source",
+    "load_corpus",
+    "load_task_split",
+    "task_source",
+]
 
 
 @dataclasses.dataclass
@@ -48,10 +44,6 @@ class CorpusSource:
 
     def load(self, cache_dir: Path) -> str:
         raise NotImplementedError
-
-
-def task_source(cfg: Mapping[str, Any] | TaskSource) -> TaskSource:
-    return build(cfg, TaskSource, "data source", __name__)
 
 
 def corpus_source(cfg: Mapping[str, Any] | CorpusSource) -> CorpusSource:

@@ -4,13 +4,13 @@ with the run's other processes started on the run directory.
 How a run with N processes goes:
 
 - The command starts process 0, which owns the run: it decides what the run directory
-  allows (``curlora.run_guard``), locks it and writes every file (``results.json``,
+  allows (``curlora.run.guard``), locks it and writes every file (``results.json``,
   ``progress.json``, checkpoints, adapter, loggers).
 - At its first Trainer call, Lightning's launcher starts processes 1..N-1. Lightning's own
   launcher re-runs the command line (with Hydra: ``python train.py <overrides>
   hydra.run.dir=...``); in a multirun that starts the sweep again, and each copy would plan
   and lock a run directory of its own. :class:`RunDirectoryLauncher` starts
-  ``python -m curlora.distributed_worker <run dir>`` instead: the worker reads the config
+  ``python -m curlora.distributed.worker <run dir>`` instead: the worker reads the config
   process 0 runs with (``.worker_config.yaml`` in the run directory), builds the same
   objects, continues from the same checkpoints, makes the same sequence of Trainer calls
   and writes nothing.
@@ -48,7 +48,7 @@ from lightning.fabric.utilities.distributed import _set_num_threads_if_needed
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from omegaconf import DictConfig, OmegaConf
 
-from curlora.atomic import atomic_write_text
+from curlora.run.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ WORKER_CONFIG = ".worker_config.yaml"
 WORKER_ENV = "CURLORA_WORKER_RUN_DIR"
 # What Lightning's launcher sets in process 0's environment (restored when the run ends).
 LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
-WORKER_MODULE = "curlora.distributed_worker"
+WORKER_MODULE = "curlora.distributed.worker"
 
 
 def is_worker() -> bool:
@@ -67,7 +67,7 @@ def is_worker() -> bool:
 
 class RunDirectoryLauncher(_SubprocessScriptLauncher):
     """Lightning's one-node subprocess launcher, except for the command the other processes
-    run (``python -m curlora.distributed_worker <run dir>``; see the module docstring)."""
+    run (``python -m curlora.distributed.worker <run dir>``; see the module docstring)."""
 
     def __init__(self, base: _SubprocessScriptLauncher, run_dir: Path, cfg: DictConfig) -> None:
         super().__init__(base.cluster_environment, base.num_processes, base.num_nodes)

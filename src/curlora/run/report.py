@@ -4,7 +4,7 @@ Order matters: ``results.json`` is written before anything that can fail for rea
 unrelated to the science (matplotlib, W&B), and each later step is guarded, so a plotting
 or logging failure costs a warning, never the results. When ``results.json`` itself cannot
 be written (read-only or full disk), the results are printed to the log instead and the
-caller gets an :class:`~curlora.atomic.OutputError` naming the file.
+caller gets an :class:`~curlora.run.atomic.OutputError` naming the file.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from curlora.atomic import OutputError, atomic_write_text
 from curlora.loggers import GuardedLogger
 from curlora.metrics.degenerate import degenerate_warnings, perplexity_warnings
 from curlora.reporting.plots import plot_curves, plot_forgetting
 from curlora.reporting.results import build_results, write_results
-from curlora.run_record import RunRecord
+from curlora.run.atomic import OutputError, atomic_write_text
+from curlora.run.record import RunRecord
 
 log = logging.getLogger("curlora")
 RESULTS_FILE = "results.json"

@@ -30,8 +30,8 @@ import torch
 import transformers
 
 from curlora.adapters import applied_method
-from curlora.atomic import OutputError, atomic_write_text
-from curlora.run_record import Evaluation, RunRecord
+from curlora.run.atomic import OutputError, atomic_write_text
+from curlora.run.record import Evaluation, RunRecord
 
 log = logging.getLogger("curlora")
 VERSION = 2  # bump when the evaluation itself changes (2: validation carves)

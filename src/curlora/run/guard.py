@@ -32,7 +32,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from curlora.config_checks import ConfigError
+from curlora.checks.config import ConfigError
 
 RUN_CONFIG_FILE = "run_config.yaml"
 LOCK_FILE = ".lock"
@@ -210,7 +210,7 @@ def plan_run(cfg: DictConfig, overrides: Sequence[str] | None = None) -> tuple[R
 
 
 def save_run_config(cfg: DictConfig, run_dir: Path) -> None:
-    from curlora.atomic import atomic_write_text
+    from curlora.run.atomic import atomic_write_text
 
     resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     atomic_write_text(run_dir / RUN_CONFIG_FILE, OmegaConf.to_yaml(resolved))
@@ -232,7 +232,7 @@ class RunLock:
         self._fd: int | None = None
 
     def __enter__(self) -> RunLock:
-        from curlora.file_lock import LockHeld, acquire
+        from curlora.run.file_lock import LockHeld, acquire
 
         try:
             self._fd = acquire(self.path, str(os.getpid()))
@@ -244,7 +244,7 @@ class RunLock:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        from curlora.file_lock import release
+        from curlora.run.file_lock import release
 
         if self._fd is not None:
             release(self._fd)

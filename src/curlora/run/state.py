@@ -2,14 +2,14 @@
 
 Layout inside a run directory::
 
-    run_config.yaml                   the resolved config (the experiment; see run_guard)
+    run_config.yaml                   the resolved config (the experiment; see run/guard.py)
     progress.json                     the RunRecord so far (what is measured, warnings)
     checkpoints/task_<i>.ckpt         after task i trained and was evaluated: the module's
                                       training state, the RunRecord at that point, RNG state
     checkpoints/task_<i>_steps/last.ckpt   every N steps inside task i (Lightning format:
                                       optimizer, scheduler, loop and data position)
 
-Every file goes through ``curlora.atomic`` (temp file beside it, fsync, rename), Lightning's
+Every file goes through ``curlora.run.atomic`` (temp file beside it, fsync, rename), Lightning's
 checkpoints included (:class:`AtomicCheckpointIO`). Readers never trust a file blindly: a
 damaged one (truncated, empty, wrong shape) is reported by name with :class:`DamagedFile`,
 and resume falls back to the previous good state.
@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from curlora.atomic import atomic_write, atomic_write_text
-from curlora.run_record import RunRecord
+from curlora.run.atomic import atomic_write, atomic_write_text
+from curlora.run.record import RunRecord
 
 log = logging.getLogger(__name__)
 

@@ -153,12 +153,12 @@ def _stored_bytes(path: Path) -> bytes | None:
 
 
 def _write(target: Path, data: bytes) -> None:
-    from curlora.atomic import atomic_write
+    from curlora.run.atomic import atomic_write
 
     atomic_write(target, lambda tmp: tmp.write_bytes(data))
 
 
 def _copy(source: Path, target: Path) -> None:
-    from curlora.atomic import atomic_write
+    from curlora.run.atomic import atomic_write
 
     atomic_write(target, lambda tmp: shutil.copyfile(source, tmp))

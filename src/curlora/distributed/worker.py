@@ -1,4 +1,4 @@
-"""``python -m curlora.distributed_worker <run dir>``: process 1..N-1 of a run with several
+"""``python -m curlora.distributed.worker <run dir>``: process 1..N-1 of a run with several
 processes, started by process 0's launcher (``curlora.distributed``), never by hand.
 
 It runs the config process 0 runs with (``<run dir>/.worker_config.yaml``), continues from
@@ -17,11 +17,11 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from curlora.console import configure_console
 from curlora.distributed import WORKER_CONFIG, WORKER_ENV
-from curlora.interrupts import InterruptGuard, RunInterrupted
 from curlora.loop import TaskLoop
 from curlora.models.module import NonFiniteLossError
+from curlora.quiet import configure_console
+from curlora.run.interrupts import InterruptGuard, RunInterrupted
 
 log = logging.getLogger("curlora")
 
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or WORKER_ENV not in os.environ:
         print(
-            "usage: python -m curlora.distributed_worker <run dir> (started by a run with "
+            "usage: python -m curlora.distributed.worker <run dir> (started by a run with "
             "several processes, e.g. trainer=ddp_cpu; not a command to type)",
             file=sys.stderr,
         )

@@ -9,7 +9,7 @@ puts a run before Hydra creates anything:
   an exclusive ``mkdir``, so two processes can never get the same one.
 - A *fixed* directory (``hydra.run.dir=...``, ``hydra.sweep.dir=...``, or a config that
   names one, like the reproduction grids) is used as given; the run itself then decides
-  whether it may continue what is there (``curlora.run_guard``).
+  whether it may continue what is there (``curlora.run.guard``).
 - ``resume=<run dir>``: Hydra's own files (its log, ``.hydra/``) go into the run being
   resumed, under ``.hydra/resume_<time>/``, so the original record is kept.
 - A sweep's W&B group (:func:`sweep_group`): its directory below the log directory and the

@@ -87,7 +87,7 @@ class GridLock:
         problem = unusable_directory(self.path.parent)
         if problem is not None:
             raise GridRefused(f"reproduce.dir={self.path.parent} cannot hold the grid: {problem}")
-        from curlora.file_lock import LockHeld, acquire
+        from curlora.run.file_lock import LockHeld, acquire
 
         since = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
         holder = f"pid {os.getpid()} on {socket.gethostname()} since {since}"
@@ -101,7 +101,7 @@ class GridLock:
         return self
 
     def release(self) -> None:
-        from curlora.file_lock import release
+        from curlora.run.file_lock import release
 
         if self._fd is not None:
             release(self._fd)
@@ -150,8 +150,8 @@ def write_grid_report(
     """``write()`` the report when some run stored below ``root`` completed; else, or when
     writing fails, print one line, move a previous report (in ``report_dir``, default
     ``root``) aside and return None. A write the disk refuses re-raises its OutputError."""
-    from curlora.atomic import OutputError
     from curlora.reporting.reproduction import load_grid
+    from curlora.run.atomic import OutputError
 
     root = Path(root)
     report_dir = Path(report_dir) if report_dir is not None else root

@@ -1,0 +1,61 @@
+"""The order curlora-reproduce runs a grid's parts in: the question first.
+
+The table1_cpu grid (configs/reproduce/table1_cpu.yaml) plans, per seed, head_only and five
+methods × three rates; headline_methods are curlora, lora, lora_paper. A grid stopped
+early must hold the runs the headline verdict needs: the rate grid of those methods and of
+the controls, then the headline seeds at their chosen rates, before the rate grid of the
+matched controls (tinylora, vera), the rank sweep and the sampling ablation. No job runs
+here: ``multirun`` is replaced by a recorder.
+"""
+
+from __future__ import annotations
+
+from curlora import reproduce
+
+RATES = {"curlora": 0.003, "lora": 0.001, "lora_paper": 0.00025, "tinylora": 0.0003, "vera": 0.03}
+
+
+def test_the_headline_question_runs_before_matched_controls_and_ablations(
+    tmp_path, monkeypatch
+) -> None:
+    from curlora.reporting import reproduction
+
+    started: list[str] = []
+
+    def record(sweep_dir, overrides, threads=None) -> int:
+        started.append(str(sweep_dir.relative_to(tmp_path / "grid")))
+        return 0
+
+    monkeypatch.setattr(reproduce, "multirun", record)
+    monkeypatch.setattr(reproduction, "choose_grid_rates", lambda runs, grid_file: RATES)
+    monkeypatch.setattr(reproduce, "_report", lambda *args: tmp_path / "REPORT.md")
+    code = reproduce.main(
+        [
+            "reproduce=table1_cpu",
+            f"reproduce.dir={tmp_path / 'grid'}",
+            f"reproduce.results_dir={tmp_path / 'results'}",
+            f"reproduce.report_dir={tmp_path}",
+            f"reproduce.readme={tmp_path / 'README.md'}",
+        ]
+    )
+    assert code == 0
+
+    def stage(part: str) -> int:
+        if part.startswith("lr_grid/"):
+            return 0 if part.split("/")[2] in ("head_only", "curlora", "lora", "lora_paper") else 2
+        return {"headline": 1, "ranks": 3, "sampling": 4}[part.split("/")[0]]
+
+    stages = [stage(part) for part in started]
+    assert stages == sorted(stages), started
+    # Every planned job started once: 48 rate-grid jobs, 2 seeds × (head_only + 3 methods),
+    # 2 methods × 2 ranks × 3 seeds, 3 sampling modes × 3 seeds.
+    assert [stages.count(s) for s in range(5)] == [3 * 10, 2 * 4, 3 * 6, 12, 9]
+    assert len(set(started)) == len(started) == 77
+    # The headline seeds use the chosen rates.
+    assert "headline/s1314/lora_paper/run" in started
+    assert any(p.startswith("lr_grid/s1311/vera/") for p in started)
+
+
+def test_part_method_reads_the_method_override() -> None:
+    assert reproduce.part_method(("x", ["seed=1", "method=vera", "optimizer.lr=0.1"])) == "vera"
+    assert reproduce.part_method(("x", ["seed=1"])) is None
