@@ -13,7 +13,7 @@ records each), perplexity on 8,192 corpus tokens with windows of 512 and stride 
   take (``sliding_window_perplexity``: inference mode, the configured windows per forward).
   Same number to 1e-6 relative (checked).
 - reuse: what the runs skip altogether. The evaluation before training is shared by every
-  job of a sweep that starts at the base model (``curlora.evaluation_cache``), and a
+  job of a sweep that starts at the base model (``curlora.run.evaluation_cache``), and a
   ``head_only`` run measures its frozen backbone once; both are reported as the share of
   a run's evaluation points that no longer run.
 
