@@ -168,9 +168,14 @@ def resampled_accuracies(
     for j, task in enumerate(tasks):
         rows = runs[0][task].shape[1]
         idx = rng.integers(0, rows, size=(replicates, rows))  # [B, rows]
-        for r, run in enumerate(runs):
-            # run[task][:, idx]: [points, B, rows] -> mean over rows -> [points, B]
-            out[:, r, :, j] = run[task][:, idx].mean(axis=-1).T
+        # How often each row is drawn in each replicate: [B, rows]. A resampled accuracy is
+        # then one product (exact: integer counts times 0/1 outcomes, summed in float64).
+        offsets = np.arange(replicates)[:, None] * rows
+        counts = np.bincount((idx + offsets).ravel(), minlength=replicates * rows)
+        counts = counts.reshape(replicates, rows).astype(np.float64)
+        scored = np.concatenate([run[task] for run in runs]).astype(np.float64)  # [R*points, rows]
+        sums = counts @ scored.T  # [B, R*points]
+        out[:, :, :, j] = (sums / rows).reshape(replicates, len(runs), points)
     return out
 
 
