@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, TINY, run_cli
+from tests.conftest import REPO_ROOT, TINY, compose_run_config, run_cli
 
 FAULTS = {"PYTHONPATH": str(REPO_ROOT)}  # so Hydra can build tests.pipeline.faults callbacks
 
@@ -63,11 +63,19 @@ def test_non_finite_loss_exits_4_with_results(tmp_path: Path) -> None:
 
 
 def test_run_directory_names_say_what_defines_the_run(tmp_path: Path) -> None:
-    for method in ("head_only", "curlora"):
-        assert run_cli([f"method={method}", "strategy=ewc", *TINY], cwd=tmp_path).returncode == 0
-    names = sorted(p.name.split("_", 2)[2] for p in _runs(tmp_path))
-    # No rank for a method without one; the strategy when it is not plain sequential.
-    assert names == ["curlora_r16_ewc_s1311", "head_only_ewc_s1311"]
+    # One run through the CLI: the directory it creates carries the name.
+    assert run_cli(["method=curlora", "strategy=ewc", *TINY], cwd=tmp_path).returncode == 0
+    assert [p.name.split("_", 2)[2] for p in _runs(tmp_path)] == ["curlora_r16_ewc_s1311"]
+    # The name is the resolver in hydra.run.dir (configs/hydra/default.yaml): no rank for a
+    # method without one; the strategy when it is not plain sequential.
+    from curlora.resolvers import run_tag
+
+    for overrides, name in (
+        (["method=head_only", "strategy=ewc"], "head_only_ewc_s1311"),
+        (["method=lora", "rank=8", "seed=7"], "lora_r8_s7"),
+    ):
+        cfg = compose_run_config(tmp_path, [*overrides, *TINY])
+        assert run_tag(cfg.method, cfg.strategy, cfg.seed) == name
 
 
 def test_sigterm_checkpoints_exits_143_and_resume_matches(tmp_path: Path) -> None:

@@ -6,18 +6,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import run_cli
+from tests.conftest import TINY, run_cli
+
+# The README's command as written, with the README-command tests' debug=tiny (they do not
+# run it again: tests/pipeline/test_readme_commands.py, RUN_ELSEWHERE).
+SUBMITIT_SWEEP = ["-m", "hydra/launcher=submitit_local", "seed=1311,1312,1313", *TINY]
 
 
 def test_a_sweep_runs_as_local_submitit_jobs(tmp_path: Path) -> None:
-    done = run_cli(
-        ["-m", "hydra/launcher=submitit_local", "seed=1,2", "debug=tiny"],
-        cwd=tmp_path,
-        OMP_NUM_THREADS="1",
-    )
+    done = run_cli(SUBMITIT_SWEEP, cwd=tmp_path, OMP_NUM_THREADS="1")
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
     results = sorted((tmp_path / "logs" / "multiruns").glob("*/*/results.json"))
-    assert [p.parent.name for p in results] == ["0_seed=1", "1_seed=2"]
+    assert [p.parent.name for p in results] == ["0_seed=1311", "1_seed=1312", "2_seed=1313"]
     assert {json.loads(p.read_text())["status"] for p in results} == {"completed"}
     # Each job ran in a process of its own, through submitit.
     assert list((tmp_path / "logs" / "multiruns").glob("*/.submitit/*"))

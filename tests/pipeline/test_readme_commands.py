@@ -9,6 +9,7 @@ A README command missing from ``EXPECTED`` fails the test: the README cannot dri
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 from pathlib import Path
@@ -40,9 +41,21 @@ EXPECTED: dict[str, tuple[int, int]] = {
 }
 
 
-# Commands another test runs exactly as written (with debug=tiny), so they are not run twice.
+# Commands another test runs exactly as written (with debug=tiny), so they are not run
+# twice: command -> (test module, the argument list it runs).
 RUN_ELSEWHERE = {
-    "python train.py trainer=ddp_cpu data.batch_size=8": "tests/pipeline/test_distributed.py",
+    "python train.py trainer=ddp_cpu data.batch_size=8": (
+        "tests.pipeline.test_distributed",
+        "TWO_PROCESSES",
+    ),
+    "python train.py -m hydra/launcher=submitit_local seed=1311,1312,1313": (
+        "tests.pipeline.test_launchers",
+        "SUBMITIT_SWEEP",
+    ),
+    "python train.py -m order=paper,reversed,rotated": (
+        "tests.pipeline.test_task_orders",
+        "ORDER_SWEEP",
+    ),
 }
 
 
@@ -62,11 +75,11 @@ def _completed(root: Path) -> list[Path]:
     return [p for p in found if json.loads(p.read_text())["status"] == "completed"]
 
 
-def test_commands_run_elsewhere_are_run_as_written() -> None:
-    from tests.pipeline.test_distributed import TWO_PROCESSES
-
-    (command,) = RUN_ELSEWHERE
-    assert ["python", "train.py", *TWO_PROCESSES] == [*command.split(), *TINY]
+@pytest.mark.parametrize("command", list(RUN_ELSEWHERE))
+def test_commands_run_elsewhere_are_run_as_written(command: str) -> None:
+    module, name = RUN_ELSEWHERE[command]
+    arguments = getattr(importlib.import_module(module), name)
+    assert ["python", "train.py", *arguments] == [*command.split(), *TINY]
 
 
 @pytest.mark.parametrize(
