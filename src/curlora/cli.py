@@ -32,15 +32,11 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, open_dict
 
-from curlora.checks.config import ConfigError
-from curlora.data.assets import AssetError
-from curlora.data.sources.hub import HubUnreachableError
-from curlora.data.validation import DataError
-from curlora.distributed import WorkerLost
-from curlora.run.atomic import OutputError
 from curlora.run.dirs import JOB_OUTCOMES, SWEEP_FAILURES, JobOutcome
 from curlora.run.guard import remove_if_unused
-from curlora.run.interrupts import RunInterrupted
+
+# torch, Lightning and datasets are imported by the job (run_job), not here: a command line
+# refused before Hydra starts (a typo'd key, an unknown choice) answers in about a second.
 
 CONFIG_PATH = "pkg://curlora.configs"  # package data: works from a checkout and installed
 log = logging.getLogger("curlora")
@@ -59,6 +55,13 @@ class Outcome:
 
 def run_job(cfg: DictConfig, overrides: Sequence[str], multirun: bool) -> Outcome:
     """Run one experiment and classify how it ended (see the module docstring)."""
+    from curlora.checks.config import ConfigError
+    from curlora.data.assets import AssetError
+    from curlora.data.sources.hub import HubUnreachableError
+    from curlora.data.validation import DataError
+    from curlora.distributed import WorkerLost
+    from curlora.run.atomic import OutputError
+    from curlora.run.interrupts import RunInterrupted
     from curlora.train import run
 
     try:
