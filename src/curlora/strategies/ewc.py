@@ -49,7 +49,7 @@ from curlora.strategies.base import (
     new_generator,
     require_datamodule,
 )
-from curlora.strategies.importance import mean_per_example_gradient
+from curlora.strategies.importance import mean_per_example_gradient, quadratic_penalty
 
 ONLINE_KEY = "online"  # the single key of the running Fisher / anchor in online mode
 
@@ -198,23 +198,18 @@ class EWC(Strategy):
         if not self._fisher or self.lambda_ == 0.0:
             return None
         params = dict(module.trainable_named_parameters())
-        current_head = head_param_ids(module, [task])
+        for fisher in self._fisher.values():
+            unknown = next((name for name in fisher if name not in params), None)
+            if unknown is not None:
+                raise ValueError(
+                    f"EWC state holds a Fisher for parameter '{unknown}', which the module "
+                    "does not list as trainable; was the run resumed with another method?"
+                )
+        current_head = head_param_ids(module, [task])  # the task being learned: free
+        penalised = {n: p for n, p in params.items() if id(p) not in current_head}
         total: torch.Tensor | None = None
         for key, fisher in self._fisher.items():
-            for name, f in fisher.items():
-                p = params.get(name)
-                if p is None:
-                    raise ValueError(
-                        f"EWC state holds a Fisher for parameter '{name}', which the module "
-                        "does not list as trainable; was the run resumed with another method?"
-                    )
-                if id(p) in current_head:
-                    continue
-                if f.device != p.device:  # e.g. state loaded onto CPU, module on GPU
-                    f = fisher[name] = f.to(p.device)
-                    self._anchor[key][name] = self._anchor[key][name].to(p.device)
-                term = (f * (p.float() - self._anchor[key][name]).pow(2)).sum()
-                total = term if total is None else total + term
+            total = quadratic_penalty(penalised, fisher, self._anchor[key], total)
         return None if total is None else 0.5 * self.lambda_ * total
 
     def state_dict(self) -> dict[str, Any]:

@@ -1,4 +1,6 @@
-"""Per-example gradient statistics of a task's head, the core of EWC's Fisher and MAS's Ω.
+"""What the importance-weighted strategies share: per-example gradient statistics of a
+task's head (the core of EWC's Fisher and MAS's Ω) and the quadratic penalty
+Σ_k w_k (θ_k − θ*_k)² that EWC, MAS and SI add to the loss.
 
 Both draw ``min(n_samples, len(examples))`` training examples without replacement with a
 seeded generator (all when ``n_samples`` is None), score each one alone by the task's head
@@ -11,7 +13,7 @@ log-likelihood of a label; MAS: the squared norm of the logits) and that functio
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -55,3 +57,26 @@ def mean_per_example_gradient(
                     acc += transform(g.detach().float())
     n = max(len(order), 1)
     return {name: acc / n for (name, _), acc in zip(named_params, sums, strict=True)}
+
+
+def quadratic_penalty(
+    params: Mapping[str, torch.nn.Parameter],
+    weights: Tensors,
+    anchors: Tensors,
+    total: torch.Tensor | None = None,
+) -> torch.Tensor | None:
+    """``total`` + Σ_k w_k (θ_k − θ*_k)² over the names of ``weights`` found in ``params``
+    (a weighted parameter that no longer trains cannot move: its term is a constant and is
+    left out), as a 0-dim float32 tensor; None when there is no term at all. Weights and
+    anchors are moved to their parameter's device in place, once (a state loaded on the
+    CPU, a module on a GPU)."""
+    for name, weight in weights.items():
+        p = params.get(name)
+        if p is None:
+            continue
+        if weight.device != p.device:
+            weight = weights[name] = weight.to(p.device)
+            anchors[name] = anchors[name].to(p.device)
+        term = (weight * (p.float() - anchors[name]).pow(2)).sum()
+        total = term if total is None else total + term
+    return total

@@ -36,7 +36,7 @@ from curlora.strategies.base import (
     new_generator,
     require_datamodule,
 )
-from curlora.strategies.importance import mean_per_example_gradient
+from curlora.strategies.importance import mean_per_example_gradient, quadratic_penalty
 
 Tensors = dict[str, torch.Tensor]
 
@@ -125,16 +125,7 @@ class MAS(Strategy):
         if not self._omega or self.lambda_ == 0.0:
             return None
         params = dict(self.penalised_parameters(module))
-        total: torch.Tensor | None = None
-        for name, omega in self._omega.items():
-            p = params.get(name)
-            if p is None:
-                continue  # no longer trains: it cannot move, its term is a constant
-            if omega.device != p.device:  # e.g. state loaded onto CPU, module on GPU
-                omega = self._omega[name] = omega.to(p.device)
-                self._anchor[name] = self._anchor[name].to(p.device)
-            term = (omega * (p.float() - self._anchor[name]).pow(2)).sum()
-            total = term if total is None else total + term
+        total = quadratic_penalty(params, self._omega, self._anchor)
         return None if total is None else self.lambda_ * total
 
     def state_dict(self) -> dict[str, Any]:

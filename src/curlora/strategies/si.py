@@ -45,6 +45,7 @@ from curlora.strategies.base import (
     check_float,
     head_param_ids,
 )
+from curlora.strategies.importance import quadratic_penalty
 
 Tensors = dict[str, torch.Tensor]
 
@@ -136,16 +137,7 @@ class SynapticIntelligence(Strategy):
         if not self._omega_total or self.c == 0.0:
             return None
         params = dict(self.tracked_parameters(module))
-        total: torch.Tensor | None = None
-        for name, omega in self._omega_total.items():
-            p = params.get(name)
-            if p is None:
-                continue  # no longer trains: it cannot move, its term is a constant
-            if omega.device != p.device:  # e.g. state loaded onto CPU, module on GPU
-                omega = self._omega_total[name] = omega.to(p.device)
-                self._anchor[name] = self._anchor[name].to(p.device)
-            term = (omega * (p.float() - self._anchor[name]).pow(2)).sum()
-            total = term if total is None else total + term
+        total = quadratic_penalty(params, self._omega_total, self._anchor)
         return None if total is None else self.c * total
 
     # ------------------------------------------------------------------ state
