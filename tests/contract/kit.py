@@ -14,7 +14,7 @@ strategy, ``strategy=sequential`` for a method):
 - :func:`check_resume`: a run stopped in the middle of task 2 (after a step checkpoint)
   and resumed gives the uninterrupted run's numbers and final state bit for bit.
 - :func:`check_reload`: what the run saved restores it: a method's ``adapter/`` (or, when
-  ``save_final`` writes none, the last task checkpoint's adapter state) on a fresh base
+  ``saves_final_adapter`` is False, the last task checkpoint's adapter state) on a fresh base
   gives the trained model's logits bit for bit; a strategy's checkpointed state loads into
   a fresh strategy and saves back unchanged.
 - :func:`check_bad_values`: a bad value for any key of the YAML is refused before anything

@@ -119,7 +119,7 @@ def load(
         model_kwargs["attn_implementation"] = str(model_cfg["attn_implementation"])
     quantization = model_cfg.get("quantization")
     if quantization:
-        # The method was checked with the config (config_checks); here what the machine has.
+        # The method was checked with the config (checks/config.py); here what the machine has.
         check_quantization(quantization, None, torch.cuda.is_available())
         compute = model_kwargs["dtype"] if model_kwargs["dtype"] != "auto" else torch.bfloat16
         model_kwargs["quantization_config"] = quantization_config(quantization, compute)
