@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -16,48 +15,9 @@ from curlora.reporting.claims import (
     paired_log_ratio,
     verdict,
 )
-from curlora.reporting.grid import GridRun, Rules, Setting
+from curlora.reporting.grid import Setting
 from curlora.reporting.stats import Summary
-
-TASKS = ["a", "b", "c"]
-ROWS = 1000  # test rows per task
-RULES = Rules(replicates=400, bootstrap_seed=0)  # enough for these margins
-
-
-def _outcome(accuracy: float) -> str:
-    right = round(accuracy * ROWS)
-    return "1" * right + "0" * (ROWS - right)
-
-
-def grid_run(tmp: Path, method: str, seed: int, matrix: list[list[float]], ratio: float) -> GridRun:
-    """A completed run: R[i][j] = ``matrix``, initial accuracies 0.5, the given perplexity
-    ratio, and per-example outcomes consistent with the matrix (the first rows right)."""
-    path = tmp / f"{method}-{seed}"
-    path.mkdir()
-    initial = [0.5, 0.5, 0.5]
-    outcomes = {
-        t: [_outcome(initial[j]), *(_outcome(row[j]) for row in matrix)]
-        for j, t in enumerate(TASKS)
-    }
-    (path / "outcomes.json").write_text(json.dumps({"eval": outcomes}))
-    results = {
-        "method": method,
-        "rank": 16,
-        "seed": seed,
-        "tasks": TASKS,
-        "accuracy_matrix": matrix,
-        "initial_accuracy": initial,
-        "majority_baseline": [0.5, 0.5, 0.5],
-        "metrics": {"ppl_ratio_final": ratio, "bwt": None},
-        "perplexity": {"initial": 10.0, "after_task": [None, None, 10.0 * ratio]},
-        "config": {"optimizer": {"lr": 1e-3}, "method": {"name": method}},
-        "warnings": [],
-    }
-    return GridRun(path, results)
-
-
-def setting(method: str, runs: list[GridRun]) -> Setting:
-    return Setting(method, {r.seed: r for r in runs}, method, 16, 1e-3)
+from tests.reporting.grid_runs import RULES, grid_run, setting
 
 
 @pytest.fixture

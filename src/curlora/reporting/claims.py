@@ -134,12 +134,15 @@ def learned_tasks(
     tasks, majority = settings[0].tasks, settings[0].majority
     learned: list[int] = []
     notes: list[str] = []
+    # Name settings by method, and by rank too where one method appears at several.
+    by_method = len({s.method for s in settings}) == len(settings)
+    names = {id(s): s.method if by_method else f"{s.method} r{s.rank}" for s in settings}
     for j, task in enumerate(tasks):
         bar = majority[j]
         if head_only is not None:
             bar = max(bar, head_only.summary(lambda r, j=j: r.diagonal()[j]).mean)
         short = [
-            f"{s.method} {s.summary(lambda r, j=j: r.diagonal()[j]).mean:.3f}"
+            f"{names[id(s)]} {s.summary(lambda r, j=j: r.diagonal()[j]).mean:.3f}"
             for s in settings
             if not s.summary(lambda r, j=j: r.diagonal()[j]).mean > bar + margin
         ]
@@ -187,6 +190,12 @@ def headline(
     if not compared:
         return [], [], []
     learned, notes = learned_tasks(compared, head_only, rules.accuracy_margin)
+    return question_rows(rules, compared, learned), learned, notes
+
+
+def question_rows(rules: Rules, compared: Sequence[Setting], learned: Sequence[int]) -> list[Row]:
+    """The headline question's two rows (forgetting, drift) for every CURLoRA setting in
+    ``compared`` against each other method's setting at the same rank, on ``learned``."""
     rows: list[Row] = []
     curlora = [s for s in compared if s.method == "curlora"]
     for cur in curlora:
@@ -226,7 +235,7 @@ def headline(
                     f"seeds {_seeds(seeds)}",
                 )
             )
-    return rows, learned, notes
+    return rows
 
 
 def _exp_interval(s: Summary) -> str:

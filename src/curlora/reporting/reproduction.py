@@ -29,7 +29,13 @@ from pathlib import Path
 
 import yaml
 
-from curlora.reporting.claims import claims, headline, inert_methods
+from curlora.reporting.claims import (
+    claims,
+    headline,
+    inert_methods,
+    learned_tasks,
+    question_rows,
+)
 from curlora.reporting.frontier import equal_plasticity, frontier_points, plot_frontier
 from curlora.reporting.grid import (
     GridRun,
@@ -44,7 +50,7 @@ from curlora.reporting.tables import (
     comparison_table,
     markdown,
     plot_ranks,
-    sampling_table,
+    sampling_settings,
     selection_table,
     table_one,
 )
@@ -237,11 +243,9 @@ def write_report(root: Path, report_dir: Path, grid_name: str, command: str) -> 
     if inert:
         parts += [f"Warning (inert adapter): {', '.join(inert)} beat head_only on no task.", ""]
     parts += _matched(runs, lrs, rules, table_rank, headline_settings, learned)
-    parts += _ranks(runs, lrs, rules, learned, out)
+    parts += _ranks(runs, lrs, rules, head, out)
     parts += _frontier(runs, learned, table_rank, out)
-    sampling = sampling_table(runs, lrs, table_rank)
-    if sampling:
-        parts += ["## CURLoRA sampling ablation (at its chosen rate)", "", sampling, ""]
+    parts += _sampling(runs, lrs, rules, table_rank, learned)
     return atomic_write_text(out / "REPORT.md", "\n".join(parts) + "\n")
 
 
@@ -274,31 +278,82 @@ def _matched(
         "Same (or nearly the same) number of trainable parameters as CURLoRA, other "
         "directions: TinyLoRA trains exactly CURLoRA's k² per matrix between W's principal "
         "singular vectors; VeRA trains scaling vectors over frozen random projections. The "
-        "last column is the paired log perplexity ratio minus CURLoRA's (< 0: drifts less "
-        "than CURLoRA).",
+        "last two columns are paired with CURLoRA by seed and test example: BWT on the "
+        "learned tasks minus CURLoRA's (> 0: forgets less than CURLoRA) and the log "
+        "perplexity ratio minus CURLoRA's (< 0: drifts less than CURLoRA).",
         "",
-        comparison_table(shown, cur, rules, learned),
+        comparison_table(shown, lambda _: cur, rules, learned),
         "",
     ]
 
 
 def _ranks(
-    runs: Sequence[GridRun], lrs: dict[str, float], rules: Rules, learned: Sequence[int], out: Path
+    runs: Sequence[GridRun],
+    lrs: dict[str, float],
+    rules: Rules,
+    head: Setting | None,
+    out: Path,
 ) -> list[str]:
+    """The mission's ``method=curlora,lora rank=8,16,24`` sweep at the chosen rates: a
+    table and a plot against rank, and the headline question asked at every rank on one
+    learned-task set (every setting of the sweep clears its bars on it)."""
     settings = [s for s in table_settings(runs, lrs, ("curlora", "lora")) if s.rank is not None]
     ranks = sorted({s.rank for s in settings if s.rank is not None})
     if len(ranks) < 2:
         return []
     settings.sort(key=lambda s: (s.method, s.rank or 0))
+    learned, notes = learned_tasks(settings, head, rules.accuracy_margin)
     plot_ranks(settings, rules, learned, out / "ranks.png")
-    table_rank = rules.ranks[0] if rules.ranks else None
-    cur = next((s for s in settings if s.method == "curlora" and s.rank == table_rank), None)
+
+    def curlora_at(s: Setting) -> Setting | None:
+        return next((c for c in settings if c.method == "curlora" and c.rank == s.rank), None)
+
+    tasks = settings[0].tasks
+    rows = question_rows(rules, settings, learned)
     return [
         f"## Rank sweep (ranks {', '.join(map(str, ranks))}, at the chosen rates)",
         "",
+        "Each method at the learning rate chosen at the grid's rank. Learned tasks across "
+        "the sweep (every setting below clears the bars): "
+        + (", ".join(tasks[j] for j in learned) or "none")
+        + (f"; not counted: {'; '.join(notes)}" if notes else "")
+        + ". The paired columns compare LoRA with CURLoRA at the same rank.",
+        "",
         "![ranks](ranks.png)",
         "",
-        comparison_table(settings, cur, rules, learned),
+        comparison_table(settings, curlora_at, rules, learned),
+        "",
+        "The question at every rank (paired by seed and test example):",
+        "",
+        markdown(["question", "answer", "numbers"], rows) if rows else "No pair to compare yet.",
+        "",
+    ]
+
+
+def _sampling(
+    runs: Sequence[GridRun],
+    lrs: dict[str, float],
+    rules: Rules,
+    rank: int,
+    learned: Sequence[int],
+) -> list[str]:
+    """CURLoRA's column/row sampling modes at its chosen rate, each paired with the
+    paper's inverted-probability sampling on the seeds both ran."""
+    settings = sampling_settings(runs, lrs, rank)
+    if not settings:
+        return []
+    inverted = settings[0]
+    return [
+        f"## CURLoRA sampling ablation (r{rank}, lr {lrs['curlora']:g})",
+        "",
+        "How C and R are drawn: `inverted` (the paper's, probability ∝ 1 / the column's or "
+        "row's share of ‖W‖²), `inverted_smoothed` (the reference code's 1 / (share + "
+        "0.001), near uniform on wide matrices), `leverage` (∝ the share, the classical "
+        "CUR choice) and `uniform`. "
+        "Learned tasks as in the headline question. The paired columns compare each mode "
+        "with `inverted` on the seeds both ran.",
+        "",
+        comparison_table(settings, lambda _: inverted, rules, learned, against="inverted's"),
         "",
     ]
 

@@ -7,7 +7,7 @@ their interval on the log scale; every accuracy table carries the majority-class
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +16,12 @@ from curlora.reporting.grid import (
     GridRun,
     Rules,
     Setting,
+    by_seed,
     compared_on,
     default_sampling,
     selection_scores,
 )
-from curlora.reporting.stats import summarize, summarize_log
+from curlora.reporting.stats import summarize
 
 
 def markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -117,52 +118,42 @@ def selection_table(runs: Sequence[GridRun], lrs: dict[str, float]) -> str:
     )
 
 
-def sampling_table(runs: Sequence[GridRun], lrs: dict[str, float], rank: int) -> str | None:
+def sampling_settings(runs: Sequence[GridRun], lrs: dict[str, float], rank: int) -> list[Setting]:
+    """CURLoRA at its chosen rate and ``rank``, one setting per column-sampling mode, the
+    paper's (``inverted``) first; empty when fewer than two modes ran."""
     if "curlora" not in lrs:
-        return None
+        return []
     chosen = [
         r
         for r in runs
         if r.method == "curlora" and math.isclose(r.lr, lrs["curlora"]) and r.rank == rank
     ]
-    modes = sorted({r.sampling or "inverted" for r in chosen})
+    modes = sorted({r.sampling or "inverted" for r in chosen}, key=lambda m: (m != "inverted", m))
     if len(modes) < 2:
-        return None
-    tasks = chosen[0].tasks
-    rows = []
-    for mode in modes:
-        mine = [r for r in chosen if (r.sampling or "inverted") == mode]
-        diag = [str(summarize(r.diagonal()[j] for r in mine)) for j in range(len(tasks))]
-        ratio = summarize_log(r.ppl_ratio() for r in mine)
-        rows.append(
-            [
-                mode,
-                ",".join(str(r.seed) for r in sorted(mine, key=lambda r: r.seed)),
-                *diag,
-                str(summarize(r.results["metrics"]["bwt"] for r in mine)),
-                f"{ratio} {ratio.interval()}",
-            ]
+        return []
+    return [
+        Setting(
+            mode,
+            by_seed(r for r in chosen if (r.sampling or "inverted") == mode),
+            "curlora",
+            rank,
+            lrs["curlora"],
         )
-    return markdown(
-        [
-            "sampling",
-            "seeds",
-            *(f"{t} after own training" for t in tasks),
-            "BWT (all tasks)",
-            "perplexity ratio",
-        ],
-        rows,
-    )
+        for mode in modes
+    ]
 
 
 def comparison_table(
     settings: Sequence[Setting],
-    reference: Setting | None,
+    reference_of: Callable[[Setting], Setting | None],
     rules: Rules,
     learned: Sequence[int],
+    against: str = "CURLoRA's",
 ) -> str:
-    """Settings side by side with their paired differences from ``reference`` (CURLoRA):
-    trainable parameters, accuracy right after each task, BWT, perplexity ratio."""
+    """Settings side by side with their paired differences (by seed and test example) from
+    ``reference_of(setting)``: trainable parameters, accuracy right after each task, BWT,
+    perplexity ratio, then Δ BWT on ``learned`` (> 0: forgets less than the reference) and
+    Δ log perplexity ratio (< 0: drifts less). No reference (None, or itself): blank."""
     tasks = settings[0].tasks
     rows = []
     for s in settings:
@@ -177,11 +168,13 @@ def comparison_table(
             str(bwt_summary(rules, s, learned)),
             f"{ratio} {ratio.interval()}",
         ]
-        if reference is not None and s is not reference:
+        reference = reference_of(s)
+        if reference is not None and reference is not s:
+            b = bwt_summary(rules, s, learned, reference)
             d = paired_log_ratio(s, reference)
-            row.append(f"{d} {d.interval()}")
+            row += [f"{b} {b.interval()}", f"{d} {d.interval()}"]
         else:
-            row.append("")
+            row += ["", ""]
         rows.append(row)
     return markdown(
         [
@@ -192,7 +185,8 @@ def comparison_table(
             "BWT (all)",
             "BWT (learned)",
             "perplexity ratio",
-            "log ratio − CURLoRA's (paired)",
+            f"BWT (learned) − {against} (paired)",
+            f"log ratio − {against} (paired)",
         ],
         rows,
     )
