@@ -133,3 +133,19 @@ def test_a_blown_up_perplexity_is_shown_not_dropped(settings: dict[str, Setting]
     rows, _, _ = headline(RULES, [settings["curlora"], settings["lora"]], settings["head_only"])
     assert rows[1][1] == "no evidence of a difference (no interval)"
     assert "-inf" in rows[1][2]
+
+
+def test_c5_needs_the_margin_on_every_task(settings: dict[str, Setting], tmp_path: Path) -> None:
+    # A head_only that reaches CURLoRA's 0.85 on task b (same rows right): CURLoRA's gain
+    # there is 0 on every seed and every bootstrap draw, its interval [0, 0] lies below the
+    # 0.02 margin, so C5 does not hold although tasks a and c gain 0.20 and 0.10.
+    (tmp_path / "flat").mkdir()
+    matrix = [[0.6, 0.5, 0.5], [0.6, 0.85, 0.5], [0.6, 0.85, 0.7]]
+    head = setting(
+        "head_only", [grid_run(tmp_path / "flat", "head_only", s, matrix, 1.0) for s in (1, 2, 3)]
+    )
+    rows = claims(RULES, [settings["curlora"], settings["lora"]], head, [0, 2], [])
+    (c5,) = [row for row in rows if row[0].startswith("C5")]
+    assert c5[1] == "does not hold"
+    assert "b: 0.000 ± 0.000" in c5[2]
+    assert c5[0].startswith("C5 CURLoRA's accuracy comes from the adapter, not the head: above")

@@ -66,10 +66,11 @@ def test_comparison_columns_are_paired_with_the_reference(tmp_path: Path) -> Non
     table = comparison_table([cur, lora], lambda _: cur, RULES, [0, 1, 2])
     header, _, cur_row, lora_row = table.splitlines()
     assert header.endswith(
-        "| BWT (learned) − CURLoRA's (paired) | log ratio − CURLoRA's (paired) |"
+        "| paired on seeds | BWT (learned) − CURLoRA's (paired) | log ratio − CURLoRA's (paired) |"
     )
-    assert cur_row.endswith("|  |  |")  # the reference is not paired with itself
-    bwt_cell, log_cell = lora_row.split("|")[-3:-1]
+    assert cur_row.endswith("|  |  |  |")  # the reference is not paired with itself
+    seeds_cell, bwt_cell, log_cell = lora_row.split("|")[-4:-1]
+    assert seeds_cell.strip() == "1,2,3"
     # LoRA − CURLoRA: the negatives of the numbers above.
     assert bwt_cell.strip().startswith("-0.042 ± 0.006 [")
     assert log_cell.strip() == "0.167 ± 0.020 [+0.116, +0.217]"

@@ -78,11 +78,15 @@ def pareto(curve: Sequence[tuple[float, float, float]]) -> list[tuple[float, flo
 
 def equal_plasticity(points: Sequence[dict[str, Any]]) -> list[str]:
     """Where two methods' frontiers overlap in plasticity: their stability at the middle of
-    the overlap, interpolated linearly along each method's frontier (:func:`pareto`)."""
+    the overlap, interpolated linearly along each method's frontier (:func:`pareto`).
+    Stability is the arithmetic mean perplexity ratio over seeds and BWT on the learned
+    tasks where every point has a learned-task BWT (as in the figure), else over all."""
+    learned = all(p.get("bwt_learned") is not None and p["bwt_learned"].n for p in points)
+    bwt_key, bwt_name = ("bwt_learned", "learned tasks") if learned else ("bwt", "all tasks")
     curves: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
     for p in points:
         if p["plasticity"].n and math.isfinite(p["plasticity"].mean):
-            curves[p["method"]].append((p["plasticity"].mean, p["ppl_ratio"].mean, p["bwt"].mean))
+            curves[p["method"]].append((p["plasticity"].mean, p["ppl_ratio"].mean, p[bwt_key].mean))
     lines = []
     methods = sorted(curves)
     for a_index, a in enumerate(methods):
@@ -96,7 +100,8 @@ def equal_plasticity(points: Sequence[dict[str, Any]]) -> list[str]:
             va, vb = _interpolate(ca, x), _interpolate(cb, x)
             lines.append(
                 f"- at plasticity {x:+.3f} (over head_only): {a} perplexity ratio {va[0]:.3f}, "
-                f"BWT {va[1]:+.3f}; {b} perplexity ratio {vb[0]:.3f}, BWT {vb[1]:+.3f}"
+                f"BWT ({bwt_name}) {va[1]:+.3f}; {b} perplexity ratio {vb[0]:.3f}, "
+                f"BWT ({bwt_name}) {vb[1]:+.3f}"
             )
     return lines
 
@@ -120,12 +125,13 @@ def plot_frontier(points: Sequence[dict[str, Any]], path: Path) -> Path | None:
     fig = Figure(figsize=(11, 4.5), layout="constrained")
     axes = fig.subplots(1, 2)
     colors = matplotlib.colormaps["tab10"].colors
+    # One BWT for every method on the axis: learned tasks where every point has them.
+    learned = all(p.get("bwt_learned") is not None and p["bwt_learned"].n for p in points)
+    bwt_key = "bwt_learned" if learned else "bwt"
     for k, method in enumerate(sorted({p["method"] for p in points})):
         mine = sorted((p for p in points if p["method"] == method), key=lambda p: p["lr"])
         xs = [p["plasticity"].mean for p in mine]
         xerr = [p["plasticity"].std or 0 for p in mine]
-        learned = all(p.get("bwt_learned") is not None and p["bwt_learned"].n for p in mine)
-        bwt_key = "bwt_learned" if learned else "bwt"
         for ax, key in zip(axes, ("ppl_ratio", bwt_key), strict=True):
             ys = [p[key].mean for p in mine]
             yerr = [p[key].std or 0 for p in mine]
@@ -145,7 +151,7 @@ def plot_frontier(points: Sequence[dict[str, Any]], path: Path) -> Path | None:
                 )
     axes[0].set_ylabel("perplexity ratio (final / initial), log scale")
     axes[0].set_yscale("log")  # ratios span 1.0 to blow-ups of 10× and more
-    axes[1].set_ylabel("BWT (learned tasks where there are any)")
+    axes[1].set_ylabel("BWT (learned tasks)" if learned else "BWT (all tasks)")
     for ax in axes:
         ax.set_xlabel("plasticity: mean gain over head_only right after each task")
         ax.legend(fontsize="small")

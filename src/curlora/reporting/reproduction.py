@@ -91,19 +91,29 @@ def _rules_text(rules: Rules) -> list[str]:
         "## Rules (fixed in the grid config before the runs)",
         "",
         f"- Learning rate: {selection}. Never the test split.",
-        f'- Margins: accuracy {rules.accuracy_margin:g} ("keeps", "matches", '
-        f'"learned"); perplexity ratio {rules.ppl_margin:g} ("keeps perplexity").',
+        f'- Margins: accuracy {rules.accuracy_margin:g} ("keeps", "as well as", '
+        f'"above head_only", "learned"); perplexity ratio {rules.ppl_margin:g} ("keeps '
+        'perplexity").',
         "- A task is *learned* in a comparison when every method compared beats the "
         "majority-class rate and `head_only` on it by the accuracy margin (mean over seeds "
         "of the accuracy right after its training); forgetting (BWT) is counted on that one "
-        "task set for every method compared, and BWT over all tasks is shown beside it.",
+        "task set for every method compared, and BWT over all tasks is shown beside it. "
+        "The set is read from the same test accuracies BWT subtracts (the runs record "
+        "validation accuracy only after the last task), so a task that clears its bar by "
+        "chance high is counted and its BWT leans towards more forgetting; BWT over all "
+        "tasks has no such selection.",
         "- Intervals (95 %): mean ± t(0.975, n − 1) · √(s²/n + v_test), s² the variance "
         "over seeds and v_test the variance of the mean under a bootstrap of the test "
         f"examples ({rules.replicates} replicates, seed {rules.bootstrap_seed}; the same "
         "rows for every seed and both methods of a paired difference). Every seed is scored "
         "on the same test subset, so the spread over seeds alone leaves the test-sample "
-        "noise out. Perplexity ratios: geometric means, intervals on the log scale over "
-        "seeds (the corpus is the same for every run and method).",
+        "noise out. The two variances overlap in part and t keeps n − 1 degrees of "
+        "freedom even where v_test dominates, so the intervals are conservative (wider, not "
+        "narrower). Perplexity ratios: geometric means, intervals on the log scale over "
+        "seeds, conditional on the evaluation corpus: every run is scored on the same "
+        "tokens, and the runs store no per-token likelihoods, so the corpus's own sampling "
+        "noise is not in these intervals (paired differences, same corpus on both sides, "
+        "are the least affected).",
         "- A verdict holds when its interval lies entirely on the claim's side of the "
         "margin, does not hold when it lies entirely on the other side, and is "
         'inconclusive otherwise; a difference whose interval contains zero is "no evidence '
@@ -244,7 +254,7 @@ def write_report(root: Path, report_dir: Path, grid_name: str, command: str) -> 
         parts += [f"Warning (inert adapter): {', '.join(inert)} beat head_only on no task.", ""]
     parts += _matched(runs, lrs, rules, table_rank, headline_settings, learned)
     parts += _ranks(runs, lrs, rules, head, out)
-    parts += _frontier(runs, learned, table_rank, out)
+    parts += _frontier(lr_grid_runs(runs, rules), learned, table_rank, out)
     parts += _sampling(runs, lrs, rules, table_rank, learned)
     return atomic_write_text(out / "REPORT.md", "\n".join(parts) + "\n")
 
@@ -275,10 +285,11 @@ def _matched(
     return [
         "## Parameter-matched controls (at their own chosen rates)",
         "",
-        "Same (or nearly the same) number of trainable parameters as CURLoRA, other "
+        "Trainable parameters close to CURLoRA's (the `trainable` column), other "
         "directions: TinyLoRA trains exactly CURLoRA's k² per matrix between W's principal "
         "singular vectors; VeRA trains scaling vectors over frozen random projections. The "
-        "last two columns are paired with CURLoRA by seed and test example: BWT on the "
+        "last two columns are paired with CURLoRA by seed and test example, on the seeds "
+        "both ran (so they need not equal the difference of the rows): BWT on the "
         "learned tasks minus CURLoRA's (> 0: forgets less than CURLoRA) and the log "
         "perplexity ratio minus CURLoRA's (< 0: drifts less than CURLoRA).",
         "",
@@ -367,7 +378,9 @@ def _frontier(runs: Sequence[GridRun], learned: Sequence[int], rank: int, out: P
         "## Stability–plasticity frontier",
         "",
         "Every method over its learning-rate grid (rank "
-        f"{rank}). Plasticity: mean gain over head_only right after each task, paired by seed.",
+        f"{rank}), on the grid's seeds at every rate (the extra headline seeds left out, so "
+        "every point of a method rests on the same seeds). Plasticity: mean gain over "
+        "head_only right after each task, paired by seed.",
         "",
         "![frontier](frontier.png)",
         "",
@@ -395,7 +408,8 @@ def _frontier(runs: Sequence[GridRun], learned: Sequence[int], rank: int, out: P
             ],
         ),
         "",
-        "At equal plasticity (interpolated along each method's frontier):",
+        "At equal plasticity (interpolated along each method's frontier; perplexity "
+        "ratios are arithmetic means over seeds, as in the table):",
         "",
         *equal_plasticity(points),
         "",

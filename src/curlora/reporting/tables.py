@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from curlora.reporting.claims import bwt_summary, paired_log_ratio, ppl_summary
+from curlora.reporting.claims import bwt_summary, paired_log_ratio, paired_seeds, ppl_summary
 from curlora.reporting.grid import (
     GridRun,
     Rules,
@@ -152,8 +152,9 @@ def comparison_table(
 ) -> str:
     """Settings side by side with their paired differences (by seed and test example) from
     ``reference_of(setting)``: trainable parameters, accuracy right after each task, BWT,
-    perplexity ratio, then Δ BWT on ``learned`` (> 0: forgets less than the reference) and
-    Δ log perplexity ratio (< 0: drifts less). No reference (None, or itself): blank."""
+    perplexity ratio (each over the setting's own seeds), then the seeds both ran and, on
+    them, Δ BWT on ``learned`` (> 0: forgets less than the reference) and Δ log perplexity
+    ratio (< 0: drifts less). No reference (None, or itself): blank."""
     tasks = settings[0].tasks
     rows = []
     for s in settings:
@@ -172,9 +173,10 @@ def comparison_table(
         if reference is not None and reference is not s:
             b = bwt_summary(rules, s, learned, reference)
             d = paired_log_ratio(s, reference)
-            row += [f"{b} {b.interval()}", f"{d} {d.interval()}"]
+            paired = ",".join(str(seed) for seed in paired_seeds(s, reference))
+            row += [paired, f"{b} {b.interval()}", f"{d} {d.interval()}"]
         else:
-            row += ["", ""]
+            row += ["", "", ""]
         rows.append(row)
     return markdown(
         [
@@ -185,6 +187,7 @@ def comparison_table(
             "BWT (all)",
             "BWT (learned)",
             "perplexity ratio",
+            "paired on seeds",
             f"BWT (learned) − {against} (paired)",
             f"log ratio − {against} (paired)",
         ],
