@@ -213,7 +213,8 @@ def _errorbar(ax: Any, xs: Sequence[Any], points: Sequence[tuple], label: str) -
 def plot_ranks(
     settings: Sequence[Setting], rules: Rules, learned: Sequence[int], path: Path
 ) -> Path:
-    """Perplexity ratio and BWT against rank, one line per method (mean ± 95 % CI)."""
+    """Perplexity ratio and BWT (on ``learned``, the sweep's learned tasks; all tasks when
+    there are none) against rank, one line per method (mean ± 95 % CI)."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(10, 4), layout="constrained")
@@ -223,11 +224,11 @@ def plot_ranks(
         ranks = [s.rank for s in mine]
         ratios = [ppl_summary(s) for s in mine]
         _errorbar(axes[0], ranks, [(r.geometric_mean, r.low, r.high) for r in ratios], method)
-        bwts = [bwt_summary(rules, s, None) for s in mine]
+        bwts = [bwt_summary(rules, s, learned or None) for s in mine]
         _errorbar(axes[1], ranks, [(b.mean, b.low, b.high) for b in bwts], method)
     axes[0].set_ylabel("perplexity ratio (geometric mean), log scale")
     axes[0].set_yscale("log")
-    axes[1].set_ylabel("BWT (all tasks)")
+    axes[1].set_ylabel("BWT (learned tasks)" if learned else "BWT (all tasks)")
     for ax in axes:
         ax.set_xlabel("rank")
         ax.legend(fontsize="small")
