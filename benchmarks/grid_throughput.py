@@ -123,6 +123,10 @@ def run_jobs(
     threads = max(1, cores // jobs) if parallel else cores
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     env.setdefault("WANDB_MODE", "disabled")
+    # The jobs run in ``workdir``; without this they would look for the model and data in
+    # ``workdir/.cache`` (the default cache is under where a command starts) and download
+    # them again, where this process found them under the directory it was started in.
+    env.setdefault("CURLORA_CACHE", str(Path.cwd() / ".cache"))
     stamp = time.strftime("%H%M%S")
     dirs = [workdir / f"{'par' if parallel else 'seq'}-{stamp}-{k}" for k in range(jobs)]
     start = time.perf_counter()
