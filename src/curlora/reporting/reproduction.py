@@ -224,10 +224,7 @@ def write_report(root: Path, report_dir: Path, grid_name: str, command: str) -> 
         "",
         "Paired by seed (and by test example). BWT difference > 0: CURLoRA forgets less; "
         "log perplexity-ratio difference < 0: CURLoRA's language model drifts less. "
-        "Learned tasks: "
-        + (", ".join(tasks[j] for j in learned) or "none")
-        + (f"; not counted: {'; '.join(notes)}" if notes else "")
-        + ".",
+        f"Learned tasks: {_learned_text(tasks, learned, notes)}.",
         "",
         markdown(["question", "answer", "numbers"], rows) if rows else "No pair to compare yet.",
         "",
@@ -257,6 +254,12 @@ def write_report(root: Path, report_dir: Path, grid_name: str, command: str) -> 
     parts += _frontier(lr_grid_runs(runs, rules), learned, table_rank, out)
     parts += _sampling(runs, lrs, rules, table_rank, learned)
     return atomic_write_text(out / "REPORT.md", "\n".join(parts) + "\n")
+
+
+def _learned_text(tasks: Sequence[str], learned: Sequence[int], notes: Sequence[str]) -> str:
+    """The learned tasks by name, then why each other task is not counted."""
+    names = ", ".join(tasks[j] for j in learned) or "none"
+    return names + (f"; not counted: {'; '.join(notes)}" if notes else "")
 
 
 def _devices(runs: Sequence[GridRun]) -> str:
@@ -325,10 +328,9 @@ def _ranks(
         f"## Rank sweep (ranks {', '.join(map(str, ranks))}, at the chosen rates)",
         "",
         "Each method at the learning rate chosen at the grid's rank. Learned tasks across "
-        "the sweep (every setting below clears the bars): "
-        + (", ".join(tasks[j] for j in learned) or "none")
-        + (f"; not counted: {'; '.join(notes)}" if notes else "")
-        + ". The paired columns compare LoRA with CURLoRA at the same rank.",
+        f"the sweep (every setting below clears the bars): "
+        f"{_learned_text(tasks, learned, notes)}. The paired columns compare LoRA with "
+        "CURLoRA at the same rank.",
         "",
         "![ranks](ranks.png)",
         "",
