@@ -136,13 +136,13 @@ def learned_tasks(
     notes: list[str] = []
     # Name settings by method, and by rank too where one method appears at several.
     by_method = len({s.method for s in settings}) == len(settings)
-    names = {id(s): s.method if by_method else f"{s.method} r{s.rank}" for s in settings}
     for j, task in enumerate(tasks):
         bar = majority[j]
         if head_only is not None:
             bar = max(bar, head_only.summary(lambda r, j=j: r.diagonal()[j]).mean)
         short = [
-            f"{names[id(s)]} {s.summary(lambda r, j=j: r.diagonal()[j]).mean:.3f}"
+            f"{s.method if by_method else f'{s.method} r{s.rank}'} "
+            f"{s.summary(lambda r, j=j: r.diagonal()[j]).mean:.3f}"
             for s in settings
             if not s.summary(lambda r, j=j: r.diagonal()[j]).mean > bar + margin
         ]

@@ -76,13 +76,20 @@ def pareto(curve: Sequence[tuple[float, float, float]]) -> list[tuple[float, flo
     return sorted(kept)
 
 
+def bwt_shown(points: Sequence[dict[str, Any]]) -> tuple[str, str]:
+    """The BWT the frontier shows, as (point key, name): over the learned tasks where every
+    point has a learned-task BWT, else over all tasks."""
+    if all(p.get("bwt_learned") is not None and p["bwt_learned"].n for p in points):
+        return "bwt_learned", "learned tasks"
+    return "bwt", "all tasks"
+
+
 def equal_plasticity(points: Sequence[dict[str, Any]]) -> list[str]:
     """Where two methods' frontiers overlap in plasticity: their stability at the middle of
     the overlap, interpolated linearly along each method's frontier (:func:`pareto`).
     Stability is the arithmetic mean perplexity ratio over seeds and BWT on the learned
     tasks where every point has a learned-task BWT (as in the figure), else over all."""
-    learned = all(p.get("bwt_learned") is not None and p["bwt_learned"].n for p in points)
-    bwt_key, bwt_name = ("bwt_learned", "learned tasks") if learned else ("bwt", "all tasks")
+    bwt_key, bwt_name = bwt_shown(points)
     curves: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
     for p in points:
         if p["plasticity"].n and math.isfinite(p["plasticity"].mean):
@@ -125,9 +132,7 @@ def plot_frontier(points: Sequence[dict[str, Any]], path: Path) -> Path | None:
     fig = Figure(figsize=(11, 4.5), layout="constrained")
     axes = fig.subplots(1, 2)
     colors = matplotlib.colormaps["tab10"].colors
-    # One BWT for every method on the axis: learned tasks where every point has them.
-    learned = all(p.get("bwt_learned") is not None and p["bwt_learned"].n for p in points)
-    bwt_key = "bwt_learned" if learned else "bwt"
+    bwt_key, bwt_name = bwt_shown(points)  # one BWT for every method on the axis
     for k, method in enumerate(sorted({p["method"] for p in points})):
         mine = sorted((p for p in points if p["method"] == method), key=lambda p: p["lr"])
         xs = [p["plasticity"].mean for p in mine]
@@ -151,7 +156,7 @@ def plot_frontier(points: Sequence[dict[str, Any]], path: Path) -> Path | None:
                 )
     axes[0].set_ylabel("perplexity ratio (final / initial), log scale")
     axes[0].set_yscale("log")  # ratios span 1.0 to blow-ups of 10× and more
-    axes[1].set_ylabel("BWT (learned tasks)" if learned else "BWT (all tasks)")
+    axes[1].set_ylabel(f"BWT ({bwt_name})")
     for ax in axes:
         ax.set_xlabel("plasticity: mean gain over head_only right after each task")
         ax.legend(fontsize="small")
