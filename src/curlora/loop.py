@@ -48,6 +48,7 @@ from curlora.metrics.degenerate import INERT_ADAPTER, make_warning
 from curlora.metrics.perplexity import tokenize_corpus
 from curlora.metrics.probe import collect_features, probe_accuracy
 from curlora.models.backbone import load_backbone
+from curlora.models.heads import build_head
 from curlora.models.module import ContinualLitModule
 from curlora.run import evaluation_cache
 from curlora.run.atomic import atomic_write
@@ -122,16 +123,24 @@ class TaskLoop:
         torch.use_deterministic_algorithms(bool(cfg.get("deterministic", True)), warn_only=True)
         cache_dir = Path(cfg.paths.cache_dir)
 
+        self.head = build_head(cfg.get("head"))
         self.backbone, self.tokenizer = load_backbone(cfg.model, cache_dir)
+        answer_tokens = self._answer_tokens() if self.head.answers_in_words else None
         calibration = (
             calibration_tokens(cfg, self.tokenizer, cache_dir)
             if build_method(cfg.method).needs_calibration
             else None
         )
         self.trainable_params = apply_adapter(self.backbone, cfg.method, calibration)
+        self.trainable_params -= self.head.prepare_backbone(self.backbone)
         make_data = instantiate(cfg.data, _convert_="all")  # _partial_: completed here
+        words = {"answer_tokens": answer_tokens} if answer_tokens is not None else {}
         self.data: TaskSequenceDataModule = make_data(
-            tasks=self.tasks, tokenizer=self.tokenizer, cache_dir=cache_dir, seed=int(cfg.seed)
+            tasks=self.tasks,
+            tokenizer=self.tokenizer,
+            cache_dir=cache_dir,
+            seed=int(cfg.seed),
+            **words,
         )
         self.data.setup()
         self.module = ContinualLitModule(
@@ -141,6 +150,8 @@ class TaskLoop:
             scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
             strategy=build_strategy(cfg.get("strategy")),
             head_lr=cfg.get("head_lr"),
+            head=self.head,
+            answer_tokens=answer_tokens,
         )
         self.trainable_params += sum(p.numel() for p in self.module.heads.parameters())
         callbacks = cfg.get("callbacks") or {}
@@ -155,6 +166,17 @@ class TaskLoop:
         self.record = RunRecord(self.tasks)
         self.steps_after_task: list[int | None] = [None] * len(self.tasks)
         """Optimizer steps over the run after each task (the loggers' step axis)."""
+
+    def _answer_tokens(self) -> dict[str, list[list[int]]]:
+        """head=words, right after the tokenizer loads and before any data or training: the
+        model must have an LM head, and each task's words distinct first tokens (ConfigError
+        naming the key otherwise)."""
+        from curlora.models.heads.words import label_token_ids, output_layer
+
+        output_layer(self.backbone)
+        specs = self.cfg.data.task_specs
+        words = {t: list(specs[t].label_words or []) for t in self.tasks}
+        return label_token_ids(words, self.tokenizer)
 
     # ------------------------------------------------------------------ trainers
     def _trainer(self, task_index: int | None, perplexity: bool = True) -> L.Trainer:
@@ -227,7 +249,7 @@ class TaskLoop:
         settings = self.cfg.probe
         start = time.perf_counter()
         module, strategy = self.module, self.module.strategy
-        device = next(module.heads.parameters()).device
+        device = module.device
         out: dict[str, float] = {}
         with eval_mode(module):
             for task in self.tasks[: point + 1]:

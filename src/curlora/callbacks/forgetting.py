@@ -6,7 +6,8 @@ eval split, or its validation carve); this callback accumulates them per stream 
 torchmetrics confusion matrices and, when the pass ends, exposes :attr:`result` (eval
 split) and :attr:`validation` (validation carves): a typed ``TaskScore`` (accuracy,
 top-class share, confusion counts, and each example's outcome by its row in the split, which
-intervals over test examples resample) per task. The task loop files them under their
+intervals over test examples resample; under ``head=words`` also the exact-match rate, when
+``validation_step`` returns ``exact_match``) per task. The task loop files them under their
 evaluation point. With several processes each scores its own share of every split and
 torchmetrics sums the counts over processes in ``compute()``, so every process holds the
 same result.
@@ -14,6 +15,7 @@ same result.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any
 
@@ -30,6 +32,8 @@ class ForgettingMatrixCallback(Callback):
         self._confusion: dict[tuple[str, str], MulticlassConfusionMatrix] = {}
         # Per stream, example row -> scored right; this process's share of the split.
         self._outcomes: dict[tuple[str, str], dict[int, bool]] = {}
+        # head=words: per stream, example row -> whole-vocabulary argmax was the right word.
+        self._exact: dict[tuple[str, str], dict[int, bool]] = {}
         self.result: dict[str, TaskScore] = {}
         """Per task, the eval-split scores of the last completed validation pass."""
         self.validation: dict[str, TaskScore] = {}
@@ -44,6 +48,7 @@ class ForgettingMatrixCallback(Callback):
             for task, role in trainer.datamodule.eval_streams
         }
         self._outcomes = {stream: {} for stream in self._confusion}
+        self._exact = {stream: {} for stream in self._confusion}
 
     def on_validation_batch_end(
         self,
@@ -58,6 +63,9 @@ class ForgettingMatrixCallback(Callback):
         self._confusion[stream].update(outputs["predictions"], outputs["labels"])
         right = (outputs["predictions"] == outputs["labels"]).tolist()
         self._outcomes[stream].update(zip(outputs["index"].tolist(), right, strict=True))
+        if "exact_match" in outputs:
+            exact = outputs["exact_match"].tolist()
+            self._exact[stream].update(zip(outputs["index"].tolist(), exact, strict=True))
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for (task, role), metric in self._confusion.items():
@@ -68,10 +76,13 @@ class ForgettingMatrixCallback(Callback):
                 warnings.filterwarnings("ignore", message=".*was called before the ``update``")
                 confusion = metric.compute().tolist()  # [true, predicted]
             outcomes = _gathered(self._outcomes[(task, role)])
+            exact = _gathered(self._exact[(task, role)]) if pl_module.head.answers_in_words else {}
             if sum(map(sum, confusion)):
                 score = TaskScore.from_confusion(confusion, _as_string(outcomes))
+                if exact:
+                    score = dataclasses.replace(score, exact_match=sum(exact.values()) / len(exact))
                 (self.result if role == "eval" else self.validation)[task] = score
-        self._confusion, self._outcomes = {}, {}
+        self._confusion, self._outcomes, self._exact = {}, {}, {}
 
 
 def _gathered(outcomes: dict[int, bool]) -> dict[int, bool]:

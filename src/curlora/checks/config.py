@@ -26,6 +26,7 @@ KNOWN_TOP_LEVEL = frozenset(
         "method", "model", "data", "strategy", "trainer", "logger", "callbacks", "paths",
         "rank", "alpha", "seed", "tasks", "resume", "deterministic", "optimizer", "head_lr",
         "scheduler", "checkpoint", "reproduce", "reuse_initial_evaluation", "objective", "probe",
+        "head",
     }
 )  # fmt: skip
 """The top-level keys a run config may have (a ``+typo=1`` override adds another)."""
@@ -162,6 +163,31 @@ def _check_data(cfg: Mapping[str, Any]) -> None:
             )
 
 
+def _check_head(cfg: Mapping[str, Any]) -> None:
+    """The ``head`` group; under ``head=words`` every task of the run needs a sound
+    template and one non-empty word per class (distinct first tokens are checked once the
+    tokenizer loads: ``curlora.models.heads.words.label_token_ids``)."""
+    from curlora.data.templates import label_words_problem, template_problem
+    from curlora.models.heads import build_head
+
+    try:
+        head = build_head(cfg.get("head"))
+    except (ValueError, TypeError) as error:
+        raise ConfigError(str(error)) from None
+    specs = cfg["data"].get("task_specs") or {}
+    for task in cfg["tasks"]:
+        spec, prefix = specs[task], f"data.task_specs.{task}"
+        template, words = spec.get("template"), spec.get("label_words")
+        # Checked whenever set (a broken template is a mistake under either head), and
+        # required under words.
+        if template is not None or head.answers_in_words:
+            problem = template_problem(template, spec.get("text_pair_field") is not None)
+            _require(problem is None, f"{prefix}.template", template, f"{problem}")
+        if words is not None or head.answers_in_words:
+            problem = label_words_problem(words, int(spec["num_classes"]))
+            _require(problem is None, f"{prefix}.label_words", words, f"{problem}")
+
+
 def _check_perplexity(cfg: Mapping[str, Any]) -> None:
     for name, callback in (cfg.get("callbacks") or {}).items():
         if not callback or not str(callback.get("_target_", "")).endswith("PerplexityCallback"):
@@ -223,10 +249,31 @@ def _check_method(cfg: Mapping[str, Any], cache_dir: Path) -> None:
         architecture = load_model_config(cfg["model"], cache_dir)
     except ValueError as error:
         raise ConfigError(f"model: {error}") from None
+    shapes = linear_shapes(architecture)
     try:
-        validate_method(cfg["method"], linear_shapes(architecture))
+        validate_method(cfg["method"], shapes)
     except ValueError as error:
         raise ConfigError(f"method ({cfg['method'].get('name')}): {error}") from None
+    _check_method_under_head(cfg, shapes)
+
+
+def _check_method_under_head(cfg: Mapping[str, Any], shapes: Any) -> None:
+    """Under ``head=words`` no head trains: a method that trains nothing in the backbone
+    (``head_only``) would train nothing at all; the zero-shot row is that control."""
+    from curlora.adapters import build_method
+    from curlora.models.heads import build_head
+
+    if not build_head(cfg.get("head")).answers_in_words:
+        return
+    method = build_method(cfg["method"])
+    _require(
+        method.num_trainable(shapes) != 0,
+        "method",
+        method.name,
+        "a method that trains part of the backbone: under head=words the LM head is frozen "
+        "and no head trains, so this method would train nothing (its control is the "
+        "zero-shot row, the evaluation before training); or head=linear",
+    )
 
 
 def _check_resume(cfg: Mapping[str, Any]) -> None:
@@ -449,6 +496,7 @@ def validate_config(cfg: DictConfig | Mapping[str, Any], check_model: bool = Tru
     _check_model_path(plain)
     _check_quantization(plain)
     _check_data(plain)
+    _check_head(plain)
     _check_perplexity(plain)
     _check_probe(plain)
     _check_calibration(plain)

@@ -7,7 +7,10 @@ tokenises each split once, and serves: the *current* task's train loader, eval l
 
 A batch is ``{"input_ids": Long[B, T], "attention_mask": Long[B, T], "labels": Long[B],
 "index": Long[B]}``, padded to the longest example of the batch (dynamic padding);
-``index`` is the example's row in its task's (sub-sampled) training split.
+``index`` is the example's row in its task's (sub-sampled) training split. Under
+``head=words`` (``answer_tokens`` given) an example is its task's template with the text
+filled in followed by the tokens of its class's label word, and batches also hold
+``"answer_length": Long[B]``, how many tokens of the answer end each sequence.
 
 Built from ``configs/data/<name>.yaml`` (``_target_`` with ``_partial_: true``: the task
 loop adds the tokenizer, cache directory, seed and task order) and handed to every Trainer,
@@ -34,6 +37,7 @@ from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 from curlora.data.sampling import LengthSortedBatches, ResumableShuffleSampler
 from curlora.data.sources import load_corpus, load_task_split
 from curlora.data.tasks import TaskSpec
+from curlora.data.templates import render, template_suffix
 from curlora.data.validation import DataError, check_split, map_labels
 from curlora.metrics.perplexity import tokenize_corpus
 
@@ -108,6 +112,7 @@ class TaskSequenceDataModule(L.LightningDataModule):
         append_eos: bool = False,
         corpus: Mapping[str, Any] | None = None,
         group_by_length: bool = False,
+        answer_tokens: Mapping[str, Sequence[Sequence[int]]] | None = None,
     ) -> None:
         super().__init__()
         missing = [t for t in tasks if t not in task_specs]
@@ -128,6 +133,8 @@ class TaskSequenceDataModule(L.LightningDataModule):
         self.pair_separator = pair_separator
         self.append_eos = append_eos
         self.group_by_length = group_by_length
+        # head=words: per task, each class's label-word token ids (None: head=linear).
+        self.answer_tokens = answer_tokens
         self.prepared: dict[str, PreparedTask] = {}
         self.current_task: str = self.tasks[0]
         # Whether the next validation pass also scores the validation carves. The task loop
@@ -204,6 +211,8 @@ class TaskSequenceDataModule(L.LightningDataModule):
         labels: list[int],
         order: list[int],
     ) -> tuple[list[Example], int]:
+        if self.answer_tokens is not None:
+            return self._tokenise_prompts(spec, split, texts, pairs, labels, order)
         joined = [
             texts[i] if pairs is None else f"{texts[i]}{self.pair_separator}{pairs[i]}"
             for i in order
@@ -235,15 +244,60 @@ class TaskSequenceDataModule(L.LightningDataModule):
                     "index": position,
                 }
             )
-        if truncated > MAX_TRUNCATED_SHARE * len(examples):
+        self._check_truncation(spec, split, truncated, lengths)
+        return examples, truncated
+
+    def _tokenise_prompts(
+        self,
+        spec: TaskSpec,
+        split: str,
+        texts: list[str],
+        pairs: list[str] | None,
+        labels: list[int],
+        order: list[int],
+    ) -> tuple[list[Example], int]:
+        """head=words: the template with the text filled in, then the label word's tokens.
+        A prompt too long for ``max_length`` keeps its beginning and the template's text
+        after the last placeholder (the question right before the answer)."""
+        assert self.answer_tokens is not None and spec.template is not None
+        answers = self.answer_tokens[spec.name]
+        prompts = [
+            render(spec.template, texts[i], None if pairs is None else pairs[i]) for i in order
+        ]
+        encoded = self.tokenizer(prompts, add_special_tokens=True, truncation=False)["input_ids"]
+        suffix = self.tokenizer(template_suffix(spec.template), add_special_tokens=False)
+        tail = list(suffix["input_ids"])
+        examples, truncated, lengths = [], 0, []
+        for position, (row, ids) in enumerate(zip(order, encoded, strict=True)):
+            answer = list(answers[labels[row]])
+            lengths.append(len(ids) + len(answer))
+            budget = self.max_length - len(answer)
+            if len(ids) > budget:
+                ids, truncated = ids[: max(budget - len(tail), 0)] + tail, truncated + 1
+            ids = [*ids, *answer]
+            examples.append(
+                {
+                    "input_ids": ids,
+                    "attention_mask": [1] * len(ids),
+                    "labels": labels[row],
+                    "index": position,
+                    "answer_length": len(answer),
+                }
+            )
+        self._check_truncation(spec, split, truncated, lengths)
+        return examples, truncated
+
+    def _check_truncation(
+        self, spec: TaskSpec, split: str, truncated: int, lengths: list[int]
+    ) -> None:
+        if truncated > MAX_TRUNCATED_SHARE * len(lengths):
             p95 = statistics.quantiles(lengths, n=20)[-1] if len(lengths) > 1 else lengths[0]
             raise DataError(
                 f"task '{spec.name}', split '{split}': data.max_length={self.max_length} cuts "
-                f"{truncated} of {len(examples)} texts short (median length "
+                f"{truncated} of {len(lengths)} texts short (median length "
                 f"{statistics.median(lengths):.0f} tokens, 95th percentile {p95:.0f}); "
                 "valid: a data.max_length that keeps most texts whole"
             )
-        return examples, truncated
 
     # ------------------------------------------------------------------ serving
     def set_task(self, task: str) -> None:

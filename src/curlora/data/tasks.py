@@ -62,6 +62,14 @@ class TaskSpec:
             run seed. None: no validation set.
         label_map: raw label value -> class id. Rows whose raw label is not a key are
             dropped and counted (e.g. Sentiment140's neutral tweets); None keeps labels as is.
+        template: the instruction the language model answers under ``head=words``, with
+            ``{text}`` where the text goes and ``{pair}`` where the second text goes (pair
+            tasks only), e.g. ``"Review: {text}\nSentiment:"``; unused under
+            ``head=linear``. None: the task cannot run under ``head=words``.
+        label_words: one answer per class, in class-id order, appended to the template's
+            text under ``head=words`` (e.g. ``[" negative", " positive"]``: the leading
+            space makes each one token for BPE tokenizers); the words of a task must differ
+            in their first token.
     """
 
     name: str
@@ -76,6 +84,8 @@ class TaskSpec:
     eval_limit: int | None = None
     validation_limit: int | None = None
     label_map: Mapping[Any, int] | None = None
+    template: str | None = None
+    label_words: tuple[str, ...] | None = None
 
     @classmethod
     def from_config(cls, name: str, cfg: Mapping[str, Any]) -> TaskSpec:
@@ -89,6 +99,11 @@ class TaskSpec:
         values = dict(cfg)
         if values.get("label_map") is not None:
             values["label_map"] = dict(values["label_map"])
+        if values.get("label_words") is not None:
+            words = values["label_words"]
+            if isinstance(words, str) or not isinstance(words, (list, tuple)):
+                raise TypeError(f"task '{name}': label_words must be a list, got {words!r}")
+            values["label_words"] = tuple(words)
         try:
             values["source"] = task_source(values.get("source"))
         except (TypeError, ValueError) as error:

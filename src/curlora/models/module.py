@@ -1,8 +1,11 @@
 """ContinualLitModule: an adapted causal LM with one classification head per task.
 
 The backbone's own LM head is untouched (perplexity uses it). Classification reads the
-final hidden state of each sequence's last non-padding token, ``h: [B, H]``, and applies
-the current task's head ``Linear(H, num_classes)``. The adapter's parameters are shared by
+final hidden state at one position of each sequence, ``h: [B, H]``, and applies the
+current task's head, both chosen by the ``head`` config group (``curlora.models.heads``):
+``linear`` reads the last non-padding token through a ``Linear(H, num_classes)`` per task;
+``words`` reads the answer position through the frozen LM head's rows of the task's label
+words, and trains on the causal-LM loss of the answer tokens. The adapter's parameters are shared by
 all tasks and keep training task after task; every task gets a fresh optimizer and
 schedule (the task loop builds one ``Trainer`` per task, and ``configure_optimizers``
 runs at every ``fit``). Only parameters with ``requires_grad`` reach the optimizer; heads
@@ -17,11 +20,11 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
 from curlora.adapters import adapter_state_dict, applied_method, load_adapter_state_dict
+from curlora.models.heads import Head, build_head, last_token_index
 from curlora.run.state import rng_state, set_rng_state
 from curlora.strategies.base import OptimizerStep, Strategy
 
@@ -39,13 +42,7 @@ def hidden_size_of(backbone: PreTrainedModel) -> int:
     return int(text_config.hidden_size)
 
 
-def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Index of the last non-padding position of each row, for right or left padding.
-
-    attention_mask: [B, T] of 0/1 → [B]. Flipping makes argmax find the *last* 1.
-    """
-    length = attention_mask.shape[1]
-    return length - 1 - attention_mask.flip(1).to(torch.int64).argmax(dim=1)
+__all__ = ["ContinualLitModule", "NonFiniteLossError", "hidden_size_of", "last_token_index"]
 
 
 class ContinualLitModule(L.LightningModule):
@@ -65,14 +62,18 @@ class ContinualLitModule(L.LightningModule):
         scheduler: SchedulerFactory | None = None,
         strategy: Strategy | None = None,
         head_lr: float | None = None,
+        head: Head | None = None,
+        answer_tokens: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.head_lr = head_lr
         self.backbone = backbone
+        self.head = head if head is not None else build_head(None)
         hidden = hidden_size_of(backbone)
         self.task_names = list(task_classes)
-        # Heads stay fp32 whatever the backbone dtype: they are tiny and train from scratch.
-        self.heads = nn.ModuleDict({t: nn.Linear(hidden, n) for t, n in task_classes.items()})
+        # linear: fp32 Linear(H, C) per task; words: the LM head's label-word rows (no
+        # parameters). Built here, after the adapter: the same RNG draws as ever.
+        self.heads = self.head.make_heads(hidden, task_classes, backbone, answer_tokens)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.strategy = strategy or Strategy()
@@ -100,18 +101,35 @@ class ContinualLitModule(L.LightningModule):
         if method is not None:  # before the optimizer is built: what trains may change
             method.begin_task(self.backbone, task)
 
-    def features(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Final hidden state of the last non-padding token: [B, H] in fp32."""
+    def hidden_states(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Final hidden states (after the last norm) of every position: [B, T, H]."""
         decoder = getattr(self.backbone, self.backbone.base_model_prefix)
-        hidden = decoder(
+        return decoder(
             input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-        ).last_hidden_state  # [B, T, H]
+        ).last_hidden_state
+
+    def read(self, hidden: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """hidden [B, T, H] at the position the head reads (``head.read_index``): [B, H] fp32."""
         rows = torch.arange(hidden.shape[0], device=hidden.device)
-        return hidden[rows, last_token_index(batch["attention_mask"])].float()
+        return hidden[rows, self.head.read_index(batch)].float()
+
+    def features(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Final hidden state where the head reads (linear: the last non-padding token;
+        words: the answer position): [B, H] in fp32."""
+        return self.read(self.hidden_states(batch), batch)
 
     def task_logits(self, batch: Mapping[str, torch.Tensor], task: str) -> torch.Tensor:
-        """Logits of ``task``'s head: [B, num_classes]."""
+        """Logits of ``task``'s head: [B, num_classes] (words: its label words' logits)."""
         return self.heads[task](self.features(batch))
+
+    def task_loss(
+        self, batch: Mapping[str, torch.Tensor], task: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(training loss, head logits [B, C]) of ``task`` on ``batch``: cross-entropy of
+        the head's logits (linear) or of the answer tokens (words), one backbone pass."""
+        hidden = self.hidden_states(batch)
+        logits = self.heads[task](self.read(hidden, batch))
+        return self.head.loss(self.backbone, hidden, batch, logits), logits
 
     def trainable_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
         return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
@@ -131,12 +149,10 @@ class ContinualLitModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         task = self.current_task
-        logits = self.task_logits(batch, task)
-        task_loss = F.cross_entropy(logits, batch["labels"])
+        task_loss, logits = self.task_loss(batch, task)
         loss = task_loss
         for past_task, past_batch in self.strategy.extra_batches(self, task, batch):
-            past_logits = self.task_logits(past_batch, past_task)
-            loss = loss + F.cross_entropy(past_logits, past_batch["labels"])
+            loss = loss + self.task_loss(past_batch, past_task)[0]
         extra = self.strategy.extra_loss(self, task, batch, logits)
         method = applied_method(self.backbone)
         penalty = None if method is None else method.extra_loss(self.backbone)
@@ -229,14 +245,19 @@ class ContinualLitModule(L.LightningModule):
             key = (f"{role}:{task}", tuple(batch["index"].tolist()))
             if key not in self._feature_cache:
                 self._feature_cache[key] = self.features(batch)
-            logits = self.heads[task](self._feature_cache[key])
+            features = self._feature_cache[key]
         else:
-            logits = self.task_logits(batch, task)
-        return {
+            features = self.features(batch)
+        logits = self.heads[task](features)
+        out = {
             "predictions": logits.argmax(dim=-1),
             "labels": batch["labels"],
             "index": batch["index"],
         }
+        exact = self.head.exact_match(self.backbone, self.heads[task], features, batch["labels"])
+        if exact is not None:  # words: the whole-vocabulary argmax is the right first token
+            out["exact_match"] = exact
+        return out
 
     def on_validation_epoch_end(self) -> None:
         # Before on_validation_end, where the perplexity callback measures the LM.

@@ -7,7 +7,9 @@ A run's table: the accuracy matrix with each task's majority-class rate beside i
 one row before training and one after each task (``*`` marks an accuracy at or below the
 majority rate: a head that does no better than predicting one class), then BWT,
 forgetting, average accuracy, the perplexity before and after, the status, the wall time,
-the warnings and the paths of the files to open next.
+the warnings and the paths of the files to open next. Under ``head=words`` the matrix is
+``acc`` (rank classification over each task's words), its first row is the zero-shot model,
+and the ``em`` matrix (whole-vocabulary exact match) and its BWT follow.
 """
 
 from __future__ import annotations
@@ -60,8 +62,15 @@ def run_table(
     headers = [f"{t} ({_num(m)})" for t, m in zip(tasks, majority, strict=True)]
     label_width = max(len("before training"), *(len(f"after {t}") for t in tasks))
     widths = [max(len(h), 7) for h in headers]
-    rows = [("before training", results["initial_accuracy"])]
-    rows += [(f"after {t}", row) for t, row in zip(tasks, results["accuracy_matrix"], strict=True)]
+    words = results.get("head")
+    first = "zero-shot" if words else "before training"
+
+    def matrix(initial: Sequence[Any], after: Sequence[Sequence[Any]]) -> list[str]:
+        rows = [(first, initial), *zip((f"after {t}" for t in tasks), after, strict=True)]
+        return [
+            line(label, [_acc(v, m) for v, m in zip(row, majority, strict=True)])
+            for label, row in rows
+        ]
 
     def line(label: str, cells: Sequence[str]) -> str:
         body = "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
@@ -69,21 +78,28 @@ def run_table(
 
     metrics, ppl = results["metrics"], results["perplexity"]
     final_ppl = next((v for v in reversed(ppl["after_task"]) if v is not None), None)
+    kind = "acc: rank classification over each task's words" if words else "accuracy per task"
     out = [
-        f"accuracy per task (column: task (majority-class rate); * = at or below it), "
+        f"{kind} (column: task (majority-class rate); * = at or below it), "
         f"{results['method']}"
         + (f" r{results['rank']}" if results.get("rank") is not None else "")
         + f", seed {results['seed']}",
         line("", headers),
-        *(
-            line(label, [_acc(v, m) for v, m in zip(row, majority, strict=True)])
-            for label, row in rows
-        ),
+        *matrix(results["initial_accuracy"], results["accuracy_matrix"]),
         (
             f"  BWT {_num(metrics['bwt'], signed=True)}   forgetting "
             f"{_num(metrics['forgetting_max'])}   average accuracy {_num(metrics['avg_accuracy'])}"
             f"   perplexity {_num(ppl['initial'])} -> {_num(final_ppl)} "
             f"(x{_num(metrics['ppl_ratio_final'])}, {ppl['tokens']} tokens)"
+        ),
+        *(
+            [
+                "em: exact match, the whole vocabulary's argmax at the answer position",
+                *matrix(words["initial_exact_match"], words["exact_match_matrix"]),
+                f"  em BWT {_num(words['exact_match_bwt'], signed=True)}",
+            ]
+            if words
+            else []
         ),
         f"  status {results['status']}   wall time {_duration(wall_time_s)}"
         f"   warnings {len(results['warnings'])}",

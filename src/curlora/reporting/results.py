@@ -20,7 +20,12 @@ Schema (top-level keys, in this order):
   (free-form below the task level; empty dict when not recorded);
 - ``validation``: the heads on the validation carves (null when not scored);
 - ``probe``: ``{"accuracy_matrix": T × T, "bwt": float|null}``, fresh linear probes on the
-  frozen features after each task (``curlora.metrics.probe``; null when probing is off).
+  frozen features after each task (``curlora.metrics.probe``; null when probing is off);
+- ``head``: null under ``head=linear``; under ``head=words`` ``{"name", "prompts": {task:
+  {"template", "label_words"}}, "exact_match_matrix": T × T, "initial_exact_match": T,
+  "exact_match_bwt"}``: ``accuracy_matrix`` then holds rank classification over each task's
+  words (acc), and these the whole-vocabulary exact match (em); ``initial_*`` is the
+  zero-shot row.
 
 ``warnings`` and ``label_balance`` are always present, so readers never branch on their
 absence. The schema is closed: :func:`validate_results` rejects any other key, so a typo
@@ -75,6 +80,16 @@ class ProbeJSON(TypedDict):
     bwt: Number
 
 
+class HeadJSON(TypedDict):
+    """Under ``head=words``: what each task was asked and answered, and its exact match."""
+
+    name: str
+    prompts: dict[str, dict[str, Any]]
+    exact_match_matrix: list[list[Number]]
+    initial_exact_match: list[Number]
+    exact_match_bwt: Number
+
+
 class ResultsJSON(TypedDict):
     """``results.json``: the schema is this class (keys in file order; see the module doc)."""
 
@@ -94,10 +109,11 @@ class ResultsJSON(TypedDict):
     label_balance: dict[str, Any]
     validation: ValidationJSON | None
     probe: ProbeJSON | None
+    head: HeadJSON | None
 
 
 RESULT_KEYS: tuple[str, ...] = tuple(ResultsJSON.__annotations__)
-OPTIONAL_KEYS = ("validation", "probe")  # absent in files written before them: read as null
+OPTIONAL_KEYS = ("validation", "probe", "head")  # absent in files written before them: read as null
 PERPLEXITY_KEYS: tuple[str, ...] = tuple(PerplexityJSON.__annotations__)
 
 
@@ -170,6 +186,7 @@ def build_results(
     label_balance: Mapping[str, Any] | None = None,
     validation: Mapping[str, Any] | None = None,
     probe_matrix: Sequence[Sequence[float | None]] | None = None,
+    head: Mapping[str, Any] | None = None,
 ) -> ResultsJSON:
     """Assemble and validate a results dict (see the module docstring for the schema).
 
@@ -220,10 +237,25 @@ def build_results(
             "accuracy_matrix": [list(row) for row in probe_matrix],
             "bwt": backward_transfer([list(row) for row in probe_matrix]),
         },
+        "head": None if head is None else _head_json(head, tasks),
     }
     results = json_safe(results)
     _raise_if_invalid(results)
     return results
+
+
+def _head_json(head: Mapping[str, Any], tasks: list[str]) -> dict[str, Any]:
+    """``head`` as written: ``{name, prompts, exact_match_matrix, initial_exact_match}`` in,
+    the exact match's BWT added, the matrix padded to T rows."""
+    em = [list(row) for row in head["exact_match_matrix"]]
+    em += [[None] * len(tasks) for _ in range(len(tasks) - len(em))]
+    return {
+        "name": str(head["name"]),
+        "prompts": {t: dict(head["prompts"][t]) for t in tasks},
+        "exact_match_matrix": em,
+        "initial_exact_match": _per_task(head["initial_exact_match"], tasks),
+        "exact_match_bwt": backward_transfer(em),
+    }
 
 
 PPL_NON_FINITE = ("inf", "nan")
@@ -351,6 +383,14 @@ def validate_results(results: Any) -> list[str]:
             _check_matrix("probe.accuracy_matrix", probe["accuracy_matrix"], T, problems)
             if not _is_num(probe["bwt"], non_finite=tuple(NON_FINITE)):
                 problems.append(f"probe.bwt: expected a number or null, got {probe['bwt']!r}")
+    head = r.get("head")
+    if head is not None:
+        if not isinstance(head, Mapping) or set(head) != set(HeadJSON.__annotations__):
+            problems.append(f"head: expected null or {list(HeadJSON.__annotations__)}")
+        else:
+            _check_matrix("head.exact_match_matrix", head["exact_match_matrix"], T, problems)
+            ok = lambda v: _is_num(v, 0, 1)  # noqa: E731
+            _check_list("head.initial_exact_match", head["initial_exact_match"], T, ok, problems)
     balance = r["label_balance"]
     if not isinstance(balance, Mapping):
         problems.append("label_balance: expected an object keyed by task")
@@ -413,6 +453,17 @@ def decode_results(results: dict[str, Any]) -> dict[str, Any]:
         else {
             "accuracy_matrix": _decode_matrix(probe["accuracy_matrix"]),
             "bwt": decode_number(probe["bwt"]),
+        }
+    )
+    head = results.get("head")
+    out["head"] = (
+        None
+        if head is None
+        else {
+            **head,
+            "exact_match_matrix": _decode_matrix(head["exact_match_matrix"]),
+            "initial_exact_match": [decode_number(v) for v in head["initial_exact_match"]],
+            "exact_match_bwt": decode_number(head["exact_match_bwt"]),
         }
     )
     return out

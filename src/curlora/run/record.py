@@ -29,6 +29,9 @@ class TaskScore:
     correct: str | None = None
     """Per example, by its row in the split: ``"1"`` scored right, ``"0"`` wrong (None:
     not recorded). Intervals that carry test-sample noise resample these."""
+    exact_match: float | None = None
+    """head=words: the share of examples whose whole-vocabulary argmax at the answer
+    position is the right word's first token (None under head=linear)."""
 
     @property
     def size(self) -> int:
@@ -108,6 +111,13 @@ class RunRecord:
         scores = getattr(evaluation, role) if evaluation is not None else {}
         return getattr(scores[task], key) if task in scores else None
 
+    def exact_match_matrix(self) -> list[list[float | None]]:
+        """E[i][j]: task j's exact-match rate after task i (head=words; None elsewhere)."""
+        return [[self._cell(e, t, "exact_match") for t in self.tasks] for e in self.after_task]
+
+    def initial_exact_match(self) -> list[float | None]:
+        return [self._cell(self.initial, t, "exact_match") for t in self.tasks]
+
     def accuracy_matrix(self, role: str = "scores") -> list[list[float | None]]:
         """R[i][j]: accuracy on task j after training task i (None: not evaluated); on the
         validation carves with ``role="validation"``."""
@@ -164,6 +174,9 @@ class RunRecord:
                     top_class_share=float(decode_number(s["top_class_share"])),
                     confusion=[[int(v) for v in row] for row in s["confusion"]],
                     correct=None if s.get("correct") is None else str(s["correct"]),
+                    exact_match=None
+                    if s.get("exact_match") is None
+                    else float(decode_number(s["exact_match"])),
                 )
                 for task, s in node.items()
             }

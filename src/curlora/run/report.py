@@ -114,7 +114,27 @@ def build_run_results(
         if record.has_validation()
         else None,
         probe_matrix=record.probe_matrix(),
+        head=_words_head(cfg, record),
     )
+
+
+def _words_head(cfg: DictConfig, record: RunRecord) -> dict[str, Any] | None:
+    """Under head=words: each task's template and words, and the exact-match matrix."""
+    from curlora.models.heads import build_head
+
+    head = cfg.get("head")
+    if head is None or not build_head(head).answers_in_words:
+        return None
+    specs = cfg.data.task_specs
+    return {
+        "name": str(head.name),
+        "prompts": {
+            t: {"template": specs[t].template, "label_words": list(specs[t].label_words)}
+            for t in record.tasks
+        },
+        "exact_match_matrix": record.exact_match_matrix(),
+        "initial_exact_match": record.initial_exact_match(),
+    }
 
 
 def write_run_report(
