@@ -36,6 +36,10 @@ from curlora.adapters.lora import LoRAMethod, cuda_devices
 class OLoRAMethod(LoRAMethod):
     """O-LoRA: a PEFT LoRA adapter per task, orthogonality penalty between their A's.
 
+    Its losses (orthogonality, L2) read only the adapters' A and B, so they are the same
+    under both heads; ``head=words`` is the protocol O-LoRA was designed for (the model
+    answers in words, the LM head frozen), ``head=linear`` the paper's heads.
+
     Fields (``configs/method/o_lora.yaml``), besides ``LoRAMethod``'s name:, lr:, rank:,
     alpha:, target_modules:, dropout: and seed: (the last five apply to every task's
     adapter):

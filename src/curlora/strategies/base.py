@@ -19,9 +19,9 @@ ones a baseline needs. In the order a run calls them:
    a. ``on_task_start(module, task, datamodule)``: before task ``task`` trains (after the
       module switched its current task). E.g. LwF records the previous heads' outputs.
    b. For each training batch, inside ``training_step``:
-      ``extra_batches(module, task, batch)`` → ``[(past_task, batch), ...]`` scored by that
-      past task's own head with cross-entropy and added to the loss (e.g. experience
-      replay), then ``extra_loss(module, task, batch, logits)`` → a scalar added to the
+      ``extra_batches(module, task, batch)`` → ``[(past_task, batch), ...]`` scored with
+      that past task's own loss (its head's cross-entropy; under ``head=words`` the answer
+      tokens' causal-LM loss) and added to the loss (e.g. experience replay), then ``extra_loss(module, task, batch, logits)`` → a scalar added to the
       loss, or None (e.g. the EWC penalty, the LwF distillation term).
    c. After each optimizer step: ``on_optimizer_step(module, task, step)`` with an
       :class:`OptimizerStep`: the parameters' values before the step, and ``.grad`` of
@@ -90,7 +90,9 @@ class ContinualModel(Protocol):
     """What a strategy may use of the model (``ContinualLitModule`` provides it)."""
 
     heads: nn.ModuleDict
-    """Task name -> ``Linear(hidden, num_classes)``."""
+    """Task name -> a module mapping features ``[B, H]`` to class logits ``[B, C]``:
+    ``Linear(hidden, num_classes)`` under ``head=linear``; under ``head=words`` the frozen LM
+    head's rows of the task's label words (no parameters; ``curlora.models.heads``)."""
 
     backbone: nn.Module
     """The adapted causal LM (``curlora.adapters.adapter_state_dict`` reads its adapter)."""

@@ -94,6 +94,12 @@ def estimate_fisher(
 class EWC(Strategy):
     """Elastic Weight Consolidation: a quadratic pull towards each past task's parameters.
 
+    The Fisher is that of the head's class distribution ``softmax(task_logits)``: under
+    ``head=linear`` the task's linear head; under ``head=words`` the label-word logits at
+    the answer position (the distribution over the task's words, the frozen LM head's rows),
+    with labels sampled from it (or the true word's class when ``empirical``). There is no
+    head parameter under ``words``, so ``include_heads`` changes nothing there.
+
     Args:
         ewc_lambda: λ, the penalty weight (≥ 0). Default 1.0: with the task loss a mean over
             examples and F a mean over examples, the Laplace approximation of the previous

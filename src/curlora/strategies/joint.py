@@ -21,6 +21,10 @@ EVERY_EXAMPLE = 2**31 - 1  # a reservoir that never drops: every training exampl
 class Joint(Replay):
     """Replay of every training example of every past task.
 
+    Each past batch adds its task's loss as in :class:`Replay`: the linear head's
+    cross-entropy under ``head=linear``, the answer tokens' causal-LM loss under
+    ``head=words``.
+
     Args:
         replay_batch_size: examples of each past task per training batch (≥ 1). None
             (default): the current batch's size, so every task's loss averages as many

@@ -76,6 +76,12 @@ class _HeadInput:
 class LwF(Strategy):
     """Learning without Forgetting: distil past heads' task-start outputs on new inputs.
 
+    Under each head (``curlora.models.heads``): ``linear``: the past tasks' linear heads'
+    logits (the heads themselves train with this term, as in the paper); ``words``: the
+    past tasks' label-word logits at the answer position (the frozen LM head's rows of
+    their words), so the distillation keeps each past task's answer distribution over its
+    own words; nothing but the adapter receives the gradient.
+
     Args:
         temperature: T > 0 of the softened softmax. Default 2.0, Li & Hoiem's value.
         weight: multiplier (≥ 0) of the summed distillation terms. Default 1.0, Li & Hoiem's

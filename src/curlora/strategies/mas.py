@@ -67,6 +67,9 @@ class MAS(Strategy):
     """Memory Aware Synapses: a pull towards the last task's parameters, weighted by how
     sensitive the output is to each.
 
+    "The output" is ``task_logits``: the task's linear head's logits under ``head=linear``,
+    its label-word logits at the answer position under ``head=words``.
+
     Args:
         mas_lambda: λ ≥ 0, the penalty weight (Eq. 3 has no ½). Default 1.0, not tuned
             here: sweep it (orders of magnitude).

@@ -61,6 +61,10 @@ def reservoir_sample(
 class Replay(Strategy):
     """Experience replay from a reservoir buffer per past task.
 
+    A replayed batch is scored with its own task's loss: cross-entropy of that task's
+    linear head under ``head=linear``; under ``head=words`` the causal-LM loss of its
+    answer tokens (the buffer keeps the prompt + answer examples as they were built).
+
     Args:
         buffer_size: examples kept per past task (≥ 1). Default 100: a tenth of a
             1000-example task (the paper's training size), a memory an order of magnitude

@@ -28,7 +28,12 @@ def _copy(module: ContinualModel) -> State:
 
 
 class Separate(Strategy):
-    """A fresh adapter per task, swapped in for that task's own evaluation."""
+    """A fresh adapter per task, swapped in for that task's own evaluation.
+
+    It never reads a head: under ``head=linear`` each task also has its own linear head;
+    under ``head=words`` every task answers through the shared frozen LM head, with its own
+    adapter swapped in.
+    """
 
     name = "separate"
 

@@ -58,6 +58,10 @@ def detached(named: list[tuple[str, torch.nn.Parameter]]) -> Tensors:
 class SynapticIntelligence(Strategy):
     """Synaptic Intelligence: importance from each parameter's share of the loss decrease.
 
+    The loss is the training loss the module optimises: cross-entropy of the linear head
+    under ``head=linear``, the answer tokens' causal-LM cross-entropy under ``head=words``
+    (the path integral reads the gradients of whichever it is).
+
     Args:
         c: the surrogate loss's strength c ≥ 0 (the paper's c; ``lam`` in the authors'
             code). Default 1.0, not tuned here: sweep it (orders of magnitude).
