@@ -19,6 +19,11 @@ strategy, ``strategy=sequential`` for a method):
   a fresh strategy and saves back unchanged.
 - :func:`check_bad_values`: a bad value for any key of the YAML is refused before anything
   loads, by an error naming the key.
+
+Every check runs under both protocols (``head=linear``, the default, and ``head=words``:
+the model answers in label words, ``curlora.models.heads``). A method that trains nothing
+in the backbone (``num_trainable == 0``: nothing at all would train under ``words``) is
+instead refused under ``words`` by :func:`check_refused_under_words`.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import dataclasses
 import io
 import math
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +78,7 @@ CALIBRATION = [
 CRASH = (
     "+callbacks.fault={_target_: tests.pipeline.faults.CrashOnce, task: %s, step: %d, marker: '%s'}"
 )
-NUMBERS = ("accuracy_matrix", "initial_accuracy", "perplexity", "metrics")
+NUMBERS = ("accuracy_matrix", "initial_accuracy", "perplexity", "metrics", "head")
 
 
 def discover(kind: str, config_dir: Path = CONFIGS) -> list[str]:
@@ -85,12 +91,41 @@ def target_class(kind: str, name: str, config_dir: Path = CONFIGS) -> type:
     return hydra.utils.get_object(str(OmegaConf.load(config_dir / kind / f"{name}.yaml")._target_))
 
 
-def overrides(kind: str, name: str, config_dir: Path = CONFIGS) -> list[str]:
+def overrides(kind: str, name: str, config_dir: Path = CONFIGS, head: str = "linear") -> list[str]:
     """The tiny run's overrides for one baseline, from its class's capabilities."""
     extra = []
     if kind == "method" and target_class(kind, name, config_dir).needs_calibration:
         extra = CALIBRATION
-    return [*FAST, *SHORT, f"{kind}={name}", *extra]
+    return [*FAST, *SHORT, f"{kind}={name}", *extra, f"head={head}"]
+
+
+def method_num_trainable(name: str, config_dir: Path = CONFIGS) -> int | None:
+    """The method's ``num_trainable`` on the tiny model (None: not determined by shapes)."""
+    from curlora.adapters import build_method, linear_shapes
+    from curlora.models.backbone import load_model_config
+
+    args = overrides("method", name, config_dir)
+    cfg = compose_run_config(Path(tempfile.gettempdir()), args, config_dir)
+    shapes = linear_shapes(load_model_config(cfg.model, Path(cfg.paths.cache_dir)))
+    return build_method(cfg.method).num_trainable(shapes)
+
+
+def trains_nothing_under_words(kind: str, name: str, config_dir: Path = CONFIGS) -> bool:
+    """Whether the baseline is a method that trains no backbone parameter of the tiny
+    model (``num_trainable == 0``), which ``head=words`` (no head trains) must refuse."""
+    return kind == "method" and method_num_trainable(name, config_dir) == 0
+
+
+def check_refused_under_words(tmp: Path, kind: str, name: str) -> None:
+    """A method with nothing to train under ``head=words`` is refused by ``validate_config``
+    (before anything loads), naming ``method=``."""
+    cfg = compose_run_config(tmp, overrides(kind, name, head="words"))
+    try:
+        validate_config(cfg)
+    except ConfigError as error:
+        assert "method=" in str(error) and "head=words" in str(error), str(error)
+    else:
+        raise AssertionError(f"{kind}={name} trains nothing under head=words, yet was accepted")
 
 
 @dataclasses.dataclass
@@ -103,11 +138,14 @@ class TinyRun:
     loop: TaskLoop
     results: dict[str, Any]
     config_dir: Path
+    head: str = "linear"
 
 
-def tiny_run(tmp: Path, kind: str, name: str, config_dir: Path = CONFIGS) -> TinyRun:
+def tiny_run(
+    tmp: Path, kind: str, name: str, config_dir: Path = CONFIGS, head: str = "linear"
+) -> TinyRun:
     """Run the baseline's 3 tasks and check what every run must give (module docstring)."""
-    cfg = compose_run_config(tmp, overrides(kind, name, config_dir), config_dir)
+    cfg = compose_run_config(tmp, overrides(kind, name, config_dir, head), config_dir)
     loop = TaskLoop(cfg, Path(cfg.paths.output_dir), InterruptGuard())
     saved = set(adapter_state_dict(loop.backbone))  # the method's own tensors may change
     base = {
@@ -118,12 +156,15 @@ def tiny_run(tmp: Path, kind: str, name: str, config_dir: Path = CONFIGS) -> Tin
     trains = any(p.requires_grad for p in loop.backbone.parameters())
     loop.run()
     results = write_run_report(cfg, loop.run_dir, loop.record, loop.context(), "completed")
-    label = f"{kind}={name}"
+    label = f"{kind}={name} head={head}"
     assert results["status"] == "completed", f"{label}: the run did not complete"
-    matrix = results["accuracy_matrix"]
-    assert all(v is not None for row in matrix for v in row), (
-        f"{label}: every task must be scored after every task; got {matrix}"
-    )
+    matrices = [results["accuracy_matrix"]]
+    if head == "words":  # the exact match is scored beside the rank classification
+        matrices.append(results["head"]["exact_match_matrix"])
+    for matrix in matrices:
+        assert all(v is not None for row in matrix for v in row), (
+            f"{label}: every task must be scored after every task; got {matrix}"
+        )
     now = dict(loop.backbone.named_parameters())
     moved = [n for n, before in base.items() if not torch.equal(before, now[n])]
     assert not moved, (
@@ -136,7 +177,7 @@ def tiny_run(tmp: Path, kind: str, name: str, config_dir: Path = CONFIGS) -> Tin
         assert ppl["after_task"] == [ppl["initial"]] * len(TASKS), (
             f"{label}: nothing in the backbone trains, so the LM perplexity must not change"
         )
-    return TinyRun(kind, name, cfg, loop, results, config_dir)
+    return TinyRun(kind, name, cfg, loop, results, config_dir, head)
 
 
 def assert_same(a: Any, b: Any, where: str) -> None:
@@ -162,10 +203,10 @@ def check_resume(tmp: Path, reference: TinyRun) -> None:
     resume it, and compare with the uninterrupted ``reference`` bit for bit."""
     from tests.pipeline.faults import SimulatedCrash
 
-    args = overrides(reference.kind, reference.name, reference.config_dir)
+    args = overrides(reference.kind, reference.name, reference.config_dir, reference.head)
     crash = CRASH % (TASKS[1], 3, tmp / "crashed")
     cfg = compose_run_config(tmp, [*args, crash], reference.config_dir)
-    label = f"{reference.kind}={reference.name}"
+    label = f"{reference.kind}={reference.name} head={reference.head}"
     try:
         run(cfg)
     except SimulatedCrash:
@@ -195,7 +236,7 @@ def round_trip(state: Any) -> Any:
 
 def check_reload(done: TinyRun) -> None:
     """What the run saved restores it (see the module docstring)."""
-    label = f"{done.kind}={done.name}"
+    label = f"{done.kind}={done.name} head={done.head}"
     loop = done.loop
     if done.kind == "strategy":
         last = load_task_checkpoint(task_checkpoint(loop.run_dir, len(TASKS) - 1))
