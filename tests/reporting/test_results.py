@@ -35,11 +35,31 @@ def test_schema_keys(make_results) -> None:
     results = make_results()
     assert (
         list(results)
-        == [*CORE_KEYS, "warnings", "label_balance", "validation", "probe"]
+        == [*CORE_KEYS, "warnings", "label_balance", "validation", "probe", "head"]
         == list(RESULT_KEYS)
     )
     assert set(results["perplexity"]) == {"initial", "after_task", "tokens"}
     assert validate_results(results) == []
+
+
+def test_the_words_section_carries_prompts_and_the_exact_match(make_results) -> None:
+    """head=words: em matrix padded to T rows, its BWT from the same formula as the acc's."""
+    tasks = make_results()["tasks"]
+    em = [[0.9, 0.1, 0.0], [0.5, 0.8, 0.2]]  # a stopped run: two of three rows
+    head = {
+        "name": "words",
+        "prompts": {
+            t: {"template": "{text} Answer:", "label_words": [" no", " yes"]} for t in tasks
+        },
+        "exact_match_matrix": em,
+        "initial_exact_match": [0.0, 0.1, 0.2],
+    }
+    results = make_results(head=head)
+    assert validate_results(results) == []
+    assert results["head"]["exact_match_matrix"][2] == [None, None, None]
+    assert results["head"]["exact_match_bwt"] == pytest.approx(0.5 - 0.9)  # R[1][0] - R[0][0]
+    broken = {**results, "head": {**results["head"], "exact_match_matrix": [[2.0]]}}
+    assert any("head.exact_match_matrix" in p for p in validate_results(broken))
 
 
 def test_metrics_are_computed_from_the_matrix(make_results) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 from torch import nn
 
-from curlora.models.heads import Head
+from curlora.models.heads.base import Head
 
 
 @dataclasses.dataclass

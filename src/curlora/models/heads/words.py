@@ -31,7 +31,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from curlora.checks.config import ConfigError
-from curlora.models.heads import Head, last_token_index
+from curlora.models.heads.base import Head, last_token_index
 
 
 def output_layer(backbone: nn.Module) -> nn.Module:
