@@ -309,6 +309,8 @@ class TaskLoop:
         for task, score in evaluation.scores.items():
             metrics[f"eval/{task}/acc"] = score.accuracy
             metrics[f"eval/{task}/top_class_share"] = score.top_class_share
+            if score.exact_match is not None:  # head=words: the whole-vocabulary exact match
+                metrics[f"eval/{task}/em"] = score.exact_match
         for task, score in evaluation.validation.items():
             metrics[f"eval/{task}/validation_acc"] = score.accuracy
         if evaluation.perplexity is not None:
