@@ -207,3 +207,22 @@ def test_unsupported_multi_process_settings_are_refused(run_config, overrides, w
         validate_config(run_config(*overrides))
     for word in words:
         assert word in str(error.value), str(error.value)
+
+
+@pytest.mark.slow  # two more runs, one of them with two processes: about a minute on 2 cores
+def test_two_processes_give_the_numbers_of_one_under_words(tmp_path: Path) -> None:
+    """head=words: the exact match is gathered over the processes like the accuracy (each
+    record scored once, the zero-shot row identical, later rows within rounding)."""
+    words = ["head=words", "method=lora"]
+    (tmp_path / "two").mkdir()
+    done = run_cli([*TWO_PROCESSES, *words], cwd=tmp_path / "two", timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    (two_dir,) = (tmp_path / "two" / "logs" / "runs").glob("*")
+    one_cfg = compose_run_config(tmp_path / "one", [*TINY, *words])
+    one, two = run(one_cfg), _results(two_dir)
+    assert two["initial_accuracy"] == one["initial_accuracy"]
+    assert two["head"]["initial_exact_match"] == one["head"]["initial_exact_match"]
+    for key, pick in (("accuracy", lambda r: r["accuracy_matrix"]),
+                      ("em", lambda r: r["head"]["exact_match_matrix"])):  # fmt: skip
+        for row_one, row_two in zip(pick(one), pick(two), strict=True):
+            assert row_two == pytest.approx(row_one, abs=ACC_TOL), key
