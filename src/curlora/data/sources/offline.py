@@ -34,8 +34,8 @@ duplicates stay together; the corpus by article), groups are ordered by the sha2
 ``TEST_FRACTION`` of the examples; the rest is ``train``. Where ``balance`` is true (WinoWhy
 and VitaminC by default), each split then keeps, per class, the examples with the smallest
 hashes up to the minority class's count. Labels: 1 = Republican / correct reason / SUPPORTS /
-positive, 0 = Democratic / incorrect / REFUTES / negative; VitaminC's NOT ENOUGH INFO and the snippets with a mean
-score of exactly 0 are dropped here (they are no class of a binary task).
+positive, 0 = Democratic / incorrect / REFUTES / negative; VitaminC's NOT ENOUGH INFO and the
+snippets with a mean score of exactly 0 are dropped here (they are no class of a binary task).
 
 The parsers are pure functions of the file's text so tests run them on small fixtures.
 """
@@ -70,7 +70,8 @@ SPLITS = ("train", "test")
 # Share of examples (of articles for the corpus) held out as ``test``; sized so each test
 # split is about the size of the paper's evaluation splits (408-872 examples).
 TEST_FRACTION = {
-    "convention": 0.2, "winowhy": 0.25, "vitaminc": 0.025, "movie_reviews": 0.1, "tweets": 0.2, "enwiki": 0.1,
+    "convention": 0.2, "winowhy": 0.25, "vitaminc": 0.025, "movie_reviews": 0.1, "tweets": 0.2,
+    "enwiki": 0.1,
 }  # fmt: skip
 
 _HUTTO = "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz!"
@@ -365,9 +366,7 @@ def _vitaminc_rows(folder: Path) -> tuple[list[Row], list[str], str]:
 
 
 def _convention_rows(folder: Path) -> tuple[list[Row], list[str], str]:
-    rows = parse_convention_speeches(
-        (folder / "political_data.csv").read_text(encoding="utf-8")
-    )
+    rows = parse_convention_speeches((folder / "political_data.csv").read_text(encoding="utf-8"))
     for r in rows:
         r["label"] = int(r["party"] == "republican")
     return rows, [r["speaker"] for r in rows], "text"
