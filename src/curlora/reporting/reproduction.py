@@ -140,6 +140,9 @@ def summary_block(
         status += ", **not finished: provisional**"
     tasks = settings[0].tasks if settings else []
     lines = [f"`{grid_name}` ({status}):", ""]
+    note = unserved_data_note(runs[0]) if runs else None
+    if note:
+        lines += [note, ""]
     if rows:
         lines += [markdown(["question", "answer", "numbers"], rows), ""]
     if settings:
@@ -173,6 +176,31 @@ def summary_block(
             "",
         ]
     return "\n".join(lines)
+
+
+def unserved_data_note(run: GridRun) -> str | None:
+    """One line naming the tasks of ``run`` whose archive the registry no longer serves: a
+    rerun from scratch needs the archive dropped in by hand (the stored results need none)."""
+    from curlora.data.sources.offline import NO_LONGER_SERVED, unserved_archive
+
+    specs = run.results["config"].get("data", {}).get("task_specs", {})
+    gone: dict[str, list[str]] = {}
+    for task in run.tasks:
+        source = (specs.get(task) or {}).get("source") or {}
+        asset = unserved_archive(str(source.get("dataset", "")))
+        if asset is not None and str(source.get("_target_", "")).endswith(".OfflineTask"):
+            gone.setdefault(asset.filename, []).append(task)
+    if not gone:
+        return None
+    named = "; ".join(
+        f"{', '.join(tasks)}: `{name}` (not served since {NO_LONGER_SERVED[name]})"
+        for name, tasks in gone.items()
+    )
+    return (
+        f"Data no longer served by the package registry — {named}. This report rebuilds "
+        "from the committed results; rerunning the grid from scratch needs the archive "
+        "dropped into `<cache>/downloads/` by hand."
+    )
 
 
 def _seeds_of(setting: Setting) -> str:
@@ -211,6 +239,7 @@ def write_report(root: Path, report_dir: Path, grid_name: str, command: str) -> 
             else ""
         ),
         "",
+        *([note, ""] if (note := unserved_data_note(runs[0])) else []),
         *_rules_text(rules),
         "## Learning rates chosen on validation",
         "",

