@@ -11,6 +11,7 @@ from tests.conftest import CONFIG_DIR, compose_run_config
 
 GROUPS = [
     "method",
+    "head",
     "model",
     "data",
     "strategy",
