@@ -36,3 +36,21 @@ def test_grid_throughput_prints_the_ceiling_the_step_rates_and_the_ratio(tmp_pat
     assert len(steps) == 2 and all("of the matmul rate" in line for line in steps)
     ratio = float(lines[-1].rsplit("ratio ", 1)[1])
     assert ratio > 0
+
+
+def test_words_head_benchmark_prints_both_ratios(tmp_path: Path) -> None:
+    """benchmarks/words_head.py on the tiny model, one round: a training-step line and an
+    evaluation line, each with two positive words/linear ratios."""
+    script = BENCHMARK.with_name("words_head.py")
+    command = [sys.executable, str(script), "--rounds", "1", "--threads", "1"]
+    command += ["--cache-dir", str(tmp_path / "cache")]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [line for line in done.stdout.splitlines() if "words/linear" in line]
+    assert [line.split(",")[0].split(" (")[0] for line in lines] == [
+        "training step",
+        "evaluation point",
+    ]
+    for line in lines:
+        ratios = [float(part.split()[0].rstrip(",")) for part in line.split(" x")[1:]]
+        assert len(ratios) == 2 and all(r > 0 for r in ratios), line
