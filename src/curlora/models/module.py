@@ -123,6 +123,9 @@ class ContinualLitModule(L.LightningModule):
     def on_fit_start(self) -> None:
         # Stale gradients from the previous task must not reach the new optimizer.
         self.zero_grad(set_to_none=True)
+        method = applied_method(self.backbone)
+        if method is not None:  # data-dependent parts of the method (InfLoRA's factors)
+            method.prepare_task(self.backbone, self.current_task, self._datamodule())
         self.strategy.on_task_start(self, self.current_task, self._datamodule())
 
     def on_fit_end(self) -> None:
