@@ -1,6 +1,6 @@
 """InfLoRA: a branch per task, its input factor fixed off the earlier tasks' input subspace.
 
-Sources: Liang & Li 2024 (arXiv 2404.00228) eq. 10–12 (B_t from the new task's inputs
+Sources: Liang & Li 2024 (arXiv 2404.00228), its design of B_t (from the new task's inputs
 projected off the old subspace; only A_t trains); GPM (Saha et al. 2021) for the memory's
 energy criterion. Numbers by hand below.
 """

@@ -1,6 +1,6 @@
 """MiLoRA: B·A starts as W's r minor singular components, the base keeps the principal rest.
 
-Source: Wang et al. 2025 (arXiv 2406.09044) eq. 3–5: W_p = U_p Σ_p V_pᵀ,
+Source: Wang et al. 2025 (arXiv 2406.09044), its initialisation: W_p = U_p Σ_p V_pᵀ,
 A_m = √Σ_m V_mᵀ, B_m = U_m √Σ_m, so W_p + B_m A_m = W.
 """
 

@@ -1,7 +1,8 @@
 """I-LoRA: an EMA slow learner, a hidden-state consistency loss on replayed examples.
 
-Source: Ren et al. 2024 (arXiv 2402.18865) eq. 6 (θ_s ← λθ_s + (1 − λ)θ_w) and eq. 7
-(MSE between the learners' hidden states on buffer examples). Numbers by hand below.
+Source: Ren et al. 2024 (arXiv 2402.18865): the EMA θ_s ← λθ_s + (1 − λ)θ_w and the
+consistency term (MSE between the learners' hidden states on buffer examples). Numbers by
+hand below.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """MIGU: only the rows of a linear layer with the largest outputs on the batch learn.
 
-Source: Du et al. 2024 (arXiv 2406.17245), §3: M_i = 1 when the L1-normalised output
+Source: Du et al. 2024 (arXiv 2406.17245), its method: M_i = 1 when the L1-normalised output
 magnitude of row i is in the layer's top ratio; ∇W_i ← M_i ∇W_i. Numbers by hand below.
 """
 

@@ -17,8 +17,8 @@ adapters, one per task (as O-LoRA), so B_t is PEFT's ``lora_A[t]`` and A_t PEFT'
    such that tr(MᵀCM) + Σ_{i≤k} λ_i ≥ ε · tr(C)  (ε = ``threshold``, the share of the
    task's input energy the memory must hold). DualGPM stores M's complement instead when
    that is smaller: a memory saving with the same projection, not done here.
-3. B_t = the top-r eigenvectors of (I − MMᵀ) C_t (I − MMᵀ), as rows (paper eq. 10–12: B_t
-   spans the part of the new task's input/gradient subspace orthogonal to the old one).
+3. B_t = the top-r eigenvectors of (I − MMᵀ) C_t (I − MMᵀ), as rows (the paper's design:
+   B_t spans the part of the new task's input/gradient subspace orthogonal to the old one).
    Hence B_t M = 0 and for an input x in span(M) the branch adds s A_t B_t x = 0 whatever A_t
    learns: no interference with what earlier tasks' inputs span (up to the ε left out).
 

@@ -4,7 +4,7 @@ the r *minor* singular components of W, the frozen base keeping the principal re
 
 With W = U Σ Vᵀ (out × in, singular values in descending order) split into the principal
 part (the first min(out, in) − r components) and the minor part (the last r), MiLoRA's
-initialisation (paper eq. 3–5) is
+initialisation (the paper's method section) is
 
     W_p = U_p Σ_p V_pᵀ                  (the frozen base layer from now on)
     A_m = √Σ_m V_mᵀ      (r × in)       B_m = U_m √Σ_m      (out × r)

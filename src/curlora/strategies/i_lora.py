@@ -6,12 +6,12 @@ loss on replayed examples.
 The fast learner θ_w is the live adapter: it trains on the current task's batches plus
 replayed batches of earlier tasks (this framework's experience replay, :class:`Replay`:
 one reservoir per past task, each replayed batch scored by its own head). After every
-optimizer step the slow learner θ_s follows it (paper eq. 6, the interpolation):
+optimizer step the slow learner θ_s follows it (the paper's interpolation of the two learners):
 
     θ_s ← λ · θ_s + (1 − λ) · θ_w                                      (λ = ``ema_decay``)
 
 and every training batch adds the consistency loss on the replayed examples x_b
-(paper eq. 7, mean squared error between the two learners' hidden states)
+(the paper's consistency term, a mean squared error between the two learners' hidden states)
 
     γ · mean_past tasks  MSE( h(x_b; θ_w), stopgrad h(x_b; θ_s) )       (γ = ``consistency_weight``)
 
