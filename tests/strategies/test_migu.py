@@ -65,3 +65,32 @@ def test_a_ratio_outside_0_1_is_refused() -> None:
     for bad in (0.0, -0.1, 1.5):
         with pytest.raises(ValueError, match=rf"strategy.top_ratio={bad!r} is not valid"):
             MIGU(top_ratio=bad)
+
+
+def test_with_peft_lora_each_lora_b_keeps_the_top_half_of_its_rows() -> None:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from curlora.adapters import apply_adapter
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
+    model = Stand()
+    model.backbone = LlamaForCausalLM(config)
+    apply_adapter(model.backbone, {"_target_": "curlora.adapters.lora.LoRAMethod", "rank": 4})
+    migu = MIGU(top_ratio=0.5)
+    migu.on_task_start(model, "a", None)
+    ids = torch.randint(0, 64, (2, 5), generator=torch.Generator().manual_seed(1))
+    model.backbone(ids).logits.pow(2).mean().backward()
+    lora_b = {n: m for n, m in model.backbone.named_modules() if n.endswith("lora_B.default")}
+    assert len(lora_b) == 3  # q, k, v
+    for name, layer in lora_b.items():
+        # B = 0 at init: ∂/∂B = (∂L/∂y)ᵀ (A x) is dense, so exactly ⌈0.5 · out⌉ rows survive.
+        rows = int((layer.weight.grad.abs().sum(dim=1) > 0).sum())
+        assert rows == layer.weight.shape[0] // 2, name
