@@ -47,6 +47,10 @@ def test_a_linear_merge_of_two_known_adapters_is_their_weighted_sum() -> None:
         [{"l.lora_A.default.weight": a1}, {"l.lora_A.default.weight": a2}], [0.25, 0.75], "linear"
     )
     assert torch.allclose(merged["l.lora_A.default.weight"], (0.5 + 2 * 0.75**0.5) * a1)
+    # A buffer is state, not a weight: the last task's value (InfLoRA's memory, indices).
+    memory = [{"l.memory": torch.tensor([1.0])}, {"l.memory": torch.tensor([2.0])}]
+    merged = merge_states(memory, [0.5, 0.5], "linear", buffers=frozenset({"l.memory"}))
+    assert torch.equal(merged["l.memory"], torch.tensor([2.0]))
 
 
 @pytest.mark.parametrize(

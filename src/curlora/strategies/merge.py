@@ -20,7 +20,9 @@ factors get sign(w_i)·√|w_i| and √|w_i| and s · B_m A_m is PEFT's merged �
 ``linear`` that is s · Σ_ij √(w_i w_j) B_i A_j, not Σ_i w_i s B_i A_i: PEFT calls it a rough
 approximation. For an adapter linear in its one trainable tensor (CURLoRA's
 ΔW = α C U R) the linear merge is exact: Σ_i w_i ΔW_i. A tensor equal in every task's
-adapter (CURLoRA's indices, MiCA's frozen B) is no task's update and is kept as it is.
+adapter (MiCA's frozen B) is no task's update and is kept as it is; a buffer (CURLoRA's
+indices, InfLoRA's memory of earlier tasks' inputs) is state, not a weight: the last task's
+is kept.
 
 With one task there is nothing to merge with: its adapter is scaled by w (PEFT switches
 to ``linear`` for one adapter too). DARE's random masks come from the global RNG inside
@@ -66,15 +68,20 @@ def merge_states(
     combination: str,
     density: float = 1.0,
     majority_sign_method: str = "total",
+    buffers: frozenset[str] = frozenset(),
 ) -> State:
     """One adapter state from several (same keys and shapes), tensor by tensor (module
-    docstring). Float tensors merge in float32 and come back in their own dtype."""
+    docstring); the keys in ``buffers`` take the last state's value. Float tensors merge in
+    float32 and come back in their own dtype."""
     if combination not in COMBINATIONS:
         raise ValueError(f"combination={combination!r} is not valid; valid: {COMBINATIONS}")
     if len(states) == 1:
         combination = "linear"  # as add_weighted_adapter: nothing to elect signs against
     merged: State = {}
     for key, first in states[0].items():
+        if key in buffers:
+            merged[key] = states[-1][key].clone()
+            continue
         tensors = [state[key] for state in states]
         same = all(torch.equal(first, t) for t in tensors[1:])
         if not first.is_floating_point() or (same and len(states) > 1):
@@ -143,16 +150,23 @@ class Merge(Strategy):
         if task in self.adapters:
             return  # a resumed run repeating the hook: the live adapter is the merge already
         self.adapters[task] = _copy(module)
-        load_adapter_state_dict(module.backbone, self.merged())
+        buffers = frozenset(name for name, _ in module.backbone.named_buffers())
+        load_adapter_state_dict(module.backbone, self.merged(buffers))
 
-    def merged(self) -> State:
-        """The merge of every finished task's adapter, in training order (on the CPU)."""
+    def merged(self, buffers: frozenset[str] = frozenset()) -> State:
+        """The merge of every finished task's adapter, in training order (on the CPU);
+        ``buffers``: the adapter-state keys that are buffers (the last task's is kept)."""
         states = list(self.adapters.values())
         w = self.weight if self.weight is not None else 1.0 / len(states)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed + len(states))
             return merge_states(
-                states, [w] * len(states), self.combination, self.density, self.majority_sign_method
+                states,
+                [w] * len(states),
+                self.combination,
+                self.density,
+                self.majority_sign_method,
+                buffers,
             )
 
     def state_dict(self) -> dict[str, Any]:
