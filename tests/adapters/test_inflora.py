@@ -92,3 +92,18 @@ def test_bad_settings_are_refused(method_cfg, tiny_config) -> None:
         validate_method(method_cfg("inflora", threshold=0.0), shapes)
     with pytest.raises(ValueError, match=r"samples=0 is not valid"):
         validate_method(method_cfg("inflora", samples=0), shapes)
+
+
+def test_the_module_hands_the_task_data_to_prepare_task(make_model, method_cfg, monkeypatch):
+    # The training module calls prepare_task at the start of each task's fit, with its data.
+    from curlora.models.module import ContinualLitModule
+
+    backbone = make_model()
+    apply_adapter(backbone, method_cfg("inflora", rank=2))
+    module = ContinualLitModule(backbone, {t: 2 for t in TASKS}, optimizer=torch.optim.SGD)
+    monkeypatch.setattr(module, "_datamodule", TaskData)
+    module.set_task("reviews")
+    module.on_fit_start()
+    layers = applied_method(backbone).adapter_layers(backbone)
+    assert all(layer.lora_A["reviews"].weight.any() for layer in layers.values())
+    assert not any(layer.lora_A["moods"].weight.any() for layer in layers.values())

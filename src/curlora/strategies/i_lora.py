@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from curlora import checks
 from curlora.strategies.base import (
     Batch,
     ContinualModel,
@@ -94,9 +95,9 @@ class ILoRA(Replay):
         consistency_weight: float = 1.0,
     ) -> None:
         super().__init__(buffer_size, replay_batch_size, seed)
-        self.ema_decay = check_float("ema_decay", ema_decay, 0.0, 1.0)
-        if self.ema_decay == 1.0:
-            raise ValueError("strategy.ema_decay=1.0 is not valid; valid: a number in [0, 1)")
+        self.ema_decay = float(
+            checks.check_real("strategy.ema_decay", ema_decay, 0.0, 1.0, high_open=True)
+        )
         self.consistency_weight = check_float("consistency_weight", consistency_weight, 0.0)
         self._slow: Tensors = {}  # θ_s by the module's parameter name
         self._parked: Tensors = {}  # θ_w while θ_s is loaded between tasks
