@@ -220,8 +220,9 @@ class AdapterMethod:
         ``requires_grad``). Default: nothing changes between tasks."""
 
     def prepare_task(self, model: nn.Module, task: str, data: Any) -> None:
-        """Called when ``task``'s training starts (after :meth:`begin_task` and after the
-        optimizer was built; before the strategy's ``on_task_start`` and the first batch),
+        """Called when ``task``'s training starts (after :meth:`begin_task`, the optimizer
+        and the strategy's ``on_task_start``, which may reset the adapter to its initial
+        state, as ``separate`` and ``merge`` do; before the first batch),
         with the data: anything with ``train_examples(task)`` and ``collate(examples)``
         (the ``TaskSequenceDataModule``; None when the module runs without a trainer). A
         method may set the values of parameters that do not train from the data here

@@ -29,7 +29,9 @@ the buffers ``inflora_memory`` (in × in, the first ``inflora_rank`` columns use
 it; that is in² floats per adapted layer (SmolLM2's q/v: 60 × 576² · 4 B ≈ 80 MB).
 
 The data arrive through :meth:`AdapterMethod.prepare_task` (called at the start of each
-task's training, again when a run resumes inside it: a B_t already set is kept).
+task's training, again when a run resumes inside it: a B_t already set is kept). A
+strategy that resets the adapter at each task start (``separate``, ``merge``) resets the
+memory with it; it is then rebuilt from the earlier tasks' inputs through the reset model.
 """
 
 from __future__ import annotations

@@ -123,10 +123,10 @@ class ContinualLitModule(L.LightningModule):
     def on_fit_start(self) -> None:
         # Stale gradients from the previous task must not reach the new optimizer.
         self.zero_grad(set_to_none=True)
-        method = applied_method(self.backbone)
-        if method is not None:  # data-dependent parts of the method (InfLoRA's factors)
-            method.prepare_task(self.backbone, self.current_task, self._datamodule())
         self.strategy.on_task_start(self, self.current_task, self._datamodule())
+        method = applied_method(self.backbone)
+        if method is not None:  # after a strategy that resets the adapter (separate, merge)
+            method.prepare_task(self.backbone, self.current_task, self._datamodule())
 
     def on_fit_end(self) -> None:
         self.strategy.on_task_end(self, self.current_task, self._datamodule())
