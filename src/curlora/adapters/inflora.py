@@ -130,10 +130,11 @@ class InfLoRAMethod(OLoRAMethod):
             for layer in self._layers.values():
                 for task in self.tasks:  # unset until its task: the branch adds exact zeros
                     layer.lora_A[task].weight.zero_()
-                width = layer.base_layer.weight.shape[1]  # in
-                layer.register_buffer(MEMORY, torch.zeros(width, width))
-                layer.register_buffer(RANK, torch.zeros((), dtype=torch.long))
-                layer.register_buffer(FOLDED, torch.zeros((), dtype=torch.long))
+                width = layer.in_features  # PEFT's: also right for a packed 4-bit weight
+                device = layer.lora_A[self.tasks[0]].weight.device
+                layer.register_buffer(MEMORY, torch.zeros(width, width, device=device))
+                layer.register_buffer(RANK, torch.zeros((), dtype=torch.long, device=device))
+                layer.register_buffer(FOLDED, torch.zeros((), dtype=torch.long, device=device))
 
     def trainable_parameters(self, model: nn.Module) -> list[tuple[str, nn.Parameter]]:
         """The current task's A_t (PEFT's ``lora_B``) in every adapted layer."""
@@ -169,7 +170,7 @@ class InfLoRAMethod(OLoRAMethod):
                 rank = int(getattr(layer, RANK))
                 memory = getattr(layer, MEMORY)
                 basis = memory[:, :rank].double()
-                grown = grow_basis(covs[name], basis, self.threshold)
+                grown = grow_basis(covs[name].to(basis.device), basis, self.threshold)
                 memory[:, : grown.shape[1]] = grown.to(memory.dtype)
                 getattr(layer, RANK).fill_(grown.shape[1])
                 getattr(layer, FOLDED).add_(1)
@@ -177,7 +178,7 @@ class InfLoRAMethod(OLoRAMethod):
         with torch.no_grad():
             for name, layer in layers.items():
                 basis = getattr(layer, MEMORY)[:, : int(getattr(layer, RANK))].double()
-                factor = input_factor(covs[name], basis, self.rank)  # (r, in)
+                factor = input_factor(covs[name].to(basis.device), basis, self.rank)  # (r, in)
                 weight = layer.lora_A[task].weight
                 weight.copy_(factor.to(weight.dtype))
 
@@ -189,10 +190,7 @@ class InfLoRAMethod(OLoRAMethod):
         device = next(model.parameters()).device
         covs = {
             name: torch.zeros(
-                layer.base_layer.weight.shape[1],
-                layer.base_layer.weight.shape[1],
-                dtype=torch.float64,
-                device=device,
+                layer.in_features, layer.in_features, dtype=torch.float64, device=device
             )
             for name, layer in self._layers.items()
         }
