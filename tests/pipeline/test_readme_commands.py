@@ -57,6 +57,10 @@ RUN_ELSEWHERE = {
         "tests.pipeline.test_task_orders",
         "ORDER_SWEEP",
     ),
+    "python train.py -m strategy=merge strategy.combination=linear,ties,dare_ties": (
+        "tests.pipeline.test_merge_sweep",
+        "MERGE_SWEEP",
+    ),
 }
 
 
