@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TASKS = {"winowhy": 1000, "movie_reviews": 400, "tweets": 400}  # CPU default train_limit
+TASKS = {"convention": 1000, "movie_reviews": 400, "tweets": 400}  # CPU default train_limit
 
 
 def matmul_rate(threads: int, size: int = 1024, seconds: float = 3.0) -> float:

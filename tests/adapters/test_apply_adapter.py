@@ -23,7 +23,7 @@ METHODS = sorted(p.stem for p in METHOD_DIR.glob("*.yaml"))
 
 QKV = ("q_proj", "k_proj", "v_proj")
 # LoRA with another init or DoRA: they start at the base only up to rounding.
-LORA_VARIANTS = ("pissa", "mica", "olora", "dora")
+LORA_VARIANTS = ("pissa", "mica", "olora", "dora", "milora")
 
 
 @pytest.mark.parametrize("name", [m for m in METHODS if m not in ("osf", *LORA_VARIANTS)])

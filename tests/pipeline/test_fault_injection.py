@@ -88,6 +88,9 @@ NOT_DRIVEN = {
     "of their PROVENANCE.json before any read (test_assets: damaged files are re-extracted); "
     "the real archives are not fetched in the fast tests",
     ("data/sources/offline.py", "_winowhy_rows"): "as _vitaminc_rows",
+    ("data/sources/offline.py", "_convention_rows"): "as _vitaminc_rows",
+    ("data/served.py", "default_assets"): "reads the package's own shipped configs (the "
+    "default data and model), never a run's or a received file; tests/data/test_served.py",
     ("data/sources/offline.py", "_vader_rows.rows_of"): "as _vitaminc_rows",
     ("data/sources/offline.py", "OfflineCorpus.load"): "as _vitaminc_rows",
 }

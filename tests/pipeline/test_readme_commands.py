@@ -33,6 +33,7 @@ EXPECTED: dict[str, tuple[int, int]] = {
     "python train.py debug=fast": (0, 1),
     "python train.py hparams_search=ewc_lambda": (0, 5),
     "python train.py -m order=paper,reversed,rotated": (0, 3),
+    "python train.py -m strategy=merge strategy.combination=linear,ties,dare_ties": (0, 3),
     "python train.py resume=logs/runs/<run dir>": (0, 0),  # the run above: already complete
     "python train.py trainer=gpu model.gradient_checkpointing=true": (2, 0) if NO_GPU else (0, 1),
     "python train.py experiment=paper trainer.precision=bf16-mixed": (2, 0) if NO_GPU else (0, 1),
@@ -56,6 +57,10 @@ RUN_ELSEWHERE = {
     "python train.py -m order=paper,reversed,rotated": (
         "tests.pipeline.test_task_orders",
         "ORDER_SWEEP",
+    ),
+    "python train.py -m strategy=merge strategy.combination=linear,ties,dare_ties": (
+        "tests.pipeline.test_merge_sweep",
+        "MERGE_SWEEP",
     ),
 }
 

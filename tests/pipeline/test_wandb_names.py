@@ -11,7 +11,7 @@ from tests.conftest import compose_run_config
 CURLORA = {"name": "curlora", "rank": 16}
 SEQUENTIAL = {"_target_": "curlora.strategies.sequential.Sequential"}
 EWC = {"_target_": "curlora.strategies.ewc.EWC"}
-TASKS = ["winowhy", "movie_reviews", "tweets"]
+TASKS = ["convention", "movie_reviews", "tweets"]
 
 
 def test_names_carry_method_rank_strategy_order_lr_and_seed() -> None:

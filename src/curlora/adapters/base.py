@@ -13,6 +13,8 @@ What a method overrides (everything else has a working default):
 - ``delta_factors(layer)``: (P, Q) with ΔW = P Q for one adapter layer (diagnostics).
 - ``begin_task(model, task)`` / ``extra_loss(model)``: for methods that change with the
   task (O-LoRA: a new adapter per task and a penalty between them); no-ops by default.
+- ``prepare_task(model, task, data)``: for methods that read the task's data before it
+  trains (InfLoRA: a frozen factor from the task's input subspace); a no-op by default.
 
 Adapter layers are the modules holding a ``base_layer`` (ours and PEFT's tuner layers).
 """
@@ -216,6 +218,18 @@ class AdapterMethod:
         """Called before ``task`` trains (and again when a run resumes inside it), before
         the optimizer is built: a method may change which of its parameters train (their
         ``requires_grad``). Default: nothing changes between tasks."""
+
+    def prepare_task(self, model: nn.Module, task: str, data: Any) -> None:
+        """Called when ``task``'s training starts (after :meth:`begin_task`, the optimizer
+        and the strategy's ``on_task_start``, which may reset the adapter to its initial
+        state, as ``separate`` and ``merge`` do; before the first batch),
+        with the data: anything with ``train_examples(task)`` and ``collate(examples)``
+        (the ``TaskSequenceDataModule``; None when the module runs without a trainer). A
+        method may set the values of parameters that do not train from the data here
+        (InfLoRA). Called again when a run resumes inside ``task``, after the adapter state
+        was restored: a method must then keep what it restored, and whatever it must carry
+        between tasks belongs in its adapter state (buffers of its adapter layers), the
+        only method state a checkpoint holds. Default: nothing."""
 
     def extra_loss(self, model: nn.Module) -> torch.Tensor | None:
         """A scalar the method adds to every training batch's loss (e.g. a penalty tying

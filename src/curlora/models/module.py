@@ -142,6 +142,9 @@ class ContinualLitModule(L.LightningModule):
         # Stale gradients from the previous task must not reach the new optimizer.
         self.zero_grad(set_to_none=True)
         self.strategy.on_task_start(self, self.current_task, self._datamodule())
+        method = applied_method(self.backbone)
+        if method is not None:  # after a strategy that resets the adapter (separate, merge)
+            method.prepare_task(self.backbone, self.current_task, self._datamodule())
 
     def on_fit_end(self) -> None:
         self.strategy.on_task_end(self, self.current_task, self._datamodule())

@@ -101,6 +101,10 @@ class ContinualModel(Protocol):
         """Logits of ``task``'s head: [B, num_classes] (backbone + that head)."""
         ...
 
+    def features(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """What every head reads: [B, H] (the final hidden state of the last token)."""
+        ...
+
     def trainable_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
         """The parameters that train (adapter + heads): the ones the optimizer receives."""
         ...
