@@ -21,8 +21,9 @@ ones a baseline needs. In the order a run calls them:
    b. For each training batch, inside ``training_step``:
       ``extra_batches(module, task, batch)`` → ``[(past_task, batch), ...]`` scored with
       that past task's own loss (its head's cross-entropy; under ``head=words`` the answer
-      tokens' causal-LM loss) and added to the loss (e.g. experience replay), then ``extra_loss(module, task, batch, logits)`` → a scalar added to the
-      loss, or None (e.g. the EWC penalty, the LwF distillation term).
+      tokens' causal-LM loss) and added to the loss (e.g. experience replay), then
+      ``extra_loss(module, task, batch, logits)`` → a scalar added to the loss, or None
+      (e.g. the EWC penalty, the LwF distillation term).
    c. After each optimizer step: ``on_optimizer_step(module, task, step)`` with an
       :class:`OptimizerStep`: the parameters' values before the step, and ``.grad`` of
       every trainable parameter still holding the gradient the step used (the next

@@ -76,6 +76,11 @@ def consistency_loss(fast: list[torch.Tensor], slow: list[torch.Tensor]) -> torc
 class ILoRA(Replay):
     """I-LoRA: replay + an EMA slow learner + a consistency loss; evaluated with the slow one.
 
+    Under each head: the replayed batches add their task's loss (``linear``: the head's
+    cross-entropy; ``words``: the answer tokens' causal-LM loss), and the consistency loss
+    compares ``module.features``, the hidden state where the head reads (``linear``: the last
+    text token; ``words``: the answer position).
+
     Args:
         buffer_size, replay_batch_size, seed: as :class:`Replay` (the replayed examples).
         ema_decay: λ ∈ [0, 1) in θ_s ← λ θ_s + (1 − λ) θ_w after every optimizer step.

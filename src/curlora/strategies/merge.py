@@ -102,6 +102,9 @@ def merge_states(
 class Merge(Strategy):
     """A fresh adapter per task; after each task, all trained ones merged into one.
 
+    It never reads a head: the same under ``head=linear`` and ``head=words`` (where every
+    task answers through the shared frozen LM head with the merged adapter).
+
     Args:
         combination: ``linear`` (task arithmetic), ``ties`` or ``dare_ties``
             (PEFT's ``add_weighted_adapter`` combination types).

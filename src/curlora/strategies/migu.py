@@ -66,6 +66,9 @@ def output_magnitude(output: torch.Tensor) -> torch.Tensor:
 class MIGU(Strategy):
     """Magnitude-based gradient updating: only the top-ρ output rows of each layer learn.
 
+    It reads the gradients of whatever the module trains on: the head's cross-entropy under
+    ``head=linear``, the answer tokens' causal-LM loss under ``head=words``.
+
     Args:
         top_ratio: ρ ∈ (0, 1], the share of each layer's output rows whose gradient is
             kept (1: plain sequential training). Default 0.5, a round value, not the
