@@ -130,3 +130,13 @@ def test_the_command_line_refuses_a_short_word_list_in_one_line(tmp_path: Path) 
     assert not (tmp_path / "logs" / "runs").exists() or not any(
         (tmp_path / "logs" / "runs").iterdir()
     )
+
+
+def test_a_bad_head_setting_is_refused_before_anything_loads(tmp_path: Path) -> None:
+    from curlora.checks.config import ConfigError, validate_config
+
+    cfg = _tiny(tmp_path)
+    with open_dict(cfg):
+        cfg.head.name = {"not": "valid"}
+    with pytest.raises(ConfigError, match="name="):
+        validate_config(cfg, check_model=False)

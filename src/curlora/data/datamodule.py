@@ -258,7 +258,8 @@ class TaskSequenceDataModule(L.LightningDataModule):
     ) -> tuple[list[Example], int]:
         """head=words: the template with the text filled in, then the label word's tokens.
         A prompt too long for ``max_length`` keeps its beginning and the template's text
-        after the last placeholder (the question right before the answer)."""
+        after the last placeholder (the question right before the answer). ``append_eos``
+        does not apply: the answer's last token ends the sequence."""
         assert self.answer_tokens is not None and spec.template is not None
         answers = self.answer_tokens[spec.name]
         prompts = [

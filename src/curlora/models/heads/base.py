@@ -29,6 +29,10 @@ class Head:
 
     name: str = "linear"
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"name={self.name!r} is not valid; valid: the head's name")
+
     def prepare_backbone(self, backbone: nn.Module) -> int:
         """Adjust what trains in the adapted backbone; returns how many parameters it froze."""
         return 0
