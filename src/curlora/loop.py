@@ -68,7 +68,7 @@ from curlora.run.state import (
     write_progress,
 )
 from curlora.strategies import build_strategy
-from curlora.strategies.base import eval_mode
+from curlora.strategies.base import eval_mode, head_param_ids
 
 log = logging.getLogger("curlora")
 
@@ -434,7 +434,8 @@ class TaskLoop:
         """Copies of the shared (non-head) trainable tensors, to see whether they moved;
         None when there are none or they are too large to copy cheaply (full fine-tuning
         of a large model)."""
-        shared = [(n, p) for n, p in self.module.trainable_named_parameters() if "heads." not in n]
+        heads = head_param_ids(self.module)
+        shared = [(n, p) for n, p in self.module.trainable_named_parameters() if id(p) not in heads]
         if not shared or sum(p.numel() for _, p in shared) > 50_000_000:
             return None
         return {n: p.detach().clone() for n, p in shared}
