@@ -180,3 +180,16 @@ def test_heads_are_told_apart_by_identity_not_by_name() -> None:
         f"{offenders} filter parameters by the name prefix 'heads.'; use "
         "curlora.strategies.base.head_param_ids (identity)"
     )
+
+
+@pytest.mark.parametrize("kind", kit.KINDS)
+def test_every_baseline_has_a_row_in_the_readme_table(kind: str) -> None:
+    # README "Methods and strategies": one table per kind, one row per YAML (what a user
+    # reads to choose), and no row for a baseline that no longer exists.
+    section = (REPO_ROOT / "README.md").read_text().split("## Methods and strategies", 1)[1]
+    table = section.split(f"| `{kind}` (", 1)[1].split("\n\n", 1)[0]
+    rows = set(re.findall(r"^\| `([a-z0-9_]+)` \|", table, flags=re.M))
+    yamls = set(kit.discover(kind))
+    assert rows == yamls, (
+        f"README's {kind} table: add rows for {sorted(yamls - rows)}, remove {sorted(rows - yamls)}"
+    )
