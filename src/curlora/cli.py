@@ -13,7 +13,8 @@ Exit codes (also in the README):
     5    an output could not be written (disk full, read-only, permissions): one line names
          the file and the cause
     130  interrupted by SIGINT (Ctrl+C); 143 interrupted by SIGTERM (e.g. SLURM pre-emption)
-         — results.json and the checkpoints are saved: ``resume=<run dir>`` continues
+         — results.json and the checkpoints are saved: ``resume=<run dir>`` continues. A
+         SIGTERM after the run completed interrupts nothing: exit 0, and a line says so
 
 In a multirun, a job that fails is recorded and the sweep goes on; at the end one line per
 job that did not complete, and exit code 1. An interrupt stops the whole sweep.
@@ -159,9 +160,11 @@ def main() -> None:
     # traceback for each. The run's own error line (exit 5) says what could not be written.
     logging.raiseExceptions = False
     import signal
+    import threading
 
     late = SignalRecorder()
-    signal.signal(signal.SIGTERM, late)
+    if threading.current_thread() is threading.main_thread():  # signal.signal's own rule
+        signal.signal(signal.SIGTERM, late)
     from curlora.composition import check_command_line
 
     problem = check_command_line(sys.argv[1:])
