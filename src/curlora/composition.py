@@ -5,8 +5,10 @@ it before the run's own checks start, and it reports its composition errors (an 
 choice ``strategy=sii``, an unknown key ``optimizer.lrr=1``, a malformed override) as a
 multi-line message with exit code 1. :func:`check_command_line` composes every job's config
 first with Hydra's compose API, so those errors become one line naming the key (exit 2 in
-``curlora.cli``), and checks that the directory Hydra is about to create can be created: a
-run directory that is a file, or a read-only place, is refused before anything is written.
+``curlora.cli``; an unknown key with the valid keys of its node, where Hydra would advise
+adding it with ``+``), and checks that the directory Hydra is about to create can be
+created: a run directory that is a file, or a read-only place, is refused before anything
+is written, and so is a ``hydra.job.name`` that cannot name Hydra's log file.
 """
 
 from __future__ import annotations
