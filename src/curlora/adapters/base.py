@@ -11,7 +11,7 @@ What a method overrides (everything else has a working default):
 - ``inject(model)``: replace modules in place (no freezing: ``apply_adapter`` freezes).
 - ``trainable_parameters(model)``: (name, parameter) pairs that train; ``apply_adapter``
   freezes every other backbone parameter. Default: the adapter layers' own parameters
-  (not their ``base_layer``'s); ``full``, TinyLoRA and O-LoRA override it.
+  (not their ``base_layer``'s); e.g. ``full``, TinyLoRA and O-LoRA override it.
 - ``num_trainable(shapes)``: the trainable-parameter count implied by the Linear shapes.
 - ``delta_factors(layer)``: (P, Q) with ΔW = P Q for one adapter layer (diagnostics).
 - ``begin_task(model, task)`` / ``extra_loss(model)``: for methods that change with the
