@@ -1,7 +1,8 @@
 """A new baseline is one file + one YAML: the contract kit tests it with no other edit.
 
-A throwaway strategy (with a step hook and checkpoint hooks) and a throwaway method (a PEFT option on LoRA) are written into a temporary package, their
-YAMLs into a copy of ``configs/``; a fresh pytest then runs the unmodified contract tests
+A throwaway strategy (with a step hook and checkpoint hooks) and a throwaway method (a
+PEFT option on LoRA) are written into a temporary package, their YAMLs into a copy of
+``configs/``; a fresh pytest then runs the unmodified contract tests
 (``tests/contract``) on that copy and must collect and pass the new baselines' tests.
 """
 
