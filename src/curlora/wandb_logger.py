@@ -22,6 +22,8 @@ the run's files as one artifact.
   after the last checkpoint; what earlier sessions logged (the highest training step and
   evaluation point) is kept in the run's state, and a resumed session does not log those
   again (W&B would show each twice, or drop them as "older than the current step").
+  Rows wandb was handed but had not written when the process was killed are lost with
+  it; they are not sent again.
 - **Artifact** (:meth:`log_run_artifact`): ``results.json``, the resolved config, the
   plots, the heads and the adapter as one versioned artifact named after the W&B run id
   (``run-outputs-<id>``: two runs of the same setting never share a collection, so the
