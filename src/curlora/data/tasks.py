@@ -5,7 +5,7 @@ of the source that loads it (:class:`TaskSource`; the sources themselves live in
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,6 +62,8 @@ class TaskSpec:
             run seed. None: no validation set.
         label_map: raw label value -> class id. Rows whose raw label is not a key are
             dropped and counted (e.g. Sentiment140's neutral tweets); None keeps labels as is.
+        class_names: one name per class id, for displays (the W&B confusion matrices);
+            None: ``class 0``, ``class 1``, ...
     """
 
     name: str
@@ -76,6 +78,13 @@ class TaskSpec:
     eval_limit: int | None = None
     validation_limit: int | None = None
     label_map: Mapping[Any, int] | None = None
+    class_names: Sequence[str] | None = None
+
+    def display_names(self) -> list[str]:
+        """The name of each class id: ``class_names``, else ``class <id>``."""
+        if self.class_names is not None:
+            return [str(n) for n in self.class_names]
+        return [f"class {c}" for c in range(self.num_classes)]
 
     @classmethod
     def from_config(cls, name: str, cfg: Mapping[str, Any]) -> TaskSpec:
@@ -89,6 +98,8 @@ class TaskSpec:
         values = dict(cfg)
         if values.get("label_map") is not None:
             values["label_map"] = dict(values["label_map"])
+        if values.get("class_names") is not None and not isinstance(values["class_names"], str):
+            values["class_names"] = list(values["class_names"])
         try:
             values["source"] = task_source(values.get("source"))
         except (TypeError, ValueError) as error:
