@@ -13,7 +13,8 @@ Exit codes (also in the README):
     5    an output could not be written (disk full, read-only, permissions): one line names
          the file and the cause
     130  interrupted by SIGINT (Ctrl+C); 143 interrupted by SIGTERM (e.g. SLURM pre-emption)
-         — results.json and the checkpoints are saved: ``resume=<run dir>`` continues
+         — results.json and the checkpoints are saved: ``resume=<run dir>`` continues. A
+         SIGTERM after the run completed interrupts nothing: exit 0, and a line says so
 
 In a multirun, a job that fails is recorded and the sweep goes on; at the end one line per
 job that did not complete, and exit code 1. An interrupt stops the whole sweep.
@@ -141,10 +142,29 @@ def _group_sweep_runs(cfg: DictConfig, hydra_cfg: Any) -> None:
             cfg.logger.wandb.group = group
 
 
+class SignalRecorder:
+    """The process's SIGTERM handler outside a run's own ``InterruptGuard``: records the
+    signal instead of dying with 143 and no word. Inside a run the guard takes over and
+    inherits what was recorded (``received``); after a run completed, a late SIGTERM (a
+    scheduler's, while the process was closing) interrupts nothing: exit 0, said so."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.received = self.received or signum
+
+
 def main() -> None:
     # A full disk makes every line written to train.log fail; Python's logging would print a
     # traceback for each. The run's own error line (exit 5) says what could not be written.
     logging.raiseExceptions = False
+    import signal
+    import threading
+
+    late = SignalRecorder()
+    if threading.current_thread() is threading.main_thread():  # signal.signal's own rule
+        signal.signal(signal.SIGTERM, late)
     from curlora.composition import check_command_line
 
     problem = check_command_line(sys.argv[1:])
@@ -156,6 +176,13 @@ def main() -> None:
     except KeyboardInterrupt:  # Ctrl+C before a run started (imports, config loading)
         print("error: interrupted by SIGINT", file=sys.stderr)
         sys.exit(130)
+    if late.received is not None and not SWEEP_FAILURES:
+        # Only reached when every job completed: an interrupted job exits 143 itself.
+        name = signal.Signals(late.received).name
+        print(
+            f"warning: received {name} after the run completed; nothing was interrupted",
+            file=sys.stderr,
+        )
     if SWEEP_FAILURES:
         print(
             f"error: {len(SWEEP_FAILURES)} job(s) of the sweep did not complete: "

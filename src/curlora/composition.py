@@ -5,13 +5,16 @@ it before the run's own checks start, and it reports its composition errors (an 
 choice ``strategy=sii``, an unknown key ``optimizer.lrr=1``, a malformed override) as a
 multi-line message with exit code 1. :func:`check_command_line` composes every job's config
 first with Hydra's compose API, so those errors become one line naming the key (exit 2 in
-``curlora.cli``), and checks that the directory Hydra is about to create can be created: a
-run directory that is a file, or a read-only place, is refused before anything is written.
+``curlora.cli``; an unknown key with the valid keys of its node, where Hydra would advise
+adding it with ``+``), and checks that the directory Hydra is about to create can be
+created: a run directory that is a file, or a read-only place, is refused before anything
+is written, and so is a ``hydra.job.name`` that cannot name Hydra's log file.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -142,5 +145,51 @@ def check_command_line(argv: Sequence[str]) -> str | None:
     try:
         cfg = compose_jobs(args.overrides, bool(args.multirun))
     except HydraException as error:
-        return f"invalid configuration: {describe_composition_error(error)}"
-    return output_place_problem(cfg, bool(args.multirun))
+        unknown = unknown_key(error, args.overrides, bool(args.multirun))
+        return f"invalid configuration: {unknown or describe_composition_error(error)}"
+    return job_name_problem(cfg) or output_place_problem(cfg, bool(args.multirun))
+
+
+_NOT_A_KEY = re.compile(r"Could not override '([^']+)'")
+
+
+def unknown_key(error: BaseException, overrides: Sequence[str], multirun: bool) -> str | None:
+    """``optimizer.lrr=1`` as one line with the valid keys of the node it names, or None
+    when ``error`` is not an unknown key. Hydra's own line advises ``+optimizer.lrr=1``,
+    which would add the typo to the config rather than fix it."""
+    found = _NOT_A_KEY.search(str(error))
+    if found is None or "not in struct" not in str(error.__cause__ or ""):
+        return None
+    key = found.group(1)
+    given = next((o for o in overrides if o.split("=", 1)[0].lstrip("~+") == key), key)
+    rest = [o for o in overrides if o.split("=", 1)[0].lstrip("~+") != key]
+    try:  # the config without the typo, to read the node's real keys
+        cfg = compose_jobs(rest, multirun)
+    except HydraException:
+        return None
+    parts = key.split(".")
+    node, where = cfg, []
+    for part in parts[:-1]:  # the deepest node of the key that exists
+        child = node.get(part) if isinstance(node, DictConfig) else None
+        if not isinstance(child, DictConfig):
+            break
+        node, where = child, [*where, part]
+    if not isinstance(node, DictConfig):
+        return None
+    missing = parts[len(where)]
+    owner = ".".join(where) or "the top level"
+    # _target_/_partial_ say what is built, not how: never what a user meant to set.
+    valid = ", ".join(sorted(str(k) for k in node if not str(k).startswith("_")))
+    return f"{given}: '{missing}' is not a key of {owner}; valid keys: {valid or 'none'}"
+
+
+def job_name_problem(cfg: DictConfig) -> str | None:
+    """``hydra.job.name`` names the log file Hydra opens in the run directory: a path
+    separator (or an empty name) there ends in a logging traceback, so refuse it here."""
+    name = OmegaConf.select(cfg, "hydra.job.name", default=None)
+    if name is None or (str(name) and not any(sep in str(name) for sep in ("/", "\\"))):
+        return None
+    return (
+        f"invalid configuration: hydra.job.name={name} is not valid; valid: a non-empty "
+        "name without '/' or '\\' (it names the log file <name>.log in the run directory)"
+    )

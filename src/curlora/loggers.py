@@ -26,7 +26,7 @@ from curlora.wandb_logger import WandbLogger
 
 log = logging.getLogger(__name__)
 # WandbLogger is re-exported: the configs of earlier runs name it here.
-__all__ = ["GuardedLogger", "WandbLogger", "build_loggers"]
+__all__ = ["GuardedLogger", "WandbLogger", "build_loggers", "logged_config"]
 
 
 class GuardedLogger(Logger):
@@ -126,10 +126,10 @@ class GuardedLogger(Logger):
             self._guard("log_adapter_stats", self.inner.log_metrics, row, tasks_trained)
 
     @rank_zero_only
-    def log_run_artifact(self, run_dir: Any, status: str) -> None:
+    def log_run_artifact(self, run_dir: Any, status: str, results: Any = None) -> None:
         """The run's files as one W&B artifact (other loggers: nothing)."""
         if hasattr(self.inner, "log_run_artifact"):
-            self._guard("log_run_artifact", self.inner.log_run_artifact, run_dir, status)
+            self._guard("log_run_artifact", self.inner.log_run_artifact, run_dir, status, results)
 
     def log_summary(self, summary: Mapping[str, Any]) -> None:
         """Final metrics into the W&B run summary (other loggers get them as metrics)."""
@@ -172,6 +172,22 @@ class GuardedLogger(Logger):
                 experiment.finish()
 
         self._guard("close", finish)
+
+
+def logged_config(cfg: Any) -> dict[str, Any]:
+    """The resolved config as the loggers receive it: each value the run used, once.
+
+    ``method.lr`` is only the default of ``optimizer.lr`` (train.yaml), which holds the
+    learning rate that trained (and names the run); with ``optimizer.lr`` overridden the two
+    differ, and filtering runs by the unused one would pick the wrong runs. So it is left
+    out; ``run_config.yaml`` keeps the config as composed."""
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.to_container(cfg, resolve=True)
+    method = config.get("method")
+    if isinstance(method, dict) and isinstance(config.get("optimizer"), dict):
+        method.pop("lr", None)
+    return config
 
 
 def build_loggers(logger_cfg: Mapping[str, Any] | None) -> list[GuardedLogger]:

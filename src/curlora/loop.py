@@ -27,7 +27,7 @@ import torch
 from hydra.utils import instantiate
 from lightning.fabric.plugins.environments import LightningEnvironment
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from safetensors.torch import save_file
 
 from curlora.adapters import (
@@ -43,7 +43,7 @@ from curlora.checks.config import DDP_STRATEGY, ConfigError
 from curlora.data.datamodule import TaskSequenceDataModule
 from curlora.data.sources import load_corpus
 from curlora.distributed import ProcessGroupScope, is_worker
-from curlora.loggers import GuardedLogger, build_loggers
+from curlora.loggers import GuardedLogger, build_loggers, logged_config
 from curlora.metrics.degenerate import INERT_ADAPTER, make_warning
 from curlora.metrics.perplexity import tokenize_corpus
 from curlora.metrics.probe import collect_features, probe_accuracy
@@ -69,7 +69,7 @@ from curlora.run.state import (
     write_progress,
 )
 from curlora.strategies import build_strategy
-from curlora.strategies.base import eval_mode
+from curlora.strategies.base import eval_mode, head_param_ids
 
 log = logging.getLogger("curlora")
 
@@ -162,7 +162,7 @@ class TaskLoop:
         ]
         self.loggers: list[GuardedLogger] = build_loggers(cfg.get("logger")) if self.writer else []
         for logger in self.loggers:
-            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+            logger.log_hyperparams(logged_config(cfg))
         self.record = RunRecord(self.tasks)
         self.steps_after_task: list[int | None] = [None] * len(self.tasks)
         """Optimizer steps over the run after each task (the loggers' step axis)."""
@@ -316,7 +316,7 @@ class TaskLoop:
         if evaluation.perplexity is not None:
             metrics["lm/ppl"] = evaluation.perplexity.ppl
         trained = self.record.accuracy_matrix()[: point + 1]
-        metrics.update(running_metrics(trained))
+        metrics.update(running_metrics(trained, self.tasks))
         ppl = self.record.perplexity()
         majority = self.data.majority_baseline()
 
@@ -328,6 +328,7 @@ class TaskLoop:
                 [majority[t] for t in self.tasks],
                 [ppl["initial"], *ppl["after_task"][: point + 1]],
                 {t: s.confusion for t, s in evaluation.scores.items()},
+                {t: self.data.specs[t].display_names() for t in self.tasks},
             )
 
         for logger in self.loggers:
@@ -458,7 +459,8 @@ class TaskLoop:
         """Copies of the shared (non-head) trainable tensors, to see whether they moved;
         None when there are none or they are too large to copy cheaply (full fine-tuning
         of a large model)."""
-        shared = [(n, p) for n, p in self.module.trainable_named_parameters() if "heads." not in n]
+        heads = head_param_ids(self.module)
+        shared = [(n, p) for n, p in self.module.trainable_named_parameters() if id(p) not in heads]
         if not shared or sum(p.numel() for _, p in shared) > 50_000_000:
             return None
         return {n: p.detach().clone() for n, p in shared}

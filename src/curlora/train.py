@@ -15,6 +15,7 @@ SIGTERM``/``SIGINT``; ``failed: ...``). ``curlora.cli`` turns that into the exit
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Sequence
 from typing import Any
 
@@ -94,7 +95,15 @@ def run(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[str, An
                 except DamagedFile as error:
                     raise ConfigError(f"resume: {error}") from None
             try:
-                return _run_and_report(loop, guard)
+                results = _run_and_report(loop, guard)
+                if guard.received is not None:  # after the loop's last check: too late to stop
+                    log.warning(
+                        "received %s after the last task finished: the run %s; nothing was "
+                        "interrupted",
+                        signal.Signals(guard.received).name,
+                        results["status"],
+                    )
+                return results
             except Exception as error:  # gloo's "Connection reset by peer": a worker died
                 lost = scope.lost_workers()
                 if not lost or isinstance(error, (*REFUSED, OutputError)):

@@ -18,8 +18,17 @@ the run's files as one artifact.
 - **Adapter statistics** per evaluation point: a few aggregates over layers
   (``adapter/delta_rel_mean`` ...) and one table ``adapter/layers``; the per-layer keys
   (one panel each: ~180 for CURLoRA on SmolLM2) only with ``per_layer_adapter_keys``.
+- **No step twice.** A run killed between two checkpoints and resumed repeats the steps
+  after the last checkpoint; what earlier sessions logged (the highest training step and
+  evaluation point) is kept in the run's state, and a resumed session does not log those
+  again (W&B would show each twice, or drop them as "older than the current step").
+  Rows wandb was handed but had not written when the process was killed are lost with
+  it; they are not sent again.
 - **Artifact** (:meth:`log_run_artifact`): ``results.json``, the resolved config, the
-  plots, the heads and the adapter as one versioned artifact named after the run.
+  plots, the heads and the adapter as one versioned artifact named after the W&B run id
+  (``run-outputs-<id>``: two runs of the same setting never share a collection, so the
+  ``completed`` alias cannot move between them), with the method, rank, seed, status and
+  final metrics in its metadata.
 - ``log_model`` (Lightning's: step checkpoints as ``model`` artifacts) works offline too,
   through :class:`curlora.loggers.GuardedLogger`, which forwards Lightning's
   ``after_save_checkpoint``.
@@ -65,10 +74,22 @@ def axis_of(key: str) -> str:
     return TASK_AXIS if key.startswith(TASK_PREFIXES) else STEP_AXIS
 
 
-def artifact_name(run_name: str | None) -> str:
-    """A W&B artifact name (letters, digits, ``-_.``; at most 128) from the run's name."""
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", run_name or "run").strip("-.") or "run"
-    return name[:128]
+def artifact_name(run_id: str | None) -> str:
+    """The run-outputs artifact's name: ``run-outputs-<W&B run id>`` (letters, digits,
+    ``-_.``; at most 128). The id, not the display name: runs of one setting share a name."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", run_id or "run").strip("-.") or "run"
+    return f"{ARTIFACT_TYPE}-{name}"[:128]
+
+
+def artifact_metadata(status: str, results: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What a run-outputs artifact says about its run: method, rank, seed, status and the
+    final metrics (``results.json``'s ``metrics``; ``final/<metric>`` like the summary)."""
+    meta: dict[str, Any] = {"status": status}
+    if results:
+        meta.update({k: results.get(k) for k in ("method", "strategy", "rank", "seed")})
+        metrics = results.get("metrics") or {}
+        meta.update({f"final/{k}": v for k, v in metrics.items() if v is not None})
+    return {k: v for k, v in meta.items() if v is not None}
 
 
 def persistent_run_id(run_dir: Path) -> str:
@@ -83,6 +104,10 @@ def persistent_run_id(run_dir: Path) -> str:
     except Exception as error:  # unwritable run dir: log anyway; a resume starts a new run
         log.warning("could not save the W&B run id in %s (%s)", run_dir, error)
     return run_id
+
+
+def _int_or(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 class WandbLogger(LightningWandbLogger):
@@ -119,6 +144,15 @@ class WandbLogger(LightningWandbLogger):
         self.artifact_max_mb = artifact_max_mb
         self._axes: dict[str, str] = {}
         self._step = 0
+        self._run_dir = Path(run_dir) if run_dir is not None else None
+        # What earlier sessions of this run logged: not logged again (module docstring).
+        saved = read_logger_state(self._run_dir) if self._run_dir is not None else {}
+        self._done_step = _int_or(saved.get("wandb_logged_step"), -1)
+        self._done_point = _int_or(saved.get("wandb_logged_point"), -1)
+        self._logged = {
+            "wandb_logged_step": self._done_step,
+            "wandb_logged_point": self._done_point,
+        }
 
     # ------------------------------------------------------------------ axes and steps
     def _define(self, keys: Mapping[str, Any]) -> None:
@@ -148,15 +182,31 @@ class WandbLogger(LightningWandbLogger):
         """Training metrics from Lightning, at ``step`` (already offset by the task loop)."""
         if step is not None:
             self.advance_to(step)
+        if self._step <= self._done_step:
+            return  # an earlier session logged this step (resumed after a kill)
         # Lightning adds "epoch", which restarts with every task's Trainer: the global step
         # already says where training is, and one panel fewer.
         self.log_row({k: v for k, v in metrics.items() if k != "epoch"})
+        self._remember("wandb_logged_step", self._step)
 
     @rank_zero_only
     def log_at_point(self, metrics: Mapping[str, Any], tasks_trained: int) -> None:
         """Metrics, tables and charts of one evaluation point (``tasks_trained`` tasks done),
         in the current history row."""
+        if tasks_trained <= self._done_point:
+            return  # an earlier session logged this point (resumed after a kill)
         self.log_row({**metrics, TASK_AXIS: tasks_trained})
+        self._remember("wandb_logged_point", tasks_trained)
+
+    def _remember(self, key: str, value: int) -> None:
+        """Save the highest step/point logged so far (one small atomic write when it grows)."""
+        if self._run_dir is None or value <= self._logged[key]:
+            return
+        self._logged[key] = value
+        try:
+            update_logger_state(self._run_dir, **{key: value})
+        except Exception as error:  # unwritable run dir: a resume may repeat a few steps
+            log.warning("could not save the W&B progress in %s (%s)", self._run_dir, error)
 
     @rank_zero_only
     def log_row(self, row: Mapping[str, Any]) -> None:
@@ -193,18 +243,21 @@ class WandbLogger(LightningWandbLogger):
 
     # ------------------------------------------------------------------ artifact
     @rank_zero_only
-    def log_run_artifact(self, run_dir: Path, status: str) -> None:
-        """The run's outputs as one versioned artifact (aliases: ``latest``, and
-        ``completed`` when it completed)."""
+    def log_run_artifact(
+        self, run_dir: Path, status: str, results: Mapping[str, Any] | None = None
+    ) -> None:
+        """The run's outputs as one versioned artifact of this run (aliases: ``latest``,
+        and ``completed`` when it completed); ``results`` fills its metadata."""
         import wandb
 
         run_dir = Path(run_dir)
         experiment = self.experiment
         artifact = wandb.Artifact(
-            artifact_name(experiment.name),
+            artifact_name(experiment.id),
             type=ARTIFACT_TYPE,
-            description="results.json, the resolved config, plots, heads and adapter",
-            metadata={"status": status},
+            description=f"{experiment.name}: results.json, the resolved config, plots, heads "
+            "and adapter",
+            metadata=artifact_metadata(status, results),
         )
         for name in ARTIFACT_FILES:
             if (run_dir / name).is_file() and self._fits(run_dir / name):

@@ -2,21 +2,19 @@
 
 One tiny 3-task run per baseline is shared by its tests (a module-scoped fixture, computed
 once: ``make test`` gives a test file to one pytest-xdist worker). The stop-and-resume
-check costs about one more run per baseline: the fast tier runs it for the baselines whose
-resume is most delicate, picked by what their classes override, not by name
-(:func:`resume_is_fast`: today SI, separate, O-LoRA and CorDA); ``-m slow`` runs it for
-all. The default pair (``method=curlora``, ``strategy=sequential``) resumes in the fast
-tier in ``tests/pipeline/test_reliability.py``.
+check runs for every baseline in the fast tier: a newcomer's ``make test`` is what tells
+them that their baseline resumes bit for bit. It costs about one more tiny run per
+baseline (measured 2026-12-05, 2 shared CPU cores: about 5 s each, ``--durations``).
 
-Every baseline runs under both heads (``head=linear``, ``head=words``; ids end in
-``,words`` for the second). A method with nothing to train under ``words`` (head_only) is
-checked to be refused there instead. Under ``words`` the fast tier runs a representative
-subset (:func:`words_is_fast`: every strategy, since strategies read the head's logits or
-loss; the default method; methods whose resume is delicate; methods that train the
-embeddings, which ``words`` freezes); ``-m slow`` runs the other methods. Measured with
-``pytest -p no:xdist tests/contract/test_contract.py -k words --durations=0`` on a shared
-2-core machine: about 4 s per tiny run, so all 24 words runs plus their resumes took about
-2 minutes, the fast subset about half of that.
+Every baseline also runs under ``head=words`` (the model answers in label words; ids end in
+``,words``); a method with nothing to train there (head_only) is checked to be refused
+instead. Under ``words`` the fast tier runs a representative subset (:func:`words_is_fast`,
+read from the classes, not from names: every strategy, since strategies read the head's
+logits or loss; the default method; methods with per-task or calibrated state; methods
+that train the embeddings, which ``words`` freezes); ``-m slow`` runs the other methods.
+Measured with ``pytest -p no:xdist tests/contract/test_contract.py -k words --durations=0``
+on the shared 2-core machine: about 4 s per tiny run, all words runs with their resumes
+about 2 minutes, the fast subset about half of that.
 """
 
 from __future__ import annotations
@@ -27,21 +25,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from curlora.adapters.base import AdapterMethod
-from curlora.strategies.base import Strategy
 from tests.contract import kit
-
-
-def resume_is_fast(kind: str, name: str) -> bool:
-    """Whether the fast tier stops and resumes this baseline: when it has state beyond the
-    adapter's parameters that a resume must not reset or re-form, read from what its class
-    overrides: a strategy's step hook (accumulated every step) or evaluation hooks (adapters
-    swapped in and out: ``separate``); a method's per-task changes (``begin_task``:
-    O-LoRA) or calibration (a base rebuilt from activations: CorDA)."""
-    cls = kit.target_class(kind, name)
-    if kind == "strategy":
-        return cls.uses_optimizer_step() or cls.on_evaluate_task is not Strategy.on_evaluate_task
-    return cls.begin_task is not AdapterMethod.begin_task or cls.needs_calibration
-
 
 HEADS = ("linear", "words")
 DEFAULT_METHOD = next(
@@ -53,23 +37,24 @@ DEFAULT_METHOD = next(
 
 def words_is_fast(kind: str, name: str) -> bool:
     """Whether the fast tier runs this baseline under ``head=words`` (module docstring)."""
-    if kind == "strategy" or name == DEFAULT_METHOD or resume_is_fast(kind, name):
+    if kind == "strategy" or name == DEFAULT_METHOD:
+        return True
+    cls = kit.target_class(kind, name)
+    if cls.begin_task is not AdapterMethod.begin_task or cls.needs_calibration:
         return True
     return kit.method_num_trainable(name) is None  # e.g. every weight (embeddings too)
 
 
-def baselines(resume: bool = False) -> list:
+def baselines() -> list:
     params = []
     for head in HEADS:
         for kind in kit.KINDS:
             for name in kit.discover(kind):
                 if head == "words" and kit.trains_nothing_under_words(kind, name):
                     continue
-                slow = (resume and not resume_is_fast(kind, name)) or (
-                    head == "words" and not words_is_fast(kind, name)
-                )
-                marks = [pytest.mark.slow] if slow else []
+                slow = head == "words" and not words_is_fast(kind, name)
                 label = f"{kind}={name}" + ("" if head == "linear" else ",words")
+                marks = [pytest.mark.slow] if slow else []
                 params.append(pytest.param((kind, name, head), id=label, marks=marks))
     return params
 
@@ -91,7 +76,7 @@ def test_what_the_run_saved_restores_it(baseline: kit.TinyRun) -> None:
     kit.check_reload(baseline)
 
 
-@pytest.mark.parametrize("baseline", baselines(resume=True), indirect=True)
+@pytest.mark.parametrize("baseline", baselines(), indirect=True)
 def test_stop_mid_task_and_resume_is_exact(baseline: kit.TinyRun, tmp_path: Path) -> None:
     kit.check_resume(tmp_path, baseline)
 

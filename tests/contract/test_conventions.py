@@ -12,6 +12,7 @@ import dataclasses
 import importlib
 import inspect
 import pkgutil
+import re
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from omegaconf import OmegaConf
 
 from curlora.adapters.base import AdapterMethod
 from curlora.strategies.base import Strategy
+from tests.conftest import REPO_ROOT
 from tests.contract import kit
 
 BASES = {
@@ -126,4 +128,68 @@ def test_every_class_is_named_by_a_yaml(kind: str) -> None:
     assert not unreachable, (
         f"no configs/{kind}/*.yaml names {unreachable} in _target_: add one YAML per class "
         "(a class without one cannot be run)"
+    )
+
+
+def _overridden_method_hooks() -> set[str]:
+    """Public methods of ``AdapterMethod`` that some method in ``curlora.adapters`` overrides:
+    the extension points in use, which a newcomer must be able to find."""
+    root = importlib.import_module("curlora.adapters")
+    for info in pkgutil.iter_modules(root.__path__):
+        importlib.import_module(f"curlora.adapters.{info.name}")
+    hooks, todo = set(), list(AdapterMethod.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        hooks |= {
+            k
+            for k in vars(cls)
+            if not k.startswith("_")
+            and callable(getattr(AdapterMethod, k, None))
+            and not inspect.isclass(getattr(AdapterMethod, k))
+        }
+    return hooks
+
+
+def test_every_method_hook_in_use_is_documented_where_a_newcomer_looks() -> None:
+    hooks = _overridden_method_hooks()
+    assert {"inject", "trainable_parameters", "validate"} <= hooks  # the discovery works
+    base_doc = importlib.import_module("curlora.adapters.base").__doc__ or ""
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme.split("### A method", 1)[1].split("\n### ", 1)[0]
+    missing_doc = sorted(h for h in hooks if f"``{h}(" not in base_doc)
+    missing_readme = sorted(h for h in hooks if f"`{h}" not in section)
+    assert not missing_doc, (
+        f"methods override {missing_doc} but the docstring of curlora/adapters/base.py does "
+        "not list them under 'What a method overrides': add a line for each"
+    )
+    assert not missing_readme, f"README 'A method' does not name {missing_readme}: add them"
+
+
+def test_heads_are_told_apart_by_identity_not_by_name() -> None:
+    # strategies/base.py's head_param_ids: the contract does not fix how head parameters are
+    # named, so nothing (code or the README's examples) filters on a "heads." prefix.
+    root = REPO_ROOT
+    pattern = re.compile(r"""(startswith\(\s*["']heads\.|["']heads\.["']\s+(not\s+)?in\s)""")
+    offenders = [
+        str(path.relative_to(root))
+        for path in [root / "README.md", *sorted((root / "src" / "curlora").rglob("*.py"))]
+        if pattern.search(path.read_text())
+    ]
+    assert not offenders, (
+        f"{offenders} filter parameters by the name prefix 'heads.'; use "
+        "curlora.strategies.base.head_param_ids (identity)"
+    )
+
+
+@pytest.mark.parametrize("kind", kit.KINDS)
+def test_every_baseline_has_a_row_in_the_readme_table(kind: str) -> None:
+    # README "Methods and strategies": one table per kind, one row per YAML (what a user
+    # reads to choose), and no row for a baseline that no longer exists.
+    section = (REPO_ROOT / "README.md").read_text().split("## Methods and strategies", 1)[1]
+    table = section.split(f"| `{kind}` (", 1)[1].split("\n\n", 1)[0]
+    rows = set(re.findall(r"^\| `([a-z0-9_]+)` \|", table, flags=re.M))
+    yamls = set(kit.discover(kind))
+    assert rows == yamls, (
+        f"README's {kind} table: add rows for {sorted(yamls - rows)}, remove {sorted(rows - yamls)}"
     )

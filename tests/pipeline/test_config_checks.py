@@ -38,6 +38,9 @@ BAD_CONFIGS = [
         ["data.task_specs.pairs", "ftp.Nope", "SyntheticTask"],
     ),
     ("resume=/nonexistent/run", ["resume", "/nonexistent/run"]),
+    # one name per class (num_classes: 2), distinct: they label the confusion matrices
+    ("data.task_specs.pairs.class_names=[only_one]", ["class_names", "only_one", "2 distinct"]),
+    ("data.task_specs.pairs.class_names=[a,a]", ["data.task_specs.pairs.class_names", "'a'"]),
 ]
 
 

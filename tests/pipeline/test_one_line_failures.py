@@ -253,13 +253,29 @@ def test_a_grid_whose_jobs_all_fail_exits_1_and_leaves_no_report(
     [
         ("strategy=sii", "Could not find 'strategy/sii'; valid options in 'strategy': ewc"),
         ("order=nonexistent", "Could not find 'order/nonexistent'"),
-        ("optimizer.lrr=1", "Could not override 'optimizer.lrr'"),
+        # An unknown key: the valid keys of its node, not Hydra's advice to add it with "+".
+        ("optimizer.lrr=1", "'lrr' is not a key of optimizer; valid keys: lr, weight_decay"),
         ("rank==", "Error parsing override 'rank=='"),
     ],
 )
 def test_hydra_composition_errors_are_one_line(override: str, words: str) -> None:
     line = check_command_line([*TINY_RUN, override])
     assert line is not None and words in line and "\n" not in line, line
+
+
+def test_a_typo_in_a_strategy_key_lists_that_strategys_keys() -> None:
+    # configs/strategy/ewc.yaml's keys, _target_ left out (it is not a setting).
+    line = check_command_line([*TINY_RUN, "strategy=ewc", "strategy.wieght=1"])
+    assert line is not None and "\n" not in line and "+strategy" not in line, line
+    assert "strategy.wieght=1: 'wieght' is not a key of strategy; valid keys: empirical, " in line
+    assert "ewc_lambda" in line and "_target_" not in line
+
+
+@pytest.mark.parametrize("name", ["a/b", ""])
+def test_a_job_name_that_cannot_name_a_log_file_is_refused(name: str) -> None:
+    line = check_command_line([*TINY_RUN, f"hydra.job.name={name}"])
+    assert line is not None and f"hydra.job.name={name} is not valid" in line, line
+    assert check_command_line([*TINY_RUN, "hydra.job.name=a_b"]) is None
 
 
 def test_a_sweep_value_that_does_not_compose_is_caught_before_the_sweep() -> None:

@@ -90,10 +90,34 @@ def test_forgetting_curve_chart_and_confusion_matrices(fast_run) -> None:
     for j, task in enumerate(TASKS):
         assert lines[task] == [(k, columns[k][j]) for k in POINTS]
     assert lines["majority-class rate"] == [(0, 0.5), (3, 0.5)]  # balanced synthetic tasks
-    # Confusion counts of the last point add up to the eval split.
+    # Confusion counts of the last point add up to the eval split, its classes named by the
+    # task's class_names (configs/data/synthetic.yaml), not "0"/"1".
     confusion = _media(offline, "eval/moods/confusion_table")
     assert confusion["columns"] == ["Actual", "Predicted", "nPredictions"]
     assert sum(row[2] for row in confusion["data"]) > 0
+    assert {row[0] for row in confusion["data"]} == {"negative", "positive"}
+    pairs = _media(offline, "eval/pairs/confusion_table")
+    assert {row[1] for row in pairs["data"]} == {"disagrees", "agrees"}
+
+
+def test_forgetting_of_each_task_at_each_point(fast_run) -> None:
+    # eval/<task>/forgetting = R[j][j] - R[k][j] from the point task j trained (Avalanche's
+    # per-experience forgetting), on the tasks_trained axis like every eval key.
+    run_dir, offline, _ = fast_run
+    R = json.loads((run_dir / "results.json").read_text())["accuracy_matrix"]
+    for j, task in enumerate(TASKS):
+        key = f"eval/{task}/forgetting"
+        assert offline.metrics[key].step_metric == "tasks_trained"
+        values = [v for _, v in offline.column(key)]
+        assert values == pytest.approx([R[j][j] - R[k][j] for k in range(j, len(TASKS))]), key
+
+
+def test_the_logged_config_holds_the_learning_rate_that_trained_once(fast_run) -> None:
+    # debug=fast trains at optimizer.lr = 0.01 while curlora.yaml's method.lr (only the
+    # default of optimizer.lr) says otherwise: the logged config keeps the one used.
+    _, offline, _ = fast_run
+    optimizer, method = offline.config["optimizer"], offline.config["method"]
+    assert optimizer["lr"] == 0.01 and "lr" not in method
 
 
 def test_matrix_table_and_running_metrics(fast_run) -> None:
@@ -125,12 +149,12 @@ def test_adapter_statistics_are_aggregates_and_a_table(fast_run) -> None:
 
 
 def test_history_keys_do_not_grow_with_layers(fast_run) -> None:
-    """Per task: train loss and lr, eval acc, top-class share, validation acc and confusion
-    (6); per run: tasks_trained, trainer/global_step, eval/avg_acc, eval/bwt, the
+    """Per task: train loss and lr, eval acc, forgetting, top-class share, validation acc
+    and confusion (7); per run: tasks_trained, trainer/global_step, eval/avg_acc, eval/bwt, the
     forgetting chart, the matrix table, lm/ppl, the perplexity chart, 3 adapter aggregates
-    and their table, 2 plots (14). Nothing per layer: SmolLM2's 30 layers log the same 32."""
+    and their table, 2 plots (14). Nothing per layer: SmolLM2's 30 layers log the same 35."""
     _, offline, _ = fast_run
-    assert len(offline.keys) == 6 * len(TASKS) + 14 == 32
+    assert len(offline.keys) == 7 * len(TASKS) + 14 == 35
     assert not [k for k in offline.keys if "layers." in k]
 
 
@@ -146,7 +170,18 @@ def test_artifacts_and_the_table_before_finish(fast_run) -> None:
     _, offline, console = fast_run
     outputs = [a for a in offline.artifacts if a.type == "run-outputs"]
     (artifact,) = outputs
-    assert artifact.name == "curlora_r16_lr1e-2_s1311"
+    # Named by the W&B run id: a rerun of the same setting is another collection.
+    assert artifact.name == f"run-outputs-{offline.run.run_id}"
+    meta = json.loads(artifact.metadata)
+    results = json.loads((fast_run[0] / "results.json").read_text())
+    assert {k: meta[k] for k in ("method", "rank", "seed", "status")} == {
+        "method": "curlora",
+        "rank": 16,
+        "seed": 1311,
+        "status": "completed",
+    }
+    assert meta["final/avg_accuracy"] == pytest.approx(results["metrics"]["avg_accuracy"])
+    assert meta["final/bwt"] == pytest.approx(results["metrics"]["bwt"])
     files = {entry.path for entry in artifact.manifest.contents}
     assert {"results.json", "run_config.yaml", "forgetting.png", "heads.safetensors"} <= files
     assert "adapter/adapter.safetensors" in files

@@ -46,22 +46,31 @@ def settings(tmp_path: Path) -> dict[str, Setting]:
 def test_verdict_branches() -> None:
     assert verdict(True, False) == "holds"
     assert verdict(False, True) == "does not hold"
-    assert verdict(False, False) == "inconclusive"
+    # Undecided: one wording with the headline's, and what the interval still allows.
+    assert verdict(False, False) == "no evidence of a difference"
+    words = verdict(False, False, "x may be 1 to 2")
+    assert words == "no evidence of a difference: x may be 1 to 2"
 
 
 @pytest.mark.parametrize(
     ("low", "high", "words"),
     [
-        (0.01, 0.05, "above"),
-        (-0.05, -0.01, "below"),
+        # beyond zero, not beyond the margin: said so, with the interval's nearer end
+        (0.01, 0.05, "above, but not beyond the 0.02 margin (the interval's nearer end, "
+         "+0.010, lies within ±0.020)"),
+        (0.03, 0.05, "above, beyond the 0.02 margin"),
+        (-0.05, -0.01, "below, but not beyond the 0.02 margin (the interval's nearer end, "
+         "-0.010, lies within ±0.020)"),
+        (-0.05, -0.03, "below, beyond the 0.02 margin"),
         (-0.015, 0.015, "equivalent within ±0.02"),
-        (-0.05, 0.04, "no evidence of a difference"),
+        (-0.07, 0.048, "no evidence of a difference: may be from -0.070 to +0.048"),
         (None, None, "no evidence of a difference (no interval)"),
     ],
-)
+)  # fmt: skip
 def test_difference_wording(low: float | None, high: float | None, words: str) -> None:
     d = Summary(3, 0.0, 0.01, low, high)
-    assert difference_words(d, 0.02, "above", "below", "0.02") == words
+    allows = lambda lo, hi: f"may be from {lo:+.3f} to {hi:+.3f}"  # noqa: E731
+    assert difference_words(d, 0.02, "above", "below", "0.02", allows) == words
 
 
 def test_one_learned_task_set_against_both_controls(settings: dict[str, Setting]) -> None:
@@ -88,13 +97,21 @@ def test_headline_pairs_by_seed_and_words_the_answer(settings: dict[str, Setting
     # 0.0065; seed variance 0.0065²/3 = 1.4e-5, test variance ≈ 2e-5 (100 of 1000 rows
     # differ between LoRA's two points: ≈ 0.1 · 0.9 / 1000 / 4 per seed): half width
     # ≈ 4.303 · √3.4e-5 = 0.025 → about [+0.017, +0.067]: above zero.
-    assert forgetting[1] == "CURLoRA forgets less"
-    assert "learned tasks: 0.042 ± 0.006" in forgetting[2]
+    # [+0.017, +0.067] is above zero but reaches inside the 0.02 margin.
+    assert forgetting[1].startswith("CURLoRA forgets less, but not beyond the 0.02 margin")
+    # BWT covers a and b, not c: the last task has no BWT.
+    assert "learned tasks (a, b): 0.042 ± 0.006" in forgetting[2]
     assert "seeds 1,2,3 (n = 3)" in forgetting[2]
+    # 3 seeds (t with 2 df): each seed's own difference beside the verdict, from the
+    # stored matrices: (−0.0025 + 0.05), (−0.005 + 0.04), (0 + 0.044).
+    per_seed = forgetting[2].split("; per seed: ")[1].split(", ")
+    assert [float(v) for v in per_seed] == pytest.approx([0.0475, 0.035, 0.044], abs=6e-4)
     # log ratios CURLoRA − LoRA: ln(1.10/1.30), ln(1.12/1.35), ln(1.08/1.25) = −0.1671,
     # −0.1868, −0.1462 → mean −0.167, std 0.020, 95 % CI [−0.217, −0.116]: below zero.
-    assert drift[1] == "CURLoRA's perplexity grows less"
+    assert drift[1] == "CURLoRA's perplexity grows less, beyond the 5 % (log 1.05) margin"
     assert "-0.167 ± 0.020 CI [-0.217, -0.116]" in drift[2]
+    # per seed, ratio of ratios: 1.10/1.30, 1.12/1.35, 1.08/1.25
+    assert drift[2].endswith("; per seed: ×0.85, ×0.83, ×0.86")
 
 
 def test_claims_c1_to_c5(settings: dict[str, Setting]) -> None:
@@ -114,13 +131,15 @@ def test_claims_c1_to_c5(settings: dict[str, Setting]) -> None:
     # = [×1.051, ×1.151]: entirely above 1.05 → does not hold (a margin of 0.001).
     assert by_claim["C3a"] == (
         "does not hold",
-        "ratio ×1.100 CI [×1.051, ×1.151] (geometric mean over seeds; arithmetic 1.100 ± 0.020)",
+        "ratio ×1.100 CI [×1.051, ×1.151] (geometric mean over seeds)",  # one convention
     )
     assert by_claim["C3b"][0] == "holds"
     # C4: on task b CURLoRA is 0.01 below LoRA on every seed (std 0), and the two differ
     # on 10 test rows of 1000: test noise alone gives SE ≈ √(0.01/1000) = 0.0032, half
     # width ≈ 4.303 · 0.0032 = 0.014, reaching −0.024 < −0.02 → inconclusive.
-    assert by_claim["C4"][0] == "inconclusive"
+    assert by_claim["C4"][0].startswith(
+        "no evidence of a difference: CURLoRA − lora may be b from -2."
+    )  # what the interval of task b, the undecided one, still allows
     assert "b: -0.010 ± 0.000" in by_claim["C4"][1]
     # C5: gains over head_only 0.20 / 0.15 / 0.10 right after each task.
     assert by_claim["C5"][1].startswith("gain over head_only right after each task: a: 0.200")

@@ -6,14 +6,14 @@ from __future__ import annotations
 import math
 
 from curlora.reporting.frontier import equal_plasticity, pareto
-from curlora.reporting.stats import summarize
+from curlora.reporting.stats import summarize, summarize_log
 
 
 def _point(method: str, plasticity: float, ppl: float, bwt: float) -> dict:
     return {
         "method": method,
         "plasticity": summarize([plasticity]),
-        "ppl_ratio": summarize([ppl]),
+        "ppl_ratio": summarize_log([ppl]),  # geometric, as the report's other ratios
         "bwt": summarize([bwt]),
     }
 

@@ -50,6 +50,22 @@ def test_running_metrics_over_the_tasks_trained_so_far() -> None:
     both = running_metrics(R)
     assert both["eval/avg_acc"] == pytest.approx(0.75)  # (0.8 + 0.7) / 2
     assert both["eval/bwt"] == pytest.approx(-0.1)  # 0.8 - 0.9
+    assert "eval/a/forgetting" not in both  # without task names: no per-task keys
+
+
+def test_forgetting_per_task_at_each_point() -> None:
+    # Avalanche's per-experience forgetting: R[j][j] - R[k][j] for every task j trained.
+    three = [[0.9, 0.5, 0.4], [0.7, 0.8, 0.5], [0.6, 0.85, 0.75]]
+    tasks = ["a", "b", "c"]
+    first = running_metrics(three[:1], tasks)
+    assert first["eval/a/forgetting"] == 0.0 and "eval/b/forgetting" not in first
+    second = running_metrics(three[:2], tasks)
+    assert second["eval/a/forgetting"] == pytest.approx(0.2)  # 0.9 - 0.7
+    assert second["eval/b/forgetting"] == 0.0 and "eval/c/forgetting" not in second
+    last = running_metrics(three, tasks)
+    assert last["eval/a/forgetting"] == pytest.approx(0.3)  # 0.9 - 0.6
+    assert last["eval/b/forgetting"] == pytest.approx(-0.05)  # 0.8 - 0.85: it improved
+    assert last["eval/c/forgetting"] == 0.0
 
 
 def test_evaluation_objects_are_wandb_charts(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -80,7 +96,15 @@ def test_evaluation_objects_are_wandb_charts(monkeypatch: pytest.MonkeyPatch) ->
     matrix = objects["eval/a/confusion"]
     assert matrix.spec.spec_name == "wandb/confusion_matrix/v1"
     counts = {(t, p): n for t, p, n in matrix.table.data}
-    assert counts == {("0", "0"): 3, ("0", "1"): 1, ("1", "0"): 0, ("1", "1"): 4}
+    assert counts == {("class 0", "class 0"): 3, ("class 0", "class 1"): 1} | {
+        ("class 1", "class 0"): 0,
+        ("class 1", "class 1"): 4,
+    }  # no class_names: "class <id>", never a bare "0" that reads like a count
+    named = evaluation_objects(
+        INITIAL, R, TASKS, MAJORITY, [10.0], confusion, {"a": ["negative", "positive"]}
+    )["eval/a/confusion"]
+    counts = {(t, p): n for t, p, n in named.table.data}
+    assert counts[("negative", "positive")] == 1 and counts[("positive", "positive")] == 4
 
 
 def test_summary_metrics(make_results, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,12 +9,24 @@ What a method overrides (everything else has a working default):
 
 - ``validate(shapes)``: raise ValueError naming the config key, the value and what is valid.
 - ``inject(model)``: replace modules in place (no freezing: ``apply_adapter`` freezes).
+- ``trainable_parameters(model)``: (name, parameter) pairs that train; ``apply_adapter``
+  freezes every other backbone parameter. Default: the adapter layers' own parameters
+  (not their ``base_layer``'s); e.g. ``full``, TinyLoRA and O-LoRA override it.
 - ``num_trainable(shapes)``: the trainable-parameter count implied by the Linear shapes.
 - ``delta_factors(layer)``: (P, Q) with ΔW = P Q for one adapter layer (diagnostics).
 - ``begin_task(model, task)`` / ``extra_loss(model)``: for methods that change with the
   task (O-LoRA: a new adapter per task and a penalty between them); no-ops by default.
 - ``prepare_task(model, task, data)``: for methods that read the task's data before it
   trains (InfLoRA: a frozen factor from the task's input subspace); a no-op by default.
+- ``starts_at_base()``: True only when the adapted model computes the base model's outputs
+  bit for bit until it trains (runs then share the evaluation before training).
+- ``state_dict(model)`` / ``after_load(model)``: what a checkpoint holds of the adapter and
+  what to rebuild after loading it (``full``: the whole backbone; CorDA: its base).
+- ``use_calibration(token_ids)``: LM-corpus tokens before ``inject``, for a method whose
+  initialisation reads activations (with ``needs_calibration = True``: CorDA).
+- ``fingerprint(model)`` / ``layer_fingerprint_tensors(layer)``: what identifies the base
+  weights a saved adapter belongs to (``load_adapter`` refuses another base).
+- ``layer_norms(layer)``: extra per-layer scalars for the diagnostics (``{"u_norm": ...}``).
 
 Adapter layers are the modules holding a ``base_layer`` (ours and PEFT's tuner layers).
 """

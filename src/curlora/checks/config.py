@@ -154,6 +154,17 @@ def _check_data(cfg: Mapping[str, Any]) -> None:
         )
         _positive_int(spec_cfg, "train_limit", f"{prefix}.train_limit", allow_none=True)
         _positive_int(spec_cfg, "eval_limit", f"{prefix}.eval_limit", allow_none=True)
+        names = spec.class_names
+        if names is not None:
+            _require(
+                isinstance(names, list)
+                and len(names) == spec.num_classes
+                and all(isinstance(n, str) and n for n in names)
+                and len(set(names)) == len(names),
+                f"{prefix}.class_names",
+                names,
+                f"null or a list of {spec.num_classes} distinct non-empty names (num_classes)",
+            )
         for class_id in (spec.label_map or {}).values():
             _require(
                 checks.is_int(class_id) and 0 <= class_id < spec.num_classes,

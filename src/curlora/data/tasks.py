@@ -5,7 +5,7 @@ of the source that loads it (:class:`TaskSource`; the sources themselves live in
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,6 +70,8 @@ class TaskSpec:
             text under ``head=words`` (e.g. ``[" negative", " positive"]``: the leading
             space makes each one token for BPE tokenizers); the words of a task must differ
             in their first token.
+        class_names: one name per class id, for displays (the W&B confusion matrices);
+            None: ``class 0``, ``class 1``, ...
     """
 
     name: str
@@ -86,6 +88,13 @@ class TaskSpec:
     label_map: Mapping[Any, int] | None = None
     template: str | None = None
     label_words: tuple[str, ...] | None = None
+    class_names: Sequence[str] | None = None
+
+    def display_names(self) -> list[str]:
+        """The name of each class id: ``class_names``, else ``class <id>``."""
+        if self.class_names is not None:
+            return [str(n) for n in self.class_names]
+        return [f"class {c}" for c in range(self.num_classes)]
 
     @classmethod
     def from_config(cls, name: str, cfg: Mapping[str, Any]) -> TaskSpec:
@@ -104,6 +113,8 @@ class TaskSpec:
             if isinstance(words, str) or not isinstance(words, (list, tuple)):
                 raise TypeError(f"task '{name}': label_words must be a list, got {words!r}")
             values["label_words"] = tuple(words)
+        if values.get("class_names") is not None and not isinstance(values["class_names"], str):
+            values["class_names"] = list(values["class_names"])
         try:
             values["source"] = task_source(values.get("source"))
         except (TypeError, ValueError) as error:

@@ -61,13 +61,14 @@ def compose_grid(overrides: Sequence[str]) -> DictConfig:
     from hydra import compose, initialize_config_module
     from hydra.errors import HydraException
 
-    from curlora.composition import describe_composition_error
+    from curlora.composition import describe_composition_error, unknown_key
 
     try:
         with initialize_config_module(config_module="curlora.configs", version_base="1.3"):
             return compose(config_name="train", overrides=list(overrides))
     except HydraException as error:
-        raise GridRefused(f"invalid configuration: {describe_composition_error(error)}") from None
+        line = unknown_key(error, overrides, False) or describe_composition_error(error)
+        raise GridRefused(f"invalid configuration: {line}") from None
 
 
 class GridLock:

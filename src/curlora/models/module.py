@@ -26,7 +26,7 @@ from transformers import PreTrainedModel
 from curlora.adapters import adapter_state_dict, applied_method, load_adapter_state_dict
 from curlora.models.heads import Head, build_head, last_token_index
 from curlora.run.state import rng_state, set_rng_state
-from curlora.strategies.base import OptimizerStep, Strategy
+from curlora.strategies.base import OptimizerStep, Strategy, checked_state, head_param_ids
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
@@ -216,8 +216,10 @@ class ContinualLitModule(L.LightningModule):
         the same for every method, so comparisons stay fair.
         """
         named = self.trainable_named_parameters()
-        shared = [p for n, p in named if not n.startswith("heads.")]
-        heads = [p for n, p in named if n.startswith("heads.")]
+        # Heads by identity, not by name (the convention strategies use: head_param_ids).
+        head_ids = head_param_ids(self)
+        shared = [p for _, p in named if id(p) not in head_ids]
+        heads = [p for _, p in named if id(p) in head_ids]
         head_group: dict[str, Any] = {"params": heads}
         if self.head_lr is not None:
             head_group["lr"] = self.head_lr
@@ -282,7 +284,10 @@ class ContinualLitModule(L.LightningModule):
                 name: tensor.detach().clone()
                 for name, tensor in adapter_state_dict(self.backbone).items()
             },
-            "strategy_state": self.strategy.on_save_checkpoint(self),
+            # Checked here, where it is saved: a resume must be able to read it back.
+            "strategy_state": checked_state(
+                self.strategy.name, self.strategy.on_save_checkpoint(self)
+            ),
             "current_task": self.current_task,
         }
 
@@ -298,8 +303,9 @@ class ContinualLitModule(L.LightningModule):
         :meth:`training_state` and the RNG state (dropout masks resume exactly). Lightning's
         own ``state_dict`` keeps only the heads (it requires one; never the backbone)."""
         state = checkpoint["state_dict"]
+        heads = {f"heads.{key}" for key in self.heads.state_dict()}  # ModuleDict's key form
         for name in list(state):
-            if not name.startswith("heads."):
+            if name not in heads:
                 del state[name]
         checkpoint["training_state"] = self.training_state()
         checkpoint["rng_state"] = rng_state()

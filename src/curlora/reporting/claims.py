@@ -5,7 +5,9 @@ against a margin fixed in the grid config before the runs:
 
 - it **holds** when the interval lies entirely on the claim's side of the margin,
 - it **does not hold** when it lies entirely on the other side,
-- otherwise it is **inconclusive**.
+- otherwise there is **no evidence of a difference** (one wording for the headline and the
+  claims), followed by what the interval still allows ("CURLoRA may forget up to 7.0
+  points more or 4.8 less").
 
 Comparisons between methods are paired by seed (the seeds both ran) and by test example
 (one bootstrap draw of rows serves both). Ratios (perplexity) are compared on the log
@@ -18,8 +20,10 @@ is reported beside it.
 
 The headline question — does CURLoRA forget less than LoRA? — is answered with paired
 differences CURLoRA − other in BWT (learned tasks) and in log perplexity ratio, worded
-"forgets less", "forgets more", "equivalent within the margin" or "no evidence of a
-difference" (the interval straddles zero and reaches past the margin).
+"forgets less", "forgets more" (each saying whether it holds beyond the margin or only
+beyond zero), "equivalent within the margin" or "no evidence of a difference" (the
+interval straddles zero and reaches past the margin). Where few seeds carry a verdict (t
+with ≤ 2 degrees of freedom), each seed's own value is printed beside it.
 """
 
 from __future__ import annotations
@@ -33,10 +37,28 @@ from curlora.reporting.grid import GridRun, Rules, Setting
 from curlora.reporting.stats import LogSummary, Summary, seed_summary, summarize, summarize_log
 
 Row = tuple[str, str, str]  # (claim, verdict, numbers)
+NO_EVIDENCE = "no evidence of a difference"
+FEW_SEEDS = 3
+"""Up to this many seeds (t with ≤ 2 degrees of freedom: t(0.975) ≥ 4.3) the per-seed
+values are printed beside a verdict: a wide interval can hide seeds that all agree."""
 
 
-def verdict(holds: bool, fails: bool) -> str:
-    return "holds" if holds else ("does not hold" if fails else "inconclusive")
+def verdict(holds: bool, fails: bool, allows: str = "") -> str:
+    """ "holds", "does not hold", or :data:`NO_EVIDENCE` and what the interval allows."""
+    if holds or fails:
+        return "holds" if holds else "does not hold"
+    return f"{NO_EVIDENCE}: {allows}" if allows else NO_EVIDENCE
+
+
+def points(value: float) -> str:
+    """An accuracy difference in percentage points, unsigned (0.07 → "7.0")."""
+    return f"{abs(value) * 100:.1f}"
+
+
+def bwt_task_names(tasks: Sequence[str], learned: Sequence[int]) -> str:
+    """The tasks a BWT over ``learned`` covers: the learned ones before the last (the last
+    task is never revisited, so it has no BWT); "none" when none is."""
+    return ", ".join(tasks[j] for j in learned if j < len(tasks) - 1) or "none"
 
 
 # ---------------------------------------------------------------- statistics of runs
@@ -165,18 +187,38 @@ def bwt_summary(
 
 
 # ---------------------------------------------------------------- the headline question
-def difference_words(d: Summary, margin: float, above: str, below: str, unit: str) -> str:
-    """The wording of a paired difference's interval: entirely above zero, entirely
-    below, inside ±margin (equivalent), or none of these (no evidence of a difference)."""
+def difference_words(
+    d: Summary,
+    margin: float,
+    above: str,
+    below: str,
+    unit: str,
+    allows: Callable[[float, float], str] | None = None,
+) -> str:
+    """The wording of a paired difference's interval: entirely above zero or entirely
+    below (saying whether it also clears the margin), inside ±margin (equivalent), or
+    none of these: no evidence of a difference, and ``allows(low, high)``, what the
+    interval still allows."""
     if d.low is None or d.high is None:
-        return "no evidence of a difference (no interval)"
-    if d.low > 0:
-        return above
-    if d.high < 0:
-        return below
+        return f"{NO_EVIDENCE} (no interval)"
+    if d.low > 0 or d.high < 0:
+        words, near = (above, d.low) if d.low > 0 else (below, d.high)
+        if abs(near) > margin:
+            return f"{words}, beyond the {unit} margin"
+        return (
+            f"{words}, but not beyond the {unit} margin (the interval's nearer end, "
+            f"{near:+.3f}, lies within ±{margin:.3f})"
+        )
     if -margin < d.low and d.high < margin:
         return f"equivalent within ±{unit}"
-    return "no evidence of a difference"
+    return NO_EVIDENCE + (f": {allows(d.low, d.high)}" if allows is not None else "")
+
+
+def per_seed(values: Sequence[float | None], fmt: Callable[[float], str]) -> str:
+    """ "; per seed: a, b, c" for a verdict on few seeds (:data:`FEW_SEEDS`), else ""."""
+    if not values or len(values) > FEW_SEEDS:
+        return ""
+    return "; per seed: " + ", ".join("n/a" if v is None else fmt(v) for v in values)
 
 
 def headline(
@@ -198,11 +240,13 @@ def question_rows(rules: Rules, compared: Sequence[Setting], learned: Sequence[i
     ``compared`` against each other method's setting at the same rank, on ``learned``."""
     rows: list[Row] = []
     curlora = [s for s in compared if s.method == "curlora"]
+    covered = bwt_task_names(compared[0].tasks, learned) if compared else "none"
     for cur in curlora:
         for other in [s for s in compared if s.method != "curlora" and s.rank == cur.rank]:
             seeds = paired_seeds(cur, other)
             d = bwt_summary(rules, cur, learned, other)
             d_all = bwt_summary(rules, cur, None, other)
+            seed_bwt = _paired_stored(cur, other, _bwt(learned, len(cur.tasks)), seeds)
             rows.append(
                 (
                     f"Does CURLoRA forget earlier tasks less than {other.method}? "
@@ -213,29 +257,62 @@ def question_rows(rules: Rules, compared: Sequence[Setting], learned: Sequence[i
                         "CURLoRA forgets less",
                         "CURLoRA forgets more",
                         f"{rules.accuracy_margin:g}",
+                        lambda low, high: (
+                            f"CURLoRA may forget up to {points(low)} points more or "
+                            f"{points(high)} less"
+                        ),
                     ),
-                    f"learned tasks: {d} CI {d.interval()}; all tasks: {d_all} CI "
-                    f"{d_all.interval()}; seeds {_seeds(seeds)}",
+                    f"learned tasks ({covered}): {d} CI {d.interval()}; all tasks: {d_all} CI "
+                    f"{d_all.interval()}; seeds {_seeds(seeds)}"
+                    + per_seed(seed_bwt, lambda v: f"{v:+.3f}"),
                 )
             )
             p = paired_log_ratio(cur, other)
             log_margin = math.log(rules.ppl_margin)
+            name = other.method
             rows.append(
                 (
-                    f"Does CURLoRA's language model drift less than {other.method}'s? "
-                    f"(r{cur.rank}, log perplexity ratio CURLoRA − {other.method})",
+                    f"Does CURLoRA's language model drift less than {name}'s? "
+                    f"(r{cur.rank}, log perplexity ratio CURLoRA − {name})",
                     difference_words(
                         p,
                         log_margin,
                         "CURLoRA's perplexity grows more",
                         "CURLoRA's perplexity grows less",
-                        f"log {rules.ppl_margin:g}",
+                        f"{(rules.ppl_margin - 1) * 100:g} % (log {rules.ppl_margin:g})",
+                        lambda low, high, name=name: (
+                            f"CURLoRA's perplexity ratio may be from ×{math.exp(low):.3f} to "
+                            f"×{math.exp(high):.3f} {name}'s"
+                        ),
                     ),
                     f"{p} CI {p.interval()} (as a ratio of ratios: {_exp_interval(p)}); "
-                    f"seeds {_seeds(seeds)}",
+                    f"seeds {_seeds(seeds)}"
+                    + per_seed(_ratio_of_ratios(cur, other, seeds), lambda v: f"×{v:.2f}"),
                 )
             )
     return rows
+
+
+def _paired_stored(
+    a: Setting, b: Setting, statistic: Callable[[np.ndarray], np.ndarray], seeds: Sequence[int]
+) -> list[float | None]:
+    """Per seed: ``statistic`` of a's stored accuracy matrix minus b's (the point values the
+    interval is built around)."""
+    out: list[float | None] = []
+    for seed in seeds:
+        x, y = _stored(a.runs[seed], statistic), _stored(b.runs[seed], statistic)
+        out.append(None if x is None or y is None else x - y)
+    return out
+
+
+def _ratio_of_ratios(a: Setting, b: Setting, seeds: Sequence[int]) -> list[float | None]:
+    """Per seed: a's perplexity ratio over b's (> 1: a's language model drifted more)."""
+    out: list[float | None] = []
+    for seed in seeds:
+        x, y = a.runs[seed].ppl_ratio(), b.runs[seed].ppl_ratio()
+        ok = x is not None and y is not None and y > 0 and math.isfinite(x / y)
+        out.append(x / y if ok else None)
+    return out
 
 
 def _exp_interval(s: Summary) -> str:
@@ -263,21 +340,23 @@ def claims(
     others = [s for s in settings if s.method in rules.headline_methods and s.method != "curlora"]
     for cur in [s for s in settings if s.method == "curlora"]:
         rank = f"r{cur.rank}"
+        covered = bwt_task_names(cur.tasks, learned)
         bwt = bwt_summary(rules, cur, learned)
         rows.append(
             (
                 f"C1 CURLoRA keeps earlier tasks' accuracy ({rank})",
-                verdict(_above(bwt, -m), _below(bwt, -m)),
-                f"BWT on learned tasks {bwt} CI {bwt.interval()}{not_counted}",
+                verdict(_above(bwt, -m), _below(bwt, -m), _bwt_allows("CURLoRA", bwt)),
+                f"BWT on learned tasks ({covered}) {bwt} CI {bwt.interval()}{not_counted}",
             )
         )
         own = ppl_summary(cur)
         rows.append(
             (
                 f"C3a CURLoRA keeps its perplexity: ratio below {ppl_margin:g} ({rank})",
-                verdict(_below(own, ppl_margin), _above(own, ppl_margin)),
-                f"ratio {own} CI {own.interval()} (geometric mean over seeds; arithmetic "
-                f"{own.arithmetic})",
+                verdict(
+                    _below(own, ppl_margin), _above(own, ppl_margin), _ratio_allows("its", own)
+                ),
+                f"ratio {own} CI {own.interval()} (geometric mean over seeds)",
             )
         )
         for other in [s for s in others if s.rank == cur.rank]:
@@ -286,8 +365,8 @@ def claims(
             rows.append(
                 (
                     f"C2 {name} loses earlier tasks' accuracy ({rank})",
-                    verdict(_below(bwt_o, -m), _above(bwt_o, -m)),
-                    f"BWT on learned tasks {bwt_o} CI {bwt_o.interval()}{not_counted}",
+                    verdict(_below(bwt_o, -m), _above(bwt_o, -m), _bwt_allows(name, bwt_o)),
+                    f"BWT on learned tasks ({covered}) {bwt_o} CI {bwt_o.interval()}{not_counted}",
                 )
             )
             d = paired_log_ratio(cur, other)
@@ -295,7 +374,11 @@ def claims(
             rows.append(
                 (
                     f"C3b CURLoRA's perplexity grows less than {name}'s ({rank})",
-                    verdict(_below(d, 0.0), _above(d, 0.0)),
+                    verdict(
+                        _below(d, 0.0),
+                        _above(d, 0.0),
+                        _log_allows(f"CURLoRA's ratio over {name}'s", d),
+                    ),
                     f"paired log ratio CURLoRA − {name} {d} CI {d.interval()} "
                     f"({_exp_interval(d)}); {name}'s ratio {theirs} CI {theirs.interval()}",
                 )
@@ -307,7 +390,11 @@ def claims(
                 (
                     f"C4 CURLoRA learns each new task as well as {name}, within {m:g} "
                     f"(not worse by more; better counts) ({rank})",
-                    verdict(all(_above(x, -m) for x in diffs), any(_below(x, -m) for x in diffs)),
+                    verdict(
+                        all(_above(x, -m) for x in diffs),
+                        any(_below(x, -m) for x in diffs),
+                        _tasks_allows(cur.tasks, diffs, -m, f"CURLoRA − {name}"),
+                    ),
                     "; ".join(
                         f"{t}: {x} CI {x.interval()}" for t, x in zip(cur.tasks, diffs, strict=True)
                     ),
@@ -323,7 +410,11 @@ def claims(
                     f"C5 CURLoRA's accuracy comes from the adapter, not the head: above "
                     f"head_only by {m:g} on each task ({rank})",
                     # The same bar both ways: the accuracy margin, as for "learned".
-                    verdict(all(_above(g, m) for g in gains), any(_below(g, m) for g in gains)),
+                    verdict(
+                        all(_above(g, m) for g in gains),
+                        any(_below(g, m) for g in gains),
+                        _tasks_allows(cur.tasks, gains, m, "the gain over head_only"),
+                    ),
                     "gain over head_only right after each task: "
                     + "; ".join(
                         f"{t}: {g} CI {g.interval()}" for t, g in zip(cur.tasks, gains, strict=True)
@@ -331,6 +422,36 @@ def claims(
                 )
             )
     return rows
+
+
+def _bwt_allows(who: str, s: Summary) -> str:
+    if s.low is None or s.high is None:
+        return ""
+    if s.high > 0:
+        return f"{who} may lose up to {points(s.low)} points or gain up to {points(s.high)}"
+    return f"{who} may lose from {points(s.high)} to {points(s.low)} points"
+
+
+def _ratio_allows(whose: str, s: LogSummary) -> str:
+    if s.low is None or s.high is None:
+        return ""
+    return f"{whose} ratio may be anywhere from ×{s.low:.3f} to ×{s.high:.3f}"
+
+
+def _log_allows(what: str, s: Summary) -> str:
+    if s.low is None or s.high is None:
+        return ""
+    return f"{what} may be anywhere from ×{math.exp(s.low):.3f} to ×{math.exp(s.high):.3f}"
+
+
+def _tasks_allows(tasks: Sequence[str], diffs: Sequence[Summary], bar: float, what: str) -> str:
+    """What the intervals that straddle ``bar`` allow, task by task, in points."""
+    open_ = [
+        f"{t} from {x.low * 100:+.1f} to {x.high * 100:+.1f} points"
+        for t, x in zip(tasks, diffs, strict=True)
+        if x.low is not None and x.high is not None and x.low <= bar <= x.high
+    ]
+    return f"{what} may be {'; '.join(open_)}" if open_ else ""
 
 
 def _above(s: Summary | LogSummary, bar: float) -> bool:

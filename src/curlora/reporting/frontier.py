@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from curlora.reporting.grid import CONTROLS, GridRun, by_seed, default_sampling
-from curlora.reporting.stats import summarize
+from curlora.reporting.stats import LogSummary, summarize, summarize_log
 
 
 def frontier_points(
@@ -51,7 +51,8 @@ def frontier_points(
                     "method": method,
                     "lr": lr,
                     "plasticity": summarize(plasticity(r) for r in chosen),
-                    "ppl_ratio": summarize(r.ppl_ratio() for r in chosen),
+                    # Geometric mean and log-scale interval, as everywhere in the report.
+                    "ppl_ratio": summarize_log(r.ppl_ratio() for r in chosen),
                     "bwt": summarize(r.results["metrics"]["bwt"] for r in chosen),
                     "bwt_learned": summarize(
                         r.learned_bwt(learned) for r in chosen if learned is not None
@@ -87,13 +88,15 @@ def bwt_shown(points: Sequence[dict[str, Any]]) -> tuple[str, str]:
 def equal_plasticity(points: Sequence[dict[str, Any]]) -> list[str]:
     """Where two methods' frontiers overlap in plasticity: their stability at the middle of
     the overlap, interpolated linearly along each method's frontier (:func:`pareto`).
-    Stability is the arithmetic mean perplexity ratio over seeds and BWT on the learned
-    tasks where every point has a learned-task BWT (as in the figure), else over all."""
+    Stability is the geometric mean perplexity ratio over seeds (as in the table) and BWT
+    on the learned tasks where every point has a learned-task BWT (as in the figure), else
+    over all."""
     bwt_key, bwt_name = bwt_shown(points)
     curves: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
     for p in points:
         if p["plasticity"].n and math.isfinite(p["plasticity"].mean):
-            curves[p["method"]].append((p["plasticity"].mean, p["ppl_ratio"].mean, p[bwt_key].mean))
+            ratio = p["ppl_ratio"].geometric_mean
+            curves[p["method"]].append((p["plasticity"].mean, ratio, p[bwt_key].mean))
     lines = []
     methods = sorted(curves)
     for a_index, a in enumerate(methods):
@@ -138,8 +141,7 @@ def plot_frontier(points: Sequence[dict[str, Any]], path: Path) -> Path | None:
         xs = [p["plasticity"].mean for p in mine]
         xerr = [p["plasticity"].std or 0 for p in mine]
         for ax, key in zip(axes, ("ppl_ratio", bwt_key), strict=True):
-            ys = [p[key].mean for p in mine]
-            yerr = [p[key].std or 0 for p in mine]
+            ys, yerr = _centre_and_spread([p[key] for p in mine])
             ax.errorbar(
                 xs,
                 ys,
@@ -165,3 +167,14 @@ def plot_frontier(points: Sequence[dict[str, Any]], path: Path) -> Path | None:
     from curlora.reporting.plots import save_figure
 
     return save_figure(fig, path)  # atomic, like every output
+
+
+def _centre_and_spread(summaries: Sequence[Any]) -> tuple[list[float], Any]:
+    """Means and ± std bars; for a ratio (:class:`LogSummary`) the geometric mean and the
+    asymmetric bars exp(mean_log ± std_log), so the figure shows what the table shows."""
+    if not all(isinstance(s, LogSummary) for s in summaries):
+        return [s.mean for s in summaries], [s.std or 0 for s in summaries]
+    ys = [s.geometric_mean for s in summaries]
+    low = [y - math.exp(s.log.mean - (s.log.std or 0)) for y, s in zip(ys, summaries, strict=True)]
+    high = [math.exp(s.log.mean + (s.log.std or 0)) - y for y, s in zip(ys, summaries, strict=True)]
+    return ys, [low, high]

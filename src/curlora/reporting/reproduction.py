@@ -4,6 +4,7 @@ Reads every completed job below the grid's results directory (``results.json`` a
 per-example ``outcomes.json``; ``curlora.grid.results``) and the rules in ``grid.yaml``
 (fixed before the runs), and writes, in order:
 
+- **a summary**: the verdicts in one paragraph (the answer before the method);
 - what ran: stored runs against the planned count, their wall time;
 - the rules: learning-rate selection, margins, how intervals are formed;
 - the learning rates chosen on validation, with every candidate's score and the seeds
@@ -30,6 +31,7 @@ from pathlib import Path
 import yaml
 
 from curlora.reporting.claims import (
+    bwt_task_names,
     claims,
     headline,
     inert_methods,
@@ -47,7 +49,9 @@ from curlora.reporting.grid import (
     table_settings,
 )
 from curlora.reporting.tables import (
+    TABLE_ONE_CAPTION,
     comparison_table,
+    final_average_accuracy,
     markdown,
     plot_ranks,
     sampling_settings,
@@ -115,9 +119,14 @@ def _rules_text(rules: Rules) -> list[str]:
         "noise is not in these intervals (paired differences, same corpus on both sides, "
         "are the least affected).",
         "- A verdict holds when its interval lies entirely on the claim's side of the "
-        "margin, does not hold when it lies entirely on the other side, and is "
-        'inconclusive otherwise; a difference whose interval contains zero is "no evidence '
-        'of a difference", or "equivalent" when it also lies within ±margin.',
+        "margin and does not hold when it lies entirely on the other side; otherwise, and "
+        'for a difference whose interval contains zero, there is "no evidence of a '
+        'difference", followed by what the interval still allows ("equivalent" when it '
+        "lies within ±margin). A difference that excludes zero says whether it also clears "
+        "the margin. With 3 seeds or fewer (t with ≤ 2 degrees of freedom) each seed's own "
+        "value is printed beside the verdict.",
+        "- BWT over the learned tasks covers the learned tasks before the last one (the "
+        "last task is never revisited, so it has no BWT); each table names them.",
         "",
     ]
 
@@ -158,6 +167,7 @@ def summary_block(
                     s.label,
                     _seeds_of(s),
                     diag,
+                    str(final_average_accuracy(s)),
                     str(bwt_summary(rules, s, learned)),
                     f"{ratio} {ratio.interval()}",
                 ]
@@ -168,8 +178,9 @@ def summary_block(
                     "setting",
                     "seeds",
                     f"accuracy right after each task ({' / '.join(tasks)}; majority {majority})",
-                    "BWT (learned tasks)",
-                    "perplexity ratio",
+                    "final average accuracy",
+                    f"BWT (learned tasks: {bwt_task_names(tasks, learned)})",
+                    "perplexity ratio (geometric mean, 95 % CI)",
                 ],
                 table,
             ),
@@ -227,7 +238,14 @@ def write_report(root: Path, report_dir: Path, grid_name: str, command: str) -> 
     planned = planned_runs(store / GRID_FILE)
     of_planned = f" of the {planned} the grid plans" if planned else ""
     unfinished = planned is not None and len(runs) < planned
+    rows, learned, notes = headline(rules, headline_settings, head)
+    tasks = headline_settings[0].tasks
+    claim_rows = claims(rules, headline_settings, head, learned, notes)
     parts += [
+        "## Summary",
+        "",
+        summary_paragraph(rows, claim_rows, headline_settings, tasks, learned, len(runs), planned),
+        "",
         f"{len(runs)} completed runs{of_planned}; their wall time adds up to "
         f"{wall / 3600:.1f} h ({wall / 60 / max(len(runs), 1):.1f} min per run). "
         f"Where they ran (`trainer.accelerator`; a CPU and a GPU run the same experiment "
@@ -246,8 +264,6 @@ def write_report(root: Path, report_dir: Path, grid_name: str, command: str) -> 
         selection_table(lr_grid_runs(runs, rules), lrs),
         "",
     ]
-    rows, learned, notes = headline(rules, headline_settings, head)
-    tasks = headline_settings[0].tasks
     parts += [
         "## The question: does CURLoRA forget less than LoRA?",
         "",
@@ -259,16 +275,13 @@ def write_report(root: Path, report_dir: Path, grid_name: str, command: str) -> 
         "",
         "## Table 1",
         "",
-        "Mean ± std over seeds. † at or below the majority rate + 0.01; ‡k/n: k of n seeds "
-        "predicted one class for ≥ 95 % of the split.",
+        TABLE_ONE_CAPTION,
         "",
         table_one(headline_settings, rules, learned),
         "",
         "## The paper's claims",
         "",
-        markdown(
-            ["claim", "verdict", "numbers"], claims(rules, headline_settings, head, learned, notes)
-        ),
+        markdown(["claim", "verdict", "numbers"], claim_rows),
         "",
     ]
     atomic_write_text(
@@ -286,9 +299,55 @@ def write_report(root: Path, report_dir: Path, grid_name: str, command: str) -> 
 
 
 def _learned_text(tasks: Sequence[str], learned: Sequence[int], notes: Sequence[str]) -> str:
-    """The learned tasks by name, then why each other task is not counted."""
+    """The learned tasks by name, the ones their BWT covers, then why each other task is
+    not counted."""
     names = ", ".join(tasks[j] for j in learned) or "none"
-    return names + (f"; not counted: {'; '.join(notes)}" if notes else "")
+    covered = bwt_task_names(tasks, learned)
+    text = f"{names} (BWT on them covers {covered}: the last task has no BWT)"
+    return text + (f"; not counted: {'; '.join(notes)}" if notes else "")
+
+
+def summary_paragraph(
+    rows: Sequence[tuple[str, str, str]],
+    claim_rows: Sequence[tuple[str, str, str]],
+    settings: Sequence[Setting],
+    tasks: Sequence[str],
+    learned: Sequence[int],
+    runs: int,
+    planned: int | None,
+) -> str:
+    """The verdicts in one paragraph: each headline answer in full (it carries what the
+    interval allows), the final average accuracy of each setting, and each claim's verdict
+    (the claims table has what its interval allows)."""
+    of = f"{runs} of {planned} planned runs" if planned else f"{runs} runs"
+    provisional = "; the grid is not finished: provisional" if planned and runs < planned else ""
+    sentences = [f"From {of}, at the learning rates chosen on validation{provisional}."]
+    covered = bwt_task_names(tasks, learned)
+    for question, answer, _numbers in rows:
+        # "... (r16, BWT difference CURLoRA − lora)": the rank and the other method.
+        where = question.rsplit("(", 1)[-1].rstrip(")")
+        rank, other = where.split(",", 1)[0], where.rsplit("− ", 1)[-1]
+        what = f"forgetting of {covered}" if "BWT" in where else "language-model drift"
+        sentences.append(f"CURLoRA against {other} ({rank}), {what}: {answer}.")
+    finals = ", ".join(f"{s.label} {final_average_accuracy(s)}" for s in settings)
+    sentences.append(f"Final average accuracy over the {len(tasks)} tasks: {finals}.")
+    others = {s.method for s in settings if s.method != "curlora"}
+    verdicts = "; ".join(
+        f"{claim.split(' ', 1)[0]}{_claim_subject(claim, others)} {verdict.split(':', 1)[0]}"
+        for claim, verdict, _ in claim_rows
+    )
+    if verdicts:
+        sentences.append(f"The paper's claims: {verdicts}.")
+    return " ".join(sentences)
+
+
+def _claim_subject(claim: str, others: set[str]) -> str:
+    """ " (lora)" for a claim about another method (C2, C3b, C4), else ""."""
+    for word in claim.split():
+        name = word.rstrip(",.").removesuffix("'s")
+        if name in others:
+            return f" ({name})"
+    return ""
 
 
 def _devices(runs: Sequence[GridRun]) -> str:
@@ -404,6 +463,7 @@ def _frontier(runs: Sequence[GridRun], learned: Sequence[int], rank: int, out: P
     points = frontier_points(runs, learned, rank)
     if not points:
         return []
+    covered = bwt_task_names(runs[0].tasks, learned)
     plot_frontier(points, out / "frontier.png")
     return [
         "## Stability–plasticity frontier",
@@ -422,8 +482,8 @@ def _frontier(runs: Sequence[GridRun], learned: Sequence[int], rank: int, out: P
                 "seeds",
                 "plasticity",
                 "BWT (all tasks)",
-                "BWT (learned tasks)",
-                "perplexity ratio (mean)",
+                f"BWT (learned tasks: {covered})",
+                "perplexity ratio (geometric mean, 95 % CI)",
             ],
             [
                 [
@@ -433,14 +493,14 @@ def _frontier(runs: Sequence[GridRun], learned: Sequence[int], rank: int, out: P
                     str(p["plasticity"]),
                     str(p["bwt"]),
                     str(p["bwt_learned"]),
-                    str(p["ppl_ratio"]),
+                    f"{p['ppl_ratio']} {p['ppl_ratio'].interval()}",
                 ]
                 for p in points
             ],
         ),
         "",
         "At equal plasticity (interpolated along each method's frontier; perplexity "
-        "ratios are arithmetic means over seeds, as in the table):",
+        "ratios are geometric means over seeds, as in the table):",
         "",
         *equal_plasticity(points),
         "",

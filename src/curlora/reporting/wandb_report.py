@@ -11,7 +11,10 @@ At an evaluation point (``tasks_trained`` = k tasks done, 0 = before training),
 - ``eval/<task>/confusion``: ``wandb.plot.confusion_matrix`` of each head at this point;
 
 and :func:`running_metrics` the numbers: ``eval/avg_acc`` (mean accuracy over the tasks
-trained so far) and ``eval/bwt`` (BWT over them, from the second task on).
+trained so far), ``eval/bwt`` (BWT over them, from the second task on) and, with the task
+names, ``eval/<task>/forgetting`` of every task trained so far: its accuracy right after
+it trained minus its accuracy now, R[j][j] − R[k][j] (Avalanche's per-experience
+forgetting; 0 at the point the task itself trained, positive when it lost accuracy).
 
 ``wandb`` is imported lazily, inside the functions that need it, and its absence is not
 an error for the table helper (None) and the summary (needs no wandb). A missing or
@@ -84,11 +87,17 @@ def accuracy_table(
     return wandb.Table(columns=TABLE_COLUMNS, data=accuracy_rows(initial, R, tasks, majority))
 
 
-def running_metrics(R: Sequence[Row]) -> dict[str, float]:
+def running_metrics(R: Sequence[Row], tasks: Sequence[str] = ()) -> dict[str, float]:
     """``eval/avg_acc`` and ``eval/bwt`` over the rows trained so far (R cut at the current
-    evaluation point); a metric that is not defined yet (BWT before a second task) is left
-    out."""
+    evaluation point), and ``eval/<task>/forgetting`` for every task in ``tasks`` trained so
+    far (module docstring); a metric that is not defined yet (BWT before a second task, a
+    cell not evaluated) is left out."""
     values = {"eval/avg_acc": average_accuracy(R), "eval/bwt": backward_transfer(R)}
+    if R and tasks:
+        now = R[-1]
+        for j, task in enumerate(tasks[: len(R)]):
+            if _finite(R[j][j]) and _finite(now[j]):
+                values[f"eval/{task}/forgetting"] = float(R[j][j]) - float(now[j])
     return {k: float(v) for k, v in values.items() if v is not None}
 
 
@@ -141,14 +150,17 @@ def perplexity_chart(perplexities: Sequence[float | None]) -> Any:
     )
 
 
-def confusion_chart(confusion: Sequence[Sequence[int]], title: str) -> Any:
+def confusion_chart(
+    confusion: Sequence[Sequence[int]], title: str, class_names: Sequence[str] | None = None
+) -> Any:
     """``wandb.plot.confusion_matrix`` from a count matrix ``confusion[true][predicted]``
-    (expanded to one label pair per example, which is what the chart takes)."""
+    (expanded to one label pair per example, which is what the chart takes), its classes
+    named by ``class_names`` (the task's ``class_names``; ``class <id>`` without)."""
     import wandb
 
     y_true = [t for t, row in enumerate(confusion) for p, n in enumerate(row) for _ in range(n)]
     preds = [p for t, row in enumerate(confusion) for p, n in enumerate(row) for _ in range(n)]
-    names = [str(c) for c in range(len(confusion))]
+    names = list(class_names or [f"class {c}" for c in range(len(confusion))])
     return wandb.plot.confusion_matrix(y_true=y_true, preds=preds, class_names=names, title=title)
 
 
@@ -159,9 +171,11 @@ def evaluation_objects(
     majority: Sequence[float | None],
     perplexities: Sequence[float | None],
     confusions: Mapping[str, Sequence[Sequence[int]]],
+    class_names: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """The tables and charts of one evaluation point (see the module docstring): ``R`` the
-    rows trained so far, ``perplexities[k]`` after k tasks, ``confusions`` of this point."""
+    rows trained so far, ``perplexities[k]`` after k tasks, ``confusions`` of this point,
+    ``class_names`` per task for the confusion matrices."""
     k = len(R)
     objects: dict[str, Any] = {
         "eval/forgetting_curve": forgetting_chart(initial, R, tasks, majority),
@@ -170,7 +184,8 @@ def evaluation_objects(
     }
     for task, confusion in confusions.items():
         title = f"{task}: confusion after {k} task(s) trained [true x predicted]"
-        objects[f"eval/{task}/confusion"] = confusion_chart(confusion, title)
+        names = (class_names or {}).get(task)
+        objects[f"eval/{task}/confusion"] = confusion_chart(confusion, title, names)
     return objects
 
 

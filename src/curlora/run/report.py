@@ -219,4 +219,4 @@ def _log_results(
     for logger in loggers:
         logger.log_summary(summary)
         logger.log_objects(objects)
-        logger.log_run_artifact(run_dir, str(results["status"]))
+        logger.log_run_artifact(run_dir, str(results["status"]), results)

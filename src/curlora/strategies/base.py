@@ -286,3 +286,42 @@ def check_float(
     """``value`` as a finite float in ``[low, high]`` (``(low, high]`` when ``low_open``)."""
     upper = None if math.isinf(high) else high
     return float(checks.check_real(f"strategy.{name}", value, low, upper, low_open=low_open))
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` as a bool (``true``/``false`` only); a ValueError naming ``strategy.<name>``."""
+    return checks.check_bool(f"strategy.{name}", value)
+
+
+# What ``torch.load(weights_only=True)`` reads back without extra allow-listing: a checkpoint
+# holding anything else saves fine and then fails on resume, far from its cause.
+PLAIN_VALUES = (bool, int, float, str, bytes, type(None), torch.dtype, torch.device)
+
+
+def checked_state(strategy: str, state: Any, key: str = "") -> Any:
+    """``state`` unchanged when it holds only tensors and plain values (nested in dicts with
+    str/int keys, lists and tuples); else a TypeError naming the strategy and the key.
+
+    Called where the state is saved, so a numpy array or a custom object fails at the first
+    checkpoint rather than at the resume that cannot read it."""
+    if torch.is_tensor(state) or isinstance(state, PLAIN_VALUES):
+        return state
+    if isinstance(state, dict):
+        for k, v in state.items():
+            if not isinstance(k, str | int):
+                raise TypeError(
+                    f"strategy '{strategy}': state key {key + '.' if key else ''}{k!r} is a "
+                    f"{type(k).__name__}; keys must be str or int"
+                )
+            checked_state(strategy, v, f"{key}.{k}" if key else str(k))
+        return state
+    if isinstance(state, list | tuple):
+        for i, v in enumerate(state):
+            checked_state(strategy, v, f"{key}[{i}]")
+        return state
+    raise TypeError(
+        f"strategy '{strategy}': state '{key}' is a {type(state).__module__}."
+        f"{type(state).__qualname__}; a checkpointed state holds tensors and plain values only "
+        "(tensor, int, float, bool, str, None, and lists/dicts of them): convert it in "
+        "on_save_checkpoint/state_dict (e.g. torch.as_tensor)"
+    )
