@@ -33,6 +33,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from curlora.checks.config import ConfigError
+from curlora.checks.targets import UntrustedTarget, check_targets
 
 RUN_CONFIG_FILE = "run_config.yaml"
 LOCK_FILE = ".lock"
@@ -108,7 +109,8 @@ def holds_a_run(run_dir: Path) -> bool:
 def load_saved_config(run_dir: Path) -> DictConfig:
     """The saved config of the run in ``run_dir``; ConfigError naming the file when it cannot
     be read, is not UTF-8 or YAML, or lacks a section (a truncated write of an old version,
-    a file edited by hand)."""
+    a file edited by hand), or names a ``_target_`` outside the allowlist
+    (``curlora.checks.targets``), before anything in it is resolved or built."""
     path = run_dir / RUN_CONFIG_FILE
     try:
         saved = OmegaConf.load(path)
@@ -117,6 +119,11 @@ def load_saved_config(run_dir: Path) -> DictConfig:
         raise ConfigError(f"{path} cannot be read ({detail})") from None
     if not isinstance(saved, DictConfig) or "method" not in saved:
         raise ConfigError(f"{path} is not a run config of this project")
+    # Data, not code: its _target_s are checked before anything resolves or builds it.
+    try:
+        check_targets(OmegaConf.to_container(saved, resolve=False), str(path))
+    except UntrustedTarget as error:
+        raise ConfigError(str(error)) from None
     missing = [key for key in SAVED_SECTIONS if not isinstance(saved.get(key), DictConfig)]
     if missing or OmegaConf.select(saved, "tasks") is None:
         raise ConfigError(
