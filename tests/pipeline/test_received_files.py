@@ -222,3 +222,41 @@ def test_the_allowlist_holds_what_the_shipped_configs_build(monkeypatch) -> None
     assert not is_allowed("tests.pipeline.faults.CrashOnce")
     monkeypatch.setenv(TRUST_VARIABLE, "tests.")
     assert is_allowed("tests.pipeline.faults.CrashOnce")
+
+
+# ---------------------------------------------------------------- a shared evaluation cache
+def _poison(entry: dict[str, Any], rechecksum: bool) -> None:
+    """accuracy 0.45 -> 0.95, as in a shared cache someone edited; with ``rechecksum`` the
+    editor also recomputed the entry's sha256 (only the outcomes then give it away)."""
+    import hashlib
+    import json
+
+    score = next(iter(entry["record"]["initial"]["scores"].values()))
+    score["accuracy"] = 0.95
+    if rechecksum:
+        text = json.dumps(entry["record"], sort_keys=True).encode("utf-8")
+        entry["sha256"] = hashlib.sha256(text).hexdigest()
+
+
+@pytest.mark.parametrize("rechecksum", [False, True], ids=["edited", "edited-and-rehashed"])
+def test_a_poisoned_cache_entry_is_named_and_recomputed(
+    tmp_path: Path, rechecksum: bool, caplog
+) -> None:
+    import json
+
+    def config(name: str):
+        cfg = compose_run_config(tmp_path, [*FAST, *SHORT, "tasks=[pairs]"])
+        cfg.paths.output_dir = str(tmp_path / name)
+        return cfg
+
+    first = run(config("first"))
+    (entry_path,) = (tmp_path / "cache" / "evaluations").glob("*.json")
+    entry = json.loads(entry_path.read_text())
+    _poison(entry, rechecksum)
+    entry_path.write_text(json.dumps(entry))
+    second = run(config("second"))
+    assert second["initial_accuracy"] == first["initial_accuracy"]  # not 0.95
+    assert _warned(caplog, entry_path.name, "recomputing")
+    # The entry is rewritten with what was measured: the next run reuses good numbers.
+    stored = json.loads(entry_path.read_text())["record"]["initial"]["scores"]
+    assert next(iter(stored.values()))["accuracy"] != 0.95
