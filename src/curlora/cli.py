@@ -98,7 +98,8 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     _group_sweep_runs(cfg, hydra_cfg)
     outcome = run_job(cfg, list(hydra_cfg.overrides.task), multirun)
     if outcome.exit_code in (EXIT_CONFIG, EXIT_UNREACHABLE) and not multirun:
-        remove_if_unused(output_dir)  # refused before it started: leave no empty run dir
+        # Refused before it started: leave no empty run dir (only one this process made).
+        remove_if_unused(output_dir, list(hydra_cfg.overrides.task))
     if outcome.exit_code != EXIT_OK:
         log.error("%s", outcome.status)
         print(f"error: {outcome.status}", file=sys.stderr)

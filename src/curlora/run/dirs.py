@@ -50,6 +50,10 @@ JOB_OUTCOMES: list[JobOutcome] = []
 """Outcomes recorded by the jobs of the current multirun (jobs that run in this process)."""
 SWEEP_FAILURES: list[JobOutcome] = []
 """Jobs of the last multirun that did not complete; the command exits 1 when non-empty."""
+CREATED_HERE: set[str] = set()
+"""Run directories this process created (an exclusive mkdir before Hydra's): the only ones
+a refused run may remove (``curlora.run.guard.remove_if_unused``). A fixed directory that
+already existed may be another process's run, started a moment earlier."""
 
 
 def _unresolved(node: DictConfig, key: str) -> str:
@@ -75,12 +79,25 @@ def _set(config: DictConfig, dotted: str, value: str) -> None:
         OmegaConf.update(config, dotted, value, merge=False)
 
 
-def _claim_if_timestamped(config: DictConfig, dotted: str) -> None:
+def _claim_if_timestamped(config: DictConfig, dotted: str) -> Path | None:
+    """The directory claimed (created by this process), or None for a fixed one."""
     parent, _, key = dotted.rpartition(".")
     if "${now:" not in _unresolved(OmegaConf.select(config, parent), key):
-        return  # a fixed directory: used as given
+        return None  # a fixed directory: used as given
     fresh = claim_fresh_directory(Path(str(OmegaConf.select(config, dotted))).absolute())
     _set(config, dotted, str(fresh))
+    return fresh
+
+
+def _create_if_absent(path: Path) -> bool:
+    """Create ``path`` with an exclusive mkdir (its parents as needed); whether this call
+    created it. Two processes racing for one new fixed directory: exactly one gets True."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir()
+    except OSError:  # it exists, or cannot be made here (the run's own checks say why)
+        return False
+    return True
 
 
 class RunDirectories(Callback):
@@ -93,7 +110,15 @@ class RunDirectories(Callback):
             _set(config, "hydra.run.dir", str(Path(str(resume)).absolute()))
             _set(config, "hydra.output_subdir", f".hydra/resume_{stamp}")
             return
-        _claim_if_timestamped(config, "hydra.run.dir")
+        claimed = _claim_if_timestamped(config, "hydra.run.dir")
+        if claimed is None:
+            try:
+                fixed = Path(str(OmegaConf.select(config, "hydra.run.dir"))).absolute()
+            except Exception:  # a resolver that fails: Hydra reports it, nothing is created
+                return
+            claimed = fixed if _create_if_absent(fixed) else None
+        if claimed is not None:
+            CREATED_HERE.add(str(claimed))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         JOB_OUTCOMES.clear()

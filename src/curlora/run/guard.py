@@ -258,16 +258,37 @@ class RunLock:
             self._fd = None
 
 
-def remove_if_unused(run_dir: Path) -> bool:
-    """Delete ``run_dir`` if it holds nothing but Hydra's own files (a run that was refused
-    before it started); returns whether it was removed."""
+def remove_if_unused(run_dir: Path, overrides: Sequence[str] | None = None) -> bool:
+    """Delete ``run_dir`` after a run was refused before it started, only if it is this
+    process's own: created by it (``curlora.run.dirs.CREATED_HERE``), holding nothing but
+    Hydra's files, recording this command's ``overrides`` (Hydra's ``overrides.yaml``: a
+    second process started in the same new directory rewrites it) and not locked by another
+    process. Returns whether it was removed; anything in doubt is left where it is."""
+    import shutil
+
+    from curlora.run.dirs import CREATED_HERE
+    from curlora.run.file_lock import LockHeld, acquire, release
+
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
+    if str(run_dir.absolute()) not in CREATED_HERE or not run_dir.is_dir():
         return False
     for entry in run_dir.iterdir():
         if entry.name not in HYDRA_FILES and entry.suffix != ".log":
             return False
-    import shutil
-
-    shutil.rmtree(run_dir, ignore_errors=True)
+    recorded = run_dir / ".hydra" / "overrides.yaml"
+    if overrides is not None and recorded.is_file():
+        try:
+            if list(OmegaConf.load(recorded)) != list(overrides):  # type: ignore[arg-type]
+                return False
+        except Exception:  # unreadable: another process may be writing it
+            return False
+    try:
+        fd = acquire(run_dir / LOCK_FILE, f"{os.getpid()} removing a refused run")
+    except (LockHeld, OSError):
+        return False  # a run holds it: that run's directory now
+    try:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    finally:
+        release(fd)
+    CREATED_HERE.discard(str(run_dir.absolute()))
     return True
