@@ -62,7 +62,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     ) -> dict[str, Any]:
         """Tensors and plain values only, whatever the caller asks: unpickling a file from
         a run directory could run any code its author put in it."""
-        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+        return super().load_checkpoint(path, map_location, weights_only=True)
 
 
 # ---------------------------------------------------------------------------------- paths
