@@ -340,7 +340,7 @@ def _update_readme(readme: Path, grid_name: str, summary_file: Path) -> None:
 
 def _main(argv: Sequence[str] | None) -> int:
     from curlora.composition import unusable_directory
-    from curlora.grid.guard import GridRefused, check_arguments, hold_grid_lock
+    from curlora.grid.guard import GridRefused, check_arguments, check_grid, hold_grid_lock
     from curlora.grid.results import restore
     from curlora.reporting.reproduction import choose_grid_rates, load_grid
     from curlora.run.atomic import atomic_write_text
@@ -358,6 +358,7 @@ def _main(argv: Sequence[str] | None) -> int:
     settings = [a for a in args if a.startswith("reproduce.")]
     extra = [a for a in args if not a.startswith(("reproduce=", "reproduce."))]
     cfg = compose([*chosen, *settings, *extra])
+    check_grid(cfg)
     grid = cfg.reproduce
     root, results_dir, report_dir = grid_paths(grid)
     command = "curlora-reproduce " + " ".join(chosen + extra)

@@ -169,7 +169,7 @@ def _name_jobs_by_swept_keys(config: DictConfig) -> None:
     from the sweep's Hydra overrides, so the exclusion travels as one more of them."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    task = [str(o) for o in config.hydra.overrides.task]
+    task = [str(o) for o in OmegaConf.to_container(config.hydra.overrides.task, resolve=False)]
     parsed = OverridesParser.create().parse_overrides(task)
     fixed = [o.key_or_group for o in parsed if not o.is_sweep_override()]
     node = config.hydra.job.config.override_dirname

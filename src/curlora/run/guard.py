@@ -278,7 +278,8 @@ def remove_if_unused(run_dir: Path, overrides: Sequence[str] | None = None) -> b
     recorded = run_dir / ".hydra" / "overrides.yaml"
     if overrides is not None and recorded.is_file():
         try:
-            if list(OmegaConf.load(recorded)) != list(overrides):  # type: ignore[arg-type]
+            typed = OmegaConf.to_container(OmegaConf.load(recorded), resolve=False)
+            if [str(o) for o in typed] != list(overrides):  # type: ignore[union-attr]
                 return False
         except Exception:  # unreadable: another process may be writing it
             return False
