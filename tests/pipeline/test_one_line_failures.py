@@ -349,6 +349,31 @@ def test_a_run_directory_name_too_long_for_the_file_system_is_one_line(tmp_path)
 
 
 @pytest.mark.parametrize(
+    ("rows", "words"),
+    [
+        ('{"sentence": "a b c"}\n', "no column 'text'"),  # was: datasets' bare ValueError
+        ('{"text": ""}\n{"text": "  "}\n', "holds no text"),  # was: "need at least 2 tokens"
+    ],
+    ids=["no-text-column", "only-empty-texts"],
+)
+def test_a_corpus_file_without_text_is_one_line_and_leaves_no_run(
+    run_config, tmp_path, rows, words
+) -> None:
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(rows)
+    cfg = run_config(*TINY_RUN)
+    with open_dict(cfg):
+        cfg.data.corpus = {
+            "_target_": "curlora.data.sources.hub.HubCorpus",
+            "data_files": {"test": str(corpus)},
+        }
+    outcome = run_job(cfg, [], multirun=False)
+    assert outcome.exit_code == EXIT_CONFIG, outcome.status
+    assert words in outcome.status and str(corpus) in outcome.status
+    assert not (Path(cfg.paths.output_dir) / RUN_CONFIG_FILE).exists()
+
+
+@pytest.mark.parametrize(
     ("override", "words"),
     [
         ("rank=-1", "rank=-1 is not valid"),
