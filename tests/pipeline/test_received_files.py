@@ -260,3 +260,23 @@ def test_a_poisoned_cache_entry_is_named_and_recomputed(
     # The entry is rewritten with what was measured: the next run reuses good numbers.
     stored = json.loads(entry_path.read_text())["record"]["initial"]["scores"]
     assert next(iter(stored.values()))["accuracy"] != 0.95
+
+
+# ---------------------------------------------------------------- reports read data only
+def test_curlora_report_builds_nothing_a_received_run_names(tmp_path: Path, capsys) -> None:
+    """A run directory whose results.json and run_config.yaml name a payload: the report
+    reads plain values (the payload's strategy target is shown as text, never called)."""
+    from curlora.reporting import console
+    from curlora.reporting.results import build_results, write_results
+    from tests.reporting.conftest import results_kwargs
+
+    marker = tmp_path / "payload-ran"
+    payload = {"_target_": "builtins.open", "_args_": [str(marker), "w"]}
+    config = {"method": {"name": "curlora"}, "strategy": payload, "optimizer": payload}
+    run_dir = tmp_path / "run"
+    write_results(run_dir / "results.json", build_results(**results_kwargs(config=config)))
+    (run_dir / "run_config.yaml").write_text(yaml.safe_dump(config))
+    assert console.main([str(run_dir)]) == 0
+    assert console.main([str(tmp_path)]) == 0  # as a sweep of one run
+    assert "curlora" in capsys.readouterr().out
+    assert not marker.exists()
