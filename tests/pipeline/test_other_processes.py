@@ -44,6 +44,28 @@ def test_a_directory_another_run_has_locked_is_never_removed(
     assert (run_dir / ".lock").exists() and (run_dir / "train.log").exists()
 
 
+def test_a_directory_another_process_started_in_is_never_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race the lock and the record leave open: a second process started in the new
+    directory, before it locked it and after this one's Hydra record was written. It holds
+    a shared lock on ``.hydra/users.lock`` from its first moment (flock is per open file,
+    so a second descriptor here stands in for it)."""
+    import fcntl
+
+    run_dir = tmp_path / "D"
+    _hydra_files(run_dir, ["alpha=nan"])
+    monkeypatch.setattr(dirs, "CREATED_HERE", {str(run_dir)})
+    other = os.open(run_dir / dirs.USERS_LOCK, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(other, fcntl.LOCK_SH)
+    try:
+        assert not remove_if_unused(run_dir, ["alpha=nan"])
+    finally:
+        os.close(other)
+    assert (run_dir / "train.log").exists()
+    assert remove_if_unused(run_dir, ["alpha=nan"])  # alone in it now: its own to remove
+
+
 def test_a_directory_whose_hydra_record_is_another_commands_is_never_removed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

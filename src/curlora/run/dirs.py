@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -54,6 +55,12 @@ CREATED_HERE: set[str] = set()
 """Run directories this process created (an exclusive mkdir before Hydra's): the only ones
 a refused run may remove (``curlora.run.guard.remove_if_unused``). A fixed directory that
 already existed may be another process's run, started a moment earlier."""
+USERS_LOCK = ".hydra/users.lock"
+"""Every process that starts in a run directory holds a shared ``flock`` on this file for
+its whole life (before Hydra writes anything there); a refused run removes its directory
+only when it can lock it exclusively, i.e. when no other process has started in it."""
+USING: dict[str, int] = {}
+"""Run directory -> the descriptor holding this process's shared lock on it."""
 
 
 def _unresolved(node: DictConfig, key: str) -> str:
@@ -100,6 +107,24 @@ def _create_if_absent(path: Path) -> bool:
     return True
 
 
+def _register_use(run_dir: Path) -> None:
+    """Hold a shared lock on ``run_dir``'s :data:`USERS_LOCK` until the process ends."""
+    import fcntl
+
+    try:
+        path = run_dir / USERS_LOCK
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:  # an unusable place: the run's own checks say why
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:  # a refused run is removing the directory this instant; Hydra remakes it
+        os.close(fd)
+        return
+    USING[str(run_dir)] = fd
+
+
 class RunDirectories(Callback):
     """See the module docstring."""
 
@@ -119,6 +144,7 @@ class RunDirectories(Callback):
             claimed = fixed if _create_if_absent(fixed) else None
         if claimed is not None:
             CREATED_HERE.add(str(claimed))
+        _register_use(Path(str(OmegaConf.select(config, "hydra.run.dir"))).absolute())
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         JOB_OUTCOMES.clear()

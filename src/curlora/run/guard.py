@@ -262,11 +262,13 @@ def remove_if_unused(run_dir: Path, overrides: Sequence[str] | None = None) -> b
     """Delete ``run_dir`` after a run was refused before it started, only if it is this
     process's own: created by it (``curlora.run.dirs.CREATED_HERE``), holding nothing but
     Hydra's files, recording this command's ``overrides`` (Hydra's ``overrides.yaml``: a
-    second process started in the same new directory rewrites it) and not locked by another
-    process. Returns whether it was removed; anything in doubt is left where it is."""
+    second process started in the same new directory rewrites it), used by no other process
+    (``curlora.run.dirs.USERS_LOCK``) and not locked by a run. Returns whether it was
+    removed; anything in doubt is left where it is."""
+    import fcntl
     import shutil
 
-    from curlora.run.dirs import CREATED_HERE
+    from curlora.run.dirs import CREATED_HERE, USERS_LOCK, USING
     from curlora.run.file_lock import LockHeld, acquire, release
 
     run_dir = Path(run_dir)
@@ -283,13 +285,23 @@ def remove_if_unused(run_dir: Path, overrides: Sequence[str] | None = None) -> b
                 return False
         except Exception:  # unreadable: another process may be writing it
             return False
+    own = USING.pop(str(run_dir.absolute()), None)
+    if own is not None:
+        os.close(own)  # this process's shared lock: only the others' may remain
     try:
+        users = os.open(run_dir / USERS_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
         fd = acquire(run_dir / LOCK_FILE, f"{os.getpid()} removing a refused run")
-    except (LockHeld, OSError):
-        return False  # a run holds it: that run's directory now
+    except (LockHeld, OSError):  # another process started in it, or a run holds it
+        os.close(users)
+        return False
     try:
         shutil.rmtree(run_dir, ignore_errors=True)
     finally:
         release(fd)
+        os.close(users)
     CREATED_HERE.discard(str(run_dir.absolute()))
     return True
