@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from curlora.run.dirs import JOB_OUTCOMES, SWEEP_FAILURES, JobOutcome
 from curlora.run.guard import remove_if_unused
@@ -97,14 +97,16 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     output_dir = Path(hydra_cfg.runtime.output_dir)
     _group_sweep_runs(cfg, hydra_cfg)
-    outcome = run_job(cfg, list(hydra_cfg.overrides.task), multirun)
+    task_overrides = _task_overrides(hydra_cfg)
+    outcome = run_job(cfg, task_overrides, multirun)
     if outcome.exit_code in (EXIT_CONFIG, EXIT_UNREACHABLE) and not multirun:
-        remove_if_unused(output_dir)  # refused before it started: leave no empty run dir
+        # Refused before it started: leave no empty run dir (only one this process made).
+        remove_if_unused(output_dir, task_overrides)
     if outcome.exit_code != EXIT_OK:
         log.error("%s", outcome.status)
         print(f"error: {outcome.status}", file=sys.stderr)
     if multirun:
-        overrides = tuple(hydra_cfg.overrides.task)
+        overrides = tuple(task_overrides)
         JOB_OUTCOMES.append(
             JobOutcome(str(output_dir), overrides, outcome.status, outcome.exit_code)
         )
@@ -123,6 +125,12 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     return -math.inf if value is None else value  # a failed trial is the worst one
 
 
+def _task_overrides(hydra_cfg: Any) -> list[str]:
+    """The command line's overrides as typed: iterating Hydra's list would resolve an
+    interpolation inside one (``rank=${nope}``) and raise before the run can refuse it."""
+    return [str(o) for o in OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False)]
+
+
 def _group_sweep_runs(cfg: DictConfig, hydra_cfg: Any) -> None:
     """In a multirun, every job's W&B run in one group named after the sweep
     (``curlora.run.dirs.sweep_group``)."""
@@ -135,7 +143,7 @@ def _group_sweep_runs(cfg: DictConfig, hydra_cfg: Any) -> None:
         group = sweep_group(
             Path(hydra_cfg.sweep.dir),
             Path(cfg.paths.log_dir),
-            list(hydra_cfg.overrides.task),
+            _task_overrides(hydra_cfg),
             list(hydra_cfg.job.config.override_dirname.exclude_keys),
         )
         with open_dict(cfg):

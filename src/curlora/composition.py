@@ -97,8 +97,20 @@ def compose_jobs(overrides: Sequence[str], multirun: bool) -> DictConfig:
     return composed[0]
 
 
+def _too_long(path: Path) -> str | None:
+    """Why ``path`` is a name no file system here takes (``os.stat`` would raise)."""
+    limit = 255  # NAME_MAX of ext4, xfs, btrfs, tmpfs, NFS
+    for part in path.parts:
+        if len(os.fsencode(part)) > limit:
+            size = len(os.fsencode(part))
+            return f"its part '{part[:24]}...' is {size} bytes long (at most {limit})"
+    return None
+
+
 def unusable_directory(path: Path) -> str | None:
     """Why a directory cannot be created or written at ``path``; None when it can."""
+    if (problem := _too_long(path)) is not None:
+        return problem
     if path.exists() and not path.is_dir():
         return f"{path} is a file, not a directory"
     existing = path

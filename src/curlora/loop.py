@@ -424,6 +424,7 @@ class TaskLoop:
             self.module,
             datamodule=self.data,
             ckpt_path=str(resume_from) if resume_from is not None else None,
+            weights_only=True,  # a step checkpoint is data: never unpickle code from it
         )
         self.guard.check()
         self._check_adapter_moved(before, index)

@@ -339,7 +339,8 @@ def _update_readme(readme: Path, grid_name: str, summary_file: Path) -> None:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    from curlora.grid.guard import check_arguments, hold_grid_lock
+    from curlora.composition import unusable_directory
+    from curlora.grid.guard import GridRefused, check_arguments, check_grid, hold_grid_lock
     from curlora.grid.results import restore
     from curlora.reporting.reproduction import choose_grid_rates, load_grid
     from curlora.run.atomic import atomic_write_text
@@ -357,6 +358,7 @@ def _main(argv: Sequence[str] | None) -> int:
     settings = [a for a in args if a.startswith("reproduce.")]
     extra = [a for a in args if not a.startswith(("reproduce=", "reproduce."))]
     cfg = compose([*chosen, *settings, *extra])
+    check_grid(cfg)
     grid = cfg.reproduce
     root, results_dir, report_dir = grid_paths(grid)
     command = "curlora-reproduce " + " ".join(chosen + extra)
@@ -366,8 +368,17 @@ def _main(argv: Sequence[str] | None) -> int:
             return 1
         print(f"report: {report}")
         return 0
+    for place in (root, results_dir):
+        if (problem := unusable_directory(place)) is not None:
+            key = "reproduce.dir" if place == root else "reproduce.results_dir"
+            raise GridRefused(f"{key}={place} cannot hold the grid: {problem}")
     root.mkdir(parents=True, exist_ok=True)
     hold_grid_lock(root)  # one invocation per grid; main releases it
+    if results_dir != root:
+        # Two grids in different working directories may share one results store (the
+        # CPU and GPU grids); each would run every job and overwrite the other's files.
+        results_dir.mkdir(parents=True, exist_ok=True)
+        hold_grid_lock(results_dir)
     # The grid as it was fixed before the runs: the report reads its rule and margins.
     fixed = OmegaConf.to_container(grid, resolve=True)
     for where in MACHINE_KEYS:  # this machine's folders: not part of the grid's rules

@@ -63,13 +63,62 @@ def test_a_damaged_adapter_file_is_named(saved, make_model, name, damage, words)
     assert str(path) in message and words in message and "\n" not in message, message
 
 
-def test_an_adapter_saved_without_a_checksum_still_loads(saved, make_model) -> None:
-    """Files written before the checksum existed carry none; they load as before."""
+def _rewrite_metadata(saved: Path, change) -> None:
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
     with safe_open(saved / WEIGHTS_NAME, framework="pt") as f:
-        meta = {k: v for k, v in (f.metadata() or {}).items() if k != "sha256"}
+        meta = dict(f.metadata() or {})
+    change(meta)
     save_file(load_file(saved / WEIGHTS_NAME), str(saved / WEIGHTS_NAME), metadata=meta)
-    assert json.loads((saved / CONFIG_NAME).read_text())["_target_"]
-    load_adapter(make_model(), saved)
+
+
+def test_an_adapter_without_a_checksum_loads_only_with_the_opt_in(saved, make_model) -> None:
+    """Files written before the checksum existed carry none: an edit would load silently,
+    so they load only when the caller says it trusts their source."""
+    _rewrite_metadata(saved, lambda meta: (meta.pop("checksum"), meta.pop("sha256")))
+    with pytest.raises(AdapterFileError, match=r"no checksum.*allow_unchecked=True"):
+        load_adapter(make_model(), saved)
+    load_adapter(make_model(), saved, allow_unchecked=True)
+
+
+def test_an_edited_adapter_config_is_refused(saved, make_model) -> None:
+    """alpha 1.0 -> 9.0 changes every output of the adapted model; adapter_config.json was
+    outside the tensors' checksum."""
+    path = saved / CONFIG_NAME
+    config = json.loads(path.read_text())
+    config["alpha"] = 9.0
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    with pytest.raises(AdapterFileError, match=r"adapter_config.json does not match the checksum"):
+        load_adapter(make_model(), saved)
+
+
+def test_edited_metadata_is_refused(saved, make_model) -> None:
+    _rewrite_metadata(saved, lambda meta: meta.__setitem__("aliases", '{"x": "y"}'))
+    with pytest.raises(AdapterFileError, match=r"adapter.safetensors is damaged.*metadata"):
+        load_adapter(make_model(), saved)
+
+
+@pytest.mark.parametrize("key", ["fingerprint", "aliases"])
+def test_a_damaged_metadata_entry_is_one_line_naming_the_file(saved, make_model, key) -> None:
+    """Even with the opt-in, a cut JSON entry is named, never a bare JSONDecodeError."""
+
+    def cut(meta: dict[str, str]) -> None:
+        meta.pop("checksum")  # an older file: only the opt-in loads it
+        meta[key] = meta[key][:-1]  # cut: "{}" -> "{"
+
+    _rewrite_metadata(saved, cut)
+    with pytest.raises(AdapterFileError) as error:
+        load_adapter(make_model(), saved, allow_unchecked=True)
+    message = str(error.value)
+    assert WEIGHTS_NAME in message and repr(key) in message and "\n" not in message
+
+
+def test_an_adapter_config_naming_foreign_code_is_refused(saved, make_model, tmp_path) -> None:
+    """Reading an adapter imports nothing outside the allowlist (its _target_ is data)."""
+    path = saved / CONFIG_NAME
+    config = json.loads(path.read_text())
+    config["_target_"] = "builtins.open"
+    path.write_text(json.dumps(config))
+    with pytest.raises(AdapterFileError, match=r"_target_='builtins.open'.*refused"):
+        load_adapter(make_model(), saved, allow_unchecked=True)

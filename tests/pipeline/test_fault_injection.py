@@ -93,6 +93,12 @@ NOT_DRIVEN = {
     "default data and model), never a run's or a received file; tests/data/test_served.py",
     ("data/sources/offline.py", "_vader_rows.rows_of"): "as _vitaminc_rows",
     ("data/sources/offline.py", "OfflineCorpus.load"): "as _vitaminc_rows",
+    ("checks/targets.py", "shipped_targets"): "the package's own configs/ (shipped with the "
+    "code, read as plain YAML): not a file a user receives; a YAML Hydra cannot read fails "
+    "every command first",
+    ("run/guard.py", "remove_if_unused"): "Hydra's record of this very command, in a "
+    "directory this process created a moment before; any failure to read it keeps the "
+    "directory: tests/pipeline/test_other_processes.py",
 }
 # Damage a reader may take in its stride, silently: (module, function) -> damages, why.
 HARMLESS = {
@@ -350,6 +356,7 @@ WRITE_DRIVERS: dict[str, Callable[..., Ending]] = {
     "reporting/results.py": drive_train,
     "run/guard.py": drive_train,
     "run/state.py": drive_train,
+    "run/checksum.py": drive_train,
     "reporting/sweep.py": drive_sweep,
     "reproduce.py": drive_grid,
     "reporting/reproduction.py": drive_grid,
@@ -374,6 +381,7 @@ READ_DRIVERS: dict[str, Callable[..., Ending]] = {
     "run/dirs.py": drive_sweep_end,
     "run/guard.py": drive_resume,
     "run/state.py": drive_resume,
+    "run/checksum.py": drive_resume,
 }
 
 

@@ -323,6 +323,94 @@ def test_a_completed_run_missing_its_plots_gets_them(run_config) -> None:
     assert curves.exists()
 
 
+# ------------------------------------------------ 10. values that passed and failed mid-run
+@pytest.mark.parametrize(
+    ("override", "words"),
+    [
+        # islice() takes C integers: "must be ... <= sys.maxsize" mid-run.
+        ("data.batch_size=99999999999999999999", "data.batch_size=99999999999999999999"),
+        # float32 adapters, heads and optimizer states: finite in Python, inf in training.
+        ("alpha=1e39", "alpha=1e+39"),
+        ("alpha=1e308", "alpha=1e+308"),
+        ("optimizer.lr=1e300", "optimizer.lr=1e+300"),
+        # transformers' own architecture check (hidden size vs 4 heads), a multi-line error.
+        ("model.hidden_size=7", "hidden size (7)"),
+        # A *-true Trainer casts the float32 heads: "mat1 and mat2 must have the same dtype".
+        ("trainer.precision=bf16-true", "trainer.precision='bf16-true'"),
+        # Generated mid-run: "synthetic task kind 'x' unknown", after run_config.yaml.
+        ("data.task_specs.pairs.source.kind=x", "kind='x'"),
+        ("rank=${nope}", "Interpolation key 'nope' not found"),
+    ],
+)
+def test_values_that_used_to_fail_mid_run_are_refused_first(run_config, override, words) -> None:
+    with pytest.raises(ConfigError) as error:
+        validate_config(run_config(*TINY_RUN, override))
+    assert words in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("override", ["rank=${oc.env:NOPE}", "rank=${nope}"])
+def test_an_unresolvable_interpolation_is_one_line_and_leaves_nothing(tmp_path, override) -> None:
+    """It was a traceback (Hydra's list of overrides resolves as it is read) that left
+    ``.hydra/`` and ``train.log`` in the run directory."""
+    run_dir = tmp_path / "run"
+    done = run_cli([*TINY_RUN, override, f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    assert done.returncode == EXIT_CONFIG, done.stderr[-3000:]
+    assert "does not resolve" in _one_line(done.stderr) and "rank" in _one_line(done.stderr)
+    assert not run_dir.exists()
+
+
+def test_a_run_directory_name_too_long_for_the_file_system_is_one_line(tmp_path) -> None:
+    line = check_command_line([*TINY_RUN, f"hydra.run.dir={tmp_path / ('a' * 300)}"])
+    assert line is not None and "300 bytes long (at most 255)" in line
+
+
+@pytest.mark.parametrize(
+    ("rows", "words"),
+    [
+        ('{"sentence": "a b c"}\n', "no column 'text'"),  # was: datasets' bare ValueError
+        ('{"text": ""}\n{"text": "  "}\n', "holds no text"),  # was: "need at least 2 tokens"
+    ],
+    ids=["no-text-column", "only-empty-texts"],
+)
+def test_a_corpus_file_without_text_is_one_line_and_leaves_no_run(
+    run_config, tmp_path, rows, words
+) -> None:
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(rows)
+    cfg = run_config(*TINY_RUN)
+    with open_dict(cfg):
+        cfg.data.corpus = {
+            "_target_": "curlora.data.sources.hub.HubCorpus",
+            "data_files": {"test": str(corpus)},
+        }
+    outcome = run_job(cfg, [], multirun=False)
+    assert outcome.exit_code == EXIT_CONFIG, outcome.status
+    assert words in outcome.status and str(corpus) in outcome.status
+    assert not (Path(cfg.paths.output_dir) / RUN_CONFIG_FILE).exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "words"),
+    [
+        ("rank=-1", "rank=-1 is not valid"),
+        ("reproduce.seeds=[]", "reproduce.seeds=[] is not valid"),
+        ("reproduce.ranks=[0]", "reproduce.ranks=0 is not valid"),
+    ],
+)
+def test_reproduce_refuses_what_every_job_would_refuse_before_any_part_runs(
+    tmp_path, capsys, monkeypatch, override, words
+) -> None:
+    """``rank=-1`` ran every part before failing; ``seeds=[]`` wrote a report of nothing."""
+    from curlora import reproduce
+
+    ran: list[Any] = []
+    monkeypatch.setattr(reproduce, "multirun", lambda *args, **kwargs: ran.append(args) or 0)
+    args = ["reproduce=tiny", f"reproduce.dir={tmp_path / 'grid'}", override]
+    assert reproduce.main(args) == EXIT_CONFIG
+    assert words in _one_line(capsys.readouterr().err)
+    assert ran == [] and not (tmp_path / "grid").exists()
+
+
 @pytest.mark.slow  # a two-process run: about a minute on 2 cores
 def test_a_killed_worker_is_one_line_and_resume_continues(tmp_path: Path) -> None:
     """SIGKILL to process 1 of a trainer=ddp_cpu run: process 0 names it (no gloo

@@ -19,6 +19,7 @@ from omegaconf import open_dict
 
 from curlora.checks.config import ConfigError, validate_config
 from curlora.run.atomic import OutputError, remove_stale_temp_files
+from curlora.run.checksum import verify_checksum
 from curlora.run.guard import RunLock
 from curlora.run.state import AtomicCheckpointIO
 from curlora.train import run
@@ -138,7 +139,9 @@ AtomicCheckpointIO().save_checkpoint({{"step": 2}}, {str(path)!r})
     assert torch.load(path) == {"step": 1}  # the good checkpoint is intact
     stale = remove_stale_temp_files(tmp_path)
     assert len(stale) == 1 and stale[0].parent == path.parent
-    assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]
+    # The checkpoint and its checksum, which still matches it (the kill came before both).
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt", "last.ckpt.sha256"]
+    verify_checksum(path)
 
 
 # ---------------------------------------------------------------- damaged run files

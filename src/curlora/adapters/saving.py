@@ -4,9 +4,14 @@ Layout: ``adapter.safetensors`` (``adapter_state_dict``) and ``adapter_config.js
 resolved method config with ``_target_``, so ``hydra.utils.instantiate`` rebuilds it).
 A CURLoRA adapter is U plus integer indices: for Mistral-7B q/k/v at k = 16 about 100 KB.
 
-The metadata also holds a sha256 of the tensors (names, dtypes, shapes and bytes), checked on
-load: a file whose bytes changed on disk is refused by name (:class:`AdapterFileError`)
-instead of loading flipped numbers silently. Files saved before the checksum load unchecked.
+The metadata also holds a sha256 of the tensors (names, dtypes, shapes and bytes, ``sha256``),
+one of ``adapter_config.json``'s bytes (``config_sha256``) and one over both and the rest of
+the metadata (``checksum``), all checked on load: flipped bytes, an edited ``alpha`` in the
+config or an edited fingerprint are refused by name (:class:`AdapterFileError`) instead of
+loading other numbers silently. An adapter without ``checksum`` (saved by an older version,
+or stripped) loads only with ``load_adapter(..., allow_unchecked=True)``. The config's
+``_target_`` must be one the project builds (``curlora.checks.targets``): reading an adapter
+imports nothing else.
 
 An adapter only means something on the base it was trained on (a CURLoRA adapter most of
 all: its C and R are gathered again from the base). The safetensors metadata therefore
@@ -33,6 +38,7 @@ from curlora.adapters.base import require_method
 from curlora.adapters.build import build_method
 from curlora.adapters.inject import apply_adapter
 from curlora.adapters.state import adapter_state_dict, load_adapter_state_dict
+from curlora.checks.targets import UntrustedTarget, check_targets
 from curlora.run.atomic import atomic_write, atomic_write_text
 
 WEIGHTS_NAME = "adapter.safetensors"
@@ -94,16 +100,28 @@ def save_adapter(
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     tensors, aliases = _dedupe(adapter_state_dict(model))
+    config_text = json.dumps(method.to_config(), indent=2) + "\n"
     meta = {
         "format": FORMAT,
         "method": method.name,
         "aliases": json.dumps(aliases),
         "fingerprint": json.dumps(method.fingerprint(model)),
         "sha256": tensors_sha256(tensors),
+        "config_sha256": hashlib.sha256(config_text.encode("utf-8")).hexdigest(),
     }
+    meta["checksum"] = metadata_checksum(meta)
+    # The config first: a kill between the two writes leaves a config whose digest the old
+    # weights file does not hold, which load refuses by name (never a silent mix).
+    atomic_write_text(out / CONFIG_NAME, config_text)
     atomic_write(out / WEIGHTS_NAME, lambda p: save_file(tensors, str(p), metadata=meta))
-    atomic_write_text(out / CONFIG_NAME, json.dumps(method.to_config(), indent=2) + "\n")
     return out
+
+
+def metadata_checksum(meta: dict[str, str]) -> str:
+    """sha256 over every metadata entry but itself: the tensors' and the config's digests,
+    the fingerprint, the aliases, the method and the format."""
+    covered = {k: v for k, v in meta.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(covered, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def _check_fingerprint(model: nn.Module, saved: dict[str, Any], strict: bool, src: Path) -> None:
@@ -134,17 +152,23 @@ def _check_fingerprint(model: nn.Module, saved: dict[str, Any], strict: bool, sr
 
 
 def read_adapter_files(
-    src: Path,
+    src: Path, allow_unchecked: bool = False
 ) -> tuple[dict[str, Any], dict[str, str], dict[str, torch.Tensor]]:
     """The config, the metadata and the tensors of the adapter saved in ``src``, checked
-    against the saved checksum. Raises AdapterFileError naming the file that is unusable."""
+    against the saved checksums (see the module docstring). Raises AdapterFileError naming
+    the file that is unusable."""
     config_path, weights_path = src / CONFIG_NAME, src / WEIGHTS_NAME
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config_bytes = config_path.read_bytes()
+        config = json.loads(config_bytes.decode("utf-8"))
     except (OSError, ValueError) as error:  # missing, not UTF-8, not JSON
         raise AdapterFileError(f"{config_path} cannot be read ({_one_line(error)})") from None
     if not isinstance(config, dict) or "_target_" not in config:
         raise AdapterFileError(f"{config_path} is not an adapter config (no _target_)")
+    try:
+        check_targets(config, str(config_path))
+    except UntrustedTarget as error:
+        raise AdapterFileError(str(error)) from None
     try:
         with safe_open(weights_path, framework="pt") as f:
             meta = f.metadata() or {}
@@ -157,28 +181,65 @@ def read_adapter_files(
         raise AdapterFileError(
             f"{weights_path} is damaged: its tensors do not match the checksum saved with them"
         )
+    if "checksum" not in meta:
+        if not allow_unchecked:
+            raise AdapterFileError(
+                f"{weights_path} has no checksum of its config and metadata (saved by an older "
+                "version, or stripped), so an edit would load silently; if you trust where it "
+                "came from, load it with load_adapter(..., allow_unchecked=True)"
+            )
+    elif metadata_checksum(meta) != meta["checksum"]:
+        raise AdapterFileError(f"{weights_path} is damaged: its metadata was edited")
+    elif hashlib.sha256(config_bytes).hexdigest() != meta.get("config_sha256"):
+        raise AdapterFileError(
+            f"{config_path} does not match the checksum saved with the adapter (edited?)"
+        )
     return config, meta, state
+
+
+def _metadata_json(meta: dict[str, str], key: str, default: str, where: Path) -> Any:
+    """A JSON entry of the metadata; AdapterFileError naming the file when it is damaged."""
+    try:
+        value = json.loads(meta.get(key, default))
+    except ValueError as error:
+        raise AdapterFileError(
+            f"{where} is damaged: its metadata entry {key!r} is not JSON ({_one_line(error)})"
+        ) from None
+    if not isinstance(value, dict):
+        raise AdapterFileError(f"{where} is damaged: its metadata entry {key!r} is not a mapping")
+    return value
 
 
 def _one_line(error: BaseException) -> str:
     return " ".join(f"{type(error).__name__}: {error}".split())
 
 
-def load_adapter(model: nn.Module, directory: str | os.PathLike[str], strict: bool = True) -> int:
+def load_adapter(
+    model: nn.Module,
+    directory: str | os.PathLike[str],
+    strict: bool = True,
+    allow_unchecked: bool = False,
+) -> int:
     """Apply the saved method to the fresh base ``model`` and load the saved adapter state.
 
     Returns the trainable-parameter count, as ``apply_adapter`` does. On CPU the outputs
     then equal those of the saved model bit for bit (same base weights). A base whose
     fingerprint differs from the saved one raises ValueError naming the layer
     (``strict=False``: a warning, and the adapter is loaded anyway); a damaged or unreadable
-    file raises AdapterFileError naming it, before the model is touched.
+    file raises AdapterFileError naming it, before the model is touched. An adapter without
+    the checksum of its config and metadata is refused unless ``allow_unchecked=True``.
     """
     src = Path(directory)
-    config, meta, state = read_adapter_files(src)
+    config, meta, state = read_adapter_files(src, allow_unchecked)
+    weights = src / WEIGHTS_NAME
+    fingerprint = _metadata_json(meta, "fingerprint", "{}", weights)
+    aliases = _metadata_json(meta, "aliases", "{}", weights)
     n_trainable = apply_adapter(model, config)
     if "fingerprint" in meta:
-        _check_fingerprint(model, json.loads(meta["fingerprint"]), strict, src)
-    for dropped, kept in json.loads(meta.get("aliases", "{}")).items():
+        _check_fingerprint(model, fingerprint, strict, src)
+    for dropped, kept in aliases.items():
+        if kept not in state:
+            raise AdapterFileError(f"{weights} is damaged: alias {dropped!r} names no tensor")
         state[dropped] = state[kept]
     load_adapter_state_dict(model, state)
     return n_trainable

@@ -36,6 +36,11 @@ class ConfigError(ValueError):
     """The configuration cannot run; the message says which key, which value, what is valid."""
 
 
+def _one_line(error: BaseException) -> str:
+    """OmegaConf's messages span lines (``full_key: rank``): one line, key included."""
+    return " ".join(str(error).split())
+
+
 def _require(condition: bool, key: str, value: Any, valid: str) -> None:
     if not condition:
         raise ConfigError(f"{key}={value!r} is not valid; valid: {valid}")
@@ -50,14 +55,30 @@ def _as_config_error() -> Iterator[None]:
         raise ConfigError(str(error)) from None
 
 
+# Sizes and counts go to torch and itertools, which take C integers: a larger one passes an
+# "integer >= 1" check and fails mid-run (islice: "must be ... <= sys.maxsize").
+MAX_COUNT = 2**31 - 1
+
+
 def _positive_int(cfg: Mapping[str, Any], key: str, path: str, allow_none: bool = False) -> None:
     with _as_config_error():
-        checks.check_int(path, cfg.get(key), 1, allow_none=allow_none)
+        checks.check_int(path, cfg.get(key), 1, MAX_COUNT, allow_none=allow_none)
+
+
+# Adapters, heads and optimizer states are float32: a larger factor passes a finite check
+# here and becomes inf at the first step (alpha=1e39, optimizer.lr=1e300).
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 def _positive_number(value: Any, path: str) -> None:
     with _as_config_error():
         checks.check_real(path, value, 0, low_open=True)
+    _require(
+        value <= FLOAT32_MAX,
+        path,
+        value,
+        f"a positive number up to {FLOAT32_MAX:.4g} (it scales float32 tensors: larger is inf)",
+    )
 
 
 def _check_top_level(cfg: Mapping[str, Any]) -> None:
@@ -82,6 +103,12 @@ def _check_top_level(cfg: Mapping[str, Any]) -> None:
         "method.alpha",
         method_alpha,
         "a non-zero number (the adapter's update is scaled by it: 0 learns nothing)",
+    )
+    _require(
+        not (isinstance(method_alpha, (int, float)) and abs(method_alpha) > FLOAT32_MAX),
+        "method.alpha",
+        method_alpha,
+        f"a number of magnitude up to {FLOAT32_MAX:.4g} (it scales float32 tensors)",
     )
     _positive_number(cfg["optimizer"].get("lr"), "optimizer.lr")
     if cfg.get("head_lr") is not None:
@@ -115,6 +142,12 @@ def _check_top_level(cfg: Mapping[str, Any]) -> None:
     every = (cfg.get("checkpoint") or {}).get("every_n_train_steps", 0)
     with _as_config_error():
         checks.check_int("checkpoint.every_n_train_steps", every, 0)  # 0: task boundaries only
+
+
+def check_settings(cfg: Mapping[str, Any]) -> None:
+    """The top-level settings alone (rank, alpha, seed, optimizer, trainer counts): what a
+    command that starts many runs (``curlora-reproduce``) checks before the first."""
+    _check_top_level(cfg)
 
 
 def _check_data(cfg: Mapping[str, Any]) -> None:
@@ -253,13 +286,17 @@ def _check_probe(cfg: Mapping[str, Any]) -> None:
 
 
 def _check_method(cfg: Mapping[str, Any], cache_dir: Path) -> None:
+    from huggingface_hub.errors import StrictDataclassClassValidationError
+
     from curlora.adapters import linear_shapes, validate_method
     from curlora.models.backbone import load_model_config
 
     try:
         architecture = load_model_config(cfg["model"], cache_dir)
-    except ValueError as error:
-        raise ConfigError(f"model: {error}") from None
+    except (ValueError, StrictDataclassClassValidationError) as error:
+        # transformers' own architecture checks (model.hidden_size=7 with 4 heads) raise
+        # the latter, whose message spans lines.
+        raise ConfigError(f"model: {_one_line(error)}") from None
     shapes = linear_shapes(architecture)
     try:
         validate_method(cfg["method"], shapes)
@@ -336,6 +373,14 @@ def _check_trainer(cfg: Mapping[str, Any]) -> None:
     from hydra.utils import instantiate
 
     trainer_cfg = {k: v for k, v in cfg["trainer"].items() if k not in ("callbacks", "logger")}
+    precision = str(trainer_cfg.get("precision", "32-true"))
+    _require(
+        not precision.endswith("-true") or precision == "32-true",
+        "trainer.precision",
+        trainer_cfg.get("precision"),
+        "32-true, bf16-mixed or 16-mixed: adapters and heads are float32 parameters, which a "
+        f"{precision} Trainer would cast (a low-precision backbone: model.dtype=bfloat16)",
+    )
     _check_not_sharded(str(trainer_cfg.get("strategy", "auto")))
     _check_accelerator(trainer_cfg.get("accelerator"))
     try:
@@ -488,7 +533,10 @@ def _check_objective(cfg: Mapping[str, Any]) -> None:
 def validate_config(cfg: DictConfig | Mapping[str, Any], check_model: bool = True) -> None:
     """Raise ``ConfigError`` for the first problem found; return None when the config is sound."""
     if isinstance(cfg, DictConfig):
-        missing = sorted(OmegaConf.missing_keys(cfg))
+        try:
+            missing = sorted(OmegaConf.missing_keys(cfg))
+        except Exception as error:  # it resolves as it walks: ${nope}, ${oc.env:NOPE}
+            raise ConfigError(f"the config does not resolve: {_one_line(error)}") from None
         if missing:
             raise ConfigError(
                 f"{missing[0]} must be set (the config leaves it as ???), e.g. "
@@ -499,7 +547,7 @@ def validate_config(cfg: DictConfig | Mapping[str, Any], check_model: bool = Tru
             OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
         )
     except Exception as error:  # interpolation to a missing key, a bad resolver, ...
-        raise ConfigError(f"the config does not resolve: {error}") from None
+        raise ConfigError(f"the config does not resolve: {_one_line(error)}") from None
     _check_top_level(plain)
     _check_trainer(plain)
     _check_optimization(plain)

@@ -4,6 +4,8 @@
   ``key=value`` override is refused in one line (Hydra's parser would print a traceback).
 - :func:`compose_grid`: Hydra's composition errors (``reproduce=bogus``, a mistyped key)
   become a :class:`GridRefused` naming the key and the valid options.
+- :func:`check_grid`: a grid without seeds or ranks, or extra settings every job would
+  refuse (``rank=-1``), is refused before any part runs.
 - :class:`GridLock` (:func:`hold_grid_lock`): an exclusive lock on ``<grid dir>/.lock``.
   Two invocations on one grid would run the same jobs, refuse each other's run directories
   and each report the other's jobs as failed; the second one is refused instead, naming
@@ -24,7 +26,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("curlora")
 LOCK_FILE = ".lock"
@@ -69,6 +71,35 @@ def compose_grid(overrides: Sequence[str]) -> DictConfig:
     except HydraException as error:
         line = unknown_key(error, overrides, False) or describe_composition_error(error)
         raise GridRefused(f"invalid configuration: {line}") from None
+
+
+def check_grid(cfg: DictConfig) -> None:
+    """GridRefused, before any job runs, for a grid that cannot give a report (no seeds, no
+    ranks, a seed or rank out of range) or extra settings every job would refuse
+    (``rank=-1``: each job failed in turn, after all the parts ran)."""
+    from curlora import checks
+    from curlora.checks.config import MAX_SEED, ConfigError, check_settings
+
+    grid = cfg.reproduce
+    try:
+        for key, low, high in (("seeds", 0, MAX_SEED), ("ranks", 1, None)):
+            values = grid.get(key)
+            if not isinstance(values, Sequence) or isinstance(values, str) or not len(values):
+                checks.fail(f"reproduce.{key}", values, "a non-empty list of integers")
+            for value in values:
+                checks.check_int(f"reproduce.{key}", value, low, high)
+        # The run settings every job shares, as a job would check them (the paths and the
+        # loggers aside: they resolve only inside a run).
+        plain = {
+            key: OmegaConf.to_container(cfg[key], resolve=True)
+            if isinstance(cfg[key], DictConfig)
+            else cfg[key]
+            for key in cfg
+            if key not in ("paths", "reproduce", "logger", "data", "callbacks")
+        }
+        check_settings(plain)
+    except (ValueError, ConfigError) as error:
+        raise GridRefused(f"invalid configuration: {error}") from None
 
 
 class GridLock:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -50,6 +51,16 @@ JOB_OUTCOMES: list[JobOutcome] = []
 """Outcomes recorded by the jobs of the current multirun (jobs that run in this process)."""
 SWEEP_FAILURES: list[JobOutcome] = []
 """Jobs of the last multirun that did not complete; the command exits 1 when non-empty."""
+CREATED_HERE: set[str] = set()
+"""Run directories this process created (an exclusive mkdir before Hydra's): the only ones
+a refused run may remove (``curlora.run.guard.remove_if_unused``). A fixed directory that
+already existed may be another process's run, started a moment earlier."""
+USERS_LOCK = ".hydra/users.lock"
+"""Every process that starts in a run directory holds a shared ``flock`` on this file for
+its whole life (before Hydra writes anything there); a refused run removes its directory
+only when it can lock it exclusively, i.e. when no other process has started in it."""
+USING: dict[str, int] = {}
+"""Run directory -> the descriptor holding this process's shared lock on it."""
 
 
 def _unresolved(node: DictConfig, key: str) -> str:
@@ -75,12 +86,43 @@ def _set(config: DictConfig, dotted: str, value: str) -> None:
         OmegaConf.update(config, dotted, value, merge=False)
 
 
-def _claim_if_timestamped(config: DictConfig, dotted: str) -> None:
+def _claim_if_timestamped(config: DictConfig, dotted: str) -> Path | None:
+    """The directory claimed (created by this process), or None for a fixed one."""
     parent, _, key = dotted.rpartition(".")
     if "${now:" not in _unresolved(OmegaConf.select(config, parent), key):
-        return  # a fixed directory: used as given
+        return None  # a fixed directory: used as given
     fresh = claim_fresh_directory(Path(str(OmegaConf.select(config, dotted))).absolute())
     _set(config, dotted, str(fresh))
+    return fresh
+
+
+def _create_if_absent(path: Path) -> bool:
+    """Create ``path`` with an exclusive mkdir (its parents as needed); whether this call
+    created it. Two processes racing for one new fixed directory: exactly one gets True."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir()
+    except OSError:  # it exists, or cannot be made here (the run's own checks say why)
+        return False
+    return True
+
+
+def _register_use(run_dir: Path) -> None:
+    """Hold a shared lock on ``run_dir``'s :data:`USERS_LOCK` until the process ends."""
+    import fcntl
+
+    try:
+        path = run_dir / USERS_LOCK
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:  # an unusable place: the run's own checks say why
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:  # a refused run is removing the directory this instant; Hydra remakes it
+        os.close(fd)
+        return
+    USING[str(run_dir)] = fd
 
 
 class RunDirectories(Callback):
@@ -93,7 +135,16 @@ class RunDirectories(Callback):
             _set(config, "hydra.run.dir", str(Path(str(resume)).absolute()))
             _set(config, "hydra.output_subdir", f".hydra/resume_{stamp}")
             return
-        _claim_if_timestamped(config, "hydra.run.dir")
+        claimed = _claim_if_timestamped(config, "hydra.run.dir")
+        if claimed is None:
+            try:
+                fixed = Path(str(OmegaConf.select(config, "hydra.run.dir"))).absolute()
+            except Exception:  # a resolver that fails: Hydra reports it, nothing is created
+                return
+            claimed = fixed if _create_if_absent(fixed) else None
+        if claimed is not None:
+            CREATED_HERE.add(str(claimed))
+        _register_use(Path(str(OmegaConf.select(config, "hydra.run.dir"))).absolute())
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         JOB_OUTCOMES.clear()
@@ -144,7 +195,7 @@ def _name_jobs_by_swept_keys(config: DictConfig) -> None:
     from the sweep's Hydra overrides, so the exclusion travels as one more of them."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    task = [str(o) for o in config.hydra.overrides.task]
+    task = [str(o) for o in OmegaConf.to_container(config.hydra.overrides.task, resolve=False)]
     parsed = OverridesParser.create().parse_overrides(task)
     fixed = [o.key_or_group for o in parsed if not o.is_sweep_override()]
     node = config.hydra.job.config.override_dirname

@@ -16,6 +16,15 @@ differs gives another key, so a hit is bit-for-bit the evaluation the run would 
 (tested). Writes are atomic; two jobs computing the same entry at once both write the same
 content. The cache is best-effort: an entry that cannot be read is recomputed, one that
 cannot be written is skipped, each with a warning naming the file.
+
+A cache is often shared (a cluster-wide directory), so an entry is not trusted because it
+parses: it holds its own key and a sha256 of its record, and every score must agree with
+the per-example outcomes and the confusion matrix stored beside it (an ``accuracy`` edited
+from 0.45 to 0.95 would otherwise become every user's initial accuracy). An entry that
+fails any check is named in a warning and recomputed (and rewritten). What no check can
+catch is an entry forged whole, numbers and outcomes alike, by someone who can write the
+cache: share a cache only among people who share results; ``reuse_initial_evaluation=false``
+never reads it.
 """
 
 from __future__ import annotations
@@ -34,7 +43,8 @@ from curlora.run.atomic import OutputError, atomic_write_text
 from curlora.run.record import Evaluation, RunRecord
 
 log = logging.getLogger("curlora")
-VERSION = 2  # bump when the evaluation itself changes (2: validation carves)
+VERSION = 3  # bump when the evaluation itself changes (2: validation carves, 3: checksums)
+ENTRY_FORMAT = "curlora-evaluation/3"
 
 
 def _hash_tensor(digest: Any, tensor: torch.Tensor, sample: bool = False) -> None:
@@ -91,15 +101,47 @@ def _path(cache_dir: Path, key: str) -> Path:
     return Path(cache_dir) / "evaluations" / f"{key}.json"
 
 
+def _record_sha256(record: Any) -> str:
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _inconsistency(evaluation: Evaluation) -> str | None:
+    """Why the stored scores cannot be what was measured (None: they agree): each
+    accuracy must be the share of right outcomes and the confusion matrix's diagonal."""
+    for role in ("scores", "validation"):
+        for task, score in getattr(evaluation, role).items():
+            if score.correct is None:
+                continue
+            right, size = score.correct.count("1"), len(score.correct)
+            if size == 0:
+                continue  # an empty split: accuracy is nan by definition
+            diagonal = sum(score.confusion[c][c] for c in range(len(score.confusion)))
+            if size != score.size or right != diagonal or score.accuracy != right / max(size, 1):
+                return f"{role}.{task}: accuracy {score.accuracy} disagrees with its outcomes"
+    return None
+
+
 def load(cache_dir: Path, key: str, tasks: list[str]) -> Evaluation | None:
-    """The cached evaluation, or None (missing or unreadable: it is simply recomputed)."""
+    """The cached evaluation, or None (missing, unreadable or failing a check: it is simply
+    recomputed, with a warning naming the file)."""
     path = _path(cache_dir, key)
     if not path.exists():
         return None
     try:
-        record = RunRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        entry = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(entry, dict) or entry.get("format") != ENTRY_FORMAT:
+            raise ValueError("not a cache entry of this version")
+        if entry.get("key") != key:
+            raise ValueError("it holds the entry of another key")
+        if entry.get("sha256") != _record_sha256(entry.get("record")):
+            raise ValueError("its record does not match its checksum")
+        record = RunRecord.from_dict(entry["record"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-        log.warning("ignoring unreadable cached evaluation %s (%s)", path, error)
+        log.warning("ignoring unreadable cached evaluation %s (%s); recomputing", path, error)
+        return None
+    problem = record.initial and _inconsistency(record.initial)
+    if problem:
+        log.warning("ignoring cached evaluation %s (%s); recomputing", path, problem)
         return None
     initial = record.initial
     if initial is None or record.tasks != tasks:
@@ -115,8 +157,9 @@ def store(cache_dir: Path, key: str, tasks: list[str], evaluation: Evaluation) -
 
     The cache only saves time, so a cache that cannot be written (a shared read-only cache
     on a cluster, a full disk) costs one warning, never the run."""
-    record = RunRecord(list(tasks), initial=evaluation, status="cached evaluation")
-    text = json.dumps(record.to_dict(), indent=1, allow_nan=False) + "\n"
+    record = RunRecord(list(tasks), initial=evaluation, status="cached evaluation").to_dict()
+    entry = {"format": ENTRY_FORMAT, "key": key, "sha256": _record_sha256(record), "record": record}
+    text = json.dumps(entry, indent=1, allow_nan=False) + "\n"
     try:
         atomic_write_text(_path(cache_dir, key), text)
     except OutputError as error:

@@ -33,6 +33,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from curlora.checks.config import ConfigError
+from curlora.checks.targets import UntrustedTarget, check_targets
 
 RUN_CONFIG_FILE = "run_config.yaml"
 LOCK_FILE = ".lock"
@@ -108,7 +109,8 @@ def holds_a_run(run_dir: Path) -> bool:
 def load_saved_config(run_dir: Path) -> DictConfig:
     """The saved config of the run in ``run_dir``; ConfigError naming the file when it cannot
     be read, is not UTF-8 or YAML, or lacks a section (a truncated write of an old version,
-    a file edited by hand)."""
+    a file edited by hand), or names a ``_target_`` outside the allowlist
+    (``curlora.checks.targets``), before anything in it is resolved or built."""
     path = run_dir / RUN_CONFIG_FILE
     try:
         saved = OmegaConf.load(path)
@@ -117,6 +119,11 @@ def load_saved_config(run_dir: Path) -> DictConfig:
         raise ConfigError(f"{path} cannot be read ({detail})") from None
     if not isinstance(saved, DictConfig) or "method" not in saved:
         raise ConfigError(f"{path} is not a run config of this project")
+    # Data, not code: its _target_s are checked before anything resolves or builds it.
+    try:
+        check_targets(OmegaConf.to_container(saved, resolve=False), str(path))
+    except UntrustedTarget as error:
+        raise ConfigError(str(error)) from None
     missing = [key for key in SAVED_SECTIONS if not isinstance(saved.get(key), DictConfig)]
     if missing or OmegaConf.select(saved, "tasks") is None:
         raise ConfigError(
@@ -251,16 +258,50 @@ class RunLock:
             self._fd = None
 
 
-def remove_if_unused(run_dir: Path) -> bool:
-    """Delete ``run_dir`` if it holds nothing but Hydra's own files (a run that was refused
-    before it started); returns whether it was removed."""
+def remove_if_unused(run_dir: Path, overrides: Sequence[str] | None = None) -> bool:
+    """Delete ``run_dir`` after a run was refused before it started, only if it is this
+    process's own: created by it (``curlora.run.dirs.CREATED_HERE``), holding nothing but
+    Hydra's files, recording this command's ``overrides`` (Hydra's ``overrides.yaml``: a
+    second process started in the same new directory rewrites it), used by no other process
+    (``curlora.run.dirs.USERS_LOCK``) and not locked by a run. Returns whether it was
+    removed; anything in doubt is left where it is."""
+    import fcntl
+    import shutil
+
+    from curlora.run.dirs import CREATED_HERE, USERS_LOCK, USING
+    from curlora.run.file_lock import LockHeld, acquire, release
+
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
+    if str(run_dir.absolute()) not in CREATED_HERE or not run_dir.is_dir():
         return False
     for entry in run_dir.iterdir():
         if entry.name not in HYDRA_FILES and entry.suffix != ".log":
             return False
-    import shutil
-
-    shutil.rmtree(run_dir, ignore_errors=True)
+    recorded = run_dir / ".hydra" / "overrides.yaml"
+    if overrides is not None and recorded.is_file():
+        try:
+            typed = OmegaConf.to_container(OmegaConf.load(recorded), resolve=False)
+            if [str(o) for o in typed] != list(overrides):  # type: ignore[union-attr]
+                return False
+        except Exception:  # unreadable: another process may be writing it
+            return False
+    own = USING.pop(str(run_dir.absolute()), None)
+    if own is not None:
+        os.close(own)  # this process's shared lock: only the others' may remain
+    try:
+        users = os.open(run_dir / USERS_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fd = acquire(run_dir / LOCK_FILE, f"{os.getpid()} removing a refused run")
+    except (LockHeld, OSError):  # another process started in it, or a run holds it
+        os.close(users)
+        return False
+    try:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    finally:
+        release(fd)
+        os.close(users)
+    CREATED_HERE.discard(str(run_dir.absolute()))
     return True

@@ -12,7 +12,10 @@ Layout inside a run directory::
 Every file goes through ``curlora.run.atomic`` (temp file beside it, fsync, rename), Lightning's
 checkpoints included (:class:`AtomicCheckpointIO`). Readers never trust a file blindly: a
 damaged one (truncated, empty, wrong shape) is reported by name with :class:`DamagedFile`,
-and resume falls back to the previous good state.
+and resume falls back to the previous good state. Every checkpoint has a ``.sha256`` beside
+it (``curlora.run.checksum``), checked before it is read: a flipped bit is a damaged file,
+never a resumed run with other numbers. Checkpoints are read with ``weights_only=True``
+only (tensors and plain values): a pickle placed in a run directory never runs.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from curlora.run.atomic import atomic_write, atomic_write_text
+from curlora.run.checksum import ChecksumMismatch, verify_checksum, write_checksum
 from curlora.run.record import RunRecord
 
 log = logging.getLogger(__name__)
@@ -51,6 +55,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
     ) -> None:
         atomic_write(Path(path), lambda tmp: torch.save(checkpoint, tmp))
+        write_checksum(Path(path))
+
+    def load_checkpoint(
+        self, path: Any, map_location: Any = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        """Tensors and plain values only, whatever the caller asks: unpickling a file from
+        a run directory could run any code its author put in it."""
+        return super().load_checkpoint(path, map_location, weights_only=True)
 
 
 # ---------------------------------------------------------------------------------- paths
@@ -110,15 +122,25 @@ def save_task_checkpoint(
         "record": record.to_dict(),
         "rng_state": rng_state(),
     }
-    return atomic_write(task_checkpoint(run_dir, index), lambda tmp: torch.save(payload, tmp))
+    path = atomic_write(task_checkpoint(run_dir, index), lambda tmp: torch.save(payload, tmp))
+    write_checksum(path)
+    return path
+
+
+def _load_checked(path: Path) -> Any:
+    """``torch.load`` of a checkpoint whose checksum matches; raises DamagedFile."""
+    try:
+        verify_checksum(path)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except ChecksumMismatch as error:
+        raise DamagedFile(path, str(error)) from None
+    except Exception as error:  # truncated, empty, not a torch file, unpickling refused
+        raise DamagedFile(path, " ".join(f"{type(error).__name__}: {error}".split())) from None
 
 
 def load_task_checkpoint(path: Path) -> dict[str, Any]:
     """A task checkpoint's contents; raises DamagedFile."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated, empty, not a torch file, unpickling refused
-        raise DamagedFile(path, f"{type(error).__name__}: {error}") from None
+    payload = _load_checked(path)
     if not isinstance(payload, dict) or payload.get("format") != TASK_CHECKPOINT_FORMAT:
         raise DamagedFile(path, "not a task checkpoint of this version")
     try:
@@ -149,9 +171,8 @@ def usable_step_checkpoint(run_dir: Path, index: int) -> Path | None:
     if not path.exists():
         return None
     try:
-        torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:
-        damaged = DamagedFile(path, f"{type(error).__name__}: {error}")
+        _load_checked(path)  # Lightning reads it again, also with weights_only=True
+    except DamagedFile as damaged:
         # Tasks count from 1 in the log ("task 2/3"), so they do here too.
         log.warning("resume: %s; restarting task %d from its beginning", damaged, index + 1)
         return None

@@ -205,4 +205,13 @@ class HubCorpus(CorpusSource):
 
     def load(self, cache_dir: Path) -> str:
         data = load_hub_split(self.options(), self.split, cache_dir, "corpus")
-        return self.join.join(data[self.text_field])
+        where = f"corpus {self.data_files.get(self.split) if self.data_files else self.path}"
+        if self.text_field not in data.column_names:
+            raise DataError(
+                f"{where}: no column '{self.text_field}' (data.corpus.text_field); "
+                f"its columns: {data.column_names}"
+            )
+        text = self.join.join(t for t in data[self.text_field] if isinstance(t, str))
+        if not text.strip():  # perplexity needs tokens: "need at least 2 tokens", mid-run
+            raise DataError(f"{where}: its '{self.text_field}' column holds no text")
+        return text

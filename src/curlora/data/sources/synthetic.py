@@ -90,6 +90,13 @@ class SyntheticTask(TaskSource):
         default_factory=lambda: {"train": 400, "validation": 100, "test": 100}
     )
 
+    def __post_init__(self) -> None:
+        # Checked when the config is validated, not when the split is generated mid-run.
+        if self.kind not in ("pair", "sentiment"):
+            raise ValueError(f"kind={self.kind!r} is not valid; valid: ['pair', 'sentiment']")
+        if self.kind == "sentiment" and self.lexicon not in LEXICONS:
+            raise ValueError(f"lexicon={self.lexicon!r} is not valid; valid: {sorted(LEXICONS)}")
+
     def load_split(self, spec: TaskSpec, split: str, cache_dir: Path) -> datasets.Dataset:
         """Generate ``split`` of a synthetic task; its size comes from ``sizes[split]``."""
         if split not in _SPLIT_OFFSET:
