@@ -114,6 +114,7 @@ def build_run_results(
         if record.has_validation()
         else None,
         probe_matrix=record.probe_matrix(),
+        retention=record.retention(),
     )
 
 
