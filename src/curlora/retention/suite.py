@@ -29,7 +29,7 @@ log = logging.getLogger("curlora")
 @dataclass(frozen=True)
 class TaskScore:
     """lm-eval's accuracy of one task on its first ``n`` rows: ``acc`` compares the choices'
-    summed log-likelihoods, ``acc_norm`` the same divided by each choice's length in bytes."""
+    summed log-likelihoods, ``acc_norm`` the same divided by each choice's length in characters."""
 
     acc: float
     acc_norm: float
@@ -53,7 +53,7 @@ def load_tasks(
     Raises KeyError naming an unknown offline task, and HubUnreachableError when a standard
     task's data cannot be fetched (no Hub access: use the offline suite).
     """
-    from lm_eval.tasks import TaskManager, get_task_dict
+    from lm_eval.tasks import TaskManager
 
     from curlora.data.sources.hub import HubUnreachableError, is_offline_error
 
@@ -64,7 +64,7 @@ def load_tasks(
     manager = TaskManager(include_defaults=bool(standard))
     specs: list[str | dict[str, Any]] = [offline_task_config(t, cache_dir) for t in offline]
     try:
-        loaded = get_task_dict([*specs, *standard], manager)
+        loaded = manager.load([*specs, *standard])["tasks"]
     except Exception as error:
         if standard and is_offline_error(error):
             raise HubUnreachableError(
@@ -72,8 +72,11 @@ def load_tasks(
                 f"is unreachable ({type(error).__name__}); use retention=offline"
             ) from error
         raise
-    names = {OFFLINE_PREFIX + t: t for t in offline} | {t: t for t in standard}
-    return {names[key]: task for key, task in loaded.items() if key in names}
+    keys = {t: OFFLINE_PREFIX + t for t in offline} | {t: t for t in standard}
+    missing = [t for t, key in keys.items() if key not in loaded]
+    if missing:  # a group's name loads its member tasks, not one task of that name
+        raise KeyError(missing[0])
+    return {t: loaded[key] for t, key in keys.items()}
 
 
 def evaluate(

@@ -56,7 +56,7 @@ class PerplexityScore:
 @dataclass(frozen=True)
 class RetentionScore:
     """lm-eval's zero-shot accuracy on one general-ability task's first ``n`` rows: ``acc``
-    picks the choice of highest log-likelihood, ``acc_norm`` of highest per-byte one."""
+    picks the choice of highest log-likelihood, ``acc_norm`` of highest per-character one."""
 
     acc: float
     acc_norm: float
