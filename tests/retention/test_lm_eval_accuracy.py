@@ -13,13 +13,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-pytest.importorskip("lm_eval", reason='lm-eval is the [eval] extra: pip install -e ".[eval]"')
-
-from curlora.adapters import apply_adapter  # noqa: E402
-from curlora.adapters.curlora import CURLoRAMethod  # noqa: E402
-from curlora.data.sources.synthetic import FILLER, SUBJECTS, TOPICS, VERBS  # noqa: E402
-from curlora.models.tiny import load  # noqa: E402
-from curlora.retention.suite import evaluate  # noqa: E402
+from curlora.adapters import apply_adapter
+from curlora.adapters.curlora import CURLoRAMethod
+from curlora.data.sources.synthetic import FILLER, SUBJECTS, TOPICS, VERBS
+from curlora.models.tiny import load
+from curlora.retention.suite import evaluate
 
 N_DOCS = 24
 
@@ -79,7 +77,7 @@ def test_lm_eval_accuracy_matches_a_direct_log_likelihood_comparison(tmp_path: P
     apply_adapter(model, CURLoRAMethod(name="curlora", rank=4, alpha=1.0, seed=0))
     # U starts at zero (the adapted model is the base); a non-zero U makes the adapter count.
     with torch.no_grad():
-        for name, param in model.named_parameters():
+        for param in model.parameters():
             if param.requires_grad:
                 param.copy_(torch.randn_like(param, generator=torch.Generator().manual_seed(1)))
     model.eval()
