@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from curlora.reporting.results import ResultsError, decode_results, load_results
+from curlora.retention.table import retention_lines
 
 log = logging.getLogger("curlora")
 
@@ -79,6 +80,7 @@ def run_table(
             line(label, [_acc(v, m) for v, m in zip(row, majority, strict=True)])
             for label, row in rows
         ),
+        *retention_lines(results.get("retention"), [label for label, _ in rows]),
         (
             f"  BWT {_num(metrics['bwt'], signed=True)}   forgetting "
             f"{_num(metrics['forgetting_max'])}   average accuracy {_num(metrics['avg_accuracy'])}"
