@@ -84,7 +84,8 @@ def main() -> None:
             fn()
             times[name].append(time.perf_counter() - start)
         print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in times.items()))
-    ratio = statistics.median(r / p for r, p in zip(times["retention"], times["point"], strict=True))
+    pairs = zip(times["retention"], times["point"], strict=True)
+    ratio = statistics.median(r / p for r, p in pairs)
     print(
         f"threads {args.threads}, {len(tasks)} tasks × {settings.limit} rows: retention "
         f"{statistics.median(times['retention']):.1f}s, evaluation point "
