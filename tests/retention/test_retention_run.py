@@ -92,3 +92,9 @@ def test_a_run_records_the_retention_matrix(run_config, method: str) -> None:
     assert load_results(run_dir / "results.json")["retention"] == retention
     table = run_table(results)
     assert "general-ability retention" in table and "word_sentiment (n=6)" in table
+
+
+def test_retention_curves_are_drawn_against_tasks_trained() -> None:
+    from curlora.wandb_logger import TASK_AXIS, axis_of
+
+    assert axis_of("retention/wiki_cloze/acc") == TASK_AXIS
