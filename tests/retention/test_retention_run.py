@@ -98,3 +98,13 @@ def test_retention_curves_are_drawn_against_tasks_trained() -> None:
     from curlora.wandb_logger import TASK_AXIS, axis_of
 
     assert axis_of("retention/wiki_cloze/acc") == TASK_AXIS
+
+
+def test_standard_suite_without_the_hub_exits_3_naming_the_offline_suite(run_config) -> None:
+    from curlora.cli import EXIT_UNREACHABLE, run_job
+
+    # conftest sets HF_DATASETS_OFFLINE=1: lm-eval's ARC cannot be fetched here.
+    cfg = run_config("retention=standard", "retention.standard=[arc_easy]")
+    outcome = run_job(cfg, [], multirun=False)
+    assert outcome.exit_code == EXIT_UNREACHABLE
+    assert "retention=offline" in outcome.status
