@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT / "src"))
 def main() -> None:
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
+    from omegaconf import OmegaConf
 
     from curlora.adapters import apply_adapter
     from curlora.data.assets import cache_root
@@ -49,7 +50,7 @@ def main() -> None:
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)  # the default run
     cache = cache_root(None)
-    settings = check_retention(dict(cfg.retention))
+    settings = check_retention(OmegaConf.to_container(cfg.retention, resolve=True))
     assert settings is not None
     backbone, tokenizer = load_backbone(cfg.model, cache)
     apply_adapter(backbone, cfg.method)
