@@ -22,6 +22,7 @@ GROUPS = [
     "debug",
     "order",
     "probe",
+    "retention",
 ]
 
 
