@@ -86,7 +86,10 @@ def test_lm_eval_accuracy_matches_a_direct_log_likelihood_comparison(tmp_path: P
     data.write_text("".join(json.dumps(d) + "\n" for d in docs))
     tasks = TaskManager(include_defaults=False).load([_task_config(data)])["tasks"]
 
+    before = (random.getstate(), torch.get_rng_state())
     scores = evaluate(model, tokenizer, {"tiny": tasks["tiny_choice"]}, N_DOCS, batch_size=5)
+    # lm-eval seeds the global generators; evaluate leaves them as it found them.
+    assert random.getstate() == before[0] and torch.equal(torch.get_rng_state(), before[1])
     acc, acc_norm = _by_hand(model, tokenizer, docs)
 
     assert scores["tiny"].n == N_DOCS

@@ -12,11 +12,14 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+import numpy as np
+import torch
 import yaml
 from torch import nn
 
@@ -97,14 +100,22 @@ def evaluate(
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
     # lm-eval's loggers announce every task and request: keep them to warnings.
     logging.getLogger("lm_eval").setLevel(logging.WARNING)
-    out = simple_evaluate(
-        model=lm,
-        tasks=list(tasks.values()),
-        limit=limit,
-        bootstrap_iters=0,  # no bootstrap stderr: it costs seconds per task at every point
-        log_samples=False,
-        cache_requests=False,
-    )
+    # simple_evaluate seeds Python's, NumPy's and torch's global generators: a run's training
+    # after an evaluation point must draw what it would draw without the suite.
+    py_state, np_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng():
+        try:
+            out = simple_evaluate(
+                model=lm,
+                tasks=list(tasks.values()),
+                limit=limit,
+                bootstrap_iters=0,  # no bootstrap stderr: seconds per task at every point
+                log_samples=False,
+                cache_requests=False,
+            )
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
     if out is None:  # lm-eval returns None on non-zero ranks of its own distributed runs
         return {}
     results, sizes = out["results"], out.get("n-samples", {})
