@@ -97,9 +97,12 @@ def evaluate(
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
 
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
-    # lm-eval's loggers announce every task and request: keep them to warnings.
+    # lm-eval's loggers announce every task and request: keep them to warnings. Its HF model
+    # warns at every construction that an in-memory model ignores its loading arguments and
+    # runs in one process: both are what is meant here.
     logging.getLogger("lm_eval").setLevel(logging.WARNING)
+    logging.getLogger("lm_eval.models.huggingface").setLevel(logging.ERROR)
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
     # simple_evaluate seeds Python's, NumPy's and torch's global generators: a run's training
     # after an evaluation point must draw what it would draw without the suite.
     py_state, np_state = random.getstate(), np.random.get_state()
