@@ -15,6 +15,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from curlora.data.assets import cache_root, ensure_asset
 from curlora.data.sources.offline import (
@@ -23,6 +24,7 @@ from curlora.data.sources.offline import (
     corpus_articles,
     parse_mediawiki_dump,
 )
+from curlora.data.validation import DataError
 from curlora.retention.items import (
     Item,
     analogy_items,
@@ -87,8 +89,39 @@ BUILDERS: dict[str, Callable[[Path], list[Item]]] = {
 """Offline task name → builder of its rows from the cache root."""
 
 
+def _is_item(row: Any) -> bool:
+    return (
+        isinstance(row, dict)
+        and set(row) == {"query", "choices", "label"}
+        and isinstance(row["query"], str)
+        and isinstance(row["choices"], list)
+        and all(isinstance(c, str) for c in row["choices"])
+        and isinstance(row["label"], int)
+        and 0 <= row["label"] < len(row["choices"])
+    )
+
+
+def check_data_file(path: Path) -> None:
+    """Raise DataError naming ``path`` unless every line is an item ``{query, choices,
+    label}``: lm-eval would otherwise fail deep inside with a traceback."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        bad = next((i for i, line in enumerate(lines, 1) if not _is_item(json.loads(line))), 0)
+    except (OSError, ValueError) as error:  # unreadable, not UTF-8, not JSON
+        raise DataError(
+            f"retention data file {path} is damaged ({type(error).__name__}); delete it and "
+            "the next run builds it again from its archive"
+        ) from None
+    if bad or not lines:
+        where = f"line {bad} is not" if bad else "it holds no"
+        raise DataError(
+            f"retention data file {path}: {where} an item {{query, choices, label}}; delete "
+            "it and the next run builds it again from its archive"
+        )
+
+
 def data_file(task: str, cache_dir: str | os.PathLike[str] | None) -> Path:
-    """The task's JSON-lines file, built from its archive on first use."""
+    """The task's JSON-lines file, built from its archive on first use (and checked)."""
     if task not in BUILDERS:
         raise KeyError(task)
     root = cache_root(cache_dir)
@@ -97,4 +130,5 @@ def data_file(task: str, cache_dir: str | os.PathLike[str] | None) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         rows = BUILDERS[task](root)
         atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    check_data_file(path)
     return path
