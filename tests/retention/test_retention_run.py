@@ -108,3 +108,20 @@ def test_standard_suite_without_the_hub_exits_3_naming_the_offline_suite(run_con
     outcome = run_job(cfg, [], multirun=False)
     assert outcome.exit_code == EXIT_UNREACHABLE
     assert "retention=offline" in outcome.status
+
+
+def test_the_shared_initial_evaluation_is_keyed_by_the_suite(run_config) -> None:
+    from curlora.loop import TaskLoop
+    from curlora.run import evaluation_cache
+    from curlora.run.interrupts import InterruptGuard
+
+    def key(*overrides: str) -> str | None:
+        cfg = _with_local_data(run_config(*overrides), "word_sentiment")
+        loop = TaskLoop(cfg, Path(cfg.paths.output_dir), InterruptGuard())
+        return evaluation_cache.initial_evaluation_key(loop)
+
+    suite = ("retention=offline", "retention.offline=[word_sentiment]")
+    base = key()
+    # A cached evaluation without the suite's scores must never stand in for one with them.
+    assert key(*suite, "retention.limit=4") not in (base, None)
+    assert key(*suite, "retention.limit=4") != key(*suite, "retention.limit=5")
