@@ -27,7 +27,7 @@ import torch
 from hydra.utils import instantiate
 from lightning.fabric.plugins.environments import LightningEnvironment
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import save_file
 
 from curlora.adapters import (
@@ -39,6 +39,7 @@ from curlora.adapters import (
 )
 from curlora.callbacks.forgetting import ForgettingMatrixCallback
 from curlora.callbacks.perplexity import PerplexityCallback
+from curlora.callbacks.retention import RetentionCallback
 from curlora.checks.config import DDP_STRATEGY, ConfigError
 from curlora.data.datamodule import TaskSequenceDataModule
 from curlora.data.sources import load_corpus
@@ -50,6 +51,7 @@ from curlora.metrics.probe import collect_features, probe_accuracy
 from curlora.models.backbone import load_backbone
 from curlora.models.heads import build_head
 from curlora.models.module import ContinualLitModule
+from curlora.retention.settings import check_retention
 from curlora.run import evaluation_cache
 from curlora.run.atomic import atomic_write
 from curlora.run.interrupts import CheckpointOnInterrupt, InterruptGuard
@@ -157,6 +159,10 @@ class TaskLoop:
         callbacks = cfg.get("callbacks") or {}
         self.forgetting: ForgettingMatrixCallback = instantiate(callbacks["forgetting"])
         self.perplexity: PerplexityCallback = instantiate(callbacks["perplexity"])
+        retention = check_retention(OmegaConf.to_container(cfg.get("retention"), resolve=True))
+        self.retention = None if retention is None else RetentionCallback(retention, cache_dir)
+        if self.retention is not None:
+            self.retention.prepare()  # a suite that cannot load stops the run before training
         self.extra_callbacks: list[Callback] = [
             instantiate(c) for k, c in callbacks.items() if c and k not in EVALUATION_CALLBACKS
         ]
@@ -185,6 +191,8 @@ class TaskLoop:
         callbacks: list[Callback] = [*self.extra_callbacks]
         if task_index is None:
             callbacks += [self.forgetting, self.perplexity] if perplexity else [self.forgetting]
+            if perplexity and self.retention is not None:
+                callbacks.append(self.retention)
         every = int(self.cfg.checkpoint.every_n_train_steps or 0)
         if task_index is not None:
             path = step_checkpoint(self.run_dir, task_index)
@@ -235,8 +243,16 @@ class TaskLoop:
         trainer.validate(self.module, datamodule=self.data, verbose=False)
         ppl = self.record.initial.perplexity if reuse_ppl else self.perplexity.result
         probe = self._probe(point) if point >= 0 and self.cfg.get("probe") else {}
+        retention = {}
+        if self.retention is not None:
+            # A frozen backbone scores what it scored before training (as its perplexity).
+            retention = self.record.initial.retention if reuse_ppl else self.retention.result
         evaluation = Evaluation(
-            dict(self.forgetting.result), ppl, dict(self.forgetting.validation), probe
+            dict(self.forgetting.result),
+            ppl,
+            dict(self.forgetting.validation),
+            probe,
+            dict(retention),
         )
         self.record.add(point, evaluation)
         self._log_evaluation(point, evaluation)
@@ -315,6 +331,9 @@ class TaskLoop:
             metrics[f"eval/{task}/validation_acc"] = score.accuracy
         if evaluation.perplexity is not None:
             metrics["lm/ppl"] = evaluation.perplexity.ppl
+        for task, kept in evaluation.retention.items():
+            metrics[f"retention/{task}/acc"] = kept.acc
+            metrics[f"retention/{task}/acc_norm"] = kept.acc_norm
         trained = self.record.accuracy_matrix()[: point + 1]
         metrics.update(running_metrics(trained, self.tasks))
         ppl = self.record.perplexity()

@@ -3,9 +3,10 @@ directory, a step that never goes back, adapter statistics without a panel per l
 the run's files as one artifact.
 
 - **Axes.** Every key gets its own ``define_metric`` before it is first logged: ``eval/*``,
-  ``lm/*`` and ``adapter/*`` keys against ``tasks_trained`` (0 = before training), every
-  other key against ``trainer/global_step``. Exact names, never globs: Lightning declares
-  the glob ``*`` itself, and W&B resolves a key matching two globs in no fixed order.
+  ``lm/*``, ``adapter/*`` and ``retention/*`` keys against ``tasks_trained`` (0 = before
+  training), every other key against ``trainer/global_step``. Exact names, never globs:
+  Lightning declares the glob ``*`` itself, and W&B resolves a key matching two globs in no
+  fixed order.
 - **One history step.** The W&B step (``_step``, also logged as ``trainer/global_step``) is
   the number of optimizer steps over all tasks so far; each task's Trainer restarts its
   own count, so the task loop hands over an offset (:meth:`advance_to`). It never goes
@@ -57,7 +58,7 @@ log = logging.getLogger(__name__)
 
 TASK_AXIS = "tasks_trained"
 STEP_AXIS = "trainer/global_step"
-TASK_PREFIXES = ("eval/", "lm/", "adapter/")
+TASK_PREFIXES = ("eval/", "lm/", "adapter/", "retention/")
 """Keys measured at evaluation points, drawn against ``tasks_trained``."""
 ARTIFACT_FILES = (
     "results.json",

@@ -23,6 +23,7 @@ GROUPS = [
     "debug",
     "order",
     "probe",
+    "retention",
 ]
 
 

@@ -99,6 +99,14 @@ NOT_DRIVEN = {
     ("run/guard.py", "remove_if_unused"): "Hydra's record of this very command, in a "
     "directory this process created a moment before; any failure to read it keeps the "
     "directory: tests/pipeline/test_other_processes.py",
+    ("retention/data.py", "_analogies.build"): "as _vitaminc_rows",
+    ("retention/data.py", "_word_sentiment"): "as _vitaminc_rows",
+    ("retention/data.py", "_wiki_cloze"): "as _vitaminc_rows",
+    ("retention/data.py", "data_file"): "writes the suite's items built from the real "
+    "archives (not fetched in the fast tests) through the same atomic writer: its failure "
+    "is an OutputError, exit 5 naming the file, as at every driven write site",
+    ("retention/suite.py", "offline_task_config"): "reads the package's own shipped lm-eval "
+    "task YAMLs, never a run's or a received file",
 }
 # Damage a reader may take in its stride, silently: (module, function) -> damages, why.
 HARMLESS = {
@@ -317,6 +325,20 @@ def drive_asset(tmp_path: Path, fixtures: Fixtures) -> Ending:
     return _library(twice)
 
 
+def drive_retention(tmp_path: Path, fixtures: Fixtures) -> Ending:
+    """A run with the retention suite, its item file already in the cache (as built)."""
+    cfg = compose_run_config(tmp_path, [*RUN, "tasks=[reviews]", "retention=offline"])
+    with open_dict(cfg):
+        cfg.retention.offline = ["word_sentiment"]
+        cfg.retention.limit = 4
+    folder = Path(cfg.paths.cache_dir) / "retention"
+    folder.mkdir(parents=True)
+    item = {"query": "the film was", "choices": ["great", "dull"], "label": 0}
+    # An odd number of lines: a file cut in half ends mid-line.
+    (folder / "word_sentiment-v1.jsonl").write_text((json.dumps(item) + "\n") * 7)
+    return _job(cfg)
+
+
 def drive_data_files(tmp_path: Path, fixtures: Fixtures) -> Ending:
     """A run whose task reads local data_files (the README's route to one's own data)."""
     rows = [json.dumps({"sentence": f"text {i}", "label": i % 2}) + "\n" for i in range(40)]
@@ -367,6 +389,7 @@ WRITE_DRIVERS: dict[str, Callable[..., Ending]] = {
     "models/gguf.py": drive_gguf,
 }
 READ_DRIVERS: dict[str, Callable[..., Ending]] = {
+    "retention/data.py": drive_retention,
     "adapters/saving.py": drive_adapter,
     "data/assets.py": drive_asset,
     "data/sources/hub.py": drive_data_files,

@@ -35,7 +35,7 @@ def test_schema_keys(make_results) -> None:
     results = make_results()
     assert (
         list(results)
-        == [*CORE_KEYS, "warnings", "label_balance", "validation", "probe", "head"]
+        == [*CORE_KEYS, "warnings", "label_balance", "validation", "probe", "head", "retention"]
         == list(RESULT_KEYS)
     )
     assert set(results["perplexity"]) == {"initial", "after_task", "tokens"}

@@ -27,6 +27,7 @@ KNOWN_TOP_LEVEL = frozenset(
         "rank", "alpha", "seed", "tasks", "resume", "deterministic", "optimizer", "head_lr",
         "scheduler", "checkpoint", "reproduce", "reuse_initial_evaluation", "objective", "probe",
         "head",
+        "retention",
     }
 )  # fmt: skip
 """The top-level keys a run config may have (a ``+typo=1`` override adds another)."""
@@ -530,6 +531,13 @@ def _check_objective(cfg: Mapping[str, Any]) -> None:
         )
 
 
+def _check_retention(cfg: Mapping[str, Any]) -> None:
+    from curlora.retention.settings import check_retention
+
+    with _as_config_error():
+        check_retention(cfg.get("retention"))
+
+
 def validate_config(cfg: DictConfig | Mapping[str, Any], check_model: bool = True) -> None:
     """Raise ``ConfigError`` for the first problem found; return None when the config is sound."""
     if isinstance(cfg, DictConfig):
@@ -558,6 +566,7 @@ def validate_config(cfg: DictConfig | Mapping[str, Any], check_model: bool = Tru
     _check_head(plain)
     _check_perplexity(plain)
     _check_probe(plain)
+    _check_retention(plain)
     _check_calibration(plain)
     _check_resume(plain)
     _check_objective(plain)

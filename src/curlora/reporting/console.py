@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from curlora.reporting.results import ResultsError, decode_results, load_results
+from curlora.retention.table import retention_lines
 
 log = logging.getLogger("curlora")
 
@@ -86,6 +87,7 @@ def run_table(
         + f", seed {results['seed']}",
         line("", headers),
         *matrix(results["initial_accuracy"], results["accuracy_matrix"]),
+        *retention_lines(results.get("retention"), [first, *(f"after {t}" for t in tasks)]),
         (
             f"  BWT {_num(metrics['bwt'], signed=True)}   forgetting "
             f"{_num(metrics['forgetting_max'])}   average accuracy {_num(metrics['avg_accuracy'])}"

@@ -26,6 +26,10 @@ Schema (top-level keys, in this order):
   "exact_match_bwt"}``: ``accuracy_matrix`` then holds rank classification over each task's
   words (acc), and these the whole-vocabulary exact match (em); ``initial_*`` is the
   zero-shot row.
+- ``retention``: ``{"tasks": [K names], "n": [K subset sizes], "acc": (T+1) × K,
+  "acc_norm": (T+1) × K}``, lm-eval's zero-shot accuracy on the general-ability suite at
+  each evaluation point, the one before training first (a row is null where the point was
+  not evaluated; ``curlora.retention``); null when the suite is off.
 
 ``warnings`` and ``label_balance`` are always present, so readers never branch on their
 absence. The schema is closed: :func:`validate_results` rejects any other key, so a typo
@@ -90,6 +94,16 @@ class HeadJSON(TypedDict):
     exact_match_bwt: Number
 
 
+class RetentionJSON(TypedDict):
+    """The retention matrix: rows = evaluation points (before training, then after each
+    task), columns = the suite's tasks, each scored on its first ``n`` rows."""
+
+    tasks: list[str]
+    n: list[int]
+    acc: list[list[Number] | None]
+    acc_norm: list[list[Number] | None]
+
+
 class ResultsJSON(TypedDict):
     """``results.json``: the schema is this class (keys in file order; see the module doc)."""
 
@@ -110,10 +124,12 @@ class ResultsJSON(TypedDict):
     validation: ValidationJSON | None
     probe: ProbeJSON | None
     head: HeadJSON | None
+    retention: RetentionJSON | None
 
 
 RESULT_KEYS: tuple[str, ...] = tuple(ResultsJSON.__annotations__)
-OPTIONAL_KEYS = ("validation", "probe", "head")  # absent in files written before them: read as null
+# absent in files written before them: read as null
+OPTIONAL_KEYS = ("validation", "probe", "head", "retention")
 PERPLEXITY_KEYS: tuple[str, ...] = tuple(PerplexityJSON.__annotations__)
 
 
@@ -187,6 +203,7 @@ def build_results(
     validation: Mapping[str, Any] | None = None,
     probe_matrix: Sequence[Sequence[float | None]] | None = None,
     head: Mapping[str, Any] | None = None,
+    retention: Mapping[str, Any] | None = None,
 ) -> ResultsJSON:
     """Assemble and validate a results dict (see the module docstring for the schema).
 
@@ -238,6 +255,7 @@ def build_results(
             "bwt": backward_transfer([list(row) for row in probe_matrix]),
         },
         "head": None if head is None else _head_json(head, tasks),
+        "retention": None if retention is None else dict(retention),
     }
     results = json_safe(results)
     _raise_if_invalid(results)
@@ -297,6 +315,32 @@ def _check_matrix(name: str, matrix: Any, T: int, problems: list[str]) -> None:
         return
     for i, row in enumerate(matrix):
         _check_list(f"{name}[{i}]", row, T, lambda v: _is_num(v, 0, 1), problems)
+
+
+def _is_fraction(x: Any) -> bool:
+    return _is_num(x, 0, 1)
+
+
+def _check_retention(retention: Any, T: int, problems: list[str]) -> None:
+    """null, or T + 1 rows (null or K accuracies in [0, 1]) per metric over K named tasks."""
+    if retention is None:
+        return
+    if not isinstance(retention, Mapping) or set(retention) != set(RetentionJSON.__annotations__):
+        problems.append(f"retention: expected null or {list(RetentionJSON.__annotations__)}")
+        return
+    names, sizes = retention["tasks"], retention["n"]
+    if not (isinstance(names, list) and names and all(isinstance(t, str) for t in names)):
+        problems.append(f"retention.tasks: expected a non-empty list of names, got {names!r}")
+        return
+    _check_list("retention.n", sizes, len(names), lambda v: _is_int(v) and v >= 0, problems)
+    for key in ("acc", "acc_norm"):
+        rows = retention[key]
+        if not isinstance(rows, list) or len(rows) != T + 1:
+            problems.append(f"retention.{key}: expected {T + 1} rows (null or a list)")
+            continue
+        for i, row in enumerate(rows):
+            if row is not None:
+                _check_list(f"retention.{key}[{i}]", row, len(names), _is_fraction, problems)
 
 
 def validate_results(results: Any) -> list[str]:
@@ -391,6 +435,7 @@ def validate_results(results: Any) -> list[str]:
             _check_matrix("head.exact_match_matrix", head["exact_match_matrix"], T, problems)
             ok = lambda v: _is_num(v, 0, 1)  # noqa: E731
             _check_list("head.initial_exact_match", head["initial_exact_match"], T, ok, problems)
+    _check_retention(r.get("retention"), T, problems)
     balance = r["label_balance"]
     if not isinstance(balance, Mapping):
         problems.append("label_balance: expected an object keyed by task")
@@ -464,6 +509,19 @@ def decode_results(results: dict[str, Any]) -> dict[str, Any]:
             "exact_match_matrix": _decode_matrix(head["exact_match_matrix"]),
             "initial_exact_match": [decode_number(v) for v in head["initial_exact_match"]],
             "exact_match_bwt": decode_number(head["exact_match_bwt"]),
+        }
+    )
+    retention = results.get("retention")
+    out["retention"] = (
+        None
+        if retention is None
+        else {
+            **retention,
+            **{
+                k: [None if row is None else [decode_number(v) for v in row] for row in rows]
+                for k, rows in retention.items()
+                if k in ("acc", "acc_norm")
+            },
         }
     )
     return out

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,9 @@ def initial_evaluation_key(loop: Any) -> str | None:
             for k in ("max_length", "stride", "batch_size", "max_tokens")
         },
     }
+    retention = getattr(loop, "retention", None)
+    if retention is not None:  # only then: the keys of runs without the suite stay as they were
+        settings["retention"] = asdict(retention.settings)
     digest.update(json.dumps(settings, sort_keys=True).encode())
     # The base weights, not the adapter's own tensors: those differ by rank, sampling and
     # seed, yet add exact zeros before training (that is what starts_at_base promises).

@@ -57,6 +57,16 @@ class PerplexityScore:
 
 
 @dataclass(frozen=True)
+class RetentionScore:
+    """lm-eval's zero-shot accuracy on one general-ability task's first ``n`` rows: ``acc``
+    picks the choice of highest log-likelihood, ``acc_norm`` of highest per-character one."""
+
+    acc: float
+    acc_norm: float
+    n: int
+
+
+@dataclass(frozen=True)
 class Evaluation:
     """Everything measured at one evaluation point: each head on its task's eval split
     (``scores``) and on its validation carve (``validation``; model selection only), and the
@@ -68,6 +78,8 @@ class Evaluation:
     probe: dict[str, float] = field(default_factory=dict)
     """Per task seen so far, a fresh linear probe's accuracy (``curlora.metrics.probe``);
     empty when probing is off."""
+    retention: dict[str, RetentionScore] = field(default_factory=dict)
+    """Per general-ability task of the retention suite, its score (empty when it is off)."""
 
 
 @dataclass
@@ -158,6 +170,27 @@ class RunRecord:
             "tokens": measured[-1].tokens if measured else 0,
         }
 
+    def retention(self) -> dict[str, Any] | None:
+        """The retention matrix as ``results.json`` has it (None when no point measured it):
+        rows = evaluation points, the zero-shot one first (null rows: not evaluated)."""
+        points = [self.initial, *self.after_task]
+        measured = [e for e in points if e is not None and e.retention]
+        if not measured:
+            return None
+        names = list(measured[0].retention)
+
+        def row(e: Evaluation | None, key: str) -> list[float | None] | None:
+            if e is None or not e.retention:
+                return None
+            return [getattr(e.retention[t], key) if t in e.retention else None for t in names]
+
+        return {
+            "tasks": names,
+            "n": [measured[0].retention[t].n for t in names],
+            "acc": [row(e, "acc") for e in points],
+            "acc_norm": [row(e, "acc_norm") for e in points],
+        }
+
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe (non-finite numbers as ``"inf"``/``"nan"`` strings)."""
@@ -195,6 +228,14 @@ class RunRecord:
                 perplexity,
                 scores(node.get("validation", {})),
                 {t: float(decode_number(v)) for t, v in node.get("probe", {}).items()},
+                {
+                    t: RetentionScore(
+                        float(decode_number(r["acc"])),
+                        float(decode_number(r["acc_norm"])),
+                        int(r["n"]),
+                    )
+                    for t, r in node.get("retention", {}).items()
+                },
             )
 
         tasks = [str(t) for t in data["tasks"]]

@@ -115,6 +115,7 @@ def build_run_results(
         else None,
         probe_matrix=record.probe_matrix(),
         head=_words_head(cfg, record),
+        retention=record.retention(),
     )
 
 
