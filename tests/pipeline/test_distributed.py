@@ -121,11 +121,11 @@ def test_two_processes_score_each_eval_example_once_and_write_one_run(
     assert progress["initial"]["scores"] == one["initial"]["scores"]
     assert len(list(run_dir.parent.parent.rglob("results.json"))) == 1
     assert not (run_dir / WORKER_CONFIG).exists()
-    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
-        "task_0.ckpt",
-        "task_1.ckpt",
-        "task_2.ckpt",
-    ]
+    # One task checkpoint per task, each with the sha256 sidecar written beside it (one
+    # writer: process 0).
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == sorted(
+        [f"task_{i}.ckpt" for i in range(3)] + [f"task_{i}.ckpt.sha256" for i in range(3)]
+    )
     assert (run_dir / "adapter" / "adapter.safetensors").is_file()
 
 
