@@ -123,7 +123,8 @@ def test_a_throwaway_method_and_strategy_are_tested_with_no_other_edit(tmp_path:
             "-o", "addopts=", "-m", "not slow", "-q", "-rA",
             f"--basetemp={tmp_path / 'pytest'}", "-k", "throwaway",
             # the kit's test files only: this file's own test would start itself again
-            "tests/contract/test_contract.py", "tests/contract/test_conventions.py",
+            "tests/contract/test_contract.py", "tests/contract/test_contract_words.py",
+            "tests/contract/test_conventions.py",
         ],
         cwd=REPO_ROOT,
         env=env,
