@@ -184,6 +184,35 @@ def sweep_parts(grid: DictConfig, lrs: dict[str, float], extra: Sequence[str]) -
     return parts
 
 
+def reference_parts(grid: DictConfig, lrs: dict[str, float], extra: Sequence[str]) -> list[Part]:
+    """The references (``references.strategies`` with ``references.method`` at its chosen
+    rate, the grid's seeds): what a method that fights forgetting should approach."""
+    refs = grid.get("references")
+    if not refs or refs.method not in lrs:
+        return []
+    common = [*grid.overrides, *extra]
+    return [
+        (
+            f"references/s{seed}/{strategy}",
+            [
+                f"method={refs.method}",
+                f"strategy={strategy}",
+                f"optimizer.lr={lrs[refs.method]}",
+                f"rank={grid.ranks[0]}",
+                f"seed={seed}",
+                *common,
+            ],
+        )
+        for seed in grid.seeds
+        for strategy in refs.strategies
+    ]
+
+
+def under(prefix: str, parts: Sequence[Part]) -> list[Part]:
+    """``parts`` stored under ``<prefix>/`` (the fallback protocol's jobs; "" : as they are)."""
+    return [(f"{prefix}/{d}" if prefix else d, o) for d, o in parts]
+
+
 class GridInterrupted(Exception):
     """A part's multirun was stopped by a signal (its exit code, 130 or 143)."""
 
@@ -338,10 +367,58 @@ def _update_readme(readme: Path, grid_name: str, summary_file: Path) -> None:
         log.warning("README not updated: %s has no generated block of grid %s", readme, grid_name)
 
 
+def _protocol_check(
+    grid: DictConfig, root: Path, results_dir: Path, extra: Sequence[str]
+) -> str | None:
+    """Run the grid's protocol check (its method's whole rate grid), first under the grid's
+    protocol and, when forgetting is not measurable there, once under the fallback one.
+    Returns the part prefix the rest of the grid runs under ("" or ``fallback``), or None
+    when the check's jobs did not all complete (nothing decided). A decision already in
+    ``protocol_check.json`` is kept, never re-made."""
+    from curlora.grid.results import RUNS
+    from curlora.reporting.protocol_check import (
+        FALLBACK,
+        decide,
+        protocol_runs,
+        read_checks,
+        record,
+    )
+    from curlora.reporting.reproduction import load_grid
+
+    check = grid.protocol_check
+    checks = read_checks(results_dir)
+    for protocol, prefix in (("first", ""), ("fallback", FALLBACK)):
+        done = [c for c in checks if c.protocol == protocol]
+        if done:
+            decided = done[0]
+        else:
+            settings = [*extra, *(check.fallback_overrides if prefix else [])]
+            parts = [p for p in grid_parts(grid, settings) if part_method(p) == check.method]
+            if run_parts(grid, root, results_dir, under(prefix, parts)):
+                log.error(
+                    "protocol check (%s protocol): some of %s's jobs did not complete; "
+                    "nothing decided: run the same command again",
+                    protocol,
+                    check.method,
+                )
+                return None
+            runs = protocol_runs(load_grid(results_dir), results_dir / RUNS, bool(prefix))
+            decided = decide(runs, results_dir / "grid.yaml", protocol)
+            checks.append(decided)
+            record(results_dir, checks)
+        log.info("%s", decided.line())
+        if decided.measurable:
+            return prefix
+    # Not measurable under either protocol: the grid goes on under the fallback one and the
+    # report says that forgetting was not measurable there.
+    return FALLBACK
+
+
 def _main(argv: Sequence[str] | None) -> int:
     from curlora.composition import unusable_directory
     from curlora.grid.guard import GridRefused, check_arguments, check_grid, hold_grid_lock
-    from curlora.grid.results import restore
+    from curlora.grid.results import RUNS, restore
+    from curlora.reporting.protocol_check import protocol_runs
     from curlora.reporting.reproduction import choose_grid_rates, load_grid
     from curlora.run.atomic import atomic_write_text
 
@@ -389,16 +466,30 @@ def _main(argv: Sequence[str] | None) -> int:
     # rate grid of the headline methods and controls, the headline seeds at their chosen
     # rates, the rest of the rate grid (the matched controls), then the rank sweep and
     # the sampling ablation. A method's rate depends on its own runs only.
-    lr_parts = grid_parts(grid, extra)
+    prefix = ""
+    if grid.get("protocol_check"):
+        decided = _protocol_check(grid, root, results_dir, extra)
+        if decided is None:
+            return 1  # the check's own jobs did not all complete: said in the log
+        prefix = decided
+        if prefix:
+            extra = [*extra, *grid.protocol_check.fallback_overrides]
+
+    def rates() -> dict[str, float]:
+        runs = protocol_runs(load_grid(results_dir), results_dir / RUNS, fallback=bool(prefix))
+        return choose_grid_rates(runs, results_dir / "grid.yaml")
+
+    lr_parts = under(prefix, grid_parts(grid, extra))
     first = first_methods(grid)
     failed = run_parts(grid, root, results_dir, [p for p in lr_parts if part_method(p) in first])
-    lrs = choose_grid_rates(load_grid(results_dir), results_dir / "grid.yaml")
-    failed += run_parts(grid, root, results_dir, headline_parts(grid, lrs, extra))
+    lrs = rates()
+    failed += run_parts(grid, root, results_dir, under(prefix, headline_parts(grid, lrs, extra)))
+    failed += run_parts(grid, root, results_dir, under(prefix, reference_parts(grid, lrs, extra)))
     rest = [p for p in lr_parts if part_method(p) not in first]
     failed += run_parts(grid, root, results_dir, rest)
-    lrs = choose_grid_rates(load_grid(results_dir), results_dir / "grid.yaml")
+    lrs = rates()
     log.info("learning rates chosen on validation: %s", lrs)
-    failed += run_parts(grid, root, results_dir, sweep_parts(grid, lrs, extra))
+    failed += run_parts(grid, root, results_dir, under(prefix, sweep_parts(grid, lrs, extra)))
     report = _report(grid, results_dir, report_dir, command)
     if report is None:  # nothing completed, or the report failed: said in one line
         return 1

@@ -80,7 +80,11 @@ class ForgettingMatrixCallback(Callback):
             if sum(map(sum, confusion)):
                 score = TaskScore.from_confusion(confusion, _as_string(outcomes))
                 if exact:
-                    score = dataclasses.replace(score, exact_match=sum(exact.values()) / len(exact))
+                    score = dataclasses.replace(
+                        score,
+                        exact_match=sum(exact.values()) / len(exact),
+                        exact_correct=_as_string(exact),
+                    )
                 (self.result if role == "eval" else self.validation)[task] = score
         self._confusion, self._outcomes, self._exact = {}, {}, {}
 

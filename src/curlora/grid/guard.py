@@ -79,6 +79,7 @@ def check_grid(cfg: DictConfig) -> None:
     (``rank=-1``: each job failed in turn, after all the parts ran)."""
     from curlora import checks
     from curlora.checks.config import MAX_SEED, ConfigError, check_settings
+    from curlora.reporting.protocol_check import check_config as check_protocol
 
     grid = cfg.reproduce
     try:
@@ -98,6 +99,7 @@ def check_grid(cfg: DictConfig) -> None:
             if key not in ("paths", "reproduce", "logger", "data", "callbacks")
         }
         check_settings(plain)
+        check_protocol(grid)
     except (ValueError, ConfigError) as error:
         raise GridRefused(f"invalid configuration: {error}") from None
 

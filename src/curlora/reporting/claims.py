@@ -80,12 +80,12 @@ def _diagonal(j: int) -> Callable[[np.ndarray], np.ndarray]:
     return lambda a: a[..., j + 1, j]
 
 
-def _stored(run: GridRun, statistic: Callable[[np.ndarray], np.ndarray]) -> float | None:
-    """``statistic`` on a run's stored accuracy matrix (no per-example outcomes)."""
-    matrix = run.results["accuracy_matrix"]
-    initial = run.results["initial_accuracy"]
-    rows = [initial, *matrix]
-    if any(v is None for row in rows for v in row):
+def _stored(
+    run: GridRun, statistic: Callable[[np.ndarray], np.ndarray], score: str = "acc"
+) -> float | None:
+    """``statistic`` on a run's stored ``score`` rows (no per-example outcomes)."""
+    rows = run.score_rows(score)
+    if not rows or any(v is None for row in rows for v in row):
         return None
     value = float(statistic(np.array(rows, dtype=float)))
     return None if math.isnan(value) else value
@@ -100,9 +100,11 @@ def statistic_summary(
     a: Setting,
     statistic: Callable[[np.ndarray], np.ndarray],
     b: Setting | None = None,
+    score: str = "acc",
 ) -> Summary:
     """``statistic`` of ``a``'s runs (minus ``b``'s, paired by seed) over seeds, with the
-    test-example variance when every run has its per-example outcomes."""
+    test-example variance when every run has its per-example outcomes; ``score``: ``acc``
+    or, under head=words, ``em`` (``GridRun.score_rows``)."""
     seeds = paired_seeds(a, b)
     if not seeds:
         return summarize([])
@@ -110,19 +112,19 @@ def statistic_summary(
     other = [b.runs[s] for s in seeds] if b is not None else None
     everything = [*mine, *(other or [])]
     tasks = a.tasks
-    if all(r.outcomes is not None for r in everything):
+    if all(r.score_outcomes(score) is not None for r in everything):
         return seed_summary(
-            [r.outcomes for r in mine],
+            [r.score_outcomes(score) for r in mine],
             tasks,
             statistic,
             rules.replicates,
             rules.bootstrap_seed,
-            baseline=None if other is None else [r.outcomes for r in other],
+            baseline=None if other is None else [r.score_outcomes(score) for r in other],
         )
     values = []
     for k, run in enumerate(mine):
-        x = _stored(run, statistic)
-        y = _stored(other[k], statistic) if other is not None else 0.0
+        x = _stored(run, statistic, score)
+        y = _stored(other[k], statistic, score) if other is not None else 0.0
         values.append(None if x is None or y is None else x - y)
     return summarize(values)
 
@@ -176,14 +178,19 @@ def learned_tasks(
 
 
 def bwt_summary(
-    rules: Rules, a: Setting, learned: Sequence[int] | None, b: Setting | None = None
+    rules: Rules,
+    a: Setting,
+    learned: Sequence[int] | None,
+    b: Setting | None = None,
+    score: str = "acc",
 ) -> Summary:
-    """BWT over ``learned`` tasks (None: all tasks) of ``a`` (minus ``b``'s, paired)."""
+    """BWT of ``score`` over ``learned`` tasks (None: all tasks) of ``a`` (minus ``b``'s,
+    paired)."""
     tasks = len(a.tasks)
     chosen = list(range(tasks) if learned is None else learned)
     if not [j for j in chosen if j < tasks - 1]:
         return summarize([])  # no earlier task counts: nothing could be forgotten
-    return statistic_summary(rules, a, _bwt(chosen, tasks), b)
+    return statistic_summary(rules, a, _bwt(chosen, tasks), b, score)
 
 
 # ---------------------------------------------------------------- the headline question

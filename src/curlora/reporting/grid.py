@@ -106,6 +106,12 @@ class GridRun:
         return self.results["config"]["method"].get("sampling")
 
     @property
+    def strategy(self) -> str:
+        """The continual-learning strategy's name (``sequential`` unless the run set one)."""
+        target = str((self.results["config"].get("strategy") or {}).get("_target_", ""))
+        return target.split(".")[-2] if target.count(".") >= 2 else "sequential"
+
+    @property
     def tasks(self) -> list[str]:
         return list(self.results["tasks"])
 
@@ -127,14 +133,45 @@ class GridRun:
         terms = [matrix[-1][j] - matrix[j][j] for j in learned if j < len(matrix) - 1]
         return sum(terms) / len(terms) if terms else None
 
+    @property
+    def answers_in_words(self) -> bool:
+        """Whether the run was head=words (the language model answered in words)."""
+        return bool(self.results.get("head"))
+
+    def score_rows(self, score: str = "acc") -> list[list[float | None]]:
+        """The stored evaluation rows of ``score`` (before training, then after each task):
+        ``acc`` (accuracy; rank classification under head=words) or ``em`` (head=words'
+        whole-vocabulary exact match)."""
+        if score == "em":
+            head = self.results.get("head") or {}
+            if not head:
+                return []
+            return [head["initial_exact_match"], *head["exact_match_matrix"]]
+        return [self.results["initial_accuracy"], *self.results["accuracy_matrix"]]
+
+    def score_outcomes(self, score: str = "acc") -> Outcomes | None:
+        """Per-example outcomes of ``score`` (see :meth:`score_rows`), None when not recorded."""
+        return self.outcomes if score == "acc" else self.exact_match_outcomes
+
     @functools.cached_property
     def outcomes(self) -> Outcomes | None:
         """Per-example outcomes at every evaluation point (``outcomes.json``), None when
         the run did not record them."""
+        return self._outcomes("eval")
+
+    @functools.cached_property
+    def exact_match_outcomes(self) -> Outcomes | None:
+        """head=words: per-example exact matches at every evaluation point, None when the
+        run did not record them."""
+        return self._outcomes("eval_exact_match")
+
+    def _outcomes(self, key: str) -> Outcomes | None:
         path = self.path / "outcomes.json"
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            return outcome_arrays({t: data["eval"][t] for t in self.tasks})
+            if key != "eval" and key not in data:
+                return None
+            return outcome_arrays({t: data[key][t] for t in self.tasks})
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as error:
@@ -200,6 +237,7 @@ def lr_grid_runs(runs: Iterable[GridRun], rules: Rules) -> list[GridRun]:
         for r in runs
         if (not rules.seeds or r.seed in rules.seeds)
         and (not rules.ranks or r.rank is None or r.rank in rules.ranks)
+        and r.strategy == "sequential"  # the references (replay, joint) choose nothing
     ]
 
 
@@ -292,6 +330,7 @@ def table_settings(
                 and r.rank == rank
                 and math.isclose(r.lr, lrs[method])
                 and default_sampling(r)
+                and r.strategy == "sequential"
             ]
             if chosen:
                 settings.append(

@@ -122,6 +122,11 @@ def _inconsistency(evaluation: Evaluation) -> str | None:
             diagonal = sum(score.confusion[c][c] for c in range(len(score.confusion)))
             if size != score.size or right != diagonal or score.accuracy != right / max(size, 1):
                 return f"{role}.{task}: accuracy {score.accuracy} disagrees with its outcomes"
+            exact = score.exact_correct
+            if exact is not None and (
+                len(exact) != size or score.exact_match != exact.count("1") / size
+            ):
+                return f"{role}.{task}: exact match {score.exact_match} disagrees with its outcomes"
     return None
 
 
@@ -153,6 +158,8 @@ def load(cache_dir: Path, key: str, tasks: list[str]) -> Evaluation | None:
     scores = [*initial.scores.values(), *initial.validation.values()]
     if any(score.correct is None for score in scores):
         return None  # stored before per-example outcomes were recorded: recompute them
+    if any(s.exact_match is not None and s.exact_correct is None for s in scores):
+        return None  # head=words, stored before per-example exact matches were recorded
     return initial
 
 

@@ -32,6 +32,9 @@ class TaskScore:
     exact_match: float | None = None
     """head=words: the share of examples whose whole-vocabulary argmax at the answer
     position is the right word's first token (None under head=linear)."""
+    exact_correct: str | None = None
+    """head=words: per example, by its row, ``"1"`` where the exact match held (None under
+    head=linear or not recorded); em intervals resample these as ``correct``'s."""
 
     @property
     def size(self) -> int:
@@ -210,6 +213,9 @@ class RunRecord:
                     exact_match=None
                     if s.get("exact_match") is None
                     else float(decode_number(s["exact_match"])),
+                    exact_correct=None
+                    if s.get("exact_correct") is None
+                    else str(s["exact_correct"]),
                 )
                 for task, s in node.items()
             }

@@ -33,28 +33,34 @@ def outcomes(record: RunRecord) -> dict[str, Any]:
     """Per-example outcomes of every evaluation point (``outcomes.json``).
 
     ``{"tasks": [...], "points": ["initial", <task 1>, ...], "eval": {task: [s0, s1, ...]},
-    "validation": {...}}``: ``s_k`` is a string of ``"1"``/``"0"``, one character per row of
-    the task's split, at point k (before training, then after each task; None where not
-    evaluated or not recorded). Intervals over test examples resample these rows.
+    "validation": {...}}`` and, under head=words, ``"eval_exact_match"`` (the same strings
+    for the whole-vocabulary exact match): ``s_k`` is a string of ``"1"``/``"0"``, one
+    character per row of the task's split, at point k (before training, then after each
+    task; None where not evaluated or not recorded). Intervals over test examples resample
+    these rows.
     """
     points = [record.initial, *record.after_task]
 
-    def strings(role: str) -> dict[str, list[str | None]]:
+    def strings(role: str, field: str = "correct") -> dict[str, list[str | None]]:
         out: dict[str, list[str | None]] = {}
         for task in record.tasks:
             row = []
             for evaluation in points:
                 scores = getattr(evaluation, role) if evaluation is not None else {}
-                row.append(scores[task].correct if task in scores else None)
+                row.append(getattr(scores[task], field) if task in scores else None)
             out[task] = row
         return out
 
-    return {
+    written: dict[str, Any] = {
         "tasks": list(record.tasks),
         "points": ["initial", *record.tasks],
         "eval": strings("scores"),
         "validation": strings("validation"),
     }
+    exact = strings("scores", "exact_correct")
+    if any(s is not None for row in exact.values() for s in row):
+        written["eval_exact_match"] = exact
+    return written
 
 
 def _evaluations(record: RunRecord, majority: Mapping[str, float]) -> list[dict[str, Any]]:
