@@ -375,9 +375,11 @@ def _protocol_check(
     Returns the part prefix the rest of the grid runs under ("" or ``fallback``), or None
     when the check's jobs did not all complete (nothing decided). A decision already in
     ``protocol_check.json`` is kept, never re-made."""
+    from curlora.grid.guard import GridRefused
     from curlora.grid.results import RUNS
     from curlora.reporting.protocol_check import (
         FALLBACK,
+        DamagedCheck,
         decide,
         protocol_runs,
         read_checks,
@@ -386,7 +388,10 @@ def _protocol_check(
     from curlora.reporting.reproduction import load_grid
 
     check = grid.protocol_check
-    checks = read_checks(results_dir)
+    try:
+        checks = read_checks(results_dir)
+    except DamagedCheck as error:
+        raise GridRefused(str(error)) from None
     for protocol, prefix in (("first", ""), ("fallback", FALLBACK)):
         done = [c for c in checks if c.protocol == protocol]
         if done:
@@ -403,7 +408,7 @@ def _protocol_check(
                 )
                 return None
             runs = protocol_runs(load_grid(results_dir), results_dir / RUNS, bool(prefix))
-            decided = decide(runs, results_dir / "grid.yaml", protocol)
+            decided = decide(runs, results_dir / "grid.yaml", protocol, str(check.method))
             checks.append(decided)
             record(results_dir, checks)
         log.info("%s", decided.line())

@@ -286,6 +286,25 @@ def drive_grid(tmp_path: Path, fixtures: Fixtures) -> Ending:
     )
 
 
+def drive_protocol_check(tmp_path: Path, fixtures: Fixtures) -> Ending:
+    """curlora-reproduce reproduce=tiny_words twice (its jobs not run here): the first
+    decides both protocol checks on no runs and records them in protocol_check.json, the
+    second reads that record back instead of deciding again."""
+    from curlora import reproduce
+
+    fixtures.monkeypatch.setattr(
+        reproduce, "multirun", lambda sweep_dir, overrides, threads=None: 0
+    )  # every job "completed" (none is run)
+    store = tmp_path / "store"
+    args = ["reproduce=tiny_words", f"reproduce.dir={tmp_path / 'work'}"]
+    return _main(
+        lambda: (
+            reproduce.main([*args, f"reproduce.results_dir={store}"]),
+            reproduce.main([*args, f"reproduce.results_dir={store}"]),
+        )
+    )
+
+
 def drive_adapter(tmp_path: Path, fixtures: Fixtures) -> Ending:
     """save_adapter, then load_adapter onto a fresh base."""
     from transformers import LlamaForCausalLM
@@ -383,6 +402,7 @@ WRITE_DRIVERS: dict[str, Callable[..., Ending]] = {
     "reproduce.py": drive_grid,
     "reporting/reproduction.py": drive_grid,
     "reporting/readme_block.py": drive_grid,
+    "reporting/protocol_check.py": drive_protocol_check,
     "grid/results.py": drive_grid,
     "run/report.py": drive_train,
     "data/assets.py": drive_asset,
@@ -400,6 +420,7 @@ READ_DRIVERS: dict[str, Callable[..., Ending]] = {
     "reporting/grid.py": drive_grid,
     "reporting/readme_block.py": drive_grid,
     "reproduce.py": drive_grid,
+    "reporting/protocol_check.py": drive_protocol_check,
     "grid/results.py": drive_grid,
     "run/dirs.py": drive_sweep_end,
     "run/guard.py": drive_resume,

@@ -10,8 +10,11 @@ here: ``multirun`` is replaced by a recorder.
 
 from __future__ import annotations
 
+import json
+
 from curlora import reproduce
 
+WORDS_RATES = {"curlora": 0.003, "lora": 0.001, "lora_paper": 2.5e-4, "o_lora": 0.001}
 RATES = {"curlora": 0.003, "lora": 0.001, "lora_paper": 0.00025, "tinylora": 0.0003, "vera": 0.03}
 
 
@@ -59,3 +62,71 @@ def test_the_headline_question_runs_before_matched_controls_and_ablations(
 def test_part_method_reads_the_method_override() -> None:
     assert reproduce.part_method(("x", ["seed=1", "method=vera", "optimizer.lr=0.1"])) == "vera"
     assert reproduce.part_method(("x", ["seed=1"])) is None
+
+
+def _words_grid(tmp_path, monkeypatch, measurable: dict[str, bool]) -> list[tuple[str, list]]:
+    """table2_words run with a recorder for multirun; the protocol check's verdict per
+    protocol given by ``measurable``."""
+    from curlora.reporting import protocol_check, reproduction
+
+    started: list[tuple[str, list]] = []
+
+    def record(sweep_dir, overrides, threads=None) -> int:
+        started.append((str(sweep_dir.relative_to(tmp_path / "grid")), list(overrides)))
+        return 0
+
+    def decide(runs, grid_file, protocol, method):
+        summary = {"n": 0, "mean": 0.0, "std": None, "low": None, "high": None}
+        return protocol_check.ProtocolCheck(
+            protocol, "lora", 1e-3, [1311], summary, None, 0.02, measurable[protocol]
+        )
+
+    monkeypatch.setattr(reproduce, "multirun", record)
+    monkeypatch.setattr(protocol_check, "decide", decide)
+    monkeypatch.setattr(reproduction, "choose_grid_rates", lambda runs, grid_file: WORDS_RATES)
+    monkeypatch.setattr(reproduce, "_report", lambda *args: tmp_path / "REPORT.md")
+    code = reproduce.main(
+        [
+            "reproduce=table2_words",
+            f"reproduce.dir={tmp_path / 'grid'}",
+            f"reproduce.results_dir={tmp_path / 'results'}",
+            f"reproduce.report_dir={tmp_path}",
+            f"reproduce.readme={tmp_path / 'README.md'}",
+        ]
+    )
+    assert code == 0
+    return started
+
+
+def test_the_words_grid_checks_its_protocol_before_any_other_method(tmp_path, monkeypatch) -> None:
+    started = _words_grid(tmp_path, monkeypatch, {"first": True, "fallback": True})
+    parts = [p for p, _ in started]
+    # The check: LoRA's 3 rates × 3 seeds, before anything else.
+    assert all("/lora/" in p for p in parts[:9]) and len(set(parts[:9])) == 9
+    assert not any(p.startswith("fallback/") for p in parts)
+    # The references run at LoRA's chosen rate, 3 seeds × (replay, joint), after the
+    # headline seeds.
+    refs = [(p, o) for p, o in started if p.startswith("references/")]
+    assert len(refs) == 6
+    assert all("optimizer.lr=0.001" in o and "method=lora" in o for _, o in refs)
+    assert parts.index(refs[0][0]) > max(
+        i for i, p in enumerate(parts) if p.startswith("headline/")
+    )
+    assert {o for _, o in refs for o in o if o.startswith("strategy=")} == {
+        "strategy=replay",
+        "strategy=joint",
+    }
+    decided = json.loads((tmp_path / "results" / "protocol_check.json").read_text())
+    assert [c["protocol"] for c in decided] == ["first"]
+
+
+def test_an_unmeasurable_protocol_switches_once_to_the_fallback(tmp_path, monkeypatch) -> None:
+    started = _words_grid(tmp_path, monkeypatch, {"first": False, "fallback": True})
+    parts = [p for p, _ in started]
+    # The first check (9 LoRA jobs), then everything under fallback/ with its overrides.
+    assert not any(p.startswith("fallback/") for p in parts[:9])
+    assert all(p.startswith("fallback/") for p in parts[9:]) and len(parts) > 18
+    assert all("trainer.max_epochs=3" in o for _, o in started[9:])
+    assert not any("trainer.max_epochs=3" in o for _, o in started[:9])
+    decided = json.loads((tmp_path / "results" / "protocol_check.json").read_text())
+    assert [c["protocol"] for c in decided] == ["first", "fallback"]

@@ -262,6 +262,29 @@ def test_a_poisoned_cache_entry_is_named_and_recomputed(
     assert next(iter(stored.values()))["accuracy"] != 0.95
 
 
+def test_a_poisoned_exact_match_is_named_and_recomputed(tmp_path: Path, caplog) -> None:
+    """head=words: the zero-shot exact match edited and the entry rehashed; its per-example
+    exact matches give it away."""
+    import hashlib
+    import json
+
+    def config(name: str):
+        cfg = compose_run_config(tmp_path, [*FAST, *SHORT, "tasks=[pairs]", "head=words"])
+        cfg.paths.output_dir = str(tmp_path / name)
+        return cfg
+
+    first = run(config("first"))
+    (entry_path,) = (tmp_path / "cache" / "evaluations").glob("*.json")
+    entry = json.loads(entry_path.read_text())
+    next(iter(entry["record"]["initial"]["scores"].values()))["exact_match"] = 0.95
+    text = json.dumps(entry["record"], sort_keys=True).encode("utf-8")
+    entry["sha256"] = hashlib.sha256(text).hexdigest()
+    entry_path.write_text(json.dumps(entry))
+    second = run(config("second"))
+    assert second["head"]["initial_exact_match"] == first["head"]["initial_exact_match"]
+    assert _warned(caplog, entry_path.name, "exact match 0.95 disagrees")
+
+
 # ---------------------------------------------------------------- reports read data only
 def test_curlora_report_builds_nothing_a_received_run_names(tmp_path: Path, capsys) -> None:
     """A run directory whose results.json and run_config.yaml name a payload: the report

@@ -4,6 +4,7 @@ returns), and once as a real command."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,16 @@ def test_a_words_run_records_prompts_and_both_matrices(tmp_path: Path) -> None:
     assert saved["data"]["task_specs"]["pairs"]["label_words"] == [" wrong", " true"]
     table = run_table(results)
     assert "zero-shot" in table and "em BWT" in table and "rank classification" in table
+    # Per-example exact matches beside the accuracies' outcomes: each point's share of "1"s
+    # is that point's exact match (the em intervals resample these rows).
+    outcomes = json.loads((run_dir / "outcomes.json").read_text())
+    for j, task in enumerate(tasks):
+        strings = outcomes["eval_exact_match"][task]
+        rows = [head["initial_exact_match"], *head["exact_match_matrix"]]
+        assert len(strings) == len(rows) == len(tasks) + 1
+        for string, row in zip(strings, rows, strict=True):
+            assert len(string) == len(outcomes["eval"][task][0])
+            assert string.count("1") / len(string) == pytest.approx(row[j])
 
 
 def test_a_linear_run_has_no_words_section(tmp_path: Path) -> None:
@@ -59,6 +70,8 @@ def test_a_linear_run_has_no_words_section(tmp_path: Path) -> None:
     results = load_results(Path(cfg.paths.output_dir) / "results.json")
     assert results["head"] is None
     assert "em:" not in run_table(results) and "before training" in run_table(results)
+    outcomes = json.loads((Path(cfg.paths.output_dir) / "outcomes.json").read_text())
+    assert "eval_exact_match" not in outcomes
 
 
 def _nothing_written(run_dir: Path) -> None:

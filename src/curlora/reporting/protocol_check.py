@@ -27,8 +27,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from curlora.reporting.claims import bwt_summary
 from curlora.reporting.grid import (
     GridRun,
@@ -102,10 +100,8 @@ def protocol_runs(runs: Sequence[GridRun], runs_dir: Path, fallback: bool) -> li
     return out
 
 
-def decide(runs: Sequence[GridRun], grid_file: Path, protocol: str) -> ProtocolCheck:
-    """The check on ``runs`` (one protocol's), by the grid's rules in ``grid_file``."""
-    grid = yaml.safe_load(grid_file.read_text(encoding="utf-8"))
-    method = str(grid["protocol_check"]["method"])
+def decide(runs: Sequence[GridRun], grid_file: Path, protocol: str, method: str) -> ProtocolCheck:
+    """The check of ``method`` on ``runs`` (one protocol's), by the rules in ``grid_file``."""
     rules = Rules.read(grid_file)
     mine = [r for r in lr_grid_runs(runs, rules) if r.method == method]
     lr = choose_learning_rates(mine).get(method)
@@ -132,16 +128,30 @@ def decide(runs: Sequence[GridRun], grid_file: Path, protocol: str) -> ProtocolC
     )
 
 
+class DamagedCheck(ValueError):
+    """``protocol_check.json`` is not what :func:`record` wrote (the message names it)."""
+
+
 def read_checks(results_dir: Path) -> list[ProtocolCheck]:
-    """The checks recorded so far (none when the file is missing); ValueError when the
-    file is not what :func:`record` wrote."""
+    """The checks recorded so far (none when the file is missing); DamagedCheck when the
+    file is not what :func:`record` wrote: a decision is never guessed from a damaged one."""
     path = Path(results_dir) / CHECK_FILE
     if not path.exists():
         return []
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(data, list):
-        raise ValueError(f"{path}: a JSON list of protocol checks expected")
-    return [ProtocolCheck(**entry) for entry in data]
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, list):
+            raise TypeError(f"a JSON {type(data).__name__}, not a list of checks")
+        checks = [ProtocolCheck(**entry) for entry in data]
+        if any(c.protocol not in ("first", FALLBACK) for c in checks):
+            raise ValueError("a protocol other than 'first' or 'fallback'")
+    except (OSError, UnicodeDecodeError, ValueError, TypeError) as error:
+        why = " ".join(str(error).split())
+        raise DamagedCheck(
+            f"{path} is damaged ({type(error).__name__}: {why}); restore it from git, or "
+            "delete it to decide the protocol check again from the stored runs"
+        ) from None
+    return checks
 
 
 def record(results_dir: Path, checks: Sequence[ProtocolCheck]) -> None:
