@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from curlora.reporting.reproduction import choose_learning_rates, load_grid
 from curlora.reporting.stats import summarize
 
@@ -95,3 +97,30 @@ def test_reproduce_resumes_and_reports_the_runs_numbers(tmp_path: Path) -> None:
     assert "running:" not in err, "a committed job was started again"
     assert not list((fresh / "logs").rglob("checkpoints"))
     assert (fresh / "logs/reproduce/tiny_results/REPORT.md").read_bytes() == committed
+
+
+@pytest.mark.slow  # about 2 minutes on 2 cores
+def test_the_words_grid_checks_its_protocol_then_reports(tmp_path: Path) -> None:
+    """reproduce=tiny_words: the protocol check on LoRA alone, recorded; on the tiny model
+    nothing is learned, so forgetting is not measurable and the grid switches once to the
+    fallback protocol; the report shows both checks, the references and the figure."""
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "curlora-reproduce"), "reproduce=tiny_words"],
+        cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err[-3000:]
+    store = tmp_path / "logs/reproduce/tiny_words_results"
+    checks = json.loads((store / "protocol_check.json").read_text())
+    assert [c["protocol"] for c in checks] == ["first", "fallback"]
+    assert not checks[0]["measurable"]
+    first = [p for p in (store / "runs").rglob("results.json") if "fallback" not in p.parts]
+    assert {json.loads(p.read_text())["method"] for p in first} == {"lora"}  # the check alone
+    assert list((store / "runs/fallback/references").rglob("results.json"))
+    report = (store / "REPORT.md").read_text()
+    assert report.count("- protocol check (") == 2 and "## Table 2" in report
+    assert "| lora + replay" in report and (store / "words_forgetting.png").exists()

@@ -314,3 +314,27 @@ def test_a_grid_job_survives_retuning_its_methods_default_rate(tmp_path: Path) -
     assert config_differences(experiment_view(job), experiment_view(other)) == [
         "optimizer.lr: 0.003 → 0.001"
     ]
+
+
+def test_a_run_saved_before_settings_were_added_is_the_same_experiment(tmp_path: Path) -> None:
+    """A run saved before the head and retention groups and the tasks' prompt keys existed
+    (the committed grid's jobs): at their defaults it is the same experiment, so a grid
+    rerun skips it; under head=words (or with a retention suite) it is not."""
+    from curlora.run.guard import config_differences, experiment_view
+
+    current = experiment_view(compose_run_config(tmp_path, [*TINY, "method=lora"]))
+    saved = json.loads(json.dumps(current))
+    del saved["head"], saved["retention"]
+    for spec in saved["data"]["task_specs"].values():
+        for key in ("class_names", "template", "label_words"):
+            spec.pop(key, None)
+    saved["data"]["task_specs"].pop("unused_task", None)
+    current["data"]["task_specs"]["unused_task"] = {"num_classes": 2}  # added, not trained
+    assert config_differences(saved, current) == []
+    words = experiment_view(compose_run_config(tmp_path, [*TINY, "method=lora", "head=words"]))
+    assert any(d.startswith("head.name: '(absent)'") for d in config_differences(saved, words))
+    assert any(".template: '(absent)'" in d for d in config_differences(saved, words))
+    kept = experiment_view(
+        compose_run_config(tmp_path, [*TINY, "method=lora", "retention=offline"])
+    )
+    assert any(d.startswith("retention.suite") for d in config_differences(saved, kept))

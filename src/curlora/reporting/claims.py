@@ -242,9 +242,15 @@ def headline(
     return question_rows(rules, compared, learned), learned, notes
 
 
-def question_rows(rules: Rules, compared: Sequence[Setting], learned: Sequence[int]) -> list[Row]:
+def question_rows(
+    rules: Rules,
+    compared: Sequence[Setting],
+    learned: Sequence[int],
+    exact_match: bool = False,
+) -> list[Row]:
     """The headline question's two rows (forgetting, drift) for every CURLoRA setting in
-    ``compared`` against each other method's setting at the same rank, on ``learned``."""
+    ``compared`` against each other method's setting at the same rank, on ``learned``;
+    with ``exact_match`` (head=words) a third, forgetting in exact match, after the first."""
     rows: list[Row] = []
     curlora = [s for s in compared if s.method == "curlora"]
     covered = bwt_task_names(compared[0].tasks, learned) if compared else "none"
@@ -274,6 +280,8 @@ def question_rows(rules: Rules, compared: Sequence[Setting], learned: Sequence[i
                     + per_seed(seed_bwt, lambda v: f"{v:+.3f}"),
                 )
             )
+            if exact_match:
+                rows.append(_exact_match_row(rules, cur, other, learned, covered))
             p = paired_log_ratio(cur, other)
             log_margin = math.log(rules.ppl_margin)
             name = other.method
@@ -300,14 +308,44 @@ def question_rows(rules: Rules, compared: Sequence[Setting], learned: Sequence[i
     return rows
 
 
+def _exact_match_row(
+    rules: Rules, cur: Setting, other: Setting, learned: Sequence[int], covered: str
+) -> Row:
+    """head=words: the forgetting question on the whole-vocabulary exact match."""
+    seeds = paired_seeds(cur, other)
+    d = bwt_summary(rules, cur, learned, other, score="em")
+    d_all = bwt_summary(rules, cur, None, other, score="em")
+    seed_bwt = _paired_stored(cur, other, _bwt(learned, len(cur.tasks)), seeds, score="em")
+    return (
+        f"Does CURLoRA forget earlier tasks' exact answers less than {other.method}? "
+        f"(r{cur.rank}, em-BWT difference CURLoRA − {other.method})",
+        difference_words(
+            d,
+            rules.accuracy_margin,
+            "CURLoRA forgets less",
+            "CURLoRA forgets more",
+            f"{rules.accuracy_margin:g}",
+            lambda low, high: (
+                f"CURLoRA may forget up to {points(low)} points more or {points(high)} less"
+            ),
+        ),
+        f"learned tasks ({covered}): {d} CI {d.interval()}; all tasks: {d_all} CI "
+        f"{d_all.interval()}; seeds {_seeds(seeds)}" + per_seed(seed_bwt, lambda v: f"{v:+.3f}"),
+    )
+
+
 def _paired_stored(
-    a: Setting, b: Setting, statistic: Callable[[np.ndarray], np.ndarray], seeds: Sequence[int]
+    a: Setting,
+    b: Setting,
+    statistic: Callable[[np.ndarray], np.ndarray],
+    seeds: Sequence[int],
+    score: str = "acc",
 ) -> list[float | None]:
-    """Per seed: ``statistic`` of a's stored accuracy matrix minus b's (the point values the
+    """Per seed: ``statistic`` of a's stored ``score`` rows minus b's (the point values the
     interval is built around)."""
     out: list[float | None] = []
     for seed in seeds:
-        x, y = _stored(a.runs[seed], statistic), _stored(b.runs[seed], statistic)
+        x, y = _stored(a.runs[seed], statistic, score), _stored(b.runs[seed], statistic, score)
         out.append(None if x is None or y is None else x - y)
     return out
 

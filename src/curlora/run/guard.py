@@ -91,14 +91,45 @@ def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: node}
 
 
+# Settings added after runs were saved, as (section, the current value that computes what
+# a run saved without them computed): a saved run lacking the section is the same
+# experiment when the current config holds exactly that value (the per-task classifier
+# heads; no retention suite).
+ADDED_SECTIONS = {
+    "head": {"_target_": "curlora.models.heads.linear.LinearHeads", "name": "linear"},
+    "retention": {"suite": "none", "offline": [], "standard": [], "limit": 0, "batch_size": 32},
+}
+# Per-task keys added with the words protocol: descriptions of a task (its class names,
+# its prompt and answer words) that a run with the classifier heads never reads.
+ADDED_TASK_KEYS = ("class_names", "template", "label_words")
+
+
+def _added_since(saved: Mapping[str, Any], current: Mapping[str, Any], key: str) -> bool:
+    """Whether dotted ``key``, absent from ``saved``, is a setting added since that run was
+    saved and its current value computes what the saved run computed."""
+    section = key.split(".")[0]
+    if section in ADDED_SECTIONS and section not in saved:
+        return current.get(section) == ADDED_SECTIONS[section]
+    parts = key.split(".")
+    if parts[:2] != ["data", "task_specs"] or len(parts) < 4:
+        return False
+    if parts[2] not in ((current.get("data") or {}).get("tasks") or []):
+        return True  # a task added to the shipped data config that this run does not train
+    head = current.get("head") or {}
+    return parts[3] in ADDED_TASK_KEYS and head.get("name", "linear") == "linear"
+
+
 def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """``key: saved → current`` for every leaf that differs (dotted keys, sorted)."""
+    """``key: saved → current`` for every leaf that differs (dotted keys, sorted); a key
+    added since the run was saved, at the value that computes the same thing, is not a
+    difference (``ADDED_SECTIONS``, ``ADDED_TASK_KEYS``)."""
     a, b = _flatten(saved), _flatten(current)
     missing = object()
     return [
         f"{key}: {a.get(key, '(absent)')!r} → {b.get(key, '(absent)')!r}"
         for key in sorted(set(a) | set(b))
         if a.get(key, missing) != b.get(key, missing)
+        and not (key not in a and _added_since(saved, current, key))
     ]
 
 

@@ -1,0 +1,78 @@
+"""The words grid's report (``curlora.reporting.words_report``) on fabricated runs: the
+protocol check's lines, the zero-shot control in "learned", the em question beside the
+acc one, the references and the retention ratio in Table 2, and the forgetting curves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from curlora.reporting import words_report
+from curlora.reporting.protocol_check import RULE, ProtocolCheck, record
+from tests.reporting.test_protocol_check import FORGETS, KEEPS, _run
+
+
+def _grid(root: Path) -> None:
+    grid = {
+        "control": "zero_shot",
+        "seeds": [1, 2, 3],
+        "ranks": [16],
+        "lrs": {"curlora": [1e-3], "lora": [1e-3]},
+        "headline_methods": ["curlora", "lora"],
+        "references": {"method": "lora", "strategies": ["replay"]},
+        "margins": {"accuracy": 0.02, "ppl_ratio": 1.05},
+        "bootstrap": {"replicates": 200, "seed": 0},
+        "protocol_check": {"method": "lora", "measurable": RULE, "fallback_overrides": []},
+    }
+    (root / "grid.yaml").write_text(yaml.safe_dump(grid))
+
+
+def _as(run, method: str, strategy: str = "sequential", retention: float = 0.8):
+    results = json.loads(json.dumps(run.results))
+    results["method"] = method
+    results["config"]["strategy"] = {"_target_": f"curlora.strategies.{strategy}.X"}
+    results["retention"] = {
+        "tasks": ["k"],
+        "n": [100],
+        "acc": [[0.8], None, None, [retention]],
+        "acc_norm": [[0.8], None, None, [retention]],
+    }
+    return type(run)(run.path, results)
+
+
+def test_the_words_report_reads_the_check_the_zero_shot_control_and_the_references(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = tmp_path / "store"
+    (store / "runs").mkdir(parents=True)
+    _grid(store)
+    runs = []
+    for seed in (1, 2, 3):
+        runs.append(
+            _as(_run(store / "runs" / "lora", seed, 1e-3, FORGETS, 0.8), "lora", retention=0.4)
+        )
+        runs.append(_as(_run(store / "runs" / "cur", seed, 1e-3, KEEPS, 0.8), "curlora"))
+        runs.append(_as(_run(store / "runs" / "rep", seed, 1e-3, KEEPS, 0.8), "lora", "replay"))
+    monkeypatch.setattr(words_report, "load_grid", lambda root: runs)
+    summary = {"n": 3, "mean": -0.25, "std": 0.0, "low": -0.3, "high": -0.2, "test_noise": True}
+    record(store, [ProtocolCheck("first", "lora", 1e-3, [1, 2, 3], summary, summary, 0.02, True)])
+    report = words_report.write_words_report(store, tmp_path, "words", "cmd").read_text()
+    assert "forgetting measurable by the rule" in report
+    assert "The rest of the grid ran under the first protocol." in report
+    # Every task beats the zero-shot 0.5 (and majority 0.5) by the margin: all learned.
+    assert "above the majority rate and the zero-shot accuracy by 0.02): a, b." in report
+    # CURLoRA keeps (BWT 0), LoRA forgets (−0.25): both questions say CURLoRA forgets less.
+    acc_row = next(line for line in report.splitlines() if "(r16, BWT difference" in line)
+    em_row = next(line for line in report.splitlines() if "em-BWT difference" in line)
+    assert "CURLoRA forgets less, beyond the 0.02 margin" in acc_row
+    assert "CURLoRA forgets less, beyond the 0.02 margin" in em_row
+    table = report[report.index("## Table 2") :]
+    assert "| lora + replay (lr 0.001) | 1,2,3 |" in table
+    assert "| zero-shot (before training) | - | 0.500 / 0.500 / 0.500 |" in table
+    lora = next(line for line in table.splitlines() if line.startswith("| lora r16"))
+    assert lora.split("|")[-2].strip().startswith("0.500")  # retention 0.4 / 0.8
+    assert (tmp_path / words_report.FIGURE).stat().st_size > 0
+    assert (tmp_path / "summary.md").read_text().startswith("`words` (9 completed runs of the 9")
