@@ -18,23 +18,23 @@ WORDS_RATES = {"curlora": 0.003, "lora": 0.001, "lora_paper": 2.5e-4, "o_lora": 
 RATES = {"curlora": 0.003, "lora": 0.001, "lora_paper": 0.00025, "tinylora": 0.0003, "vera": 0.03}
 
 
-def test_the_headline_question_runs_before_matched_controls_and_ablations(
-    tmp_path, monkeypatch
-) -> None:
+def _recorded_grid(tmp_path, monkeypatch, grid: str, rates: dict) -> list[tuple[str, list]]:
+    """``reproduce=<grid>`` with a recorder for multirun (no job runs) and ``rates`` as
+    the rates chosen on validation; returns (sweep subdirectory, overrides) per part."""
     from curlora.reporting import reproduction
 
-    started: list[str] = []
+    started: list[tuple[str, list]] = []
 
     def record(sweep_dir, overrides, threads=None) -> int:
-        started.append(str(sweep_dir.relative_to(tmp_path / "grid")))
+        started.append((str(sweep_dir.relative_to(tmp_path / "grid")), list(overrides)))
         return 0
 
     monkeypatch.setattr(reproduce, "multirun", record)
-    monkeypatch.setattr(reproduction, "choose_grid_rates", lambda runs, grid_file: RATES)
+    monkeypatch.setattr(reproduction, "choose_grid_rates", lambda runs, grid_file: rates)
     monkeypatch.setattr(reproduce, "_report", lambda *args: tmp_path / "REPORT.md")
     code = reproduce.main(
         [
-            "reproduce=table1_cpu",
+            f"reproduce={grid}",
             f"reproduce.dir={tmp_path / 'grid'}",
             f"reproduce.results_dir={tmp_path / 'results'}",
             f"reproduce.report_dir={tmp_path}",
@@ -42,6 +42,13 @@ def test_the_headline_question_runs_before_matched_controls_and_ablations(
         ]
     )
     assert code == 0
+    return started
+
+
+def test_the_headline_question_runs_before_matched_controls_and_ablations(
+    tmp_path, monkeypatch
+) -> None:
+    started = [p for p, _ in _recorded_grid(tmp_path, monkeypatch, "table1_cpu", RATES)]
 
     def stage(part: str) -> int:
         if part.startswith("lr_grid/"):
@@ -65,15 +72,9 @@ def test_part_method_reads_the_method_override() -> None:
 
 
 def _words_grid(tmp_path, monkeypatch, measurable: dict[str, bool]) -> list[tuple[str, list]]:
-    """table2_words run with a recorder for multirun; the protocol check's verdict per
-    protocol given by ``measurable``."""
-    from curlora.reporting import protocol_check, reproduction
-
-    started: list[tuple[str, list]] = []
-
-    def record(sweep_dir, overrides, threads=None) -> int:
-        started.append((str(sweep_dir.relative_to(tmp_path / "grid")), list(overrides)))
-        return 0
+    """table2_words with a recorder for multirun; the protocol check's verdict per protocol
+    given by ``measurable``."""
+    from curlora.reporting import protocol_check
 
     def decide(runs, grid_file, protocol, method):
         summary = {"n": 0, "mean": 0.0, "std": None, "low": None, "high": None}
@@ -81,21 +82,8 @@ def _words_grid(tmp_path, monkeypatch, measurable: dict[str, bool]) -> list[tupl
             protocol, "lora", 1e-3, [1311], summary, None, 0.02, measurable[protocol]
         )
 
-    monkeypatch.setattr(reproduce, "multirun", record)
     monkeypatch.setattr(protocol_check, "decide", decide)
-    monkeypatch.setattr(reproduction, "choose_grid_rates", lambda runs, grid_file: WORDS_RATES)
-    monkeypatch.setattr(reproduce, "_report", lambda *args: tmp_path / "REPORT.md")
-    code = reproduce.main(
-        [
-            "reproduce=table2_words",
-            f"reproduce.dir={tmp_path / 'grid'}",
-            f"reproduce.results_dir={tmp_path / 'results'}",
-            f"reproduce.report_dir={tmp_path}",
-            f"reproduce.readme={tmp_path / 'README.md'}",
-        ]
-    )
-    assert code == 0
-    return started
+    return _recorded_grid(tmp_path, monkeypatch, "table2_words", WORDS_RATES)
 
 
 def test_the_words_grid_checks_its_protocol_before_any_other_method(tmp_path, monkeypatch) -> None:

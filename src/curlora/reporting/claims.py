@@ -257,31 +257,9 @@ def question_rows(
     for cur in curlora:
         for other in [s for s in compared if s.method != "curlora" and s.rank == cur.rank]:
             seeds = paired_seeds(cur, other)
-            d = bwt_summary(rules, cur, learned, other)
-            d_all = bwt_summary(rules, cur, None, other)
-            seed_bwt = _paired_stored(cur, other, _bwt(learned, len(cur.tasks)), seeds)
-            rows.append(
-                (
-                    f"Does CURLoRA forget earlier tasks less than {other.method}? "
-                    f"(r{cur.rank}, BWT difference CURLoRA − {other.method})",
-                    difference_words(
-                        d,
-                        rules.accuracy_margin,
-                        "CURLoRA forgets less",
-                        "CURLoRA forgets more",
-                        f"{rules.accuracy_margin:g}",
-                        lambda low, high: (
-                            f"CURLoRA may forget up to {points(low)} points more or "
-                            f"{points(high)} less"
-                        ),
-                    ),
-                    f"learned tasks ({covered}): {d} CI {d.interval()}; all tasks: {d_all} CI "
-                    f"{d_all.interval()}; seeds {_seeds(seeds)}"
-                    + per_seed(seed_bwt, lambda v: f"{v:+.3f}"),
-                )
-            )
+            rows.append(_forgetting_row(rules, cur, other, learned, covered, "acc"))
             if exact_match:
-                rows.append(_exact_match_row(rules, cur, other, learned, covered))
+                rows.append(_forgetting_row(rules, cur, other, learned, covered, "em"))
             p = paired_log_ratio(cur, other)
             log_margin = math.log(rules.ppl_margin)
             name = other.method
@@ -308,17 +286,26 @@ def question_rows(
     return rows
 
 
-def _exact_match_row(
-    rules: Rules, cur: Setting, other: Setting, learned: Sequence[int], covered: str
+def _forgetting_row(
+    rules: Rules,
+    cur: Setting,
+    other: Setting,
+    learned: Sequence[int],
+    covered: str,
+    score: str,
 ) -> Row:
-    """head=words: the forgetting question on the whole-vocabulary exact match."""
+    """The forgetting question on ``score``: ``acc`` (accuracy; rank classification under
+    head=words) or ``em`` (head=words' whole-vocabulary exact match)."""
     seeds = paired_seeds(cur, other)
-    d = bwt_summary(rules, cur, learned, other, score="em")
-    d_all = bwt_summary(rules, cur, None, other, score="em")
-    seed_bwt = _paired_stored(cur, other, _bwt(learned, len(cur.tasks)), seeds, score="em")
+    d = bwt_summary(rules, cur, learned, other, score=score)
+    d_all = bwt_summary(rules, cur, None, other, score=score)
+    seed_bwt = _paired_stored(cur, other, _bwt(learned, len(cur.tasks)), seeds, score=score)
+    what, bwt = (
+        ("earlier tasks", "BWT") if score == "acc" else ("earlier tasks' exact answers", "em-BWT")
+    )
     return (
-        f"Does CURLoRA forget earlier tasks' exact answers less than {other.method}? "
-        f"(r{cur.rank}, em-BWT difference CURLoRA − {other.method})",
+        f"Does CURLoRA forget {what} less than {other.method}? "
+        f"(r{cur.rank}, {bwt} difference CURLoRA − {other.method})",
         difference_words(
             d,
             rules.accuracy_margin,
