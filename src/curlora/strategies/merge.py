@@ -34,22 +34,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from peft.utils.merge_utils import dare_ties, task_arithmetic, ties
 
 from curlora import checks
-from curlora.adapters import adapter_state_dict, load_adapter_state_dict
-from curlora.strategies.base import ContinualModel, Strategy, TaskData, check_float, check_int
+from curlora.adapters import load_adapter_state_dict
+from curlora.strategies.base import ContinualModel, TaskData, check_float, check_int
+from curlora.strategies.separate import FreshAdapterPerTask
 
 State = dict[str, torch.Tensor]
 COMBINATIONS = ("linear", "ties", "dare_ties")
 SIGN_METHODS = ("total", "frequency")
-
-
-def _copy(module: ContinualModel) -> State:
-    return {k: v.detach().cpu().clone() for k, v in adapter_state_dict(module.backbone).items()}
 
 
 def factor_weights(key: str, weights: Sequence[float]) -> list[float]:
@@ -99,7 +95,7 @@ def merge_states(
     return merged
 
 
-class Merge(Strategy):
+class Merge(FreshAdapterPerTask):
     """A fresh adapter per task; after each task, all trained ones merged into one.
 
     It never reads a head: the same under ``head=linear`` and ``head=words`` (where every
@@ -119,6 +115,7 @@ class Merge(Strategy):
     """
 
     name = "merge"
+    keep_on_cpu = True  # merged on the CPU
 
     def __init__(
         self,
@@ -137,22 +134,12 @@ class Merge(Strategy):
             checks.fail("strategy.majority_sign_method", majority_sign_method, "total | frequency")
         self.majority_sign_method = majority_sign_method
         self.seed = check_int("seed", seed, 0)
-        self.initial: State | None = None  # the adapter before any training
-        self.adapters: dict[str, State] = {}  # task -> its adapter at the end of its task
-        self.training: str | None = None  # the task whose own adapter is live
-
-    def on_task_start(self, module: ContinualModel, task: str, datamodule: TaskData) -> None:
-        if self.initial is None:
-            self.initial = _copy(module)
-        if task == self.training:
-            return  # resumed inside this task: the restored adapter is its adapter so far
-        load_adapter_state_dict(module.backbone, self.initial)
-        self.training = task
+        super().__init__()
 
     def on_task_end(self, module: ContinualModel, task: str, datamodule: TaskData) -> None:
         if task in self.adapters:
             return  # a resumed run repeating the hook: the live adapter is the merge already
-        self.adapters[task] = _copy(module)
+        self.adapters[task] = self.copy_adapter(module)
         buffers = frozenset(name for name, _ in module.backbone.named_buffers())
         load_adapter_state_dict(module.backbone, self.merged(buffers))
 
@@ -171,11 +158,3 @@ class Merge(Strategy):
                 self.majority_sign_method,
                 buffers,
             )
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"initial": self.initial, "adapters": self.adapters, "training": self.training}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.initial = state.get("initial")
-        self.adapters = dict(state.get("adapters", {}))
-        self.training = state.get("training")

@@ -23,11 +23,43 @@ from curlora.strategies.base import ContinualModel, Strategy, TaskData
 State = dict[str, torch.Tensor]
 
 
-def _copy(module: ContinualModel) -> State:
-    return {k: v.detach().clone() for k, v in adapter_state_dict(module.backbone).items()}
+class FreshAdapterPerTask(Strategy):
+    """Every task starts from a fresh adapter (the method's initial state, copied before any
+    training) and its trained adapter is kept at the task's end; ``separate`` swaps each in
+    for its own task, ``merge`` merges them. Resuming inside a task keeps its live adapter.
+    ``keep_on_cpu``: store the copies on the CPU (merging reads them there)."""
+
+    keep_on_cpu = False
+
+    def __init__(self) -> None:
+        self.initial: State | None = None  # the adapter before any training
+        self.adapters: dict[str, State] = {}  # task -> its adapter at the end of its task
+        self.training: str | None = None  # the task whose own adapter is live (being trained)
+
+    def copy_adapter(self, module: ContinualModel) -> State:
+        state = adapter_state_dict(module.backbone).items()
+        if self.keep_on_cpu:
+            return {k: v.detach().cpu().clone() for k, v in state}
+        return {k: v.detach().clone() for k, v in state}
+
+    def on_task_start(self, module: ContinualModel, task: str, datamodule: TaskData) -> None:
+        if self.initial is None:
+            self.initial = self.copy_adapter(module)
+        if task == self.training:
+            return  # resumed inside this task: the restored adapter is its adapter so far
+        load_adapter_state_dict(module.backbone, self.initial)
+        self.training = task
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"initial": self.initial, "adapters": self.adapters, "training": self.training}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.initial = state.get("initial")
+        self.adapters = dict(state.get("adapters", {}))
+        self.training = state.get("training")
 
 
-class Separate(Strategy):
+class Separate(FreshAdapterPerTask):
     """A fresh adapter per task, swapped in for that task's own evaluation.
 
     It never reads a head: under ``head=linear`` each task also has its own linear head;
@@ -38,27 +70,17 @@ class Separate(Strategy):
     name = "separate"
 
     def __init__(self) -> None:
-        self.initial: State | None = None  # the adapter before any training
-        self.adapters: dict[str, State] = {}  # task -> its adapter at the end of its task
-        self.training: str | None = None  # the task whose adapter is live (being trained)
+        super().__init__()
         self._live: State | None = None  # the live adapter while others are swapped in
 
-    def on_task_start(self, module: ContinualModel, task: str, datamodule: TaskData) -> None:
-        if self.initial is None:
-            self.initial = _copy(module)
-        if task == self.training:
-            return  # resumed inside this task: the restored adapter is its adapter so far
-        load_adapter_state_dict(module.backbone, self.initial)
-        self.training = task
-
     def on_task_end(self, module: ContinualModel, task: str, datamodule: TaskData) -> None:
-        self.adapters[task] = _copy(module)
+        self.adapters[task] = self.copy_adapter(module)
 
     def on_evaluate_task(self, module: ContinualModel, task: str) -> None:
         if self.initial is None:
             return  # the evaluation before training: every task sees the initial adapter
         if self._live is None:
-            self._live = _copy(module)
+            self._live = self.copy_adapter(module)
         own = self.adapters.get(task, self._live if task == self.training else self.initial)
         load_adapter_state_dict(module.backbone, own)
 
@@ -67,11 +89,6 @@ class Separate(Strategy):
             load_adapter_state_dict(module.backbone, self._live)
             self._live = None
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"initial": self.initial, "adapters": self.adapters, "training": self.training}
-
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.initial = state.get("initial")
-        self.adapters = dict(state.get("adapters", {}))
-        self.training = state.get("training")
+        super().load_state_dict(state)
         self._live = None
