@@ -32,7 +32,9 @@ from curlora.grid.results import RUNS
 from curlora.reporting.claims import (
     bwt_summary,
     bwt_task_names,
+    difference_words,
     learned_tasks,
+    points,
     ppl_summary,
     question_rows,
 )
@@ -54,6 +56,7 @@ from curlora.reporting.protocol_check import (
     protocol_runs,
     read_checks,
 )
+from curlora.reporting.stats import summarize
 from curlora.reporting.tables import final_average_accuracy, markdown, selection_table
 from curlora.run.atomic import atomic_write_text
 
@@ -96,6 +99,53 @@ def retention_ratio(run: GridRun) -> float | None:
     if first is None or last is None or not sum(first):
         return None
     return float(np.mean(last) / np.mean(first))
+
+
+def final_retention(run: GridRun) -> float | None:
+    """The retention suite's mean accuracy after the last task (None without the suite)."""
+    retention = run.results.get("retention")
+    last = retention["acc"][-1] if retention else None
+    return None if last is None else float(np.mean(last))
+
+
+def retention_rows(rules: Rules, settings: Sequence[Setting]) -> list[tuple[str, str, str]]:
+    """Does CURLoRA keep more of what the base model knew than each other method? The
+    paired difference (by seed) of the retention suite's mean accuracy after the last task;
+    every run starts from the same base model, so this is also the difference in how much
+    each lost. The interval is over seeds only: the suite's rows are the same fixed subset
+    for every run and their per-example outcomes are not stored."""
+    rows = []
+    for cur in [s for s in settings if s.method == "curlora"]:
+        for other in [s for s in settings if s.method != "curlora" and s.rank == cur.rank]:
+            seeds = sorted(set(cur.runs) & set(other.runs))
+            diffs = []
+            for seed in seeds:
+                a, b = final_retention(cur.runs[seed]), final_retention(other.runs[seed])
+                diffs.append(None if a is None or b is None else a - b)
+            d = summarize(diffs)
+            if not d.n:
+                continue
+            rows.append(
+                (
+                    f"Does CURLoRA keep more of what the base model knew than {other.method}? "
+                    f"(r{cur.rank}, retention accuracy after the last task, CURLoRA − "
+                    f"{other.method})",
+                    difference_words(
+                        d,
+                        rules.accuracy_margin,
+                        "CURLoRA keeps more",
+                        "CURLoRA keeps less",
+                        f"{rules.accuracy_margin:g}",
+                        lambda low, high: (
+                            f"CURLoRA may keep up to {points(-low)} points less or "
+                            f"{points(high)} more"
+                        ),
+                    ),
+                    f"{d} CI {d.interval()} (over seeds; the suite's fixed rows' own noise "
+                    f"is not in it); seeds {','.join(map(str, seeds))}",
+                )
+            )
+    return rows
 
 
 def _checks_text(checks: Sequence[ProtocolCheck], damaged: str | None) -> list[str]:
@@ -242,6 +292,7 @@ def write_words_report(root: Path, report_dir: Path, grid_name: str, command: st
     zero_shot = Setting("zero-shot", {r.seed: ZeroShotRun(r.path, r.results) for r in every})
     learned, notes = learned_tasks(settings, zero_shot, rules.accuracy_margin)
     rows = question_rows(rules, settings, learned, exact_match=True)
+    rows += retention_rows(rules, settings)
     tasks = settings[0].tasks
     planned = _planned(grid_file)
     status = f"{len(runs)} completed runs" + (f" of the {planned} planned" if planned else "")
