@@ -305,6 +305,36 @@ def drive_protocol_check(tmp_path: Path, fixtures: Fixtures) -> Ending:
     )
 
 
+WORDS_STORE = Path(__file__).parents[1] / "fixtures" / "tiny_words_store"
+
+
+def drive_words_report(tmp_path: Path, fixtures: Fixtures) -> Ending:
+    """curlora-reproduce --report-only of a words grid, twice: the stored tiny_words runs
+    (both protocol checks, the headline and reference runs: REPORT.md, summary.md, the
+    forgetting curves), and the same grid stopped after its first check (no headline run
+    of the fallback protocol yet)."""
+    from curlora import reproduce
+
+    store, early = tmp_path / "store", tmp_path / "early"
+    shutil.copytree(WORDS_STORE, store)
+    shutil.copytree(WORDS_STORE, early, ignore=shutil.ignore_patterns("fallback"))
+    checks = json.loads((early / "protocol_check.json").read_text())
+    (early / "protocol_check.json").write_text(json.dumps(checks[:1]))
+    return _main(
+        lambda: tuple(
+            reproduce.main(
+                [
+                    "--report-only",
+                    "reproduce=tiny_words",
+                    f"reproduce.results_dir={where}",
+                    f"reproduce.report_dir={tmp_path / where.name / 'report'}",
+                ]
+            )
+            for where in (store, early)
+        )
+    )
+
+
 def drive_adapter(tmp_path: Path, fixtures: Fixtures) -> Ending:
     """save_adapter, then load_adapter onto a fresh base."""
     from transformers import LlamaForCausalLM
@@ -403,6 +433,7 @@ WRITE_DRIVERS: dict[str, Callable[..., Ending]] = {
     "reporting/reproduction.py": drive_grid,
     "reporting/readme_block.py": drive_grid,
     "reporting/protocol_check.py": drive_protocol_check,
+    "reporting/words_report.py": drive_words_report,
     "grid/results.py": drive_grid,
     "run/report.py": drive_train,
     "data/assets.py": drive_asset,
@@ -421,6 +452,7 @@ READ_DRIVERS: dict[str, Callable[..., Ending]] = {
     "reporting/readme_block.py": drive_grid,
     "reproduce.py": drive_grid,
     "reporting/protocol_check.py": drive_protocol_check,
+    "reporting/words_report.py": drive_words_report,
     "grid/results.py": drive_grid,
     "run/dirs.py": drive_sweep_end,
     "run/guard.py": drive_resume,

@@ -17,7 +17,9 @@ from tests.reporting.test_protocol_check import FORGETS, KEEPS, _run
 
 def _grid(root: Path) -> None:
     grid = {
+        "name": "words",
         "control": "zero_shot",
+        "selection": {"score": "final mean accuracy over the validation carves"},
         "seeds": [1, 2, 3],
         "ranks": [16],
         "lrs": {"curlora": [1e-3], "lora": [1e-3]},
@@ -59,7 +61,9 @@ def test_the_words_report_reads_the_check_the_zero_shot_control_and_the_referenc
     monkeypatch.setattr(words_report, "load_grid", lambda root: runs)
     summary = {"n": 3, "mean": -0.25, "std": 0.0, "low": -0.3, "high": -0.2, "test_noise": True}
     record(store, [ProtocolCheck("first", "lora", 1e-3, [1, 2, 3], summary, summary, 0.02, True)])
-    report = words_report.write_words_report(store, tmp_path, "words", "cmd").read_text()
+    report = words_report.write_words_report(
+        store, tmp_path, "words", "cmd", words_report.read_grid(store / "grid.yaml")
+    ).read_text()
     assert "forgetting measurable by the rule" in report
     assert "The rest of the grid ran under the first protocol." in report
     # Every task beats the zero-shot 0.5 (and majority 0.5) by the margin: all learned.

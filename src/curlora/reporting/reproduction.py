@@ -58,7 +58,7 @@ from curlora.reporting.tables import (
     selection_table,
     table_one,
 )
-from curlora.reporting.words_report import is_words_grid, write_words_report
+from curlora.reporting.words_report import is_words_grid, read_grid, write_words_report
 from curlora.run.atomic import atomic_write_text
 
 __all__ = ["choose_grid_rates", "choose_learning_rates", "load_grid", "write_report"]
@@ -224,8 +224,9 @@ def write_report(root: Path, report_dir: Path, grid_name: str, command: str) -> 
     ``report_dir`` from the runs stored below ``root`` (the grid's results directory);
     returns the report's path."""
     store, out = Path(root), Path(report_dir)
-    if is_words_grid(store / GRID_FILE):  # the words protocol: its own report
-        return write_words_report(store, out, grid_name, command)
+    grid = read_grid(store / GRID_FILE)
+    if is_words_grid(grid):  # the words protocol: its own report
+        return write_words_report(store, out, grid_name, command, grid)
     runs = load_grid(store)
     rules = Rules.read(store / GRID_FILE)
     lrs = choose_grid_rates(runs, store / GRID_FILE)

@@ -64,6 +64,8 @@ log = logging.getLogger("curlora")
 FIGURE = "words_forgetting.png"
 GRID_FILE = "grid.yaml"
 SUMMARY_FILE = "summary.md"
+# Keys every grid.yaml that curlora-reproduce writes holds (its last ones among them).
+GRID_KEYS = ("name", "seeds", "ranks", "lrs", "selection", "margins", "bootstrap")
 
 
 class ZeroShotRun(GridRun):
@@ -74,18 +76,35 @@ class ZeroShotRun(GridRun):
         return list(self.results["initial_accuracy"])
 
 
-def is_words_grid(grid_file: Path) -> bool:
-    """Whether ``grid.yaml`` is a words-protocol grid (its control is the zero-shot row)."""
+def read_grid(grid_file: Path) -> dict:
+    """``grid.yaml`` as a mapping; ``{}`` (with a warning naming the file) when it cannot be
+    read, so the report falls back to its defaults rather than failing."""
     try:
         grid = yaml.safe_load(Path(grid_file).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
-        return False
-    return isinstance(grid, dict) and grid.get("control") == "zero_shot"
+    except FileNotFoundError:
+        return {}
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as error:
+        log.warning("%s is damaged (%s); the report uses its defaults", grid_file, error)
+        return {}
+    if not isinstance(grid, dict):
+        log.warning("%s is damaged (not a mapping); the report uses its defaults", grid_file)
+        return {}
+    if missing := [key for key in GRID_KEYS if key not in grid]:
+        # curlora-reproduce writes every one of them: a file cut short lost its last ones.
+        log.warning("%s is damaged (no %s); the report uses its defaults", grid_file, missing)
+        return {}
+    return grid
 
 
-def _references(grid_file: Path) -> tuple[str, list[str]]:
-    grid = yaml.safe_load(Path(grid_file).read_text(encoding="utf-8")) or {}
+def is_words_grid(grid: dict) -> bool:
+    """Whether ``grid`` (``grid.yaml``) is a words-protocol grid (the zero-shot control)."""
+    return grid.get("control") == "zero_shot"
+
+
+def _references(grid: dict) -> tuple[str, list[str]]:
     refs = grid.get("references") or {}
+    if not isinstance(refs, dict):
+        return "lora", []
     return str(refs.get("method", "lora")), [str(s) for s in refs.get("strategies") or []]
 
 
@@ -249,9 +268,12 @@ def plot_curves(settings: Sequence[Setting], out: Path) -> Path:
     return save_figure(fig, out / FIGURE)
 
 
-def write_words_report(root: Path, report_dir: Path, grid_name: str, command: str) -> Path:
+def write_words_report(
+    root: Path, report_dir: Path, grid_name: str, command: str, grid: dict
+) -> Path:
     """``REPORT.md``, ``summary.md`` and ``words_forgetting.png`` in ``report_dir`` from the
-    words grid stored below ``root``; returns the report's path."""
+    words grid stored below ``root`` (its ``grid.yaml`` read as ``grid``); returns the
+    report's path."""
     store, out = Path(root), Path(report_dir)
     grid_file = store / GRID_FILE
     damaged = None
@@ -275,7 +297,7 @@ def write_words_report(root: Path, report_dir: Path, grid_name: str, command: st
             summary = f"`{grid_name}`: {checks[-1].line()}; no headline run yet.\n"
         atomic_write_text(out / SUMMARY_FILE, summary)
         return atomic_write_text(out / "REPORT.md", "\n".join(parts) + "\n")
-    method, strategies = _references(grid_file)
+    method, strategies = _references(grid)
     references = [
         Setting(f"{method} + {strategy} (lr {lrs[method]:g})", by_seed(chosen), method, rank)
         for strategy in strategies
@@ -294,7 +316,7 @@ def write_words_report(root: Path, report_dir: Path, grid_name: str, command: st
     rows = question_rows(rules, settings, learned, exact_match=True)
     rows += retention_rows(rules, settings)
     tasks = settings[0].tasks
-    planned = _planned(grid_file)
+    planned = _planned(grid)
     status = f"{len(runs)} completed runs" + (f" of the {planned} planned" if planned else "")
     unfinished = planned is not None and len(runs) < planned
     parts += [
@@ -340,16 +362,15 @@ def write_words_report(root: Path, report_dir: Path, grid_name: str, command: st
     return atomic_write_text(out / "REPORT.md", "\n".join(parts) + "\n")
 
 
-def _planned(grid_file: Path) -> int | None:
+def _planned(grid: dict) -> int | None:
     """The runs the words grid plans: the rate grid (with the check), the extra headline
     seeds and the references."""
     try:
-        grid = yaml.safe_load(grid_file.read_text(encoding="utf-8"))
         seeds, ranks = len(grid["seeds"]), len(grid["ranks"])
         rate_grid = sum(len(v) for v in grid["lrs"].values()) * ranks * seeds
         extra = [s for s in grid.get("headline_seeds") or [] if s not in grid["seeds"]]
         headline = len(extra) * len(grid.get("headline_methods") or [])
         refs = len((grid.get("references") or {}).get("strategies") or []) * seeds
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError, AttributeError):
         return None
     return rate_grid + headline + refs

@@ -40,7 +40,7 @@ from peft.utils.merge_utils import dare_ties, task_arithmetic, ties
 
 from curlora import checks
 from curlora.adapters import load_adapter_state_dict
-from curlora.strategies.base import ContinualModel, TaskData, check_float, check_int
+from curlora.strategies.base import ContinualModel, Strategy, TaskData, check_float, check_int
 from curlora.strategies.separate import FreshAdapterPerTask
 
 State = dict[str, torch.Tensor]
@@ -95,7 +95,7 @@ def merge_states(
     return merged
 
 
-class Merge(FreshAdapterPerTask):
+class Merge(FreshAdapterPerTask, Strategy):
     """A fresh adapter per task; after each task, all trained ones merged into one.
 
     It never reads a head: the same under ``head=linear`` and ``head=words`` (where every

@@ -23,11 +23,12 @@ from curlora.strategies.base import ContinualModel, Strategy, TaskData
 State = dict[str, torch.Tensor]
 
 
-class FreshAdapterPerTask(Strategy):
-    """Every task starts from a fresh adapter (the method's initial state, copied before any
-    training) and its trained adapter is kept at the task's end; ``separate`` swaps each in
-    for its own task, ``merge`` merges them. Resuming inside a task keeps its live adapter.
-    ``keep_on_cpu``: store the copies on the CPU (merging reads them there)."""
+class FreshAdapterPerTask:
+    """A mixin for strategies (listed before ``Strategy``): every task starts from a fresh
+    adapter (the method's initial state, copied before any training) and its trained
+    adapter is kept at the task's end; ``separate`` swaps each in for its own task,
+    ``merge`` merges them. Resuming inside a task keeps its live adapter. ``keep_on_cpu``:
+    store the copies on the CPU (merging reads them there)."""
 
     keep_on_cpu = False
 
@@ -59,7 +60,7 @@ class FreshAdapterPerTask(Strategy):
         self.training = state.get("training")
 
 
-class Separate(FreshAdapterPerTask):
+class Separate(FreshAdapterPerTask, Strategy):
     """A fresh adapter per task, swapped in for that task's own evaluation.
 
     It never reads a head: under ``head=linear`` each task also has its own linear head;
