@@ -12,6 +12,7 @@ import pytest
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "training_throughput.py"
 
 
+@pytest.mark.slow  # about 20 s of training in subprocesses
 def test_training_throughput_prints_a_row_per_method(tmp_path: Path) -> None:
     command = [sys.executable, str(BENCHMARK), "--model", "tiny_llama"]
     command += ["--methods", "lora,curlora,head_only", "--rounds", "1", "--steps", "1"]

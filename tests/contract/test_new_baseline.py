@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import CONFIG_DIR, REPO_ROOT
 
 STRATEGY = '''
@@ -104,6 +106,7 @@ seed: ${seed}
 """
 
 
+@pytest.mark.slow  # about 40 s: the fast tier's contract kit already discovers and runs every baseline in configs/, a new one included
 def test_a_throwaway_method_and_strategy_are_tested_with_no_other_edit(tmp_path: Path) -> None:
     package = tmp_path / "throwaway_baselines"
     package.mkdir()

@@ -7,6 +7,8 @@ import json
 import math
 from pathlib import Path
 
+import pytest
+
 import yaml
 
 from curlora.objective import objective_value
@@ -16,6 +18,7 @@ from tests.conftest import TINY, run_cli
 CARVES = [f"data.task_specs.{t}.validation_limit=50" for t in ("pairs", "reviews", "moods")]
 
 
+@pytest.mark.slow  # about 15 s: an Optuna search of tiny runs
 def test_optuna_search_maximises_the_validation_objective(tmp_path: Path) -> None:
     done = run_cli(
         ["hparams_search=optuna_lr", *TINY, "hydra.sweeper.n_trials=3", *CARVES],

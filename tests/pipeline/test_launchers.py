@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import TINY, run_cli
 
 # The README's command as written, with the README-command tests' debug=tiny (they do not
@@ -13,6 +15,7 @@ from tests.conftest import TINY, run_cli
 SUBMITIT_SWEEP = ["-m", "hydra/launcher=submitit_local", "seed=1311,1312,1313", *TINY]
 
 
+@pytest.mark.slow  # about 20 s: submitit's local launcher
 def test_a_sweep_runs_as_local_submitit_jobs(tmp_path: Path) -> None:
     done = run_cli(SUBMITIT_SWEEP, cwd=tmp_path, OMP_NUM_THREADS="1")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -24,6 +27,7 @@ def test_a_sweep_runs_as_local_submitit_jobs(tmp_path: Path) -> None:
     assert list((tmp_path / "logs" / "multiruns").glob("*/.submitit/*"))
 
 
+@pytest.mark.slow  # about 15 s: submitit's local launcher
 def test_a_failed_submitit_job_is_named_and_the_sweep_exits_1(tmp_path: Path) -> None:
     done = run_cli(
         ["-m", "hydra/launcher=submitit_local", "rank=4,9999", "debug=tiny"],

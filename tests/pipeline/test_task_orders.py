@@ -29,6 +29,7 @@ def test_each_order_permutes_the_data_configs_tasks(order, tasks, tmp_path: Path
     assert list(cfg.tasks) == tasks
 
 
+@pytest.mark.slow  # about 12 s: a sweep of task orders
 def test_an_order_sweep_runs_and_the_report_pools_orders_when_asked(tmp_path: Path) -> None:
     done = run_cli(ORDER_SWEEP, cwd=tmp_path, OMP_NUM_THREADS="1")
     assert done.returncode == 0, done.stderr[-3000:]

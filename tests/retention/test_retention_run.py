@@ -70,7 +70,12 @@ def test_unknown_standard_task_is_named(run_config) -> None:
         validate_config(cfg, check_model=False)
 
 
-@pytest.mark.parametrize("method", ["curlora", "head_only"])
+@pytest.mark.parametrize(
+    "method",
+    # curlora trains the backbone's adapter (about 25 s): slow; head_only runs the same
+    # retention path on every evaluation point in the fast tier.
+    [pytest.param("curlora", marks=pytest.mark.slow), "head_only"],
+)
 def test_a_run_records_the_retention_matrix(run_config, method: str) -> None:
     cfg = run_config(
         "retention=offline",
