@@ -106,7 +106,9 @@ seed: ${seed}
 """
 
 
-@pytest.mark.slow  # about 40 s: the fast tier's contract kit already discovers and runs every baseline in configs/, a new one included
+# About 40 s: the fast tier's contract kit already discovers and runs every baseline in
+# configs/, a new one included.
+@pytest.mark.slow
 def test_a_throwaway_method_and_strategy_are_tested_with_no_other_edit(tmp_path: Path) -> None:
     package = tmp_path / "throwaway_baselines"
     package.mkdir()

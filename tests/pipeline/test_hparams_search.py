@@ -8,7 +8,6 @@ import math
 from pathlib import Path
 
 import pytest
-
 import yaml
 
 from curlora.objective import objective_value

@@ -41,7 +41,10 @@ def _finished(root: Path) -> dict[Path, float]:
     return found
 
 
-@pytest.mark.slow  # about 2 min: the whole tiny grid twice; the fast tier checks its parts' order (test_grid_order), restore/publish/report (test_fault_injection's grid driver) and the committed report's rebuild
+# About 2 min: the whole tiny grid twice. The fast tier checks its parts' order
+# (test_grid_order), restore/publish/report (test_fault_injection's grid driver) and the
+# committed report's rebuild.
+@pytest.mark.slow
 def test_reproduce_resumes_and_reports_the_runs_numbers(tmp_path: Path) -> None:
     root = tmp_path / "logs" / "reproduce" / "tiny"
     first = _reproduce(tmp_path)
