@@ -355,7 +355,11 @@ def write_words_report(
     ]
     plot_curves([*settings, *references], out)
     summary = [f"`{grid_name}` ({status}{', provisional' if unfinished else ''}):", ""]
-    summary += [f"- {c.line()}" for c in checks] + [""]
+    summary += [f"- {c.line()}" for c in checks] or [
+        "- protocol check: not decided yet (it decides when the checked method's whole rate "
+        "grid has completed)"
+    ]
+    summary += [""]
     if rows:
         summary += [markdown(["question", "answer", "numbers"], rows), ""]
     atomic_write_text(out / SUMMARY_FILE, "\n".join(summary))
