@@ -70,8 +70,12 @@ def _by_hand(model: torch.nn.Module, tokenizer, docs: list[dict]) -> tuple[float
     return right / len(docs), right_norm / len(docs)
 
 
-def test_lm_eval_accuracy_matches_a_direct_log_likelihood_comparison(tmp_path: Path) -> None:
+def test_lm_eval_accuracy_matches_a_direct_log_likelihood_comparison(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
     from lm_eval.tasks import TaskManager
+
+    monkeypatch.chdir(tmp_path)  # outside any git checkout, as a user's run directory may be
 
     model, tokenizer = load({}, tmp_path)
     apply_adapter(model, CURLoRAMethod(name="curlora", rank=4, alpha=1.0, seed=0))
@@ -90,6 +94,8 @@ def test_lm_eval_accuracy_matches_a_direct_log_likelihood_comparison(tmp_path: P
     scores = evaluate(model, tokenizer, {"tiny": tasks["tiny_choice"]}, N_DOCS, batch_size=5)
     # lm-eval seeds the global generators; evaluate leaves them as it found them.
     assert random.getstate() == before[0] and torch.equal(torch.get_rng_state(), before[1])
+    # ... and asks git for a commit it never uses: skipped, so nothing prints "fatal: ...".
+    assert "not a git repository" not in capfd.readouterr().err
     acc, acc_norm = _by_hand(model, tokenizer, docs)
 
     assert scores["tiny"].n == N_DOCS

@@ -9,6 +9,7 @@ optional dependency (``pip install -e ".[eval]"``) imported only here, when a su
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -17,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import torch
@@ -106,7 +108,15 @@ def evaluate(
     # simple_evaluate seeds Python's, NumPy's and torch's global generators: a run's training
     # after an evaluation point must draw what it would draw without the suite.
     py_state, np_state = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng():
+    # simple_evaluate also runs `git describe` in the working directory to record a commit
+    # it never uses here; outside a git checkout git prints "fatal: not a git repository"
+    # at every evaluation point. Its result is not read, so it is skipped.
+    from lm_eval import evaluator
+
+    skip_git = contextlib.nullcontext()
+    if hasattr(evaluator, "get_git_commit_hash"):
+        skip_git = mock.patch.object(evaluator, "get_git_commit_hash", lambda: None)
+    with torch.random.fork_rng(), skip_git:
         try:
             out = simple_evaluate(
                 model=lm,
