@@ -305,6 +305,9 @@ def drive_protocol_check(tmp_path: Path, fixtures: Fixtures) -> Ending:
     )
 
 
+# What `curlora-reproduce reproduce=tiny_words` stores (grid.yaml, protocol_check.json and
+# each run's results.json and outcomes.json); made the same way again when their schema
+# changes.
 WORDS_STORE = Path(__file__).parents[1] / "fixtures" / "tiny_words_store"
 
 
