@@ -167,8 +167,24 @@ def retention_rows(rules: Rules, settings: Sequence[Setting]) -> list[tuple[str,
     return rows
 
 
-def _checks_text(checks: Sequence[ProtocolCheck], damaged: str | None) -> list[str]:
+def _checks_text(
+    checks: Sequence[ProtocolCheck],
+    damaged: str | None,
+    runs: Sequence[GridRun],
+    runs_dir: Path,
+    method: str,
+) -> list[str]:
     lines = ["## The protocol check: is forgetting measurable here?", ""]
+    for protocol, fallback in (("first", False), ("fallback", True)):
+        mine = protocol_runs(runs, runs_dir, fallback)
+        if mine and any(r.method == method for r in mine):
+            lines += [
+                f"Sequential {method}'s runs under the {protocol} protocol (all-task BWT, "
+                "per run):",
+                "",
+                check_runs_table(mine, method),
+                "",
+            ]
     if damaged:
         return [*lines, f"Not shown: {damaged}.", ""]
     if not checks:
@@ -192,6 +208,38 @@ def _checks_text(checks: Sequence[ProtocolCheck], damaged: str | None) -> list[s
         "",
     ]
     return lines
+
+
+def check_runs_table(runs: Sequence[GridRun], method: str) -> str:
+    """Every run of the checked method in one protocol, rate by rate and seed by seed: the
+    evidence the check reads (each run's stored numbers, no interval)."""
+    from curlora.reporting.claims import _bwt, _stored
+
+    rows = []
+    for run in sorted(
+        (r for r in runs if r.method == method and r.strategy == "sequential"),
+        key=lambda r: (r.lr, r.seed),
+    ):
+        bwt = _bwt(range(len(run.tasks)), len(run.tasks))
+        acc, em = _stored(run, bwt, "acc"), _stored(run, bwt, "em")
+        ratio = run.ppl_ratio()
+        rows.append(
+            [
+                f"{run.lr:g}",
+                str(run.seed),
+                " / ".join("-" if v is None else f"{v:.3f}" for v in run.diagonal()),
+                "-" if acc is None else f"{acc:+.3f}",
+                "-" if em is None else f"{em:+.3f}",
+                "-" if ratio is None else f"×{ratio:.3f}",
+            ]
+        )
+    if not rows:
+        return "No completed run of the check yet."
+    tasks = " / ".join(runs[0].tasks)
+    return markdown(
+        ["lr", "seed", f"acc right after each task ({tasks})", "acc-BWT", "em-BWT", "ppl ratio"],
+        rows,
+    )
 
 
 def active_protocol(checks: Sequence[ProtocolCheck]) -> str:
@@ -283,13 +331,15 @@ def write_words_report(
         log.warning("%s", error)
         checks, damaged = [], str(error)
     protocol = active_protocol(checks)
-    runs = protocol_runs(load_grid(store), store / RUNS, fallback=protocol == "fallback")
+    stored = load_grid(store)
+    runs = protocol_runs(stored, store / RUNS, fallback=protocol == "fallback")
     rules = Rules.read(grid_file)
     lrs = choose_learning_rates(lr_grid_runs(runs, rules))
     rank = rules.ranks[0] if rules.ranks else 16
     settings = table_settings(runs, lrs, rules.headline_methods, [rank])
     parts = [f"# Reproduction: {grid_name}", "", f"Command: `{command}`", ""]
-    parts += _checks_text(checks, damaged)
+    checked = str((grid.get("protocol_check") or {}).get("method", "lora"))
+    parts += _checks_text(checks, damaged, stored, store / RUNS, checked)
     if not settings:
         parts.append("No completed run of a headline method at its chosen rate yet.")
         summary = f"`{grid_name}`: no completed run yet.\n"
