@@ -35,6 +35,9 @@ def _grid(root: Path) -> None:
 def _as(run, method: str, strategy: str = "sequential", retention: float = 0.8):
     results = json.loads(json.dumps(run.results))
     results["method"] = method
+    bwt = -0.25 if results["accuracy_matrix"] == FORGETS else 0.0  # mean of R[2][j] − R[j][j]
+    results["metrics"]["bwt"] = bwt
+    results["head"]["exact_match_bwt"] = bwt
     results["config"]["strategy"] = {"_target_": f"curlora.strategies.{strategy}.X"}
     results["retention"] = {
         "tasks": ["k"],
@@ -65,6 +68,8 @@ def test_the_words_report_reads_the_check_the_zero_shot_control_and_the_referenc
         store, tmp_path, "words", "cmd", words_report.read_grid(store / "grid.yaml")
     ).read_text()
     assert "forgetting measurable by the rule" in report
+    # The check's evidence, run by run: LoRA's three seeds at its rate.
+    assert report.count("| 0.001 | ") == 3 and "| -0.250 | -0.250 | ×1.000 |" in report
     assert "The rest of the grid ran under the first protocol." in report
     # Every task beats the zero-shot 0.5 (and majority 0.5) by the margin: all learned.
     assert "above the majority rate and the zero-shot accuracy by 0.02): a, b." in report

@@ -213,15 +213,14 @@ def _checks_text(
 def check_runs_table(runs: Sequence[GridRun], method: str) -> str:
     """Every run of the checked method in one protocol, rate by rate and seed by seed: the
     evidence the check reads (each run's stored numbers, no interval)."""
-    from curlora.reporting.claims import _bwt, _stored
-
     rows = []
     for run in sorted(
         (r for r in runs if r.method == method and r.strategy == "sequential"),
         key=lambda r: (r.lr, r.seed),
     ):
-        bwt = _bwt(range(len(run.tasks)), len(run.tasks))
-        acc, em = _stored(run, bwt, "acc"), _stored(run, bwt, "em")
+        # The run's own all-task BWTs (results.json): mean_{j<T} R[T][j] − R[j][j].
+        acc = run.results["metrics"].get("bwt")
+        em = (run.results.get("head") or {}).get("exact_match_bwt")
         ratio = run.ppl_ratio()
         rows.append(
             [
