@@ -294,3 +294,36 @@ def check_bad_values(tmp: Path, kind: str, name: str, config_dir: Path = CONFIGS
                 "where the object is built (__init__ / __post_init__ / validate) and raise "
                 f"ValueError('{key}=<value> is not valid; valid: ...')"
             )
+
+
+def run_checks(params: list) -> dict[str, Any]:
+    """One tier of the contract for a test module's namespace (``globals().update(...)``):
+    the module-scoped ``baseline`` fixture (one tiny run per ``(kind, name, head)`` param,
+    checked by :func:`tiny_run` as it finishes) and the three checks every run gets. Each
+    tier lives in its own file so pytest-xdist (``--dist loadfile``) gives the tiers to
+    different workers."""
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def baseline(request: pytest.FixtureRequest, tmp_path_factory) -> TinyRun:
+        kind, name, head = request.param
+        return tiny_run(tmp_path_factory.mktemp(f"{kind}-{name}-{head}"), kind, name, head=head)
+
+    @pytest.mark.parametrize("baseline", params, indirect=True)
+    def test_three_tasks_complete(baseline: TinyRun) -> None:
+        assert baseline.results["status"] == "completed"
+
+    @pytest.mark.parametrize("baseline", params, indirect=True)
+    def test_what_the_run_saved_restores_it(baseline: TinyRun) -> None:
+        check_reload(baseline)
+
+    @pytest.mark.parametrize("baseline", params, indirect=True)
+    def test_stop_mid_task_and_resume_is_exact(baseline: TinyRun, tmp_path: Path) -> None:
+        check_resume(tmp_path, baseline)
+
+    return {
+        "baseline": baseline,
+        "test_three_tasks_complete": test_three_tasks_complete,
+        "test_what_the_run_saved_restores_it": test_what_the_run_saved_restores_it,
+        "test_stop_mid_task_and_resume_is_exact": test_stop_mid_task_and_resume_is_exact,
+    }

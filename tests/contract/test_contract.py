@@ -65,26 +65,8 @@ def baselines(heads: tuple[str, ...] = HEADS) -> list:
 LINEAR = ("linear",)
 
 
-@pytest.fixture(scope="module")
-def baseline(request: pytest.FixtureRequest, tmp_path_factory) -> kit.TinyRun:
-    """The baseline's tiny run (checked by ``kit.tiny_run`` as it finishes)."""
-    kind, name, head = request.param
-    return kit.tiny_run(tmp_path_factory.mktemp(f"{kind}-{name}-{head}"), kind, name, head=head)
-
-
-@pytest.mark.parametrize("baseline", baselines(LINEAR), indirect=True)
-def test_three_tasks_complete(baseline: kit.TinyRun) -> None:
-    assert baseline.results["status"] == "completed"
-
-
-@pytest.mark.parametrize("baseline", baselines(LINEAR), indirect=True)
-def test_what_the_run_saved_restores_it(baseline: kit.TinyRun) -> None:
-    kit.check_reload(baseline)
-
-
-@pytest.mark.parametrize("baseline", baselines(LINEAR), indirect=True)
-def test_stop_mid_task_and_resume_is_exact(baseline: kit.TinyRun, tmp_path: Path) -> None:
-    kit.check_resume(tmp_path, baseline)
+# The tiny run of every baseline and its three checks (kit.run_checks).
+globals().update(kit.run_checks(baselines(LINEAR)))
 
 
 @pytest.mark.parametrize(
