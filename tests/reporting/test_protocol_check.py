@@ -90,6 +90,9 @@ def test_the_rule_reads_the_chosen_rates_bwt_interval(tmp_path: Path) -> None:
     assert check.acc_bwt["test_noise"] is True and check.em_bwt["test_noise"] is True
     assert check.measurable is True
     assert "measurable" in check.line() and "acc-BWT -0.250" in check.line()
+    # the line shows the interval the rule read, not only mean ± std
+    high = f"{check.acc_bwt['high']:+.3f}]"
+    assert "95 % CI [" in check.line() and high in check.line()
 
 
 def test_no_forgetting_is_not_measurable(tmp_path: Path) -> None:

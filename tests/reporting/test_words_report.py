@@ -87,3 +87,28 @@ def test_the_words_report_reads_the_check_the_zero_shot_control_and_the_referenc
     assert lora.split("|")[-2].strip().startswith("0.500")  # retention 0.4 / 0.8
     assert (tmp_path / words_report.FIGURE).stat().st_size > 0
     assert (tmp_path / "summary.md").read_text().startswith("`words` (9 completed runs of the 9")
+
+
+def test_a_grid_that_switched_to_the_fallback_says_so_and_lists_its_overrides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The check decided "not measurable" and nothing has run under the fallback yet: the
+    # summary (the README line) names the switch and the protocol it switched to.
+    store = tmp_path / "store"
+    (store / "runs").mkdir(parents=True)
+    _grid(store)
+    grid = yaml.safe_load((store / "grid.yaml").read_text())
+    grid["protocol_check"]["fallback_overrides"] = ["trainer.max_epochs=3"]
+    (store / "grid.yaml").write_text(yaml.safe_dump(grid))
+    runs = [_as(_run(store / "runs" / "lora", s, 1e-3, KEEPS, 0.8), "lora") for s in (1, 2, 3)]
+    monkeypatch.setattr(words_report, "load_grid", lambda root: runs)
+    summary = {"n": 3, "mean": 0.0, "std": 0.0, "low": -0.1, "high": 0.1, "test_noise": True}
+    record(store, [ProtocolCheck("first", "lora", 1e-3, [1, 2, 3], summary, summary, 0.02, False)])
+    report = words_report.write_words_report(
+        store, tmp_path, "words", "cmd", words_report.read_grid(store / "grid.yaml")
+    ).read_text()
+    assert "acc-BWT 0.000 ± 0.000 (95 % CI [-0.100, +0.100])" in report
+    assert "written in the config before any run: `trainer.max_epochs=3`)" in report
+    line = (tmp_path / "summary.md").read_text()
+    assert "not measurable" in line and "no headline run yet" in line
+    assert "the grid goes on under the fallback protocol (`trainer.max_epochs=3`)" in line

@@ -61,10 +61,12 @@ class ProtocolCheck:
         acc, em = Summary(**self.acc_bwt), self.em_bwt and Summary(**self.em_bwt)
         rate = "no completed runs" if self.lr is None else f"lr {self.lr:g}"
         verdict = "measurable" if self.measurable else "not measurable"
-        em_text = f", em-BWT {em}" if em is not None and em.n else ""
+        # mean ± std over seeds, then the 95 % interval the rule reads (seeds and test rows)
+        em_text = f", em-BWT {em} (95 % CI {em.interval()})" if em is not None and em.n else ""
         return (
             f"protocol check ({self.protocol} protocol): sequential {self.method} ({rate}, "
-            f"seeds {', '.join(map(str, self.seeds)) or '-'}): acc-BWT {acc}{em_text}; "
+            f"seeds {', '.join(map(str, self.seeds)) or '-'}): acc-BWT {acc} "
+            f"(95 % CI {acc.interval()}){em_text}; "
             f"forgetting {verdict} by the rule `{RULE}` (margin {self.margin:g})"
         )
 

@@ -167,12 +167,17 @@ def retention_rows(rules: Rules, settings: Sequence[Setting]) -> list[tuple[str,
     return rows
 
 
+def _overrides_text(overrides: Sequence[str]) -> str:
+    return ", ".join(f"`{o}`" for o in overrides) or "none listed"
+
+
 def _checks_text(
     checks: Sequence[ProtocolCheck],
     damaged: str | None,
     runs: Sequence[GridRun],
     runs_dir: Path,
     method: str,
+    fallback_overrides: Sequence[str] = (),
 ) -> list[str]:
     lines = ["## The protocol check: is forgetting measurable here?", ""]
     for protocol, fallback in (("first", False), ("fallback", True)):
@@ -203,7 +208,8 @@ def _checks_text(
             "first protocol."
             if active == "first"
             else "fallback protocol (`protocol_check.fallback_overrides`, written in the "
-            "config before any run), its jobs under `runs/fallback/`."
+            f"config before any run: {_overrides_text(fallback_overrides)}), its jobs under "
+            "`runs/fallback/`."
         ),
         "",
     ]
@@ -338,12 +344,18 @@ def write_words_report(
     settings = table_settings(runs, lrs, rules.headline_methods, [rank])
     parts = [f"# Reproduction: {grid_name}", "", f"Command: `{command}`", ""]
     checked = str((grid.get("protocol_check") or {}).get("method", "lora"))
-    parts += _checks_text(checks, damaged, stored, store / RUNS, checked)
+    fallback = [str(o) for o in (grid.get("protocol_check") or {}).get("fallback_overrides") or []]
+    parts += _checks_text(checks, damaged, stored, store / RUNS, checked, fallback)
     if not settings:
         parts.append("No completed run of a headline method at its chosen rate yet.")
         summary = f"`{grid_name}`: no completed run yet.\n"
         if checks:
-            summary = f"`{grid_name}`: {checks[-1].line()}; no headline run yet.\n"
+            going_on = (
+                f"; the grid goes on under the fallback protocol ({_overrides_text(fallback)})"
+                if protocol == "fallback"
+                else ""
+            )
+            summary = f"`{grid_name}`: {checks[-1].line()}{going_on}; no headline run yet.\n"
         atomic_write_text(out / SUMMARY_FILE, summary)
         return atomic_write_text(out / "REPORT.md", "\n".join(parts) + "\n")
     method, strategies = _references(grid)
