@@ -15,7 +15,21 @@ from curlora.reporting.protocol_check import RULE, ProtocolCheck, record
 from tests.reporting.test_protocol_check import FORGETS, KEEPS, _run
 
 
-def _grid(root: Path) -> None:
+def _store(tmp_path: Path, fallback_overrides: list[str] | None = None) -> Path:
+    """An empty results store with its grid.yaml."""
+    store = tmp_path / "store"
+    (store / "runs").mkdir(parents=True)
+    _grid(store, fallback_overrides or [])
+    return store
+
+
+def _report(store: Path, out: Path) -> str:
+    return words_report.write_words_report(
+        store, out, "words", "cmd", words_report.read_grid(store / "grid.yaml")
+    ).read_text()
+
+
+def _grid(root: Path, fallback_overrides: list[str]) -> None:
     grid = {
         "name": "words",
         "control": "zero_shot",
@@ -27,7 +41,11 @@ def _grid(root: Path) -> None:
         "references": {"method": "lora", "strategies": ["replay"]},
         "margins": {"accuracy": 0.02, "ppl_ratio": 1.05},
         "bootstrap": {"replicates": 200, "seed": 0},
-        "protocol_check": {"method": "lora", "measurable": RULE, "fallback_overrides": []},
+        "protocol_check": {
+            "method": "lora",
+            "measurable": RULE,
+            "fallback_overrides": fallback_overrides,
+        },
     }
     (root / "grid.yaml").write_text(yaml.safe_dump(grid))
 
@@ -51,9 +69,7 @@ def _as(run, method: str, strategy: str = "sequential", retention: float = 0.8):
 def test_the_words_report_reads_the_check_the_zero_shot_control_and_the_references(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = tmp_path / "store"
-    (store / "runs").mkdir(parents=True)
-    _grid(store)
+    store = _store(tmp_path)
     runs = []
     for seed in (1, 2, 3):
         runs.append(
@@ -64,9 +80,7 @@ def test_the_words_report_reads_the_check_the_zero_shot_control_and_the_referenc
     monkeypatch.setattr(words_report, "load_grid", lambda root: runs)
     summary = {"n": 3, "mean": -0.25, "std": 0.0, "low": -0.3, "high": -0.2, "test_noise": True}
     record(store, [ProtocolCheck("first", "lora", 1e-3, [1, 2, 3], summary, summary, 0.02, True)])
-    report = words_report.write_words_report(
-        store, tmp_path, "words", "cmd", words_report.read_grid(store / "grid.yaml")
-    ).read_text()
+    report = _report(store, tmp_path)
     assert "forgetting measurable by the rule" in report
     # The check's evidence, run by run: LoRA's three seeds at its rate.
     assert report.count("| 0.001 | ") == 3 and "| -0.250 | -0.250 | ×1.000 |" in report
@@ -94,19 +108,12 @@ def test_a_grid_that_switched_to_the_fallback_says_so_and_lists_its_overrides(
 ) -> None:
     # The check decided "not measurable" and nothing has run under the fallback yet: the
     # summary (the README line) names the switch and the protocol it switched to.
-    store = tmp_path / "store"
-    (store / "runs").mkdir(parents=True)
-    _grid(store)
-    grid = yaml.safe_load((store / "grid.yaml").read_text())
-    grid["protocol_check"]["fallback_overrides"] = ["trainer.max_epochs=3"]
-    (store / "grid.yaml").write_text(yaml.safe_dump(grid))
+    store = _store(tmp_path, ["trainer.max_epochs=3"])
     runs = [_as(_run(store / "runs" / "lora", s, 1e-3, KEEPS, 0.8), "lora") for s in (1, 2, 3)]
     monkeypatch.setattr(words_report, "load_grid", lambda root: runs)
     summary = {"n": 3, "mean": 0.0, "std": 0.0, "low": -0.1, "high": 0.1, "test_noise": True}
     record(store, [ProtocolCheck("first", "lora", 1e-3, [1, 2, 3], summary, summary, 0.02, False)])
-    report = words_report.write_words_report(
-        store, tmp_path, "words", "cmd", words_report.read_grid(store / "grid.yaml")
-    ).read_text()
+    report = _report(store, tmp_path)
     assert "acc-BWT 0.000 ± 0.000 (95 % CI [-0.100, +0.100])" in report
     assert "written in the config before any run: `trainer.max_epochs=3`)" in report
     line = (tmp_path / "summary.md").read_text()

@@ -343,8 +343,9 @@ def write_words_report(
     rank = rules.ranks[0] if rules.ranks else 16
     settings = table_settings(runs, lrs, rules.headline_methods, [rank])
     parts = [f"# Reproduction: {grid_name}", "", f"Command: `{command}`", ""]
-    checked = str((grid.get("protocol_check") or {}).get("method", "lora"))
-    fallback = [str(o) for o in (grid.get("protocol_check") or {}).get("fallback_overrides") or []]
+    check_config = grid.get("protocol_check") or {}
+    checked = str(check_config.get("method", "lora"))
+    fallback = [str(o) for o in check_config.get("fallback_overrides") or []]
     parts += _checks_text(checks, damaged, stored, store / RUNS, checked, fallback)
     if not settings:
         parts.append("No completed run of a headline method at its chosen rate yet.")
