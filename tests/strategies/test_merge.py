@@ -151,3 +151,19 @@ def test_bad_settings_are_refused_by_name() -> None:
         Merge(density=0.0)
     with pytest.raises(ValueError, match=r"strategy.weight=-1.0 is not valid"):
         Merge(weight=-1.0)
+
+
+@pytest.mark.parametrize("combination", ["ties", "dare_ties"])
+def test_ties_default_weight_is_one_so_the_merge_is_the_tasks_mean(combination) -> None:
+    """Tasks τ, 2τ, 3τ (every entry's sign agrees): TIES's disjoint mean at density 1 is
+    2τ with λ = 1 (Yadav et al. 2023; DARE at density 1 keeps every entry), so the default
+    weight must not shrink it by 1/n as well; linear's default 1/n gives the same mean."""
+    tau = torch.randn(6, 6, generator=torch.Generator().manual_seed(5))
+    tasks = {t: {"l.U": c * tau} for t, c in zip("abc", (1.0, 2.0, 3.0), strict=True)}
+    for name in (combination, "linear"):
+        merge = Merge(name, density=1.0)
+        merge.adapters = tasks
+        assert torch.allclose(merge.merged()["l.U"], 2 * tau, atol=1e-5), name
+    explicit = Merge(combination, weight=1 / 3, density=1.0)
+    explicit.adapters = tasks
+    assert torch.allclose(explicit.merged()["l.U"], 2 * tau / 3, atol=1e-5)
