@@ -2,6 +2,7 @@
 
     curlora-reproduce [reproduce=table1_cpu] [key=value ...]     (also: make reproduce)
     curlora-reproduce --report-only [reproduce=...]             rebuild the report, run nothing
+    curlora-reproduce --status [reproduce=...]                  how far the grid has got
 
 The grid is a config of the ``reproduce`` group (``configs/reproduce/<name>.yaml``): seeds,
 ranks, learning rates per method, controls, the sampling modes to ablate, the extra seeds
@@ -36,7 +37,6 @@ otherwise (``curlora.run.guard``). Extra ``key=value`` arguments are added to ev
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import subprocess
@@ -44,15 +44,26 @@ import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from curlora.grid.parts import (
+    Part,
+    first_methods,
+    grid_parts,
+    headline_parts,
+    job_count,
+    part_method,
+    reference_parts,
+    split_jobs,
+    sweep_parts,
+    under,
+)
+
 log = logging.getLogger("curlora")
 REPORT_ONLY = "--report-only"
+STATUS = "--status"
 MACHINE_KEYS = ("dir", "results_dir", "report_dir", "readme", "workers")
-
-Part = tuple[str, list[str]]  # (sweep subdirectory, overrides)
 
 
 def compose(overrides: Sequence[str]) -> DictConfig:
@@ -65,10 +76,6 @@ def compose(overrides: Sequence[str]) -> DictConfig:
         names = sorted(p.stem for p in grids.glob("*.yaml"))
         raise SystemExit(f"error: no grid chosen: reproduce=<name>, one of {names}")
     return cfg
-
-
-def _csv(values: Sequence[Any]) -> str:
-    return ",".join(str(v) for v in values)
 
 
 def multirun(sweep_dir: Path, overrides: Sequence[str], threads: int | None = None) -> int:
@@ -88,131 +95,6 @@ def multirun(sweep_dir: Path, overrides: Sequence[str], threads: int | None = No
     return subprocess.run(command, check=False, env=env).returncode
 
 
-def _seed_parts(
-    stage: str,
-    seed: int,
-    controls: Sequence[str],
-    rates: dict[str, str],
-    rank: str,
-    common: Sequence[str],
-) -> list[Part]:
-    """One seed's parts: each control, then each method at its rate(s) (a comma list)."""
-    parts: list[Part] = [
-        (f"{stage}/s{seed}/{control}", [f"method={control}", f"seed={seed}", *common])
-        for control in controls
-    ]
-    parts += [
-        (
-            f"{stage}/s{seed}/{method}",
-            [f"method={method}", f"optimizer.lr={lr}", f"rank={rank}", f"seed={seed}", *common],
-        )
-        for method, lr in rates.items()
-    ]
-    return parts
-
-
-def grid_parts(grid: DictConfig, extra: Sequence[str]) -> list[Part]:
-    """The lr_grid part of the grid: ``(sweep subdirectory, overrides)`` per multirun.
-
-    Seed by seed (``lr_grid/s<seed>/<method>``), so a grid stopped half-way holds every
-    method and learning rate for the seeds it finished, not every seed of some methods.
-    """
-    common = [*grid.overrides, *extra]
-    rates = {method: _csv(lrs) for method, lrs in grid.lrs.items()}
-    parts: list[Part] = []
-    for seed in grid.seeds:
-        parts += _seed_parts("lr_grid", seed, grid.controls, rates, _csv(grid.ranks), common)
-    return parts
-
-
-def first_methods(grid: DictConfig) -> set[str]:
-    """The methods whose learning-rate grid runs first: the headline comparison's methods
-    and the controls (the question before the matched controls and the ablations)."""
-    return {*(grid.get("headline_methods") or []), *grid.controls}
-
-
-def part_method(part: Part) -> str | None:
-    """The ``method=`` a part runs (None when it sets none)."""
-    return next((o.partition("=")[2] for o in part[1] if o.startswith("method=")), None)
-
-
-def headline_parts(grid: DictConfig, lrs: dict[str, float], extra: Sequence[str]) -> list[Part]:
-    """The headline comparison's extra seeds (controls included) at the chosen rates."""
-    common = [*grid.overrides, *extra]
-    parts: list[Part] = []
-    extra_seeds = [s for s in grid.get("headline_seeds") or [] if s not in grid.seeds]
-    rates = {m: str(lrs[m]) for m in grid.get("headline_methods") or [] if m in lrs}
-    for seed in extra_seeds:
-        parts += _seed_parts("headline", seed, grid.controls, rates, str(grid.ranks[0]), common)
-    return parts
-
-
-def sweep_parts(grid: DictConfig, lrs: dict[str, float], extra: Sequence[str]) -> list[Part]:
-    """The rank sweep, then CURLoRA's sampling ablation, at the chosen rates."""
-    common = [*grid.overrides, *extra]
-    parts: list[Part] = []
-    sweep = grid.get("rank_sweep")
-    if sweep:
-        parts += [
-            (
-                f"ranks/{method}",
-                [
-                    f"method={method}",
-                    f"optimizer.lr={lrs[method]}",
-                    f"rank={_csv(sweep.ranks)}",
-                    f"seed={_csv(grid.seeds)}",
-                    *common,
-                ],
-            )
-            for method in sweep.methods
-            if method in lrs
-        ]
-    if "curlora" in lrs and grid.get("sampling"):
-        parts.append(
-            (
-                "sampling",
-                [
-                    "method=curlora",
-                    f"method.sampling={_csv(grid.sampling)}",
-                    f"optimizer.lr={lrs['curlora']}",
-                    f"rank={_csv(grid.ranks)}",
-                    f"seed={_csv(grid.seeds)}",
-                    *common,
-                ],
-            )
-        )
-    return parts
-
-
-def reference_parts(grid: DictConfig, lrs: dict[str, float], extra: Sequence[str]) -> list[Part]:
-    """The references (``references.strategies`` with ``references.method`` at its chosen
-    rate, the grid's seeds): what a method that fights forgetting should approach."""
-    refs = grid.get("references")
-    if not refs or refs.method not in lrs:
-        return []
-    common = [*grid.overrides, *extra]
-    return [
-        (
-            f"references/s{seed}/{strategy}",
-            [
-                f"method={refs.method}",
-                f"strategy={strategy}",
-                f"optimizer.lr={lrs[refs.method]}",
-                f"rank={grid.ranks[0]}",
-                f"seed={seed}",
-                *common,
-            ],
-        )
-        for seed in grid.seeds
-        for strategy in refs.strategies
-    ]
-
-
-def under(prefix: str, parts: Sequence[Part]) -> list[Part]:
-    """``parts`` stored under ``<prefix>/`` (the fallback protocol's jobs; "" : as they are)."""
-    return [(f"{prefix}/{d}" if prefix else d, o) for d, o in parts]
-
-
 class GridInterrupted(Exception):
     """A part's multirun was stopped by a signal (its exit code, 130 or 143)."""
 
@@ -228,33 +110,6 @@ def run_part(sweep_dir: Path, overrides: Sequence[str], threads: int | None = No
     if code >= 128:
         raise GridInterrupted(code)
     return code == 0
-
-
-def job_count(overrides: Sequence[str]) -> int:
-    """How many jobs a multirun of ``overrides`` sweeps (the product of the comma lists)."""
-    count = 1
-    for override in overrides:
-        _key, _, value = override.partition("=")
-        if not value.startswith(("[", "{", "'", '"')):
-            count *= len(value.split(","))
-    return count
-
-
-def split_jobs(parts: Sequence[Part]) -> list[Part]:
-    """Each multirun part as single-job parts, ``<part>/<key_value__...>`` (the swept
-    values): many small parts keep N workers busy where one job takes seconds (a GPU)."""
-    out: list[Part] = []
-    for subdir, overrides in parts:
-        fixed = [o for o in overrides if job_count([o]) == 1]
-        swept = [o for o in overrides if job_count([o]) > 1]
-        choices = [
-            [(o.partition("=")[0], v) for v in o.partition("=")[2].split(",")] for o in swept
-        ]
-        for combination in itertools.product(*choices):
-            # No '=' or ',' in the name: it becomes part of a hydra.sweep.dir override.
-            name = "__".join(f"{k}_{v}" for k, v in combination) or "run"
-            out.append((f"{subdir}/{name}", [*(f"{k}={v}" for k, v in combination), *fixed]))
-    return out
 
 
 def run_parts(grid: DictConfig, root: Path, results_dir: Path, parts: Sequence[Part]) -> int:
@@ -431,10 +286,11 @@ def _main(argv: Sequence[str] | None) -> int:
         level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
     )
     args = list(sys.argv[1:] if argv is None else argv)
-    if (early := check_arguments(args, __doc__ or "", flags=(REPORT_ONLY,))) is not None:
+    flags = (REPORT_ONLY, STATUS)
+    if (early := check_arguments(args, __doc__ or "", flags=flags)) is not None:
         return early  # --help, or an argument that is not key=value
-    report_only = REPORT_ONLY in args
-    args = [a for a in args if a != REPORT_ONLY]
+    report_only, status = REPORT_ONLY in args, STATUS in args
+    args = [a for a in args if a not in flags]
     chosen = [a for a in args if a.startswith("reproduce=")] or ["reproduce=table1_cpu"]
     # reproduce.<key>=... changes the grid (e.g. reproduce.workers=2); the rest every job.
     settings = [a for a in args if a.startswith("reproduce.")]
@@ -444,6 +300,11 @@ def _main(argv: Sequence[str] | None) -> int:
     grid = cfg.reproduce
     root, results_dir, report_dir = grid_paths(grid)
     command = "curlora-reproduce " + " ".join(chosen + extra)
+    if status:  # reads the grid's files; runs, locks and writes nothing
+        from curlora.grid.status import grid_status
+
+        print(grid_status(grid, extra, root, results_dir), end="")
+        return 0
     if report_only:
         report = _report(grid, results_dir, report_dir, command)
         if report is None:
