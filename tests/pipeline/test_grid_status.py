@@ -111,3 +111,18 @@ def test_a_damaged_check_record_is_said_not_guessed(tmp_path, capsys) -> None:
     out = _status(tmp_path, capsys)
     assert "  the protocol check's record cannot be read: " in out
     assert "  the rest of the grid: planned once the protocol check decides" in out
+
+
+def test_the_committed_cpu_grid_is_complete_and_says_so(tmp_path, capsys) -> None:
+    """docs/reproduction/table1_cpu holds all 77 planned jobs (30 + 8 + 18 + 21)."""
+    from tests.conftest import REPO_ROOT
+
+    store = REPO_ROOT / "docs" / "reproduction" / "table1_cpu"
+    code = reproduce.main(
+        ["--status", f"reproduce.dir={tmp_path}", f"reproduce.results_dir={store}"]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "table1_cpu: 77 of 77 planned jobs stored"
+    assert "grid process: none (every planned job is stored)" in out
+    assert "time left: none in the planned phases" in out

@@ -187,11 +187,13 @@ def render(
         if round(job.elapsed_s / 60):  # a time under half a minute says nothing
             done += f"; {_duration(job.elapsed_s)} at its last evaluation point"
         lines.append(f"  {state}: {job.path} ({done})")
+    left = sum(p.planned - p.stored for p in current)
     if holder:
         lines.append(f"grid process: running ({holder})")
-    else:
+    elif left or undecided:
         lines.append("grid process: none; run the same curlora-reproduce command to continue")
-    left = sum(p.planned - p.stored for p in current)
+    else:
+        lines.append("grid process: none (every planned job is stored)")
     elapsed = [s for p in current for s in p.stored_elapsed]
     if left == 0:
         lines.append("time left: none in the planned phases")
