@@ -119,3 +119,23 @@ def test_a_grid_that_switched_to_the_fallback_says_so_and_lists_its_overrides(
     line = (tmp_path / "summary.md").read_text()
     assert "not measurable" in line and "no headline run yet" in line
     assert "the grid goes on under the fallback protocol (`trainer.max_epochs=3`)" in line
+
+
+def test_runs_under_the_fallback_keep_the_switch_in_the_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first check decided "not measurable"; one fallback run has completed, the
+    # fallback's own check is not decided: the README line still says where the grid is.
+    store = _store(tmp_path, ["trainer.max_epochs=3"])
+    first = [_as(_run(store / "runs" / "lora", s, 1e-3, KEEPS, 0.8), "lora") for s in (1, 2, 3)]
+    later = _as(_run(store / "runs" / "fallback" / "lora", 1, 1e-3, KEEPS, 0.8), "lora")
+    monkeypatch.setattr(words_report, "load_grid", lambda root: [*first, later])
+    summary = {"n": 3, "mean": 0.0, "std": 0.0, "low": -0.1, "high": 0.1, "test_noise": True}
+    record(store, [ProtocolCheck("first", "lora", 1e-3, [1, 2, 3], summary, summary, 0.02, False)])
+    _report(store, tmp_path)
+    lines = (tmp_path / "summary.md").read_text().splitlines()
+    assert lines[0] == "`words` (1 completed runs of the 9 planned, provisional):"
+    assert lines[3] == (
+        "- the grid goes on under the fallback protocol (`trainer.max_epochs=3`); its protocol "
+        "check decides when lora's whole rate grid there has completed"
+    )

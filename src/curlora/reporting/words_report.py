@@ -421,6 +421,16 @@ def write_words_report(
         "- protocol check: not decided yet (it decides when the checked method's whole rate "
         "grid has completed)"
     ]
+    if protocol == "fallback":
+        pending = not any(c.protocol == "fallback" for c in checks)
+        summary.append(
+            f"- the grid goes on under the fallback protocol ({_overrides_text(fallback)})"
+            + (
+                f"; its protocol check decides when {checked}'s whole rate grid there has completed"
+                if pending
+                else ""
+            )
+        )
     summary += [""]
     if rows:
         summary += [markdown(["question", "answer", "numbers"], rows), ""]
