@@ -338,21 +338,6 @@ def drive_words_report(tmp_path: Path, fixtures: Fixtures) -> Ending:
     )
 
 
-def drive_grid_status(tmp_path: Path, fixtures: Fixtures) -> Ending:
-    """curlora-reproduce --status of the stored tiny_words grid (both checks decided) with
-    one fallback job interrupted after its first task in the working directory."""
-    from curlora import reproduce
-
-    store, work = tmp_path / "store", tmp_path / "work"
-    shutil.copytree(WORDS_STORE, store)
-    job = work / "fallback" / "lr_grid" / "s1" / "curlora" / "0_run"
-    job.mkdir(parents=True)
-    progress = {"status": "running", "elapsed_s": 90.0, "after_task": [{}, None, None]}
-    (job / "progress.json").write_text(json.dumps(progress), encoding="utf-8")
-    args = ["--status", "reproduce=tiny_words", f"reproduce.dir={work}"]
-    return _main(lambda: (reproduce.main([*args, f"reproduce.results_dir={store}"]),))
-
-
 def drive_adapter(tmp_path: Path, fixtures: Fixtures) -> Ending:
     """save_adapter, then load_adapter onto a fresh base."""
     from transformers import LlamaForCausalLM
@@ -472,7 +457,6 @@ READ_DRIVERS: dict[str, Callable[..., Ending]] = {
     "reporting/protocol_check.py": drive_protocol_check,
     "reporting/words_report.py": drive_words_report,
     "grid/results.py": drive_grid,
-    "grid/status.py": drive_grid_status,
     "run/dirs.py": drive_sweep_end,
     "run/guard.py": drive_resume,
     "run/state.py": drive_resume,

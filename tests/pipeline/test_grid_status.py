@@ -14,6 +14,8 @@ from pathlib import Path
 from curlora import reproduce
 from curlora.grid.guard import GridLock
 from curlora.reporting.protocol_check import ProtocolCheck, record
+from curlora.run.record import Evaluation, RunRecord
+from curlora.run.state import write_progress
 
 BWT = {"n": 3, "mean": -0.015, "std": 0.03, "low": -0.1, "high": 0.07, "test_noise": True}
 FALLBACK_CHECK = "fallback/lr_grid/s{seed}/lora/optimizer.lr_{lr}/0_run"
@@ -35,12 +37,13 @@ def _status(tmp_path: Path, capsys) -> str:
 
 
 def _job(job_dir: Path, elapsed_s: float, done: int) -> None:
-    """A job's files: complete (``done`` = 3) or interrupted after ``done`` tasks."""
+    """A job's files: complete (``done`` = 3) or interrupted after ``done`` tasks; its
+    progress.json written by the run's own writer."""
     job_dir.mkdir(parents=True)
     status = "completed" if done == 3 else "running"
-    after = [{} if i < done else None for i in range(3)]
-    progress = {"status": status, "elapsed_s": elapsed_s, "after_task": after}
-    (job_dir / "progress.json").write_text(json.dumps(progress))
+    after = [Evaluation({}) if i < done else None for i in range(3)]
+    record = RunRecord(["a", "b", "c"], after_task=after, status=status, elapsed_s=elapsed_s)
+    write_progress(job_dir, record)
     (job_dir / "results.json").write_text(json.dumps({"status": status}))
     for name in ("run_config.yaml", "outcomes.json"):
         (job_dir / name).write_text("{}\n")
@@ -126,3 +129,14 @@ def test_the_committed_cpu_grid_is_complete_and_says_so(tmp_path, capsys) -> Non
     assert out.splitlines()[0] == "table1_cpu: 77 of 77 planned jobs stored"
     assert "grid process: none (every planned job is stored)" in out
     assert "time left: none in the planned phases" in out
+
+
+def test_a_damaged_progress_file_is_named_and_its_job_still_counted(
+    tmp_path, capsys, caplog
+) -> None:
+    job = tmp_path / "grid" / "lr_grid/s1311/lora/optimizer.lr_0.001/0_run"
+    job.mkdir(parents=True)
+    (job / "progress.json").write_text('{"tasks": ["a"]')  # cut short
+    out = _status(tmp_path, capsys)
+    assert "interrupted: resumes from its checkpoints: lr_grid/s1311/lora/" in out
+    assert f"{job / 'progress.json'} is damaged" in caplog.text

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
-import json
 import logging
+import math
 import os
 import statistics
 from collections.abc import Sequence
@@ -44,6 +44,8 @@ from curlora.grid.parts import (
     under,
 )
 from curlora.grid.results import RUNS, finished_jobs
+from curlora.run.record import RunRecord
+from curlora.run.state import PROGRESS_FILE, DamagedFile, read_progress
 
 log = logging.getLogger("curlora")
 
@@ -67,28 +69,14 @@ class Phase:
     unfinished: tuple[JobState, ...]
 
 
-def _progress(path: Path) -> dict | None:
-    """A job's ``progress.json`` as a dict; None when missing, or damaged (said in a
-    warning naming it: the job is still counted, its progress unknown)."""
+def _progress(job_dir: Path) -> RunRecord | None:
+    """A job's ``progress.json`` (``curlora.run.state.read_progress``); None when missing, or
+    damaged (said in a warning naming it: the job is still counted, its progress unknown)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+        return read_progress(job_dir)
+    except DamagedFile as error:
+        log.warning("grid status: %s; its progress is unknown", error)
         return None
-    except (OSError, ValueError) as error:
-        log.warning("grid status: %s is damaged (%s); its progress is unknown", path, error)
-        return None
-    if not isinstance(data, dict):
-        log.warning("grid status: %s is damaged (not a JSON object); its progress is unknown", path)
-        return None
-    return data
-
-
-def _elapsed(data: dict | None) -> float | None:
-    try:
-        value = float((data or {})["elapsed_s"])
-    except (KeyError, TypeError, ValueError):
-        return None
-    return value if value >= 0 and value != float("inf") else None
 
 
 def _unfinished(root: Path, subdir: str, stored: set[Path]) -> list[JobState]:
@@ -97,19 +85,17 @@ def _unfinished(root: Path, subdir: str, stored: set[Path]) -> list[JobState]:
     if not base.is_dir():
         return []
     out = []
-    for path in sorted(base.rglob("progress.json")):
+    for path in sorted(base.rglob(PROGRESS_FILE)):
         job = path.parent
         if "checkpoints" in job.parts or job.relative_to(base) in stored:
             continue
-        data = _progress(path) or {}
-        after = data.get("after_task")
-        after = after if isinstance(after, list) else []
+        record = _progress(job)
         out.append(
             JobState(
                 path=str(job.relative_to(root)),
-                tasks_done=sum(a is not None for a in after),
-                tasks=len(after),
-                elapsed_s=_elapsed(data) or 0.0,
+                tasks_done=0 if record is None else sum(e is not None for e in record.after_task),
+                tasks=0 if record is None else len(record.tasks),
+                elapsed_s=0.0 if record is None else record.elapsed_s,
             )
         )
     return out
@@ -127,9 +113,9 @@ def phase(name: str, parts: Sequence[Part], root: Path, results_dir: Path) -> Ph
         planned += count
         stored_count += min(len(done), count)
         for job in done:
-            value = _elapsed(_progress(results_dir / RUNS / subdir / job / "progress.json"))
-            if value is not None:
-                elapsed.append(value)
+            record = _progress(results_dir / RUNS / subdir / job)
+            if record is not None and math.isfinite(record.elapsed_s) and record.elapsed_s >= 0:
+                elapsed.append(record.elapsed_s)
         unfinished += _unfinished(root, subdir, set(done))
     return Phase(name, planned, stored_count, tuple(elapsed), tuple(unfinished))
 
