@@ -83,6 +83,26 @@ def test_each_task_reads_its_hub_schema(task: str, tmp_path: Path) -> None:
     assert max(labels) < spec.num_classes
 
 
+# The class names of the fixture rows' labels, from each data set's ClassLabel feature on
+# the Hub (its dataset card); the 1-5 star sets have no ClassLabel names, so stars.
+NAMED_ROWS = {
+    "agnews": ["Business", "Sports"],
+    "amazon": ["1 star", "5 stars"],
+    "yelp": ["4 stars", "1 star"],
+    "dbpedia": ["Company", "WrittenWork"],
+    "yahoo": ["Politics & Government", "Education & Reference"],
+}
+
+
+@pytest.mark.parametrize("task", sorted(ROWS))
+def test_each_task_names_its_classes_in_label_order(task: str) -> None:
+    spec = TaskSpec.from_config(task, STANDARD_CL["task_specs"][task])
+    label_column = "topic" if task == "yahoo" else "label"
+    names = spec.display_names()
+    assert len(names) == spec.num_classes
+    assert [names[label] for label in ROWS[task][label_column]] == NAMED_ROWS[task]
+
+
 @pytest.mark.parametrize(
     ("order", "tasks"),
     [

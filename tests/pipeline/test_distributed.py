@@ -226,3 +226,40 @@ def test_two_processes_give_the_numbers_of_one_under_words(tmp_path: Path) -> No
                       ("em", lambda r: r["head"]["exact_match_matrix"])):  # fmt: skip
         for row_one, row_two in zip(pick(one), pick(two), strict=True):
             assert row_two == pytest.approx(row_one, abs=ACC_TOL), key
+
+
+@pytest.mark.parametrize("digest", [None, "0" * 64])
+def test_a_worker_builds_nothing_from_a_config_process_0_did_not_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], digest
+) -> None:
+    """A ``.worker_config.yaml`` that came with a received run directory names a class of
+    someone else's; the worker refuses it (exit 2, one line) before parsing it, because its
+    SHA-256 is not the one process 0 handed over (missing or different)."""
+    from curlora.distributed import WORKER_DIGEST_ENV, WORKER_ENV, config_digest, worker
+
+    planted = "model:\n  _target_: os.system\n  command: touch pwned\n"
+    (tmp_path / WORKER_CONFIG).write_text(planted)
+    built: list[object] = []
+
+    class Reached(Exception):
+        pass
+
+    def stand_in_loop(cfg: object, *args: object) -> None:
+        built.append(cfg)
+        raise Reached
+
+    monkeypatch.setattr(worker, "TaskLoop", stand_in_loop)
+    monkeypatch.setenv(WORKER_ENV, str(tmp_path))
+    if digest is None:
+        monkeypatch.delenv(WORKER_DIGEST_ENV, raising=False)
+    else:
+        monkeypatch.setenv(WORKER_DIGEST_ENV, digest)
+    assert worker.main([str(tmp_path)]) == 2
+    assert built == []
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and WORKER_CONFIG in err[0] and "refused" in err[0]
+    # The same file with its own digest passes the check and reaches the loop.
+    monkeypatch.setenv(WORKER_DIGEST_ENV, config_digest(planted.encode()))
+    with pytest.raises(Reached):
+        worker.main([str(tmp_path)])
+    assert len(built) == 1

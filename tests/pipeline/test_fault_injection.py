@@ -81,7 +81,8 @@ NOT_DRIVEN = {
     "of trainer=ddp_cpu (two processes, minutes): the same atomic writer; "
     "tests/pipeline/test_distributed.py runs it",
     ("distributed/worker.py", "main"): "reads the worker config process 0 wrote a moment "
-    "before in the run directory it locks: not a file a user or a scheduler edits",
+    "before in the run directory it locks, and refuses any other bytes by their SHA-256 "
+    "(tests/pipeline/test_distributed.py: a planted file builds nothing)",
     ("data/sources/hub.py", "load_hub_split"): "the Hub branch downloads (no network in "
     "tests); unreachable Hub: tests/data/test_hub_sources.py",
     ("data/sources/offline.py", "_vitaminc_rows"): "asset files, verified against the sha256 "

@@ -13,7 +13,9 @@ How a run with N processes goes:
   ``python -m curlora.distributed.worker <run dir>`` instead: the worker reads the config
   process 0 runs with (``.worker_config.yaml`` in the run directory), builds the same
   objects, continues from the same checkpoints, makes the same sequence of Trainer calls
-  and writes nothing.
+  and writes nothing. Process 0 hands each worker the SHA-256 of that file in its
+  environment, and the worker refuses a file with another digest: a run directory received
+  from someone else, or edited while the run starts, never chooses what the workers build.
 - Lightning's DDP strategy does the distribution (gradient all-reduce, the process group).
   Each process trains on its share of the current task and scores its share of every eval
   split (``curlora.data.sampling``); torchmetrics sums the confusion counts; process 0
@@ -34,6 +36,7 @@ the watcher and the thread-count helper it reuses): checked against the Lightnin
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import signal
@@ -55,9 +58,16 @@ log = logging.getLogger(__name__)
 WORKER_CONFIG = ".worker_config.yaml"
 # Set in the environment of processes 1..N-1 only: the run directory they serve.
 WORKER_ENV = "CURLORA_WORKER_RUN_DIR"
+# Set beside it: the SHA-256 (hex) of the worker config process 0 wrote for this start.
+WORKER_DIGEST_ENV = "CURLORA_WORKER_CONFIG_SHA256"
 # What Lightning's launcher sets in process 0's environment (restored when the run ends).
 LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 WORKER_MODULE = "curlora.distributed.worker"
+
+
+def config_digest(data: bytes) -> str:
+    """The SHA-256 (hex) by which a worker recognises the config process 0 wrote for it."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def is_worker() -> bool:
@@ -108,9 +118,16 @@ class RunDirectoryLauncher(_SubprocessScriptLauncher):
         # The resolved config process 0 runs with; loggers are process 0's alone.
         worker_cfg = OmegaConf.create(OmegaConf.to_container(self.cfg, resolve=True))
         worker_cfg.logger = None
-        atomic_write_text(self.run_dir / WORKER_CONFIG, OmegaConf.to_yaml(worker_cfg))
+        worker_yaml = OmegaConf.to_yaml(worker_cfg)
+        atomic_write_text(self.run_dir / WORKER_CONFIG, worker_yaml)
+        digest = config_digest(worker_yaml.encode("utf-8"))
         for local_rank in range(1, self.num_processes):
-            env = {**os.environ, "LOCAL_RANK": str(local_rank), WORKER_ENV: str(self.run_dir)}
+            env = {
+                **os.environ,
+                "LOCAL_RANK": str(local_rank),
+                WORKER_ENV: str(self.run_dir),
+                WORKER_DIGEST_ENV: digest,
+            }
             command = [sys.executable, "-m", WORKER_MODULE, str(self.run_dir)]
             self.procs.append(subprocess.Popen(command, env=env, cwd=os.getcwd()))
         log.info("started %d worker process(es) for %s", len(self.procs), self.run_dir)

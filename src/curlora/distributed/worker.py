@@ -2,7 +2,11 @@
 processes, started by process 0's launcher (``curlora.distributed``), never by hand.
 
 It runs the config process 0 runs with (``<run dir>/.worker_config.yaml``), continues from
-the same checkpoints and walks the same task loop, writing no file. Exit code 0 when the
+the same checkpoints and walks the same task loop, writing no file. It builds nothing from
+that file unless its SHA-256 is the one process 0 put in this process's environment
+(``CURLORA_WORKER_CONFIG_SHA256``): any other file (one that came with a received run
+directory, or was changed after process 0 wrote it) is refused with exit code 2 before it
+is parsed. Exit code 0 when the
 loop ended the way process 0's did (completed, interrupted, stopped by a non-finite loss:
 process 0 reports those); 1 on an error of its own (traceback on stderr), which makes
 Lightning's watcher stop process 0 as well.
@@ -17,7 +21,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from curlora.distributed import WORKER_CONFIG, WORKER_ENV
+from curlora.distributed import WORKER_CONFIG, WORKER_DIGEST_ENV, WORKER_ENV, config_digest
 from curlora.loop import TaskLoop
 from curlora.models.module import NonFiniteLossError
 from curlora.quiet import configure_console
@@ -42,7 +46,21 @@ def main(argv: list[str] | None = None) -> int:
         format=f"[%(asctime)s][rank {rank}][%(name)s][%(levelname)s] - %(message)s",
     )
     configure_console()
-    cfg = OmegaConf.load(run_dir / WORKER_CONFIG)
+    path = run_dir / WORKER_CONFIG
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        print(f"error: {path}: cannot read the worker config ({error})", file=sys.stderr)
+        return 2
+    expected = os.environ.get(WORKER_DIGEST_ENV, "")
+    if config_digest(data) != expected:
+        print(
+            f"error: {path} is not the config process 0 wrote for this start (its SHA-256 "
+            f"differs from ${WORKER_DIGEST_ENV}): refused, nothing built",
+            file=sys.stderr,
+        )
+        return 2
+    cfg = OmegaConf.create(data.decode("utf-8"))
     with InterruptGuard() as guard:
         try:
             loop = TaskLoop(cfg, run_dir, guard)  # type: ignore[arg-type]
