@@ -14,7 +14,8 @@ Built from the grid's stored runs and rules alone, like Table 1's report
   each other headline method, paired by seed and test example;
 - **Table 2**: every headline method at its chosen rate, the references (LoRA + replay,
   LoRA + joint: what a method that fights forgetting should approach) and the zero-shot
-  floor, with the **retention** ratio (lm-eval's offline suite, final over initial);
+  floor, with the **retention** ratio (lm-eval's offline suite, final over initial), and
+  the suite task by task (``curlora.reporting.words_retention``);
 - the four methods' **forgetting curves** (``words_forgetting.png``).
 """
 
@@ -32,9 +33,7 @@ from curlora.grid.results import RUNS
 from curlora.reporting.claims import (
     bwt_summary,
     bwt_task_names,
-    difference_words,
     learned_tasks,
-    points,
     ppl_summary,
     question_rows,
 )
@@ -56,8 +55,12 @@ from curlora.reporting.protocol_check import (
     protocol_runs,
     read_checks,
 )
-from curlora.reporting.stats import summarize
 from curlora.reporting.tables import final_average_accuracy, markdown, selection_table
+from curlora.reporting.words_retention import (
+    retention_ratio,
+    retention_rows,
+    retention_section,
+)
 from curlora.run.atomic import atomic_write_text
 
 log = logging.getLogger("curlora")
@@ -106,65 +109,6 @@ def _references(grid: dict) -> tuple[str, list[str]]:
     if not isinstance(refs, dict):
         return "lora", []
     return str(refs.get("method", "lora")), [str(s) for s in refs.get("strategies") or []]
-
-
-def retention_ratio(run: GridRun) -> float | None:
-    """Mean retention accuracy after the last task over its mean before training (None when
-    the run carried no retention suite or a point is missing)."""
-    retention = run.results.get("retention")
-    if not retention:
-        return None
-    first, last = retention["acc"][0], retention["acc"][-1]
-    if first is None or last is None or not sum(first):
-        return None
-    return float(np.mean(last) / np.mean(first))
-
-
-def final_retention(run: GridRun) -> float | None:
-    """The retention suite's mean accuracy after the last task (None without the suite)."""
-    retention = run.results.get("retention")
-    last = retention["acc"][-1] if retention else None
-    return None if last is None else float(np.mean(last))
-
-
-def retention_rows(rules: Rules, settings: Sequence[Setting]) -> list[tuple[str, str, str]]:
-    """Does CURLoRA keep more of what the base model knew than each other method? The
-    paired difference (by seed) of the retention suite's mean accuracy after the last task;
-    every run starts from the same base model, so this is also the difference in how much
-    each lost. The interval is over seeds only: the suite's rows are the same fixed subset
-    for every run and their per-example outcomes are not stored."""
-    rows = []
-    for cur in [s for s in settings if s.method == "curlora"]:
-        for other in [s for s in settings if s.method != "curlora" and s.rank == cur.rank]:
-            seeds = sorted(set(cur.runs) & set(other.runs))
-            diffs = []
-            for seed in seeds:
-                a, b = final_retention(cur.runs[seed]), final_retention(other.runs[seed])
-                diffs.append(None if a is None or b is None else a - b)
-            d = summarize(diffs)
-            if not d.n:
-                continue
-            rows.append(
-                (
-                    f"Does CURLoRA keep more of what the base model knew than {other.method}? "
-                    f"(r{cur.rank}, retention accuracy after the last task, CURLoRA − "
-                    f"{other.method})",
-                    difference_words(
-                        d,
-                        rules.accuracy_margin,
-                        "CURLoRA keeps more",
-                        "CURLoRA keeps less",
-                        f"{rules.accuracy_margin:g}",
-                        lambda low, high: (
-                            f"CURLoRA may keep up to {points(-low)} points less or "
-                            f"{points(high)} more"
-                        ),
-                    ),
-                    f"{d} CI {d.interval()} (over seeds; the suite's fixed rows' own noise "
-                    f"is not in it); seeds {','.join(map(str, seeds))}",
-                )
-            )
-    return rows
 
 
 def _overrides_text(overrides: Sequence[str]) -> str:
@@ -377,6 +321,8 @@ def write_words_report(
     learned, notes = learned_tasks(settings, zero_shot, rules.accuracy_margin)
     rows = question_rows(rules, settings, learned, exact_match=True)
     rows += retention_rows(rules, settings)
+    suite_lines, suite_rows = retention_section(rules, settings, references)
+    rows += suite_rows
     tasks = settings[0].tasks
     planned = _planned(grid)
     status = f"{len(runs)} completed runs" + (f" of the {planned} planned" if planned else "")
@@ -414,6 +360,7 @@ def write_words_report(
         "",
         f"![forgetting curves]({FIGURE})",
         "",
+        *suite_lines,
     ]
     plot_curves([*settings, *references], out)
     summary = [f"`{grid_name}` ({status}{', provisional' if unfinished else ''}):", ""]

@@ -98,6 +98,10 @@ def analogy_items(text: str, semantic: bool) -> list[Item]:
 
 
 SENTIMENT_MIN = 2.0  # |mean rating| kept: clearly positive or negative words
+# The answer words of the tasks whose every item offers the same choices (the others choose
+# among words that change from item to item). A fine-tuning task that answers with one of
+# these words trains the suite task's answer format: a report reads this to say so.
+FIXED_ANSWERS: dict[str, tuple[str, ...]] = {"word_sentiment": ("positive", "negative")}
 _WORD = re.compile(r"^[a-z]{3,}$")
 
 
@@ -117,7 +121,7 @@ def word_sentiment_items(lexicon: str) -> list[Item]:
         label = int(mean < 0)  # choices: positive (0), negative (1)
         item = {
             "query": f'Is the word "{word}" positive or negative? Answer:',
-            "choices": ["positive", "negative"],
+            "choices": list(FIXED_ANSWERS[task]),
             "label": label,
         }
         by_class[label].append((word, item))

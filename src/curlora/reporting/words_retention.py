@@ -1,0 +1,197 @@
+"""What the base model knew, in a words grid's report: the retention suite (lm-eval's
+multiple-choice tasks, scored before training and after every task on the same fixed rows
+for every run) read per setting.
+
+- :func:`retention_ratio`: Table 2's column, the suite's mean accuracy after the last task
+  over its mean before training;
+- :func:`retention_rows`: the rule's question, CURLoRA against each other method on the
+  suite's mean accuracy after the last task, paired by seed;
+- :func:`retention_section`: each suite task on its own, and which suite tasks share their
+  answer words with a task the sequence trains. Under ``head=words`` such a suite task is
+  not only "what the base model knew": training a task that answers " positive" /
+  " negative" trains the answer format of a suite task that asks for positive / negative,
+  so its accuracy can rise with training and a method's retention mean then says as much
+  about how well it learned the sequence as about what it kept. The section gives the
+  question again over the other suite tasks, labelled as a reading beside the rule's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+import numpy as np
+
+from curlora.reporting.claims import difference_words, points
+from curlora.reporting.grid import GridRun, Rules, Setting
+from curlora.reporting.stats import summarize
+from curlora.reporting.tables import markdown
+from curlora.retention.items import FIXED_ANSWERS
+
+
+def retention_ratio(run: GridRun) -> float | None:
+    """Mean retention accuracy after the last task over its mean before training (None when
+    the run carried no retention suite or a point is missing)."""
+    retention = run.results.get("retention")
+    if not retention:
+        return None
+    first, last = retention["acc"][0], retention["acc"][-1]
+    if first is None or last is None or not sum(first):
+        return None
+    return float(np.mean(last) / np.mean(first))
+
+
+def final_retention(run: GridRun, exclude: Collection[str] = ()) -> float | None:
+    """The retention suite's mean accuracy after the last task over its tasks not in
+    ``exclude`` (None without the suite, its last point, or a task left)."""
+    retention = run.results.get("retention")
+    last = retention["acc"][-1] if retention else None
+    if last is None:
+        return None
+    kept = [acc for task, acc in zip(retention["tasks"], last, strict=True) if task not in exclude]
+    return float(np.mean(kept)) if kept else None
+
+
+def shared_answer_tasks(runs: Sequence[GridRun]) -> dict[str, list[str]]:
+    """Suite task -> the trained tasks whose label words include one of its fixed answer
+    words (case and the leading space ignored), for the suite tasks of ``runs`` that have
+    such a task; empty under ``head=linear`` (no label words)."""
+    trained: dict[str, set[str]] = {}
+    suite: list[str] = []
+    for run in runs:
+        prompts = (run.results.get("head") or {}).get("prompts") or {}
+        for task, prompt in prompts.items():
+            words = {str(w).strip().casefold() for w in prompt.get("label_words") or []}
+            trained.setdefault(task, set()).update(words)
+        for task in (run.results.get("retention") or {}).get("tasks") or []:
+            if task not in suite:
+                suite.append(task)
+    shared = {}
+    for task in suite:
+        answers = {w.casefold() for w in FIXED_ANSWERS.get(task, ())}
+        if hits := [t for t, words in trained.items() if words & answers]:
+            shared[task] = hits
+    return shared
+
+
+def retention_rows(
+    rules: Rules,
+    settings: Sequence[Setting],
+    exclude: Collection[str] = (),
+    reading: str = "",
+) -> list[tuple[str, str, str]]:
+    """Does CURLoRA keep more of what the base model knew than each other method? The
+    paired difference (by seed) of the retention suite's mean accuracy after the last task
+    (over the suite tasks not in ``exclude``); every run starts from the same base model on
+    the same rows, so this is also the difference in how much each lost. The interval is
+    over seeds only: the suite's rows are the same fixed subset for every run and their
+    per-example outcomes are not stored. ``reading`` is added to the numbers column."""
+    over = f" without {', '.join(sorted(exclude))}" if exclude else ""
+    rows = []
+    for cur in [s for s in settings if s.method == "curlora"]:
+        for other in [s for s in settings if s.method != "curlora" and s.rank == cur.rank]:
+            seeds = sorted(set(cur.runs) & set(other.runs))
+            diffs = []
+            for seed in seeds:
+                a = final_retention(cur.runs[seed], exclude)
+                b = final_retention(other.runs[seed], exclude)
+                diffs.append(None if a is None or b is None else a - b)
+            d = summarize(diffs)
+            if not d.n:
+                continue
+            rows.append(
+                (
+                    f"Does CURLoRA keep more of what the base model knew than {other.method}"
+                    f"{over}? (r{cur.rank}, retention accuracy after the last task, CURLoRA − "
+                    f"{other.method})",
+                    difference_words(
+                        d,
+                        rules.accuracy_margin,
+                        "CURLoRA keeps more",
+                        "CURLoRA keeps less",
+                        f"{rules.accuracy_margin:g}",
+                        lambda low, high: (
+                            f"CURLoRA may keep up to {points(-low)} points less or "
+                            f"{points(high)} more"
+                        ),
+                    ),
+                    f"{d} CI {d.interval()} (over seeds; the suite's fixed rows' own noise "
+                    f"is not in it); seeds {','.join(map(str, seeds))}{reading}",
+                )
+            )
+    return rows
+
+
+def shared_reading(shared: dict[str, list[str]]) -> str:
+    """Why a question is asked again without the suite tasks in ``shared``, for its row."""
+    why = "; ".join(
+        f"{task}'s answers ({'/'.join(FIXED_ANSWERS[task])}) are label words of "
+        f"{', '.join(trained)}"
+        for task, trained in shared.items()
+    )
+    return (
+        "; a reading beside the rule's verdict over the whole suite, added after the first "
+        f"runs: {why}"
+    )
+
+
+def suite_table(settings: Sequence[Setting]) -> str:
+    """Each suite task's accuracy after the last task (mean ± std over seeds, 95 % CI) per
+    setting, with the base model's before training (the same rows for every run) in the
+    header."""
+    runs = [r for s in settings for r in s.runs.values() if r.results.get("retention")]
+    if not runs:
+        return "No run carried the retention suite."
+    retention = runs[0].results["retention"]
+    tasks, n, before = retention["tasks"], retention["n"], retention["acc"][0]
+    header = ["setting", "seeds"] + [
+        f"{task} (before {acc:.2f}, {rows} rows)"
+        for task, acc, rows in zip(tasks, before, n, strict=True)
+    ]
+    rows = []
+    for setting in settings:
+        cells = []
+        for k in range(len(tasks)):
+            d = setting.summary(lambda r, k=k: _final(r, k))
+            cells.append(f"{d} {d.interval()}" if d.n else "-")
+        rows.append([setting.label, ",".join(str(s) for s in sorted(setting.runs)), *cells])
+    return markdown(header, rows)
+
+
+def _final(run: GridRun, k: int) -> float | None:
+    retention = run.results.get("retention")
+    last = retention["acc"][-1] if retention else None
+    return None if last is None else float(last[k])
+
+
+def retention_section(
+    rules: Rules, settings: Sequence[Setting], references: Sequence[Setting]
+) -> tuple[list[str], list[tuple[str, str, str]]]:
+    """The report's retention section (its lines) and the questions it adds beside the
+    rule's (the same question without the suite tasks the sequence trains, if any)."""
+    every = [r for s in [*settings, *references] for r in s.runs.values()]
+    shared = shared_answer_tasks(every)
+    lines = [
+        "## What the base model knew: the retention suite task by task",
+        "",
+        "Accuracy after the last task on each suite task (lm-eval, the same fixed rows for "
+        "every run; mean ± std over seeds, 95 % CI over seeds). Table 2's retention ratio "
+        "and the rule's question average them.",
+        "",
+        suite_table([*settings, *references]),
+        "",
+    ]
+    extra: list[tuple[str, str, str]] = []
+    if shared:
+        for task, trained in shared.items():
+            lines.append(
+                f"- **{task} shares its answer words with the trained sequence**: its answers "
+                f"({' / '.join(FIXED_ANSWERS[task])}) are label words of "
+                f"{', '.join(trained)}. Training those tasks trains its answer format, so "
+                "its accuracy can rise above the base model's, and a method's retention mean "
+                "then also measures how well it learned the sequence. The question is asked "
+                "again without it, as a reading beside the rule's verdict, added after the "
+                "first runs showed the rise (not fixed before them)."
+            )
+        lines.append("")
+        extra = retention_rows(rules, settings, exclude=set(shared), reading=shared_reading(shared))
+    return lines, extra
