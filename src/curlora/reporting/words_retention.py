@@ -150,17 +150,20 @@ def suite_table(settings: Sequence[Setting]) -> str:
     rows = []
     for setting in settings:
         cells = []
-        for k in range(len(tasks)):
-            d = setting.summary(lambda r, k=k: _final(r, k))
+        for task in tasks:
+            d = setting.summary(lambda r, task=task: _final(r, task))
             cells.append(f"{d} {d.interval()}" if d.n else "-")
         rows.append([setting.label, ",".join(str(s) for s in sorted(setting.runs)), *cells])
     return markdown(header, rows)
 
 
-def _final(run: GridRun, k: int) -> float | None:
+def _final(run: GridRun, task: str) -> float | None:
+    """``run``'s accuracy on suite task ``task`` after the last task (None without it)."""
     retention = run.results.get("retention")
     last = retention["acc"][-1] if retention else None
-    return None if last is None else float(last[k])
+    if last is None or task not in retention["tasks"]:
+        return None
+    return float(last[retention["tasks"].index(task)])
 
 
 def retention_section(
