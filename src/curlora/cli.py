@@ -36,8 +36,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from curlora.run.dirs import JOB_OUTCOMES, SWEEP_FAILURES, JobOutcome
 from curlora.run.guard import remove_if_unused
 
-# torch, Lightning and datasets are imported by the job (run_job), not here: a command line
-# refused before Hydra starts (a typo'd key, an unknown choice) answers in about a second.
+# torch, Lightning and datasets are imported by the job (run_job) once its config passed the
+# checks, not here: a command line refused before Hydra starts (an unknown choice) or by the
+# checks (a typo'd key, a bad value) answers in about a second.
 
 CONFIG_PATH = "pkg://curlora.configs"  # package data: works from a checkout and installed
 log = logging.getLogger("curlora")
@@ -56,6 +57,9 @@ class Outcome:
 
 def run_job(cfg: DictConfig, overrides: Sequence[str], multirun: bool) -> Outcome:
     """Run one experiment and classify how it ended (see the module docstring)."""
+    refused = _refused_before_loading(cfg)
+    if refused is not None:
+        return Outcome(EXIT_CONFIG, f"invalid configuration: {refused}")
     from curlora.checks.config import ConfigError
     from curlora.data.assets import AssetError
     from curlora.data.sources.hub import HubUnreachableError
@@ -86,6 +90,25 @@ def run_job(cfg: DictConfig, overrides: Sequence[str], multirun: bool) -> Outcom
     status = str(results["status"])
     code = EXIT_OK if status == "completed" else EXIT_STOPPED
     return Outcome(code, status, results)
+
+
+def _refused_before_loading(cfg: DictConfig) -> str | None:
+    """The check run() makes, made before torch, Lightning and datasets are imported (they
+    take seconds), so that a bad value (a typo'd ``+key``, a wrong type) is refused at once:
+    the ``ConfigError``'s message, or None. Any other error of the check (an unreachable Hub
+    while a model's config is read) is left to run(), which checks again and says what it
+    is; under ``resume=`` the saved config is the experiment, and run() checks it once read."""
+    from curlora.checks.config import ConfigError, validate_config
+
+    if cfg.get("resume") is not None:
+        return None
+    try:
+        validate_config(cfg)
+    except ConfigError as error:
+        return str(error)
+    except Exception:  # classified by run_job when run() meets it again
+        return None
+    return None
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")

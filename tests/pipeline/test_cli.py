@@ -52,6 +52,35 @@ def test_typo_key_is_refused_before_anything_loads(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr and _runs(tmp_path) == []
 
 
+# Run as ``python train.py <args>`` in this process, then list which heavy libraries the
+# refusal imported: the config checks run before the training stack loads.
+HEAVY_PROBE = """
+import runpy, sys
+sys.argv = ["train.py", *sys.argv[1:]]
+try:
+    runpy.run_path("train.py", run_name="__main__")
+except SystemExit as end:
+    print("exit", end.code)
+heavy = ("torch", "lightning", "datasets", "transformers")
+print("heavy:", sorted(m for m in heavy if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize("bad", ["+foo=1", "rank=-3", "optimizer.lr=fast"])
+def test_a_bad_value_is_refused_before_torch_or_lightning_load(tmp_path: Path, bad: str) -> None:
+    args = [bad, *TINY, f"hydra.run.dir={tmp_path / 'run'}"]
+    done = subprocess.run(
+        [sys.executable, "-c", HEAVY_PROBE, *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "exit 2" in done.stdout and "invalid configuration" in done.stderr, done.stderr
+    assert "heavy: []" in done.stdout
+    assert not (tmp_path / "run").exists()
+
+
 def test_non_finite_loss_exits_4_with_results(tmp_path: Path) -> None:
     poison = "+callbacks.fault={_target_: tests.pipeline.faults.PoisonHead, task: reviews, step: 1}"
     done = run_cli([*TINY, poison], cwd=tmp_path, **FAULTS)
