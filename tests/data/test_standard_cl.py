@@ -84,7 +84,7 @@ def test_each_task_reads_its_hub_schema(task: str, tmp_path: Path) -> None:
 
 
 # The class names of the fixture rows' labels, from each data set's ClassLabel feature on
-# the Hub (its dataset card); the 1-5 star sets have no ClassLabel names, so stars.
+# the Hub (its dataset card); for the two review sets, the star rating each label stands for.
 NAMED_ROWS = {
     "agnews": ["Business", "Sports"],
     "amazon": ["1 star", "5 stars"],
