@@ -43,12 +43,11 @@ def retention_ratio(run: GridRun) -> float | None:
 def final_retention(run: GridRun, exclude: Collection[str] = ()) -> float | None:
     """The retention suite's mean accuracy after the last task over its tasks not in
     ``exclude`` (None without the suite, its last point, or a task left)."""
-    retention = run.results.get("retention")
-    last = retention["acc"][-1] if retention else None
-    if last is None:
+    tasks = (run.results.get("retention") or {}).get("tasks") or []
+    finals = [_final(run, task) for task in tasks if task not in exclude]
+    if not finals or None in finals:
         return None
-    kept = [acc for task, acc in zip(retention["tasks"], last, strict=True) if task not in exclude]
-    return float(np.mean(kept)) if kept else None
+    return float(np.mean(finals))
 
 
 def shared_answer_tasks(runs: Sequence[GridRun]) -> dict[str, list[str]]:
