@@ -73,8 +73,11 @@ def _format_of(files: Mapping[str, Any], options: Mapping[str, Any]) -> str:
     return _FORMATS[suffix]
 
 
-def load_hub_split(options: Mapping[str, Any], split: str, cache_dir: Path, what: str) -> Any:
-    """One split from local ``data_files`` or from the Hub; see the module docstring."""
+def load_hub_split(
+    options: Mapping[str, Any], split: str, cache_dir: Path, what: str, files_key: str
+) -> Any:
+    """One split from local ``data_files`` or from the Hub; see the module docstring.
+    ``files_key`` is the config key of ``data_files``, which the offline error names."""
     hub_split = dict(options.get("split_names") or {}).get(split, split)
     hf_cache = str(Path(cache_dir) / "hf_datasets")
     files = options.get("data_files")
@@ -104,7 +107,7 @@ def load_hub_split(options: Mapping[str, Any], split: str, cache_dir: Path, what
             f"{what}: the Hugging Face Hub is unreachable (or offline mode is on) and "
             f"'{options['path']}' ({options.get('name')}, split {hub_split}) is not in the cache "
             f"{hf_cache}. Use the offline suite instead (data=offline), or point "
-            "options.data_files at local parquet/JSON files with the Hub schema."
+            f"{files_key} at local parquet/JSON files with the Hub schema."
         ) from error
 
 
@@ -176,7 +179,13 @@ class HubTask(TaskSource):
 
     def load_split(self, spec: TaskSpec, split: str, cache_dir: Path) -> datasets.Dataset:
         """Split ``split`` (raw labels: ``label_map`` is applied by the caller)."""
-        data = load_hub_split(self.options(), split, cache_dir, f"task '{spec.name}'")
+        data = load_hub_split(
+            self.options(),
+            split,
+            cache_dir,
+            f"task '{spec.name}'",
+            f"data.task_specs.{spec.name}.source.data_files",
+        )
         if self.data_files:  # a user's own file: a missing column names the file too
             from curlora.data.validation import check_split
 
@@ -204,7 +213,9 @@ class HubCorpus(CorpusSource):
     join: str = "\n\n"
 
     def load(self, cache_dir: Path) -> str:
-        data = load_hub_split(self.options(), self.split, cache_dir, "corpus")
+        data = load_hub_split(
+            self.options(), self.split, cache_dir, "corpus", "data.corpus.data_files"
+        )
         where = f"corpus {self.data_files.get(self.split) if self.data_files else self.path}"
         if self.text_field not in data.column_names:
             raise DataError(
