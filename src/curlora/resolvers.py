@@ -27,7 +27,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import ListConfig, OmegaConf
 
 MAX_NAME = 120
 
@@ -122,13 +122,15 @@ def register_resolvers() -> None:
         "curlora.run_tag": run_tag,
         "curlora.run_name": run_name,
         "curlora.run_setting": run_setting,
-        "curlora.run_tags": lambda *args: run_parts(*args),
+        "curlora.run_tags": lambda *args: ListConfig(run_parts(*args)),
         "curlora.safe_name": safe_name,
         "curlora.mul": lambda a, b: a * b,
         # task orders (configs/order): a list reversed, or rotated by one to the left
-        "curlora.reversed": lambda items: list(reversed(list(items))),
-        "curlora.rotated": lambda items: [*list(items)[1:], *list(items)[:1]],
+        "curlora.reversed": lambda items: ListConfig(list(reversed(list(items)))),
+        "curlora.rotated": lambda items: ListConfig([*list(items)[1:], *list(items)[:1]]),
     }
+    # Lists come back as ListConfig: OmegaConf.resolve (Hydra's `--cfg job --resolve`)
+    # cannot put a plain Python list into the node that held the interpolation.
     for name, function in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, function)

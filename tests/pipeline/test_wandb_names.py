@@ -59,3 +59,15 @@ def test_sweep_group_is_the_sweep_directory_and_what_it_sweeps(tmp_path: Path) -
     grid = logs / "reproduce" / "tiny" / "lr_grid" / "s1" / "curlora"
     assert sweep_group(grid, logs, ["seed=1"], ["seed"]) == "reproduce/tiny/lr_grid/s1/curlora"
     assert len(sweep_group(tmp_path / ("x" * 300), logs, [], [])) == 128
+
+
+def test_the_whole_config_resolves_in_place(tmp_path: Path) -> None:
+    # Hydra's `--cfg job --resolve` calls OmegaConf.resolve, which cannot put a plain
+    # Python list where an interpolation was: the W&B tags and the task orders crashed it.
+    from omegaconf import OmegaConf
+
+    for order in ("reversed", "rotated"):
+        cfg = compose_run_config(tmp_path, ["debug=fast", "logger=wandb", f"order={order}"])
+        OmegaConf.resolve(cfg)
+        assert list(cfg.logger.wandb.tags)[-2:] == ["lr1e-2", "s1311"]
+        assert len(cfg.tasks) == 3 and cfg.tasks != cfg.data.tasks
