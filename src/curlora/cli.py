@@ -111,6 +111,15 @@ def _refused_before_loading(cfg: DictConfig) -> str | None:
     return None
 
 
+def _record_in_log_files(status: str) -> None:
+    """Write how the run ended into the run's log file (Hydra's file handlers), not to the
+    console: the terminal gets the one ``error:`` line on stderr, not that line twice."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (status,), None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
@@ -122,12 +131,14 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     _group_sweep_runs(cfg, hydra_cfg)
     task_overrides = _task_overrides(hydra_cfg)
     outcome = run_job(cfg, task_overrides, multirun)
+    removed = False
     if outcome.exit_code in (EXIT_CONFIG, EXIT_UNREACHABLE) and not multirun:
         # Refused before it started: leave no empty run dir (only one this process made).
-        remove_if_unused(output_dir, task_overrides)
+        removed = remove_if_unused(output_dir, task_overrides)
     if outcome.exit_code != EXIT_OK:
-        log.error("%s", outcome.status)
-        print(f"error: {outcome.status}", file=sys.stderr)
+        if not removed:
+            _record_in_log_files(outcome.status)
+        print(f"error: {outcome.status}", file=sys.stderr)  # the terminal's one line
     if multirun:
         overrides = tuple(task_overrides)
         JOB_OUTCOMES.append(

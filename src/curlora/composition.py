@@ -26,6 +26,14 @@ CONFIG_MODULE = "curlora.configs"
 CONFIG_NAME = "train"
 # Hydra options that change what the command does (print help or the config, another
 # config source): Hydra handles those itself, so the check steps aside.
+# Hydra's modes, of which a command line takes at most one: (flag, argparse name).
+_MODES = (
+    ("--run", "run"),
+    ("--multirun", "multirun"),
+    ("--cfg", "cfg"),
+    ("--info", "info"),
+    ("--shell-completion", "shell_completion"),
+)
 _HYDRA_OWN = (
     "help",
     "hydra_help",
@@ -152,6 +160,12 @@ def check_command_line(argv: Sequence[str]) -> str | None:
     from hydra._internal.utils import get_args_parser  # the parser @hydra.main itself uses
 
     args = get_args_parser().parse_args(list(argv))  # a bad option: argparse's usage, exit 2
+    modes = [flag for flag, name in _MODES if getattr(args, name, None)]
+    if len(modes) > 1:  # Hydra's own rule, which it reports with a traceback
+        return (
+            f"invalid command line: {' and '.join(modes)} cannot be combined; use one of "
+            f"{', '.join(flag for flag, _ in _MODES)} (a sweep's config: --cfg job without -m)"
+        )
     if any(getattr(args, name, None) for name in _HYDRA_OWN):
         return None
     try:

@@ -50,6 +50,23 @@ def test_typo_key_is_refused_before_anything_loads(tmp_path: Path) -> None:
     done = run_cli(["+foo=1", *TINY], cwd=tmp_path)
     assert done.returncode == 2 and "'foo' is not a setting" in done.stderr
     assert "Traceback" not in done.stderr and _runs(tmp_path) == []
+    # The terminal gets one line (stderr), not a log line beside it, and the fresh working
+    # directory is left as it was: no empty logs/runs/ that the refused run made.
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert lines == [done.stderr.strip()] and lines[0].startswith("error: invalid configuration")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_two_hydra_modes_are_one_line_not_a_traceback(tmp_path: Path) -> None:
+    # Hydra refuses `-m ... --cfg job` with a ValueError traceback (exit 1, "a bug").
+    done = run_cli(["-m", "seed=1,2", "--cfg", "job"], cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: invalid command line: --multirun and --cfg cannot be combined; use one of "
+        "--run, --multirun, --cfg, --info, --shell-completion (a sweep's config: --cfg job "
+        "without -m)"
+    ]
+    assert list(tmp_path.iterdir()) == []
 
 
 # Run as ``python train.py <args>`` in this process, then list which heavy libraries the

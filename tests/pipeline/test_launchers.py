@@ -1,4 +1,4 @@
-"""Sweeps through hydra-submitit-launcher: jobs in their own processes (submitit_local) and
+"""Sweeps through hydra-submitit-launcher: jobs in their own processes (hydra/launcher=local) and
 the SLURM config's documented knobs. Commands as a user types them."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from tests.conftest import TINY, run_cli
 
 # The README's command as written, with the README-command tests' debug=tiny (they do not
 # run it again: tests/pipeline/test_readme_commands.py, RUN_ELSEWHERE).
-SUBMITIT_SWEEP = ["-m", "hydra/launcher=submitit_local", "seed=1311,1312,1313", *TINY]
+SUBMITIT_SWEEP = ["-m", "hydra/launcher=local", "seed=1311,1312,1313", *TINY]
 
 
 @pytest.mark.slow  # about 20 s: submitit's local launcher
@@ -30,12 +30,23 @@ def test_a_sweep_runs_as_local_submitit_jobs(tmp_path: Path) -> None:
 @pytest.mark.slow  # about 15 s: submitit's local launcher
 def test_a_failed_submitit_job_is_named_and_the_sweep_exits_1(tmp_path: Path) -> None:
     done = run_cli(
-        ["-m", "hydra/launcher=submitit_local", "rank=4,9999", "debug=tiny"],
+        ["-m", "hydra/launcher=local", "rank=4,9999", "debug=tiny"],
         cwd=tmp_path,
         OMP_NUM_THREADS="1",
     )
     assert done.returncode == 1
     assert "1 job(s) of the sweep did not complete: 1_rank=9999" in done.stderr
+
+
+def test_the_local_launcher_lifts_submitits_hour_per_job(tmp_path: Path) -> None:
+    # submitit_local's timeout_min is 60: a longer job (the paper's run, a words-grid job
+    # on a CPU) would be stopped mid-task.
+    done = run_cli(["hydra/launcher=local", "--cfg", "hydra", "-p", "hydra.launcher"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "_target_: hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher" in (
+        done.stdout
+    )
+    assert "timeout_min: 4320" in done.stdout
 
 
 def test_the_slurm_launcher_config_has_its_documented_knobs(tmp_path: Path) -> None:

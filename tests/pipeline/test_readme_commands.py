@@ -38,7 +38,7 @@ EXPECTED: dict[str, tuple[int, int]] = {
     "python train.py trainer=gpu model.gradient_checkpointing=true": (2, 0) if NO_GPU else (0, 1),
     "python train.py experiment=paper trainer.precision=bf16-mixed": (2, 0) if NO_GPU else (0, 1),
     "python train.py trainer=ddp_cpu data.batch_size=8": (0, 1),
-    "python train.py -m hydra/launcher=submitit_local seed=1311,1312,1313": (0, 3),
+    "python train.py -m hydra/launcher=local seed=1311,1312,1313": (0, 3),
     "python train.py head=words": (0, 1),
 }
 
@@ -50,7 +50,7 @@ RUN_ELSEWHERE = {
         "tests.pipeline.test_distributed",
         "TWO_PROCESSES",
     ),
-    "python train.py -m hydra/launcher=submitit_local seed=1311,1312,1313": (
+    "python train.py -m hydra/launcher=local seed=1311,1312,1313": (
         "tests.pipeline.test_launchers",
         "SUBMITIT_SWEEP",
     ),

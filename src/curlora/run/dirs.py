@@ -55,6 +55,9 @@ CREATED_HERE: set[str] = set()
 """Run directories this process created (an exclusive mkdir before Hydra's): the only ones
 a refused run may remove (``curlora.run.guard.remove_if_unused``). A fixed directory that
 already existed may be another process's run, started a moment earlier."""
+CREATED_PARENTS: dict[str, list[Path]] = {}
+"""Run directory this process created -> the parent directories it created for it, deepest
+first (``logs/runs``, ``logs`` on a fresh checkout): a refused run removes those left empty."""
 USERS_LOCK = ".hydra/users.lock"
 """Every process that starts in a run directory holds a shared ``flock`` on this file for
 its whole life (before Hydra writes anything there); a refused run removes its directory
@@ -70,15 +73,28 @@ def _unresolved(node: DictConfig, key: str) -> str:
 
 def claim_fresh_directory(path: Path) -> Path:
     """Create ``path`` (or ``path_2``, ``path_3``, ...) with an exclusive mkdir; return it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     for n in range(1, 10_000):
         candidate = path if n == 1 else path.with_name(f"{path.name}_{n}")
-        try:
-            candidate.mkdir()
-        except FileExistsError:
-            continue
-        return candidate
+        for _ in range(3):  # a refused run elsewhere may remove an empty parent meanwhile
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                candidate.mkdir()
+            except FileExistsError:
+                break
+            except FileNotFoundError:
+                continue
+            return candidate
     raise RuntimeError(f"no free directory name next to {path}")
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    """The ancestors of ``path`` that do not exist yet, deepest first."""
+    missing = []
+    parent = path.parent
+    while parent != parent.parent and not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    return missing
 
 
 def _set(config: DictConfig, dotted: str, value: str) -> None:
@@ -135,15 +151,18 @@ class RunDirectories(Callback):
             _set(config, "hydra.run.dir", str(Path(str(resume)).absolute()))
             _set(config, "hydra.output_subdir", f".hydra/resume_{stamp}")
             return
+        try:
+            run_dir = Path(str(OmegaConf.select(config, "hydra.run.dir"))).absolute()
+            missing = _missing_parents(run_dir)
+        except Exception:  # a resolver that fails: Hydra reports it, nothing is created
+            return
         claimed = _claim_if_timestamped(config, "hydra.run.dir")
         if claimed is None:
-            try:
-                fixed = Path(str(OmegaConf.select(config, "hydra.run.dir"))).absolute()
-            except Exception:  # a resolver that fails: Hydra reports it, nothing is created
-                return
+            fixed = Path(str(OmegaConf.select(config, "hydra.run.dir"))).absolute()
             claimed = fixed if _create_if_absent(fixed) else None
         if claimed is not None:
             CREATED_HERE.add(str(claimed))
+            CREATED_PARENTS[str(claimed)] = missing
         _register_use(Path(str(OmegaConf.select(config, "hydra.run.dir"))).absolute())
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:

@@ -299,7 +299,7 @@ def remove_if_unused(run_dir: Path, overrides: Sequence[str] | None = None) -> b
     import fcntl
     import shutil
 
-    from curlora.run.dirs import CREATED_HERE, USERS_LOCK, USING
+    from curlora.run.dirs import CREATED_HERE, CREATED_PARENTS, USERS_LOCK, USING
     from curlora.run.file_lock import LockHeld, acquire, release
 
     run_dir = Path(run_dir)
@@ -335,4 +335,9 @@ def remove_if_unused(run_dir: Path, overrides: Sequence[str] | None = None) -> b
         release(fd)
         os.close(users)
     CREATED_HERE.discard(str(run_dir.absolute()))
+    for parent in CREATED_PARENTS.pop(str(run_dir.absolute()), []):
+        try:
+            parent.rmdir()  # only an empty one: another run may have started inside it
+        except OSError:
+            break
     return True
