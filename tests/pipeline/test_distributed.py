@@ -195,7 +195,12 @@ def test_a_multirun_starts_the_processes_of_each_job(tmp_path: Path) -> None:
     [
         (["trainer.accelerator=cpu", "trainer.devices=2"], ["strategy='auto'", "trainer=ddp_cpu"]),
         (["trainer=ddp_cpu", "trainer.strategy=fsdp"], ["trainer.strategy='fsdp'", "shard"]),
-        (["trainer=ddp_cpu", "+trainer.num_nodes=2"], ["trainer.num_nodes=2", "one machine"]),
+        (["trainer=ddp_cpu", "trainer.num_nodes=2"], ["trainer.num_nodes=2", "one machine"]),
+        # The README's own examples, on the default trainer (the keys exist there too).
+        (["trainer.strategy=fsdp"], ["trainer.strategy='fsdp'", "shard"]),
+        (["trainer.num_nodes=2"], ["trainer.num_nodes=2", "one machine"]),
+        # DDP with one process: Lightning would wrap the loop's batch sampler and fail late.
+        (["trainer.strategy=ddp"], ["trainer.strategy='ddp' with one process", "auto"]),
         (
             ["trainer=ddp_cpu", "trainer.use_distributed_sampler=true"],
             ["trainer.use_distributed_sampler=True", "duplicates"],

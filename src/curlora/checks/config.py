@@ -397,6 +397,19 @@ def _check_trainer(cfg: Mapping[str, Any]) -> None:
         raise ConfigError(f"{where}: {message}") from None
     if trainer.world_size > 1:
         _check_several_processes(trainer_cfg, trainer.world_size)
+        return
+    from lightning.pytorch.strategies import ParallelStrategy
+
+    strategy = trainer_cfg.get("strategy", "auto")
+    if isinstance(trainer.strategy, ParallelStrategy) and trainer_cfg.get(
+        "use_distributed_sampler", True
+    ):  # Lightning would wrap the task loop's own batch sampler, and fail after the load
+        raise ConfigError(
+            f"trainer.strategy={strategy!r} with one process (trainer.devices="
+            f"{trainer_cfg.get('devices')!r}) is invalid: a multi-process strategy; valid: "
+            "trainer.strategy=auto (one process), or trainer=ddp / trainer=ddp_cpu with "
+            "trainer.devices=N for several"
+        )
 
 
 # The one multi-process strategy the task loop supports (``curlora.distributed``): DDP whose
