@@ -61,6 +61,21 @@ def test_values_and_methods_are_checked() -> None:
     assert method("lora").supports_quantization
 
 
+def test_the_readme_lists_the_methods_a_4bit_base_takes() -> None:
+    # The list went stale once (rsLoRA, N-LoRA and InfLoRA inherit LoRA's capability).
+    import re
+
+    from tests.conftest import REPO_ROOT
+
+    readme = " ".join((REPO_ROOT / "README.md").read_text().split())
+    listed = re.search(
+        r"Only methods whose adapter reads the layer's output run on it \(([^)]*)\)", readme
+    )
+    assert listed is not None
+    names = re.findall(r"`([a-z_0-9]+)`", listed.group(1))
+    assert names == sorted(n for n in METHODS if method(n).supports_quantization)
+
+
 def test_without_a_method_only_the_value_and_the_machine_are_checked() -> None:
     # How the model loader calls it: the method was checked with the config already.
     with pytest.raises(ValueError, match="needs a CUDA GPU"):
