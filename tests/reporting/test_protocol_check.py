@@ -101,6 +101,11 @@ def test_no_forgetting_is_not_measurable(tmp_path: Path) -> None:
     assert check.acc_bwt["mean"] == pytest.approx(0.0)
     assert check.measurable is False
     assert "not measurable" in check.line()
+    # ...and what that means with these seeds: the mean the rule could have resolved,
+    # -(margin + half-width of the interval it read), so "not measurable" is not "absent".
+    half = (check.acc_bwt["high"] - check.acc_bwt["low"]) / 2
+    assert f"half-width is {half:.3f}" in check.line()
+    assert f"below {-(check.margin + half):+.3f}" in check.line()
 
 
 def test_without_runs_nothing_is_measurable(tmp_path: Path) -> None:

@@ -84,9 +84,12 @@ def test_the_words_report_reads_the_check_the_zero_shot_control_and_the_referenc
     assert "forgetting measurable by the rule" in report
     # The check's evidence, run by run: LoRA's three seeds at its rate.
     assert report.count("| 0.001 | ") == 3 and "| -0.250 | -0.250 | ×1.000 |" in report
-    assert "The rest of the grid ran under the first protocol." in report
+    assert "The rest of the grid runs under the first protocol." in report
+    # The check's table carries its controls: the majority rate and the zero-shot row (em).
+    assert "| majority | - | 0.500 / 0.500 / 0.500 | - | - | - |" in report
+    assert "| zero-shot | - | 0.500 / 0.500 / 0.500 (em 0.400 / 0.400 / 0.400) |" in report
     # Every task beats the zero-shot 0.5 (and majority 0.5) by the margin: all learned.
-    assert "above the majority rate and the zero-shot accuracy by 0.02): a, b." in report
+    assert "zero-shot accuracy by 0.02; the last task has no BWT): a, b." in report
     # CURLoRA keeps (BWT 0), LoRA forgets (−0.25): both questions say CURLoRA forgets less.
     acc_row = next(line for line in report.splitlines() if "(r16, BWT difference" in line)
     em_row = next(line for line in report.splitlines() if "em-BWT difference" in line)
@@ -96,7 +99,7 @@ def test_the_words_report_reads_the_check_the_zero_shot_control_and_the_referenc
     assert "CURLoRA keeps more, beyond the 0.02 margin" in kept  # 0.8 against LoRA's 0.4
     table = report[report.index("## Table 2") :]
     assert "| lora + replay (lr 0.001) | 1,2,3 |" in table
-    assert "| zero-shot (before training) | - | 0.500 / 0.500 / 0.500 |" in table
+    assert "| zero-shot (before training) | - | 0.500 / 0.500 / 0.500 (em 0.400 / 0.400" in table
     lora = next(line for line in table.splitlines() if line.startswith("| lora r16"))
     assert lora.split("|")[-2].strip().startswith("0.500")  # retention 0.4 / 0.8
     assert (tmp_path / words_report.FIGURE).stat().st_size > 0
@@ -134,8 +137,75 @@ def test_runs_under_the_fallback_keep_the_switch_in_the_summary(
     record(store, [ProtocolCheck("first", "lora", 1e-3, [1, 2, 3], summary, summary, 0.02, False)])
     _report(store, tmp_path)
     lines = (tmp_path / "summary.md").read_text().splitlines()
-    assert lines[0] == "`words` (1 completed runs of the 9 planned, provisional):"
+    assert lines[0] == (
+        "`words` (1 completed runs of the 9 planned under the fallback protocol (besides the "
+        "first protocol's 3), provisional):"
+    )
     assert lines[3] == (
         "- the grid goes on under the fallback protocol (`trainer.max_epochs=3`); its protocol "
         "check decides when lora's whole rate grid there has completed"
     )
+
+
+def test_the_check_says_what_not_measurable_leaves_open_and_what_comes_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both checks decided "not measurable": the report says the headline question is then
+    # asked where the checked method's own forgetting was not resolved.
+    store = _store(tmp_path, ["trainer.max_epochs=3"])
+    first = [_as(_run(store / "runs" / "lora", s, 1e-3, KEEPS, 0.8), "lora") for s in (1, 2, 3)]
+    monkeypatch.setattr(words_report, "load_grid", lambda root: first)
+    summary = {"n": 3, "mean": 0.0, "std": 0.0, "low": -0.1, "high": 0.1, "test_noise": True}
+    check = ProtocolCheck("first", "lora", 1e-3, [1, 2, 3], summary, summary, 0.02, False)
+    record(store, [check])
+    pending = _report(store, tmp_path)
+    assert "Its own check decides when lora's whole rate grid there has completed" in pending
+    assert "the grid still goes on under the fallback protocol" in pending
+    # The power of the rule with these seeds: half-width 0.1, so only below -0.12.
+    assert "half-width is 0.100, so the rule resolves only a mean acc-BWT below -0.120" in (pending)
+    second = ProtocolCheck("fallback", "lora", 1e-3, [1, 2, 3], summary, summary, 0.02, False)
+    record(store, [check, second])
+    both = _report(store, tmp_path)
+    assert "Neither check resolved forgetting" in both
+
+
+def test_exact_match_note_names_only_runs_whose_answers_left_the_label_words(
+    tmp_path: Path,
+) -> None:
+    same = _run(tmp_path / "same", 1, 1e-3, FORGETS, 0.8)
+    same.results["head"]["exact_match_matrix"] = [list(r) for r in FORGETS]
+    collapsed = _run(tmp_path / "gone", 2, 1e-3, FORGETS, 0.8)
+    em = [list(r) for r in FORGETS]
+    em[2][0] = 0.05  # task a after task c: its answers went to other words (acc 0.6)
+    em[0][1] = 0.0  # task b before it was trained: not forgetting, not counted
+    collapsed.results["head"]["exact_match_matrix"] = em
+    note = " ".join(words_report.exact_match_note([same, collapsed], 0.02))
+    assert "within 0.02 of accuracy in 1 of the 2 runs above" in note
+    assert "lr 0.001 seed 2: a after c, em 0.050 against acc 0.600" in note
+    assert "seed 1:" not in note and "b after a" not in note
+
+
+def test_two_seeds_give_no_interval_and_accuracies_stay_in_0_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from curlora.reporting.stats import summarize
+    from curlora.reporting.words_retention import interval_text
+
+    assert interval_text(summarize([0.82, 0.89])) == "n/a (2 seeds)"
+    high = summarize([0.97, 0.99, 1.0])  # its t-interval runs past 1
+    assert high.high is not None and high.high > 1
+    assert interval_text(high, (0.0, 1.0)).endswith("+1.000]")
+    assert interval_text(high) == high.interval()  # no bounds: the interval as computed
+
+
+def test_the_rate_choice_says_what_it_rests_on(tmp_path: Path) -> None:
+    # Rate 3e-3 has only seed 1 so far: the rule compares on seed 1 alone (provisional);
+    # the validation carves' majority rates say what a score near them means.
+    runs = [_run(tmp_path / "a", s, 1e-3, KEEPS, 0.8) for s in (1, 2, 3)]
+    runs.append(_run(tmp_path / "b", 1, 3e-3, KEEPS, 0.7))
+    for run in runs:
+        run.results["validation"]["majority_baseline"] = [0.57, 0.53, 0.51]
+    rules = words_report.Rules.read(_store(tmp_path) / "grid.yaml")
+    note = "\n".join(words_report.selection_note(runs, rules))
+    assert "- lora: decided on seed(s) 1 of 3, the seeds every rate has finished" in note
+    assert "majority rates (a / b / c): 0.57 / 0.53 / 0.51" in note

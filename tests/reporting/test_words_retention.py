@@ -79,3 +79,11 @@ def test_the_report_shows_each_suite_task_and_asks_again_without_the_shared_one(
     # The README's block (summary.md) carries both questions.
     summary = (tmp_path / "summary.md").read_text()
     assert summary.count("keep more of what the base model knew") == 2
+    # Table 2 has the ratio without word_sentiment beside the whole suite's: LoRA's analogy
+    # (its only other suite task) went 0.8 -> 0.421..0.423, a ratio of 0.422 / 0.8 = 0.527.
+    table = report[report.index("## Table 2") : report.index("## What the base model knew")]
+    assert "retention ratio without word_sentiment (95 % CI)" in table
+    lora_t2 = next(line for line in table.splitlines() if line.startswith("| lora r16"))
+    assert lora_t2.split("|")[-2].strip().startswith("0.527")
+    # The rows' own binomial noise is stated (sqrt(0.6 * 0.4 / 100) = 0.049).
+    assert "word_sentiment ±0.049" in section

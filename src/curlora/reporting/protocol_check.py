@@ -68,6 +68,21 @@ class ProtocolCheck:
             f"seeds {', '.join(map(str, self.seeds)) or '-'}): acc-BWT {acc} "
             f"(95 % CI {acc.interval()}){em_text}; "
             f"forgetting {verdict} by the rule `{RULE}` (margin {self.margin:g})"
+            + ("" if self.measurable else self.power())
+        )
+
+    def power(self) -> str:
+        """What a "not measurable" means with these seeds: the interval's half-width, and
+        so the mean acc-BWT the rule could have resolved (forgetting smaller than that is
+        not shown to be absent, only not resolved)."""
+        acc = Summary(**self.acc_bwt)
+        if acc.low is None or acc.high is None or not math.isfinite(acc.high - acc.low):
+            return ""
+        half = (acc.high - acc.low) / 2
+        return (
+            f": not resolved, which does not show it absent; with {acc.n} seeds the "
+            f"interval's half-width is {half:.3f}, so the rule resolves only a mean acc-BWT "
+            f"below {-(self.margin + half):+.3f}"
         )
 
 

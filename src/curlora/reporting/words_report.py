@@ -57,9 +57,13 @@ from curlora.reporting.protocol_check import (
 )
 from curlora.reporting.tables import final_average_accuracy, markdown, selection_table
 from curlora.reporting.words_retention import (
+    MIN_SEEDS,
+    interval_text,
     retention_ratio,
+    retention_ratio_without,
     retention_rows,
     retention_section,
+    shared_answer_tasks,
 )
 from curlora.run.atomic import atomic_write_text
 
@@ -124,40 +128,104 @@ def _checks_text(
     fallback_overrides: Sequence[str] = (),
 ) -> list[str]:
     lines = ["## The protocol check: is forgetting measurable here?", ""]
+    checked = []
     for protocol, fallback in (("first", False), ("fallback", True)):
         mine = protocol_runs(runs, runs_dir, fallback)
         if mine and any(r.method == method for r in mine):
+            checked += [r for r in mine if r.method == method and r.strategy == "sequential"]
             lines += [
                 f"Sequential {method}'s runs under the {protocol} protocol (all-task BWT, "
-                "per run):",
+                "per run; the task's majority rate and the zero-shot accuracy below them):",
                 "",
                 check_runs_table(mine, method),
                 "",
             ]
+    lines += exact_match_note(checked, Rules.read(runs_dir.parent / GRID_FILE).accuracy_margin)
     if damaged:
         return [*lines, f"Not shown: {damaged}.", ""]
     if not checks:
         return [*lines, "Not decided yet: the check's runs have not all completed.", ""]
     lines += [
         f"Rule (fixed before any run): `{RULE}`, on sequential {checks[0].method}'s all-task "
-        "BWT at its rate chosen on validation, intervals over seeds and test examples.",
+        "BWT at its rate chosen on validation, intervals over seeds and test examples. The "
+        "interval is mean ± t(n − 1) · √(s² / n + v), with s the std over seeds and v the "
+        "bootstrap variance of the mean over test examples: conservative, since t(n − 1) "
+        "also scales v and s² already holds part of the test examples' noise.",
         "",
     ]
     lines += [f"- {check.line()}" for check in checks]
-    active = active_protocol(checks)
-    lines += [
-        "",
-        "The rest of the grid ran under the "
-        + (
-            "first protocol."
-            if active == "first"
-            else "fallback protocol (`protocol_check.fallback_overrides`, written in the "
-            f"config before any run: {_overrides_text(fallback_overrides)}), its jobs under "
-            "`runs/fallback/`."
-        ),
+    lines += ["", _protocol_status(checks, method, fallback_overrides), ""]
+    return lines
+
+
+def _protocol_status(
+    checks: Sequence[ProtocolCheck], method: str, fallback_overrides: Sequence[str]
+) -> str:
+    """Which protocol the rest of the grid runs under, and what is still to be decided."""
+    if active_protocol(checks) == "first":
+        return "The rest of the grid runs under the first protocol."
+    text = (
+        "The rest of the grid runs under the fallback protocol "
+        "(`protocol_check.fallback_overrides`, written in the config before any run: "
+        f"{_overrides_text(fallback_overrides)}), its jobs under `runs/fallback/`."
+    )
+    second = [c for c in checks if c.protocol == "fallback"]
+    if not second:
+        return (
+            f"{text} Its own check decides when {method}'s whole rate grid there has "
+            "completed. If it does not resolve forgetting either, the grid still goes on "
+            "under the fallback protocol (the config fixes no third one), and the headline "
+            f"question is then asked where sequential {method}'s own forgetting was not "
+            "resolved beyond the margin."
+        )
+    if not second[0].measurable:
+        return (
+            f"{text} Neither check resolved forgetting: the headline question below is asked "
+            f"where sequential {method}'s own forgetting was not resolved beyond the margin, "
+            "so a verdict of no difference there says little about forgetting."
+        )
+    return text
+
+
+def exact_match_note(runs: Sequence[GridRun], margin: float) -> list[str]:
+    """Where em-BWT says something acc-BWT does not. On a task already trained, the exact
+    match can fall below the accuracy only when the top token leaves the task's label
+    words; the runs where it does by more than ``margin`` are named with the task and
+    point of the largest gap. In the others em-BWT is within about ``margin`` of acc-BWT."""
+    words = [r for r in runs if r.answers_in_words]
+    if not words:
+        return []
+    differ = []
+    for run in sorted(words, key=lambda r: (r.lr, r.seed)):
+        acc, em = run.score_rows("acc")[1:], run.score_rows("em")[1:]  # after each task
+        gaps = [  # (acc − em, after task i, on task j), for tasks j trained by then
+            (row_a[j] - row_e[j], i, j)
+            for i, (row_a, row_e) in enumerate(zip(acc, em, strict=True))
+            for j in range(i + 1)
+            if row_a[j] is not None and row_e[j] is not None
+        ]
+        gap, i, j = max(gaps, default=(0.0, 0, 0))
+        if gap > margin:
+            differ.append(
+                f"lr {run.lr:g} seed {run.seed}: {run.tasks[j]} after {run.tasks[i]}, em "
+                f"{em[i][j]:.3f} against acc {acc[i][j]:.3f}"
+            )
+    same = (
+        f"On the tasks already trained, exact match stays within {margin:g} of accuracy in "
+        f"{len(words) - len(differ)} of the {len(words)} runs above: the top token was the "
+        "chosen label word's, so em-BWT adds little to acc-BWT there (before training it is "
+        "not: the zero-shot em is in the tables)."
+    )
+    if not differ:
+        return [same, ""]
+    return [
+        f"{same} In the other {len(differ)} the top token left the task's label words "
+        "(largest gap: "
+        + "; ".join(differ)
+        + "): its top answer is no longer one of that task's words (another task's, for "
+        "instance), which acc, choosing among the task's own words, does not see.",
         "",
     ]
-    return lines
 
 
 def check_runs_table(runs: Sequence[GridRun], method: str) -> str:
@@ -184,11 +252,53 @@ def check_runs_table(runs: Sequence[GridRun], method: str) -> str:
         )
     if not rows:
         return "No completed run of the check yet."
+    checked = [r for r in runs if r.method == method]
+    majority = checked[0].results["majority_baseline"]
+    rows.append(["majority", "-", " / ".join(f"{m:.3f}" for m in majority), "-", "-", "-"])
+    rows.append(["zero-shot", "-", _zero_shot_text(checked), "-", "-", "-"])
     tasks = " / ".join(runs[0].tasks)
     return markdown(
         ["lr", "seed", f"acc right after each task ({tasks})", "acc-BWT", "em-BWT", "ppl ratio"],
         rows,
     )
+
+
+def selection_note(runs: Sequence[GridRun], rules: Rules) -> list[str]:
+    """What the rate choice rests on: the seeds the rule compared (fewer than the grid's
+    seeds: provisional) and the validation carves' majority rates (what a score near them
+    means)."""
+    lines = []
+    for method in sorted({r.method for r in runs}):
+        mine = [r for r in runs if r.method == method]
+        by_lr: dict[float, set[int]] = {}
+        for run in mine:
+            by_lr.setdefault(run.lr, set()).add(run.seed)
+        common = set.intersection(*by_lr.values())
+        if len(common) < len(rules.seeds):
+            lines.append(
+                f"- {method}: decided on seed(s) {', '.join(map(str, sorted(common))) or '-'} "
+                f"of {len(rules.seeds)}, the seeds every rate has finished: provisional."
+            )
+    carved = [r.results["validation"] for r in runs if r.results.get("validation")]
+    validation = carved[0] if carved else None
+    if validation and validation.get("majority_baseline"):
+        rates = " / ".join(f"{m:.2f}" for m in validation["majority_baseline"])
+        lines.append(
+            f"- The validation carves' majority rates ({' / '.join(runs[0].tasks)}): {rates} "
+            "(the score is the mean final accuracy over them)."
+        )
+    return [*lines, ""] if lines else []
+
+
+def _zero_shot_text(runs: Sequence[GridRun]) -> str:
+    """The evaluation before training (the same for every run of a grid: one base model),
+    acc and, under head=words, em; means over ``runs``."""
+    acc = np.mean([r.score_rows("acc")[0] for r in runs], axis=0)
+    text = " / ".join(f"{v:.3f}" for v in acc)
+    em_rows = [r.score_rows("em")[0] for r in runs if r.answers_in_words]
+    if em_rows:
+        text += " (em " + " / ".join(f"{v:.3f}" for v in np.mean(em_rows, axis=0)) + ")"
+    return text
 
 
 def active_protocol(checks: Sequence[ProtocolCheck]) -> str:
@@ -197,7 +307,9 @@ def active_protocol(checks: Sequence[ProtocolCheck]) -> str:
     return "first" if not first or first[0].measurable else "fallback"
 
 
-def _row(label: str, setting: Setting, rules: Rules, tasks: Sequence[str]) -> list[str]:
+def _row(
+    label: str, setting: Setting, rules: Rules, tasks: Sequence[str], shared: Sequence[str]
+) -> list[str]:
     diag = " / ".join(
         str(setting.summary(lambda r, j=j: r.diagonal()[j])) for j in range(len(tasks))
     )
@@ -205,16 +317,20 @@ def _row(label: str, setting: Setting, rules: Rules, tasks: Sequence[str]) -> li
     em = bwt_summary(rules, setting, None, score="em")
     ratio = ppl_summary(setting)
     kept = setting.summary(retention_ratio)
-    return [
+    row = [
         label,
         ",".join(str(s) for s in sorted(setting.runs)),
         diag,
         str(final_average_accuracy(setting)),
-        f"{acc} {acc.interval()}",
-        f"{em} {em.interval()}",
-        f"{ratio} {ratio.interval()}",
-        f"{kept} {kept.interval()}" if kept.n else "-",
+        f"{acc} {interval_text(acc)}",
+        f"{em} {interval_text(em)}",
+        f"{ratio} {interval_text(ratio)}",
+        f"{kept} {interval_text(kept)}" if kept.n else "-",
     ]
+    if shared:
+        apart = setting.summary(lambda r: retention_ratio_without(r, shared))
+        row.append(f"{apart} {interval_text(apart)}" if apart.n else "-")
+    return row
 
 
 def table_two(
@@ -222,24 +338,24 @@ def table_two(
 ) -> str:
     tasks = settings[0].tasks
     majority = " / ".join(f"{m:.3f}" for m in settings[0].majority)
-    rows = [_row(s.label, s, rules, tasks) for s in [*settings, *references]]
-    floor = [
-        f"{zero_shot.summary(lambda r, j=j: r.diagonal()[j]).mean:.3f}" for j in range(len(tasks))
+    every = [*settings, *references]
+    shared = sorted(shared_answer_tasks([r for s in every for r in s.runs.values()]))
+    rows = [_row(s.label, s, rules, tasks, shared) for s in every]
+    floor = _zero_shot_text(list(zero_shot.runs.values()))
+    rows.append(["zero-shot (before training)", "-", floor, *["-"] * (5 + bool(shared))])
+    header = [
+        "setting",
+        "seeds",
+        f"acc right after each task ({' / '.join(tasks)}; majority {majority})",
+        "final average acc",
+        "acc-BWT, all tasks (95 % CI)",
+        "em-BWT, all tasks (95 % CI)",
+        "perplexity ratio (geometric mean, 95 % CI)",
+        "retention ratio (final / initial, 95 % CI)",
     ]
-    rows.append(["zero-shot (before training)", "-", " / ".join(floor), "-", "-", "-", "-", "-"])
-    return markdown(
-        [
-            "setting",
-            "seeds",
-            f"acc right after each task ({' / '.join(tasks)}; majority {majority})",
-            "final average acc",
-            "acc-BWT, all tasks (95 % CI)",
-            "em-BWT, all tasks (95 % CI)",
-            "perplexity ratio (geometric mean, 95 % CI)",
-            "retention ratio (final / initial, 95 % CI)",
-        ],
-        rows,
-    )
+    if shared:
+        header.append(f"retention ratio without {', '.join(shared)} (95 % CI)")
+    return markdown(header, rows)
 
 
 def plot_curves(settings: Sequence[Setting], out: Path) -> Path:
@@ -255,7 +371,11 @@ def plot_curves(settings: Sequence[Setting], out: Path) -> Path:
             rows = [r for r in rows if r and all(row[0] is not None for row in r)]
             if rows:
                 curve = np.mean([[row[0] for row in r] for r in rows], axis=0)  # [T + 1]
-                ax.plot(points, curve, marker="o", label=setting.label)
+                ax.plot(points, curve, marker="o", label=f"{setting.label}, n = {len(rows)}")
+        # The first task's majority rate: the floor a rank classifier reaches by always
+        # answering one class ("before" is the zero-shot point of every curve).
+        ax.axhline(settings[0].majority[0], color="grey", linestyle="--", linewidth=1)
+        ax.text(0, settings[0].majority[0] + 0.01, "majority", color="grey", fontsize=7)
         ax.set_title(f"{tasks[0]}: {name}")
         ax.set_ylim(0, 1)
         ax.tick_params(axis="x", labelrotation=20)
@@ -326,6 +446,9 @@ def write_words_report(
     tasks = settings[0].tasks
     planned = _planned(grid)
     status = f"{len(runs)} completed runs" + (f" of the {planned} planned" if planned else "")
+    if protocol == "fallback":
+        first = len(protocol_runs(stored, store / RUNS, fallback=False))
+        status += f" under the fallback protocol (besides the first protocol's {first})"
     unfinished = planned is not None and len(runs) < planned
     parts += [
         "## What ran",
@@ -343,12 +466,14 @@ def write_words_report(
         "",
         selection_table(lr_grid_runs(runs, rules), lrs),
         "",
+        *selection_note(lr_grid_runs(runs, rules), rules),
         "## The question: does CURLoRA forget less than LoRA when the model answers in words?",
         "",
         "Paired by seed (and by test example). BWT difference > 0: CURLoRA forgets less; "
-        "log perplexity-ratio difference < 0: CURLoRA's language model drifts less. Learned "
-        f"tasks (above the majority rate and the zero-shot accuracy by "
-        f"{rules.accuracy_margin:g}): {bwt_task_names(tasks, learned)}"
+        "log perplexity-ratio difference < 0: CURLoRA's language model drifts less. Tasks "
+        "counted in the learned-task BWT (learned: above the majority rate and the zero-shot "
+        f"accuracy by {rules.accuracy_margin:g}; the last task has no BWT): "
+        f"{bwt_task_names(tasks, learned)}"
         + (f"; not learned: {'; '.join(notes)}" if notes else "")
         + ".",
         "",
@@ -357,6 +482,10 @@ def write_words_report(
         "## Table 2",
         "",
         table_two(settings, references, zero_shot, rules),
+        "",
+        "mean ± std over seeds; intervals over seeds and test examples, none below "
+        f"{MIN_SEEDS} seeds (a t-interval on 2 seeds, t(1) = 12.7, says nothing). The "
+        "zero-shot row's em is the exact match before training.",
         "",
         f"![forgetting curves]({FIGURE})",
         "",

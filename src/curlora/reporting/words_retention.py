@@ -23,9 +23,22 @@ import numpy as np
 
 from curlora.reporting.claims import difference_words, points
 from curlora.reporting.grid import GridRun, Rules, Setting
-from curlora.reporting.stats import summarize
+from curlora.reporting.stats import LogSummary, Summary, summarize
 from curlora.reporting.tables import markdown
 from curlora.retention.items import FIXED_ANSWERS
+
+MIN_SEEDS = 3  # fewer: a 95 % t-interval (t(1) = 12.7) says nothing and leaves [0, 1]
+
+
+def interval_text(d: Summary | LogSummary, bounds: tuple[float, float] | None = None) -> str:
+    """``d``'s 95 % interval for a table cell: "n/a (2 seeds)" below :data:`MIN_SEEDS`
+    seeds, and clipped to ``bounds`` (an accuracy's [0, 1]) where given."""
+    if 1 < d.n < MIN_SEEDS:
+        return f"n/a ({d.n} seeds)"
+    if bounds is None or d.low is None or d.high is None or isinstance(d, LogSummary):
+        return d.interval()
+    low, high = max(d.low, bounds[0]), min(d.high, bounds[1])
+    return f"[{low:+.3f}, {high:+.3f}]"
 
 
 def retention_ratio(run: GridRun) -> float | None:
@@ -38,6 +51,18 @@ def retention_ratio(run: GridRun) -> float | None:
     if first is None or last is None or not sum(first):
         return None
     return float(np.mean(last) / np.mean(first))
+
+
+def retention_ratio_without(run: GridRun, exclude: Collection[str]) -> float | None:
+    """:func:`retention_ratio` over the suite tasks not in ``exclude`` (None as there)."""
+    retention = run.results.get("retention")
+    if not retention:
+        return None
+    keep = [i for i, task in enumerate(retention["tasks"]) if task not in exclude]
+    first, last = retention["acc"][0], retention["acc"][-1]
+    if not keep or first is None or last is None or not sum(first[i] for i in keep):
+        return None
+    return float(np.mean([last[i] for i in keep]) / np.mean([first[i] for i in keep]))
 
 
 def final_retention(run: GridRun, exclude: Collection[str] = ()) -> float | None:
@@ -151,7 +176,7 @@ def suite_table(settings: Sequence[Setting]) -> str:
         cells = []
         for task in tasks:
             d = setting.summary(lambda r, task=task: _final(r, task))
-            cells.append(f"{d} {d.interval()}" if d.n else "-")
+            cells.append(f"{d} {interval_text(d, (0.0, 1.0))}" if d.n else "-")
         rows.append([setting.label, ",".join(str(s) for s in sorted(setting.runs)), *cells])
     return markdown(header, rows)
 
@@ -176,8 +201,11 @@ def retention_section(
         "## What the base model knew: the retention suite task by task",
         "",
         "Accuracy after the last task on each suite task (lm-eval, the same fixed rows for "
-        "every run; mean ± std over seeds, 95 % CI over seeds). Table 2's retention ratio "
-        "and the rule's question average them.",
+        "every run; mean ± std over seeds, 95 % CI over seeds, none below "
+        f"{MIN_SEEDS} seeds). Table 2's retention ratio and the rule's question average "
+        "them. The intervals leave out the rows' own noise (the same rows for every run):"
+        f" {_row_noise(every)}, so a change from before smaller than about twice that is "
+        "within the rows' noise.",
         "",
         suite_table([*settings, *references]),
         "",
@@ -190,10 +218,25 @@ def retention_section(
                 f"({' / '.join(FIXED_ANSWERS[task])}) are label words of "
                 f"{', '.join(trained)}. Training those tasks trains its answer format, so "
                 "its accuracy can rise above the base model's, and a method's retention mean "
-                "then also measures how well it learned the sequence. The question is asked "
-                "again without it, as a reading beside the rule's verdict, added after the "
-                "first runs showed the rise (not fixed before them)."
+                "then also measures how well it learned the sequence. The question (CURLoRA "
+                "against each other method) is asked again without it once such a pair has "
+                "run, as a reading beside the rule's verdict, added after the first runs "
+                "showed the rise (not fixed before them); Table 2's last column is the "
+                "retention ratio without it."
             )
         lines.append("")
         extra = retention_rows(rules, settings, exclude=set(shared), reading=shared_reading(shared))
     return lines, extra
+
+
+def _row_noise(runs: Sequence[GridRun]) -> str:
+    """The binomial standard error of each suite task's accuracy before training,
+    sqrt(p (1 - p) / rows): the noise of a fixed subset of that many rows."""
+    retention = next((r.results["retention"] for r in runs if r.results.get("retention")), None)
+    if not retention:
+        return "no suite ran"
+    errors = [
+        f"{task} ±{np.sqrt(p * (1 - p) / n):.3f}"
+        for task, p, n in zip(retention["tasks"], retention["acc"][0], retention["n"], strict=True)
+    ]
+    return "binomial standard errors before training " + ", ".join(errors)
