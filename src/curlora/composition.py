@@ -24,8 +24,6 @@ from omegaconf import DictConfig, OmegaConf
 
 CONFIG_MODULE = "curlora.configs"
 CONFIG_NAME = "train"
-# Hydra options that change what the command does (print help or the config, another
-# config source): Hydra handles those itself, so the check steps aside.
 # Hydra's modes, of which a command line takes at most one: (flag, argparse name).
 _MODES = (
     ("--run", "run"),
@@ -34,6 +32,8 @@ _MODES = (
     ("--info", "info"),
     ("--shell-completion", "shell_completion"),
 )
+# Hydra options that change what the command does (print help or the config, another
+# config source): Hydra handles those itself, so the check steps aside.
 _HYDRA_OWN = (
     "help",
     "hydra_help",
