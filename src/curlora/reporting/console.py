@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from curlora.reporting.results import ResultsError, decode_results, load_results
+from curlora.reporting.untrusted import shown
 from curlora.retention.table import retention_lines
 
 log = logging.getLogger("curlora")
@@ -58,7 +59,8 @@ def run_table(
 ) -> str:
     """The run's summary as plain text (see the module docstring)."""
     results = decode_results(dict(results))  # "inf"/"nan" markers back to floats
-    tasks: Sequence[str] = results["tasks"]
+    # Every string below may come from a file someone else made: printed through shown().
+    tasks: Sequence[str] = [shown(t) for t in results["tasks"]]
     majority = results["majority_baseline"]
     headers = [f"{t} ({_num(m)})" for t, m in zip(tasks, majority, strict=True)]
     label_width = max(len("before training"), *(len(f"after {t}") for t in tasks))
@@ -82,7 +84,7 @@ def run_table(
     kind = "acc: rank classification over each task's words" if words else "accuracy per task"
     out = [
         f"{kind} (column: task (majority-class rate); * = at or below it), "
-        f"{results['method']}"
+        f"{shown(results['method'])}"
         + (f" r{results['rank']}" if results.get("rank") is not None else "")
         + f", seed {results['seed']}",
         line("", headers),
@@ -103,21 +105,22 @@ def run_table(
             if words
             else []
         ),
-        f"  status {results['status']}   wall time {_duration(wall_time_s)}"
+        f"  status {shown(results['status'])}   wall time {_duration(wall_time_s)}"
         f"   warnings {len(results['warnings'])}",
     ]
     for warning in results["warnings"][:5]:
-        out.append(f"    - {warning.get('detail') or warning['reason']}")
+        out.append(f"    - {shown(warning.get('detail') or warning['reason'])}")
     if len(results["warnings"]) > 5:
         out.append(f"    ... and {len(results['warnings']) - 5} more in results.json")
     if run_dir is not None:
         files = [run_dir / name for name in ("results.json", "forgetting.png", "curves.png")]
-        out.append("  files: " + "  ".join(str(p) for p in files if p.exists()))
+        # a received directory's name is data too
+        out.append("  files: " + "  ".join(shown(p) for p in files if p.exists()))
         wandb_runs = sorted((run_dir / "wandb").glob("offline-run-*"))
         if len(wandb_runs) == 1:
-            out.append(f"  W&B (offline): wandb sync {wandb_runs[0]}")
+            out.append(f"  W&B (offline): wandb sync {shown(wandb_runs[0])}")
         elif wandb_runs:  # a resumed run: one directory per session, uploaded as one run
-            out.append(f"  W&B (offline): wandb sync {run_dir / 'wandb'}/offline-run-*")
+            out.append(f"  W&B (offline): wandb sync {shown(run_dir / 'wandb')}/offline-run-*")
     return "\n".join(out)
 
 
@@ -129,8 +132,11 @@ def wall_time(run_dir: Path) -> float | None:
         return None
     try:
         seconds = float(json.loads(path.read_text("utf-8"))["elapsed_s"])
-    except (OSError, ValueError, KeyError, TypeError) as error:  # UnicodeDecodeError too
-        log.warning("%s is damaged (%s); its wall time is unknown", path, type(error).__name__)
+    # ValueError: UnicodeDecodeError, bad JSON, an int past the digit limit; OverflowError:
+    # an int past float's range (10**400); RecursionError: nesting too deep to parse
+    except (OSError, ValueError, KeyError, TypeError, OverflowError, RecursionError) as error:
+        why = type(error).__name__
+        log.warning("%s is damaged (%s); its wall time is unknown", shown(path), why)
         return None
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
@@ -154,12 +160,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("path", type=Path, help="a run directory or a sweep directory")
     args = parser.parse_args(argv)
     if not args.path.is_dir():
-        print(f"error: {args.path} is not a directory", file=sys.stderr)
+        print(f"error: {shown(args.path)} is not a directory", file=sys.stderr)
         return 2
     try:
         print(report(args.path))
     except ResultsError as error:
-        print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)  # one line
+        print(f"error: {shown(str(error).splitlines()[0])}", file=sys.stderr)  # one line
         return 1
     return 0
 

@@ -23,6 +23,12 @@ import yaml
 
 from curlora.reporting.results import ResultsError, load_results
 from curlora.reporting.stats import Outcomes, Summary, outcome_arrays, summarize
+from curlora.reporting.untrusted import shown
+
+# What a damaged JSON file a reader parses can raise: ValueError (not UTF-8, not JSON, an int
+# past Python's digit limit), KeyError/TypeError (another shape), OverflowError (an int past
+# float's range, 10**400, given to float()), RecursionError (nesting too deep to parse).
+DAMAGED_JSON = (OSError, ValueError, KeyError, TypeError, OverflowError, RecursionError)
 
 CONTROLS = ("head_only",)
 log = logging.getLogger("curlora")
@@ -51,7 +57,7 @@ class Rules:
             grid = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except FileNotFoundError:
             return cls()
-        except (OSError, yaml.YAMLError, UnicodeDecodeError) as error:
+        except (OSError, yaml.YAMLError, UnicodeDecodeError, RecursionError) as error:
             return cls._damaged(path, f"{type(error).__name__}: {' '.join(str(error).split())}")
         if not isinstance(grid, dict):
             return cls._damaged(path, f"a YAML {type(grid).__name__}, not a mapping")
@@ -67,14 +73,17 @@ class Rules:
                 matched_controls=tuple(grid.get("matched_controls") or ()),
                 ranks=tuple(int(r) for r in grid.get("ranks") or ()),
                 seeds=tuple(int(r) for r in grid.get("seeds") or ()),
-                selection=tuple((str(k), str(v)) for k, v in (grid.get("selection") or {}).items()),
+                # printed in the report as they are written: made safe to show
+                selection=tuple(
+                    (shown(k), shown(v)) for k, v in (grid.get("selection") or {}).items()
+                ),
             )
-        except (AttributeError, TypeError, ValueError) as error:
+        except (AttributeError, TypeError, ValueError, OverflowError) as error:
             return cls._damaged(path, f"{type(error).__name__}: {error}")
 
     @classmethod
     def _damaged(cls, path: Path, why: str) -> Rules:
-        log.warning("%s is damaged (%s); using the default rules", path, why)
+        log.warning("%s is damaged (%s); using the default rules", shown(path), shown(why))
         return cls()
 
 
@@ -103,12 +112,14 @@ class GridRun:
 
     @property
     def sampling(self) -> str | None:
-        return self.results["config"]["method"].get("sampling")
+        """The method's sampling mode as the config names it (shown(): reports print it)."""
+        sampling = self.results["config"]["method"].get("sampling")
+        return None if sampling is None else shown(sampling)
 
     @property
     def strategy(self) -> str:
         """The continual-learning strategy's name (``sequential`` unless the run set one)."""
-        target = str((self.results["config"].get("strategy") or {}).get("_target_", ""))
+        target = shown((self.results["config"].get("strategy") or {}).get("_target_", ""))
         return target.split(".")[-2] if target.count(".") >= 2 else "sequential"
 
     @property
@@ -174,10 +185,10 @@ class GridRun:
             return outcome_arrays({t: data[key][t] for t in self.tasks})
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError) as error:
+        except DAMAGED_JSON as error:
             log.warning(
                 "%s is damaged (%s); the run counts as not recording its outcomes",
-                path,
+                shown(path),
                 _why(error),
             )
             return None
@@ -190,8 +201,8 @@ class GridRun:
             elapsed = float(data["elapsed_s"])
         except FileNotFoundError:
             return 0.0
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            log.warning("%s is damaged (%s); its wall time counts as 0", path, _why(error))
+        except DAMAGED_JSON as error:
+            log.warning("%s is damaged (%s); its wall time counts as 0", shown(path), _why(error))
             return 0.0
         return elapsed if math.isfinite(elapsed) and elapsed >= 0 else 0.0
 
@@ -206,9 +217,10 @@ class GridRun:
 
 
 def _why(error: Exception) -> str:
+    """The cause in one safe line (a KeyError's message is the file's own key)."""
     if isinstance(error, (KeyError, TypeError)):
-        return f"not the expected JSON object: {type(error).__name__}: {error}"
-    return f"{type(error).__name__}: {error}"
+        return shown(f"not the expected JSON object: {type(error).__name__}: {error}")
+    return shown(f"{type(error).__name__}: {error}")
 
 
 def load_grid(root: Path) -> list[GridRun]:

@@ -58,6 +58,7 @@ from curlora.reporting.tables import (
     selection_table,
     table_one,
 )
+from curlora.reporting.untrusted import shown
 from curlora.reporting.words_report import is_words_grid, read_grid, write_words_report
 from curlora.run.atomic import atomic_write_text
 
@@ -357,7 +358,8 @@ def _claim_subject(claim: str, others: set[str]) -> str:
 def _devices(runs: Sequence[GridRun]) -> str:
     counts: dict[str, int] = {}
     for run in runs:
-        accelerator = str(run.results["config"].get("trainer", {}).get("accelerator", "?"))
+        # a config value printed in the report: shown() keeps it from driving a terminal
+        accelerator = shown(run.results["config"].get("trainer", {}).get("accelerator", "?"))
         counts[accelerator] = counts.get(accelerator, 0) + 1
     names = {"gpu": "on a GPU", "auto": "auto (a CPU on a machine without a GPU)"}
     return ", ".join(f"{n} {names.get(k, k)}" for k, n in sorted(counts.items()))

@@ -3,7 +3,8 @@
 Schema (top-level keys, in this order):
 
 - ``method`` (str), ``rank`` (int, or null for methods without one), ``seed`` (int),
-  ``tasks`` (list of T task names, the training order);
+  ``tasks`` (list of T task names, the training order); names are printable
+  (``curlora.reporting.untrusted.is_safe_name``: a report prints them);
 - ``accuracy_matrix``: T rows × T entries, row i = after training task i, entry j = task j's
   accuracy; null where not evaluated (including every row of a task never reached);
 - ``initial_accuracy``: T entries, untrained heads before any training (the FWT baseline);
@@ -56,6 +57,7 @@ from typing import Any, TypedDict
 
 from curlora.metrics.continual import METRIC_KEYS, backward_transfer, summarize, trained_rows
 from curlora.metrics.degenerate import WARNING_KEYS, WarningJSON
+from curlora.reporting.untrusted import is_safe_name, shown
 from curlora.run.atomic import atomic_write_text
 
 Number = float | str | None
@@ -298,7 +300,31 @@ def _is_num(
         return x in non_finite
     if isinstance(x, float) and not math.isfinite(x):
         return encode_number(x) in non_finite
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and low <= x <= high
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        return False
+    value = _as_float(x)
+    return value is not None and low <= value <= high
+
+
+def _as_float(x: int | float) -> float | None:
+    """``x`` as a finite float, None when it has none: JSON ints have any size, and one past
+    1.8e308 (``10**400``) would make every reader's ``float``/``math.isfinite`` raise."""
+    try:
+        value = float(x)
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _check_names(name: str, names: Any, problems: list[str]) -> bool:
+    """A non-empty list of safe names (printed as table headers and labels: a name with an
+    escape sequence could redraw the terminal); False after a problem."""
+    if not (isinstance(names, list) and names and all(is_safe_name(t) for t in names)):
+        problems.append(
+            f"{name}: expected a non-empty list of names of printable characters, got {names!r}"
+        )
+        return False
+    return True
 
 
 def _check_list(name: str, values: Any, n: int, ok: Any, problems: list[str]) -> None:
@@ -329,8 +355,7 @@ def _check_retention(retention: Any, T: int, problems: list[str]) -> None:
         problems.append(f"retention: expected null or {list(RetentionJSON.__annotations__)}")
         return
     names, sizes = retention["tasks"], retention["n"]
-    if not (isinstance(names, list) and names and all(isinstance(t, str) for t in names)):
-        problems.append(f"retention.tasks: expected a non-empty list of names, got {names!r}")
+    if not _check_names("retention.tasks", names, problems):
         return
     _check_list("retention.n", sizes, len(names), lambda v: _is_int(v) and v >= 0, problems)
     for key in ("acc", "acc_norm"):
@@ -358,13 +383,13 @@ def validate_results(results: Any) -> list[str]:
         return problems
     r = results
     tasks = r["tasks"]
-    if not (isinstance(tasks, list) and tasks and all(isinstance(t, str) for t in tasks)):
-        return [*problems, f"tasks: expected a non-empty list of names, got {tasks!r}"]
+    if not _check_names("tasks", tasks, problems):
+        return problems
     if len(set(tasks)) != len(tasks):
         problems.append(f"tasks: duplicate names in {tasks}")
     T = len(tasks)
-    if not (isinstance(r["method"], str) and r["method"]):
-        problems.append(f"method: expected a non-empty string, got {r['method']!r}")
+    if not is_safe_name(r["method"]):
+        problems.append(f"method: expected a name of printable characters, got {r['method']!r}")
     if not (r["rank"] is None or _is_int(r["rank"])):
         problems.append(f"rank: expected an int or null, got {r['rank']!r}")
     if not _is_int(r["seed"]):
@@ -419,6 +444,8 @@ def validate_results(results: Any) -> list[str]:
             problems.append("validation: expected null or {accuracy_matrix, majority_baseline}")
         else:
             _check_matrix("validation.accuracy_matrix", validation["accuracy_matrix"], T, problems)
+            majority = validation["majority_baseline"]
+            _check_list("validation.majority_baseline", majority, T, _is_fraction, problems)
     probe = r.get("probe")
     if probe is not None:
         if not isinstance(probe, Mapping) or set(probe) != {"accuracy_matrix", "bwt"}:
@@ -435,6 +462,9 @@ def validate_results(results: Any) -> list[str]:
             _check_matrix("head.exact_match_matrix", head["exact_match_matrix"], T, problems)
             ok = lambda v: _is_num(v, 0, 1)  # noqa: E731
             _check_list("head.initial_exact_match", head["initial_exact_match"], T, ok, problems)
+            if not _is_num(head["exact_match_bwt"], non_finite=tuple(NON_FINITE)):
+                bwt = head["exact_match_bwt"]
+                problems.append(f"head.exact_match_bwt: expected a number or null, got {bwt!r}")
     _check_retention(r.get("retention"), T, problems)
     balance = r["label_balance"]
     if not isinstance(balance, Mapping):
@@ -534,16 +564,27 @@ def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
     Non-finite measurements come back as floats (``inf``, ``nan``; see the module docstring).
     """
     path = Path(path)
+    name = shown(path)  # a received directory's name is data too: printed in one line
     try:
         results = json.loads(path.read_text(encoding="utf-8"))
     except OSError as error:  # unreadable (permissions, a directory, an I/O error)
-        raise ResultsError(f"{path} cannot be read: {error.strerror or error}") from error
+        raise ResultsError(f"{name} cannot be read: {error.strerror or error}") from error
     except UnicodeDecodeError as error:  # a flipped byte: the file is not UTF-8 text
-        raise ResultsError(f"{path} is not UTF-8 text (byte {error.start})") from error
+        raise ResultsError(f"{name} is not UTF-8 text (byte {error.start})") from error
     except json.JSONDecodeError as error:
-        raise ResultsError(f"{path} is not valid JSON: {error}") from error
-    _raise_if_invalid(results, str(path))
+        raise ResultsError(f"{name} is not valid JSON: {error}") from error
+    except (ValueError, RecursionError) as error:  # past what a reader can hold: see below
+        raise ResultsError(f"{name} is not readable JSON: {_unreadable(error)}") from error
+    _raise_if_invalid(results, name)
     return decode_results(results)
+
+
+def _unreadable(error: ValueError | RecursionError) -> str:
+    """Why valid JSON could not be parsed: an integer past Python's digit limit (ValueError,
+    before any schema check could see it) or nesting deeper than the recursion limit."""
+    if isinstance(error, RecursionError):
+        return "nested too deeply"
+    return str(error).split(";")[0]  # the limit's message, not its advice on raising it
 
 
 def final_accuracies(results: Mapping[str, Any]) -> list[float | None]:

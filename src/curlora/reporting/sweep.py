@@ -28,6 +28,7 @@ from typing import Any
 
 from curlora.metrics.continual import METRIC_KEYS
 from curlora.reporting.results import ResultsError, final_accuracies, load_results
+from curlora.reporting.untrusted import shown
 from curlora.run.atomic import OutputError, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -160,16 +161,18 @@ def build_table(
 
 
 def _cell(value: Any) -> str:
+    """A markdown cell; text (a status, a config value or key, a directory: all from files
+    someone else may have made) in one line that cannot drive a terminal."""
     if value is None:
         return ""
     if isinstance(value, float):
         return f"{value:.4f}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    return shown(str(value).replace("|", "\\|").replace("\n", " "))
 
 
 def to_markdown(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
     """A GitHub-flavoured markdown table; floats to 4 decimals, missing values blank."""
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines = ["| " + " | ".join(_cell(c) for c in columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -207,14 +210,22 @@ def aggregate(
     return [*keys, "runs", *numeric], out
 
 
+def _csv_value(value: Any) -> Any:
+    """A CSV field: missing -> empty, numbers as they are (full precision), text escaped
+    (a file's string is data: ``cat`` of the CSV must not run its escape sequences)."""
+    if value is None:
+        return ""
+    return value if isinstance(value, (int, float)) else shown(value)
+
+
 def write_csv(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> Path:
     """CSV with a header row; missing values empty, floats at full precision. Written
     atomically, like every output (a failure is one OutputError naming the file)."""
     handle = io.StringIO(newline="")
-    writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
-    writer.writeheader()
+    writer = csv.writer(handle)
+    writer.writerow([shown(c) for c in columns])
     for row in rows:
-        writer.writerow({c: "" if row.get(c) is None else row[c] for c in columns})
+        writer.writerow([_csv_value(row.get(c)) for c in columns])
     return atomic_write_text(path, handle.getvalue())
 
 
@@ -233,10 +244,12 @@ def summarize_sweep(
         try:
             found.append((str(path.parent.relative_to(root)), load_results(path)))
         except (ResultsError, OSError) as error:
-            log.warning("skipping %s: %s", path, error)
+            # the message's own lines kept (its path is shown() already), each made safe
+            lines = "\n".join(shown(line) for line in str(error).splitlines())
+            log.warning("skipping %s: %s", shown(path), lines)
             skipped.append((path, str(error).splitlines()[0]))
     columns, rows = build_table(found)
-    parts = [f"## Sweep: {len(rows)} runs under {root}", "", to_markdown(columns, rows)]
+    parts = [f"## Sweep: {len(rows)} runs under {shown(root)}", "", to_markdown(columns, rows)]
     group_columns, groups = aggregate(columns, rows, pool)
     if any(group["runs"] > 1 for group in groups):
         pooled = "".join(f", pooling {key}" for key in pool)
@@ -247,7 +260,11 @@ def summarize_sweep(
             to_markdown(group_columns, groups),
         ]
     if skipped:
-        parts += ["", "Skipped (not valid results.json):", *(f"- {p}: {why}" for p, why in skipped)]
+        parts += [
+            "",
+            "Skipped (not valid results.json):",
+            *(f"- {shown(p)}: {shown(why)}" for p, why in skipped),
+        ]
     summary = SweepSummary(columns, rows, "\n".join(parts) + "\n", skipped)
     if write:
         out = Path(out_dir) if out_dir is not None else root
@@ -272,16 +289,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if not args.root.is_dir():
-        print(f"error: {args.root} is not a directory", file=sys.stderr)
+        print(f"error: {shown(args.root)} is not a directory", file=sys.stderr)
         return 2
     try:
         summary = summarize_sweep(args.root, args.out, pool=args.pool)
     except OutputError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {shown(error)}", file=sys.stderr)
         return EXIT_OUTPUT
     print(summary.markdown, end="")
     if not summary.rows:
-        print(f"error: no valid results.json below {args.root}", file=sys.stderr)
+        print(f"error: no valid results.json below {shown(args.root)}", file=sys.stderr)
         return 1
     print(f"\nwrote {summary.csv_path} and {summary.markdown_path}", file=sys.stderr)
     return 0
