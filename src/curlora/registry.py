@@ -6,6 +6,8 @@ the node's ``_target_`` names a class, the class must derive from the kind's bas
 every other key must be one of its constructor's arguments, and building it runs its own
 checks (``__post_init__``/``__init__``), so a bad value fails here, by name, before any
 model or data loads. Adding an implementation is one class and one YAML; no table to edit.
+The target's module is imported only when it is trusted (:func:`may_import`): importing a
+module runs it, and a config may come from a file someone else wrote.
 """
 
 from __future__ import annotations
@@ -21,7 +23,20 @@ import hydra.utils
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from curlora.checks.targets import TRUST_VARIABLE, UntrustedTarget, is_allowed
+
 T = TypeVar("T")
+
+
+def may_import(target: str, package: str) -> bool:
+    """Whether importing ``target``'s module runs only code this project trusts.
+
+    Trusted: a module of the kind's own package (project code), a ``_target_`` the shipped
+    configs name or a ``torch.optim`` optimizer, or a prefix listed in
+    ``$CURLORA_TRUSTED_TARGETS`` (``curlora.checks.targets``). A config can come from a file
+    someone else wrote (a run directory, an adapter's run), and importing a module runs it.
+    """
+    return target.startswith(f"{package}.") or is_allowed(target)
 
 
 def available(base: type, package: str) -> list[str]:
@@ -57,7 +72,8 @@ def build(cfg: Any, base: type[T], kind: str, package: str, **extra: Any) -> T:
 
     ``cfg``: a DictConfig or mapping, or an already built object (returned as is).
     ``extra``: arguments the caller supplies (not in the config). Raises ValueError naming
-    the kind, the key and what is valid; nothing is imported beyond the target's module.
+    the kind, the key and what is valid; nothing is imported beyond the target's module,
+    and that only when :func:`may_import` allows it (UntrustedTarget, a ValueError, if not).
     """
     if isinstance(cfg, base):
         return cfg
@@ -74,6 +90,12 @@ def build(cfg: Any, base: type[T], kind: str, package: str, **extra: Any) -> T:
     if not isinstance(target, str) or "." not in target:
         raise ValueError(
             f"the {kind} config has no _target_ 'module.Class' (keys: {sorted(cfg)}); {hint}"
+        )
+    if not may_import(target, package):  # checked first: the import itself runs code
+        raise UntrustedTarget(
+            f"{kind} _target_='{target}' is refused: it is not a class of {package}, not one "
+            f"that configs/ names, and not under a prefix listed in ${TRUST_VARIABLE} (code of "
+            f"your own); {hint}"
         )
     try:
         cls = hydra.utils.get_object(target)

@@ -108,6 +108,10 @@ def test_bad_targets_and_unresolvable_configs():
     with pytest.raises(ValueError, match="has no _target_"):
         validate_method({"name": "x"}, shapes)
     with pytest.raises(ValueError, match="is not an AdapterMethod subclass"):
+        validate_method(
+            {"_target_": "curlora.adapters.validation.PretrainedConfig", "name": "x"}, shapes
+        )
+    with pytest.raises(ValueError, match=r"_target_='os\.system' is refused"):
         validate_method({"_target_": "os.system", "name": "x"}, shapes)
     with pytest.raises(ValueError, match="cannot be imported"):
         validate_method({"_target_": "curlora.adapters.nope.Method"}, shapes)

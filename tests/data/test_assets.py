@@ -277,3 +277,62 @@ def test_a_damaged_cached_file_is_extracted_again(tmp_path: Path, caplog) -> Non
     assert ensure_asset(asset, tmp_path, fetch) == folder
     assert (folder / "a.txt").read_bytes() == INNER["data/a.txt"]
     assert f"{folder / 'a.txt'} (its sha256 differs" in caplog.text
+
+
+def _victim(tmp_path: Path) -> Path:
+    """A folder outside the cache that looks like a damaged extraction (bad provenance)."""
+    victim = tmp_path / "elsewhere" / "victim"
+    victim.mkdir(parents=True)
+    (victim / "PROVENANCE.json").write_text("not json")
+    (victim / "keep.txt").write_text("mine\n")
+    return victim
+
+
+@pytest.mark.parametrize("form", ["absolute", "dotdot"])
+def test_an_asset_name_outside_the_cache_is_refused_before_anything_is_deleted(
+    tmp_path: Path, form: str
+) -> None:
+    victim, cache = _victim(tmp_path), tmp_path / "cache"
+    name = str(victim) if form == "absolute" else "../../elsewhere/victim"
+    archive = _sdist()
+    fetch = FakeFetch(archive)
+    with pytest.raises(AssetError, match=r"folder name .* is not one plain name.*refused"):
+        ensure_asset(_asset(archive, name=name), cache, fetch=fetch)
+    with pytest.raises(AssetError, match="refused"):
+        assets.remove_asset(_asset(archive, name=name), cache)
+    assert sorted(p.name for p in victim.iterdir()) == ["PROVENANCE.json", "keep.txt"]
+    assert fetch.calls == 0 and not cache.exists()
+
+
+def test_a_link_in_the_cache_to_a_folder_elsewhere_is_refused(tmp_path: Path) -> None:
+    victim, cache = _victim(tmp_path), tmp_path / "cache"
+    (cache / "assets").mkdir(parents=True)
+    (cache / "assets" / "pkg-1.0").symlink_to(victim, target_is_directory=True)
+    archive = _sdist()
+    with pytest.raises(AssetError, match=r"resolves outside .* refused"):
+        ensure_asset(_asset(archive), cache, fetch=FakeFetch(archive))
+    assert sorted(p.name for p in victim.iterdir()) == ["PROVENANCE.json", "keep.txt"]
+
+
+def test_an_absolute_archive_file_name_is_not_read(tmp_path: Path) -> None:
+    """``filename`` names a file under downloads/ (or pip's folder), never one elsewhere."""
+    archive = _sdist()
+    elsewhere = tmp_path / "elsewhere.tar.gz"
+    elsewhere.write_bytes(archive)  # matches the pin: before, it was extracted from there
+    asset = _asset(archive, filename=str(elsewhere))
+    with pytest.raises(AssetError, match=r"archive name .* is not one plain name.*refused"):
+        ensure_asset(asset, tmp_path / "cache", fetch=FakeFetch(archive))
+    with pytest.raises(AssetError, match="refused"):
+        pip_download(_asset(archive, filename="../x.tar.gz"), tmp_path)  # before pip runs
+
+
+def test_every_pinned_asset_name_is_accepted(tmp_path: Path) -> None:
+    from curlora.data.served import default_assets
+    from curlora.data.sources import offline
+
+    pinned = [v for v in vars(offline).values() if isinstance(v, Asset)]
+    pinned += [a for a in default_assets() if a not in pinned]
+    assert len(pinned) >= 5
+    for asset in pinned:
+        assert assets.asset_dir(asset, tmp_path) == tmp_path / "assets" / asset.name
+        assert assets.dropped_archive(asset, tmp_path).parent == tmp_path / "downloads"

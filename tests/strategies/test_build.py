@@ -48,6 +48,9 @@ def test_unknown_target_is_a_value_error_listing_the_valid_ones() -> None:
     with pytest.raises(ValueError, match=r"cannot be imported.*curlora\.strategies\.ewc\.EWC"):
         build_strategy({"_target_": "curlora.strategies.nope.Nope"})
     with pytest.raises(ValueError, match="not a Strategy subclass"):
+        build_strategy({"_target_": "curlora.strategies.base.DataLoader"})  # a class, not one
+    # Outside the project and the allowlist: refused before its module is imported.
+    with pytest.raises(ValueError, match=r"_target_='collections\.OrderedDict' is refused"):
         build_strategy({"_target_": "collections.OrderedDict"})
     with pytest.raises(ValueError, match="no _target_"):
         build_strategy({"ewc_lambda": 1.0})

@@ -16,14 +16,29 @@ NAME = re.compile(r"[A-Za-z0-9_.-]+")
 """What a method's ``name`` may hold: it becomes part of run directory and metric names."""
 
 
-def linear_shapes(config: PretrainedConfig) -> dict[str, tuple[int, int]]:
+def loaded_as_remote_code(config: PretrainedConfig) -> bool:
+    """Whether ``config``'s class came from its repository's own code.
+
+    transformers imports such a class only when the model source set ``trust_remote_code:
+    true`` (``curlora.models.hub``), so the config carries the source's setting.
+    """
+    return type(config).__module__.startswith("transformers_modules.")
+
+
+def linear_shapes(
+    config: PretrainedConfig, trust_remote_code: bool | None = None
+) -> dict[str, tuple[int, int]]:
     """(out, in) of every nn.Linear of the causal LM ``config`` describes, by module name.
 
     The model is built on the meta device: shapes only, no weights, no memory (about a
-    second for Mistral-7B's config).
+    second for Mistral-7B's config). ``trust_remote_code``: the model source's setting;
+    None reads it from the config (:func:`loaded_as_remote_code`). Passed explicitly either
+    way: left out, transformers would refuse a remote-code model, or prompt on a terminal.
     """
+    if trust_remote_code is None:
+        trust_remote_code = loaded_as_remote_code(config)
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
     return module_shapes(model)
 
 

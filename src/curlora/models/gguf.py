@@ -16,12 +16,17 @@ Config keys (``configs/model/smollm2_135m.yaml``):
     gguf_file: the GGUF's path inside the wheel.
     gguf_path: optional local GGUF file used instead of the wheel (tests, own models).
     dtype: float32 (default) or bfloat16: the dtype the model is loaded in.
+
+The fields that become paths (name, package, version, filename, sha256, gguf_file) are
+checked when the source is built (:func:`check_fields`): a config read from someone else's
+run directory cannot name a folder outside the cache.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -47,10 +52,57 @@ from curlora.run.atomic import OutputError, atomic_write_text, is_write_failure
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
           "bf16": torch.bfloat16}  # fmt: skip
 DONE = "PROVENANCE.json"  # written last: its presence marks a complete conversion
+# A field that becomes one file or folder name in the cache (or a pip argument): no '/',
+# no leading '.' or '-' (so never '.', '..' or an option), nothing a shell or path treats
+# specially. The config may come from someone else's run directory: it is data.
+COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+COMPONENT_TEXT = (
+    "one file or folder name: letters, digits, '.', '_', '+' or '-', starting with a letter "
+    "or digit, without '..'"
+)
+SHA256 = re.compile(r"[0-9a-f]{64}")
+WHEEL_FIELDS = ("package", "version", "filename")  # each becomes part of a cache path
+
+
+def _is_component(value: object) -> bool:
+    return isinstance(value, str) and COMPONENT.fullmatch(value) is not None and ".." not in value
+
+
+def _bad(key: str, value: object, valid: str) -> ValueError:
+    return ValueError(f"model.{key}={value!r} is not valid; valid: {valid}")
+
+
+def _check_member(value: object) -> None:
+    """``gguf_file``: a member path inside the wheel, relative, each part a plain name."""
+    parts = value.split("/") if isinstance(value, str) else []
+    if not parts or not all(_is_component(part) for part in parts):
+        valid = f"a relative path inside the wheel, each part {COMPONENT_TEXT}"
+        raise _bad("gguf_file", value, valid)
+
+
+def check_fields(model_cfg: Mapping[str, Any]) -> None:
+    """Raise ValueError naming the first field that would make a path outside the cache.
+
+    ``name`` always names a cache folder; the wheel's fields do when no ``gguf_path`` is
+    given (then they are required). ``sha256``'s first 12 characters name the conversion.
+    """
+    if not _is_component(model_cfg.get("name")):
+        raise _bad("name", model_cfg.get("name"), COMPONENT_TEXT)
+    wheel = model_cfg.get("gguf_path") is None
+    for key in WHEEL_FIELDS:
+        value = model_cfg.get(key)
+        if (wheel or value) and not _is_component(value):
+            raise _bad(key, value, COMPONENT_TEXT)
+    sha256 = model_cfg.get("sha256")
+    if (wheel or sha256) and not (isinstance(sha256, str) and SHA256.fullmatch(sha256)):
+        raise _bad("sha256", sha256, "64 lowercase hex digits (the wheel's sha256)")
+    if wheel or model_cfg.get("gguf_file"):
+        _check_member(model_cfg.get("gguf_file"))
 
 
 def wheel_asset(model_cfg: Mapping[str, Any]) -> Asset:
-    """The pinned wheel that holds the GGUF, from the model config."""
+    """The pinned wheel that holds the GGUF, from the model config (its fields checked)."""
+    check_fields(model_cfg)
     return Asset(
         name=f"{model_cfg['package']}-{model_cfg['version']}",
         package=str(model_cfg["package"]),
@@ -74,6 +126,7 @@ def _local_gguf(model_cfg: Mapping[str, Any]) -> Path | None:
 
 def converted_dir(model_cfg: Mapping[str, Any], cache_dir: Path) -> Path:
     """``<cache>/models/<name>-<sha12>``: where the fp32 conversion is (or will be) cached."""
+    check_fields(model_cfg)  # name and sha256 become this folder's name
     local = _local_gguf(model_cfg)
     key = sha256_file(local) if local is not None else str(model_cfg["sha256"])
     return cache_root(cache_dir) / "models" / f"{model_cfg['name']}-{key[:12]}"
@@ -153,6 +206,7 @@ class GGUFModel(ModelSource):
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ValueError(f"model.dtype='{self.dtype}' unknown; valid: {sorted(DTYPES)}")
+        check_fields(self.as_config())  # before any path is made from them
 
     def architecture(self, cache_dir: Path) -> PretrainedConfig:
         return load_config(self.as_config(), cache_dir)
