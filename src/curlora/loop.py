@@ -28,7 +28,6 @@ from hydra.utils import instantiate
 from lightning.fabric.plugins.environments import LightningEnvironment
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
-from safetensors.torch import save_file
 
 from curlora.adapters import (
     adapter_diagnostics,
@@ -37,6 +36,7 @@ from curlora.adapters import (
     build_method,
     save_adapter,
 )
+from curlora.adapters.saving import save_heads
 from curlora.callbacks.forgetting import ForgettingMatrixCallback
 from curlora.callbacks.perplexity import PerplexityCallback
 from curlora.callbacks.retention import RetentionCallback
@@ -53,19 +53,23 @@ from curlora.models.heads import build_head
 from curlora.models.module import ContinualLitModule
 from curlora.retention.settings import check_retention
 from curlora.run import evaluation_cache
-from curlora.run.atomic import atomic_write
+from curlora.run.guard import RUN_CONFIG_FILE, load_saved_config
 from curlora.run.interrupts import CheckpointOnInterrupt, InterruptGuard
 from curlora.run.record import Evaluation, RunRecord
 from curlora.run.state import (
+    PROGRESS_FILE,
     AtomicCheckpointIO,
     DamagedFile,
+    check_fingerprint,
     latest_task_checkpoint,
     read_logger_state,
     read_progress,
+    run_fingerprint,
     save_task_checkpoint,
     set_rng_state,
     step_checkpoint,
     step_checkpoint_dir,
+    task_checkpoint,
     update_logger_state,
     usable_step_checkpoint,
     write_progress,
@@ -103,6 +107,13 @@ def calibration_tokens(cfg: DictConfig, tokenizer: Any, cache_dir: Path) -> torc
     return calibration
 
 
+def base_fingerprint(model: torch.nn.Module) -> dict[str, Any] | None:
+    """The adapted base's per-layer fingerprint (``AdapterMethod.fingerprint``, what
+    ``load_adapter`` checks), or None without an applied method."""
+    method = applied_method(model)
+    return None if method is None else method.fingerprint(model)
+
+
 class TaskLoop:
     """Holds the objects of one run and walks the task sequence; see the module docstring."""
 
@@ -134,6 +145,10 @@ class TaskLoop:
             else None
         )
         self.trainable_params = apply_adapter(self.backbone, cfg.method, calibration)
+        # Right after the adapter is built, before anything trains: the base as every
+        # session of the run builds it, whatever a checkpoint later restores on top.
+        self.fingerprint = run_fingerprint(self._saved_config(), base_fingerprint(self.backbone))
+        """What this run's files must belong to (``curlora.run.state.run_fingerprint``)."""
         self.trainable_params -= self.head.prepare_backbone(self.backbone)
         make_data = instantiate(cfg.data, _convert_="all")  # _partial_: completed here
         words = {"answer_tokens": answer_tokens} if answer_tokens is not None else {}
@@ -169,9 +184,17 @@ class TaskLoop:
         self.loggers: list[GuardedLogger] = build_loggers(cfg.get("logger")) if self.writer else []
         for logger in self.loggers:
             logger.log_hyperparams(logged_config(cfg))
-        self.record = RunRecord(self.tasks)
+        self.record = RunRecord(self.tasks, fingerprint=self.fingerprint)
         self.steps_after_task: list[int | None] = [None] * len(self.tasks)
         """Optimizer steps over the run after each task (the loggers' step axis)."""
+
+    def _saved_config(self) -> DictConfig:
+        """The experiment as the run directory saved it (``run_config.yaml``): the one
+        config every session of a run shares, also where the composed config differs from
+        it only by settings added since (``curlora.run.guard.config_differences``). A loop
+        built without one (the API, tests) fingerprints the config it was given."""
+        saved = self.run_dir / RUN_CONFIG_FILE
+        return load_saved_config(self.run_dir) if saved.is_file() else self.cfg
 
     def _answer_tokens(self) -> dict[str, list[list[int]]]:
         """head=words, right after the tokenizer loads and before any data or training: the
@@ -356,6 +379,7 @@ class TaskLoop:
     # ------------------------------------------------------------------ state
     def save_progress(self, status: str) -> None:
         self.record.status = status
+        self.record.fingerprint = self.fingerprint  # a record restored from an older file
         self.record.elapsed_s = self.elapsed_s()
         if self.writer:
             write_progress(self.run_dir, self.record)
@@ -371,7 +395,9 @@ class TaskLoop:
         The last readable task checkpoint decides how many tasks are done (its embedded
         record is what was measured up to it); ``progress.json`` adds the initial
         evaluation when no task finished yet. Damaged files are named in the log and
-        skipped, falling back to the previous good state; nothing is written here.
+        skipped, falling back to the previous good state; nothing is written here. A
+        ``progress.json`` or task checkpoint written for another experiment or base model
+        (its fingerprint differs from this config's and base's) raises DamagedFile.
         """
         try:
             progress = read_progress(self.run_dir)
@@ -380,18 +406,24 @@ class TaskLoop:
             progress = None
         if progress is not None and progress.tasks != self.tasks:
             raise DamagedFile(
-                self.run_dir / "progress.json",
+                self.run_dir / PROGRESS_FILE,
                 f"it records tasks {progress.tasks}, the config has {self.tasks}",
             )
+        if progress is not None:
+            check_fingerprint(self.run_dir / PROGRESS_FILE, progress.fingerprint, self.fingerprint)
         found = latest_task_checkpoint(self.run_dir, len(self.tasks))
         if found is not None:
-            _, checkpoint = found
+            index, checkpoint = found
+            # Refused, not skipped: the checkpoints before it belong to the same other run.
+            path = task_checkpoint(self.run_dir, index)
+            check_fingerprint(path, checkpoint["record"].fingerprint, self.fingerprint)
             self.module.load_training_state(checkpoint["training_state"])
             set_rng_state(checkpoint["rng_state"])
             self.record = checkpoint["record"]
         elif progress is not None:
             # No task finished: keep the initial evaluation, nothing after it.
             self.record = RunRecord(self.tasks, initial=progress.initial)
+        self.record.fingerprint = self.fingerprint  # files from before it was kept
         if progress is not None:
             self._clock = (time.perf_counter(), max(progress.elapsed_s, self.record.elapsed_s))
         saved_steps = read_logger_state(self.run_dir).get("steps_after_task") or []
@@ -421,13 +453,13 @@ class TaskLoop:
 
     def _save_final_weights(self) -> None:
         """The trained adapter (``adapter/``, which ``load_adapter`` reads; unless the
-        method's ``saves_final_adapter`` is False) and the heads (``heads.safetensors``)."""
+        method's ``saves_final_adapter`` is False) and the heads (``heads.safetensors``, which
+        ``load_heads`` reads)."""
         if applied_method(self.backbone).saves_final_adapter:
             save_adapter(self.backbone, self.run_dir / "adapter")
         else:
             log.info("the whole trained backbone is in the last task checkpoint; no adapter/")
-        heads = {n: p.detach().contiguous() for n, p in self.module.heads.state_dict().items()}
-        atomic_write(self.run_dir / "heads.safetensors", lambda tmp: save_file(heads, str(tmp)))
+        save_heads(self.module.heads.state_dict(), self.run_dir)
 
     def _train_task(self, index: int) -> None:
         task = self.tasks[index]

@@ -82,6 +82,31 @@ def test_an_adapter_without_a_checksum_loads_only_with_the_opt_in(saved, make_mo
     load_adapter(make_model(), saved, allow_unchecked=True)
 
 
+def test_stripped_tensor_checksum_with_a_recomputed_checksum_is_refused(saved, make_model) -> None:
+    """Changed tensors, their ``sha256`` deleted and ``checksum`` recomputed over what is
+    left: a file this project checksummed always has the tensors' digest, so its absence
+    is refused instead of loading the changed numbers."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from curlora.adapters.saving import metadata_checksum
+
+    path = saved / WEIGHTS_NAME
+    with safe_open(path, framework="pt") as f:
+        meta = dict(f.metadata() or {})
+    tensors = {
+        name: tensor + 1.0 if tensor.is_floating_point() else tensor
+        for name, tensor in load_file(path).items()
+    }
+    del meta["sha256"]
+    meta["checksum"] = metadata_checksum(meta)
+    save_file(tensors, str(path), metadata=meta)
+    with pytest.raises(AdapterFileError, match=r"adapter.safetensors is damaged.*no sha256"):
+        load_adapter(make_model(), saved)
+    with pytest.raises(AdapterFileError, match=r"no sha256"):
+        load_adapter(make_model(), saved, allow_unchecked=True)
+
+
 def test_an_edited_adapter_config_is_refused(saved, make_model) -> None:
     """alpha 1.0 -> 9.0 changes every output of the adapted model; adapter_config.json was
     outside the tensors' checksum."""

@@ -18,6 +18,9 @@ all: its C and R are gathered again from the base). The safetensors metadata the
 holds the base's fingerprint (``AdapterMethod.fingerprint``: per layer the weight's shape,
 dtype and a sha256 of what the adapter depends on), and :func:`load_adapter` refuses a
 base that does not match, naming the first layer that differs.
+
+A run's task heads (``heads.safetensors``, :func:`save_heads`) carry the same sha256 of
+their tensors; :func:`load_heads` refuses a file whose tensors do not match it.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ from curlora.run.atomic import atomic_write, atomic_write_text
 WEIGHTS_NAME = "adapter.safetensors"
 CONFIG_NAME = "adapter_config.json"
 FORMAT = "curlora-adapter"
+HEADS_NAME = "heads.safetensors"
+HEADS_FORMAT = "curlora-heads"
 
 
 class AdapterFileError(ValueError):
@@ -169,18 +174,10 @@ def read_adapter_files(
         check_targets(config, str(config_path))
     except UntrustedTarget as error:
         raise AdapterFileError(str(error)) from None
-    try:
-        with safe_open(weights_path, framework="pt") as f:
-            meta = f.metadata() or {}
-        state = load_file(weights_path)
-    except Exception as error:  # OSError, or SafetensorError for a truncated/garbled file
-        raise AdapterFileError(f"{weights_path} cannot be read ({_one_line(error)})") from None
+    meta, state = _read_safetensors(weights_path)
     if meta.get("format") != FORMAT:
         raise AdapterFileError(f"{weights_path} is not a curlora adapter (metadata {meta})")
-    if "sha256" in meta and tensors_sha256(state) != meta["sha256"]:
-        raise AdapterFileError(
-            f"{weights_path} is damaged: its tensors do not match the checksum saved with them"
-        )
+    _check_tensors(weights_path, meta, state)
     if "checksum" not in meta:
         if not allow_unchecked:
             raise AdapterFileError(
@@ -195,6 +192,33 @@ def read_adapter_files(
             f"{config_path} does not match the checksum saved with the adapter (edited?)"
         )
     return config, meta, state
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """A safetensors file's metadata and tensors; AdapterFileError naming it when it cannot
+    be read."""
+    try:
+        with safe_open(path, framework="pt") as f:
+            meta = f.metadata() or {}
+        return meta, load_file(path)
+    except Exception as error:  # OSError, or SafetensorError for a truncated/garbled file
+        raise AdapterFileError(f"{path} cannot be read ({_one_line(error)})") from None
+
+
+def _check_tensors(path: Path, meta: dict[str, str], state: dict[str, torch.Tensor]) -> None:
+    """AdapterFileError unless the tensors match the ``sha256`` saved with them. A file
+    this project checksummed (``checksum`` present) always has one: its absence means it
+    was stripped, and the checksum recomputed, so that changed tensors would load."""
+    if "sha256" not in meta:
+        if "checksum" in meta:
+            raise AdapterFileError(
+                f"{path} is damaged: its metadata has no sha256 of its tensors (stripped?)"
+            )
+        return  # an older version's file: load_adapter refuses it without allow_unchecked
+    if tensors_sha256(state) != meta["sha256"]:
+        raise AdapterFileError(
+            f"{path} is damaged: its tensors do not match the checksum saved with them"
+        )
 
 
 def _metadata_json(meta: dict[str, str], key: str, default: str, where: Path) -> Any:
@@ -243,3 +267,39 @@ def load_adapter(
         state[dropped] = state[kept]
     load_adapter_state_dict(model, state)
     return n_trainable
+
+
+# ---------------------------------------------------------------------------------- heads
+def save_heads(state: dict[str, torch.Tensor], run_dir: str | os.PathLike[str]) -> Path:
+    """Write a run's task heads (``<task>.weight``, ``<task>.bias``) to
+    ``<run_dir>/heads.safetensors`` with the sha256 of their tensors; returns the path."""
+    tensors = {n: t.detach().contiguous().cpu() for n, t in state.items()}
+    meta = {"format": HEADS_FORMAT, "sha256": tensors_sha256(tensors)}
+    path = Path(run_dir) / HEADS_NAME
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+
+
+def load_heads(
+    run_dir: str | os.PathLike[str], allow_unchecked: bool = False
+) -> dict[str, torch.Tensor]:
+    """The task heads a run saved (``{"<task>.weight": [classes, hidden], ...}``), checked
+    against the sha256 saved with them. Raises AdapterFileError naming the file when it
+    cannot be read, is not a run's heads or its tensors do not match; a file without the
+    sha256 (saved by an older version) loads only with ``allow_unchecked=True``."""
+    path = Path(run_dir) / HEADS_NAME
+    meta, state = _read_safetensors(path)
+    if "sha256" not in meta and allow_unchecked:
+        return state
+    if "sha256" in meta and meta.get("format") != HEADS_FORMAT:
+        raise AdapterFileError(f"{path} is not a run's heads file (metadata {meta})")
+    if "sha256" not in meta:
+        raise AdapterFileError(
+            f"{path} has no sha256 of its tensors (saved by an older version, or stripped), so "
+            "an edit would load silently; if you trust where it came from, load it with "
+            "load_heads(..., allow_unchecked=True)"
+        )
+    if tensors_sha256(state) != meta["sha256"]:
+        raise AdapterFileError(
+            f"{path} is damaged: its tensors do not match the checksum saved with them"
+        )
+    return state

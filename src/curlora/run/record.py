@@ -96,6 +96,10 @@ class RunRecord:
     status: str = "running"
     elapsed_s: float = 0.0
     """Wall time of the run so far, every session of it (a resumed run adds its own)."""
+    fingerprint: dict[str, str] | None = None
+    """Which experiment and base model the measurements belong to (sha256 digests, see
+    ``curlora.run.state.run_fingerprint``), so a resume refuses files of another one; None
+    in files written before it was kept."""
 
     def __post_init__(self) -> None:
         if not self.after_task:
@@ -254,4 +258,17 @@ class RunRecord:
             warnings=[dict(w) for w in data.get("warnings", [])],
             status=str(data.get("status", "running")),
             elapsed_s=float(data.get("elapsed_s", 0.0)),
+            fingerprint=_fingerprint(data.get("fingerprint")),
         )
+
+
+def _fingerprint(node: Any) -> dict[str, str] | None:
+    """A saved fingerprint: None (written before it was kept) or digests by name; anything
+    else is a damaged record (TypeError), never a fingerprint that silently matches."""
+    if node is None:
+        return None
+    if not isinstance(node, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in node.items()
+    ):
+        raise TypeError(f"fingerprint must map names to digests, not {node!r}")
+    return dict(node)

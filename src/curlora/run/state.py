@@ -16,20 +16,30 @@ and resume falls back to the previous good state. Every checkpoint has a ``.sha2
 it (``curlora.run.checksum``), checked before it is read: a flipped bit is a damaged file,
 never a resumed run with other numbers. Checkpoints are read with ``weights_only=True``
 only (tensors and plain values): a pickle placed in a run directory never runs.
+
+The record in ``progress.json`` and in every task checkpoint carries the run's fingerprint
+(:func:`run_fingerprint`: a sha256 of the saved config's experiment view and one of the
+base model the adapter sits on). Resume compares it with the one of the config and base it
+loads now (:func:`check_fingerprint`): an edited ``run_config.yaml`` or another base model
+is refused by file name, never continued as a mix of two experiments.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from omegaconf import DictConfig
 
 from curlora.run.atomic import atomic_write, atomic_write_text
 from curlora.run.checksum import ChecksumMismatch, verify_checksum, write_checksum
+from curlora.run.guard import RUN_CONFIG_FILE, experiment_view
 from curlora.run.record import RunRecord
 
 log = logging.getLogger(__name__)
@@ -91,6 +101,45 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ---------------------------------------------------------------------------------- fingerprint
+# What each part of a fingerprint identifies, as a refusal names it.
+FINGERPRINT_PARTS = {
+    "experiment": f"another experiment than {RUN_CONFIG_FILE} describes now (was it edited?)",
+    "base": "another base model than the one loaded now (did the model's files change?)",
+}
+
+
+def json_sha256(value: Any) -> str:
+    """sha256 of ``value`` as canonical JSON (sorted keys; anything else as its str)."""
+    text = json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def run_fingerprint(cfg: DictConfig, base: Any = None) -> dict[str, str]:
+    """``{"experiment": sha256 of the config's experiment view, "base": sha256 of the base
+    model's fingerprint}`` (``base`` left out when None or empty: nothing to identify)."""
+    fingerprint = {"experiment": json_sha256(experiment_view(cfg))}
+    if base:
+        fingerprint["base"] = json_sha256(base)
+    return fingerprint
+
+
+def check_fingerprint(
+    path: Path, saved: Mapping[str, str] | None, current: Mapping[str, str]
+) -> None:
+    """Raise DamagedFile naming ``path`` when it was written for another experiment or base
+    than ``current``. A file without a fingerprint (written before it was kept) or without
+    one part of it passes: it cannot say, and refusing it would strand every older run."""
+    for part, what in FINGERPRINT_PARTS.items():
+        mine, now = (saved or {}).get(part), current.get(part)
+        if mine is not None and now is not None and mine != now:
+            raise DamagedFile(
+                path,
+                f"it belongs to {what}: fingerprint {mine[:12]}, now {now[:12]}; "
+                "a different experiment needs a new run directory",
+            )
 
 
 # ---------------------------------------------------------------------------------- progress

@@ -1,0 +1,172 @@
+"""A received or damaged run directory never silently changes a number.
+
+Each test takes a real tiny run, changes what someone could (an edited ``run_config.yaml``
+with the last task removed, a checkpoint of another base model, a flipped byte in
+``heads.safetensors``) and checks the resume or the reader refuses it in one line naming
+the file, while files from before the fingerprint was kept still resume.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from curlora.adapters.saving import HEADS_NAME, AdapterFileError, load_heads
+from curlora.checks.config import ConfigError
+from curlora.run.checksum import sidecar, write_checksum
+from curlora.run.guard import RUN_CONFIG_FILE
+from curlora.run.state import PROGRESS_FILE, task_checkpoint
+from curlora.train import run
+from tests.conftest import TINY, compose_run_config
+
+RUN = [*TINY, "logger=none"]
+LAST = 2  # the index of the tiny run's last task
+
+
+@pytest.fixture(scope="module")
+def completed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A completed tiny run (three tasks): every file a resume or a reader reads."""
+    root = tmp_path_factory.mktemp("completed")
+    cfg = compose_run_config(root, RUN)
+    assert run(cfg)["status"] == "completed"
+    return Path(cfg.paths.output_dir)
+
+
+def _without_last_task(completed: Path, tmp_path: Path) -> Path:
+    """A copy of the run as if it stopped before its last task checkpoint: the last task
+    and the results gone, so resume trains the last task again."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(completed, run_dir)
+    last = task_checkpoint(run_dir, LAST)
+    for path in (last, sidecar(last), run_dir / "results.json"):
+        path.unlink()
+    return run_dir
+
+
+def _edit_config(run_dir: Path) -> None:
+    """Another experiment in the same file: another learning rate and base model weights."""
+    path = run_dir / RUN_CONFIG_FILE
+    config = yaml.safe_load(path.read_text())
+    config["optimizer"]["lr"] = float(config["optimizer"]["lr"]) * 10
+    config["model"]["init_seed"] = int(config["model"]["init_seed"]) + 1
+    path.write_text(yaml.safe_dump(config))
+
+
+def _resume(tmp_path: Path, run_dir: Path) -> dict[str, Any]:
+    return run(compose_run_config(tmp_path, [*RUN, f"resume={run_dir}"]))
+
+
+def _rewrite_checkpoint(path: Path, change: Any) -> None:
+    """``change(payload)`` on a task checkpoint, saved again with a matching checksum (what
+    someone who edits a file can do): only the fingerprint stands in the way."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    change(payload)
+    torch.save(payload, path)
+    write_checksum(path)
+
+
+def _one_line_naming(error: BaseException, path: Path, *words: str) -> None:
+    message = str(error)
+    assert str(path) in message and "\n" not in message, message
+    assert all(word in message for word in words), message
+
+
+# ---------------------------------------------------------------- an edited run_config.yaml
+def test_an_edited_config_is_refused_naming_progress(completed: Path, tmp_path: Path) -> None:
+    """Before the fingerprint: exit 0, tasks 1-2 of the old experiment and task 3 of the
+    new one, results.json claiming the new config for the whole run."""
+    run_dir = _without_last_task(completed, tmp_path)
+    _edit_config(run_dir)
+    with pytest.raises(ConfigError) as error:
+        _resume(tmp_path, run_dir)
+    _one_line_naming(error.value, run_dir / PROGRESS_FILE, "another experiment", RUN_CONFIG_FILE)
+    assert not (run_dir / "results.json").exists()  # refused before anything was written
+    assert not task_checkpoint(run_dir, LAST).exists()
+
+
+def test_an_edited_config_is_refused_naming_the_task_checkpoint(
+    completed: Path, tmp_path: Path
+) -> None:
+    """Without progress.json the last task checkpoint's own fingerprint refuses it."""
+    run_dir = _without_last_task(completed, tmp_path)
+    (run_dir / PROGRESS_FILE).unlink()
+    _edit_config(run_dir)
+    with pytest.raises(ConfigError) as error:
+        _resume(tmp_path, run_dir)
+    _one_line_naming(error.value, task_checkpoint(run_dir, LAST - 1), "another experiment")
+
+
+def test_a_checkpoint_of_another_base_model_is_refused(completed: Path, tmp_path: Path) -> None:
+    run_dir = _without_last_task(completed, tmp_path)
+    (run_dir / PROGRESS_FILE).unlink()
+    path = task_checkpoint(run_dir, LAST - 1)
+    _rewrite_checkpoint(path, lambda p: p["record"]["fingerprint"].update(base="0" * 64))
+    with pytest.raises(ConfigError) as error:
+        _resume(tmp_path, run_dir)
+    _one_line_naming(error.value, path, "another base model")
+
+
+def test_files_without_a_fingerprint_still_resume(
+    completed: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Run directories written before the fingerprint was kept continue as before, and the
+    files this session writes carry it."""
+    run_dir = _without_last_task(completed, tmp_path)
+    progress = run_dir / PROGRESS_FILE
+    text = progress.read_text()
+    assert '"fingerprint"' in text
+    saved = json.loads(text)
+    saved.pop("fingerprint")
+    progress.write_text(json.dumps(saved, indent=2) + "\n")
+    for index in range(LAST):
+        _rewrite_checkpoint(
+            task_checkpoint(run_dir, index), lambda p: p["record"].pop("fingerprint")
+        )
+    assert _resume(tmp_path, run_dir)["status"] == "completed"
+    assert not [r.getMessage() for r in caplog.records if "damaged" in r.getMessage()]
+    last = torch.load(task_checkpoint(run_dir, LAST), map_location="cpu", weights_only=True)
+    assert set(last["record"]["fingerprint"]) == {"experiment", "base"}
+
+
+# ---------------------------------------------------------------- heads.safetensors
+def test_heads_carry_the_sha256_of_their_tensors(completed: Path) -> None:
+    path = completed / HEADS_NAME
+    with safe_open(path, framework="pt") as f:
+        assert (f.metadata() or {}).get("sha256")
+    heads = load_heads(completed)
+    plain = load_file(path)
+    assert heads.keys() == plain.keys()
+    assert all(torch.equal(heads[name], plain[name]) for name in plain)
+
+
+def test_a_flipped_byte_in_the_heads_is_refused(completed: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    path = run_dir / HEADS_NAME
+    data = bytearray((completed / HEADS_NAME).read_bytes())
+    data[-1] ^= 0x40  # the file ends with tensor data: the header stays valid JSON
+    path.write_bytes(bytes(data))
+    with pytest.raises(AdapterFileError) as error:
+        load_heads(run_dir)
+    _one_line_naming(error.value, path, "damaged", "checksum")
+
+
+def test_heads_without_the_sha256_load_only_with_the_opt_in(
+    completed: Path, tmp_path: Path
+) -> None:
+    from safetensors.torch import save_file
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    save_file(load_file(completed / HEADS_NAME), str(run_dir / HEADS_NAME))  # no metadata
+    with pytest.raises(AdapterFileError, match=r"no sha256.*allow_unchecked=True"):
+        load_heads(run_dir)
+    assert load_heads(run_dir, allow_unchecked=True)
