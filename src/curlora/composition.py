@@ -140,6 +140,9 @@ def output_place_problem(cfg: DictConfig, multirun: bool) -> str | None:
     resume = cfg.get("resume")
     if resume and not multirun and (Path(str(resume)) / "run_config.yaml").is_file():
         key, place = "resume", str(resume)  # Hydra's files go into the run being resumed
+        linked = received_link_problem(Path(place))
+        if linked is not None:
+            return linked
     else:
         key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
         try:
@@ -153,6 +156,16 @@ def output_place_problem(cfg: DictConfig, multirun: bool) -> str | None:
         f"{key}={place} cannot hold the run: {problem}; choose another place "
         "(paths.log_dir=..., or hydra.run.dir=... / hydra.sweep.dir=...)"
     )
+
+
+def received_link_problem(run_dir: Path) -> str | None:
+    """One line refusing ``resume=run_dir`` when the directory holds a symbolic link
+    (``curlora.run.dirs.resume_link_problem``), checked here because Hydra appends to
+    ``train.log`` and writes ``.hydra/`` in the resumed directory as soon as it starts."""
+    from curlora.run.dirs import resume_link_problem
+
+    problem = resume_link_problem(run_dir)
+    return None if problem is None else f"invalid configuration: {problem}"
 
 
 def check_command_line(argv: Sequence[str]) -> str | None:

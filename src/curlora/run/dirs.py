@@ -11,7 +11,9 @@ puts a run before Hydra creates anything:
   names one, like the reproduction grids) is used as given; the run itself then decides
   whether it may continue what is there (``curlora.run.guard``).
 - ``resume=<run dir>``: Hydra's own files (its log, ``.hydra/``) go into the run being
-  resumed, under ``.hydra/resume_<time>/``, so the original record is kept.
+  resumed, under ``.hydra/resume_<time>/``, so the original record is kept; unless the
+  directory holds a symbolic link (:func:`unsafe_entry`): the run then refuses the resume,
+  and Hydra writes nothing through the link.
 - A sweep's W&B group (:func:`sweep_group`): its directory below the log directory and the
   keys it sweeps, ``multiruns/2026-12-04_17-05-14 over method,seed``.
 - After a multirun, the one ``wandb sync`` command that uploads every job's offline W&B
@@ -33,6 +35,8 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from curlora.run.file_lock import open_lock_file
 
 log = logging.getLogger("curlora")
 
@@ -130,8 +134,8 @@ def _register_use(run_dir: Path) -> None:
     try:
         path = run_dir / USERS_LOCK
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:  # an unusable place: the run's own checks say why
+        fd = open_lock_file(path)  # never through a symbolic link
+    except OSError:  # an unusable place (or a link): the run's own checks say why
         return
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -141,12 +145,77 @@ def _register_use(run_dir: Path) -> None:
     USING[str(run_dir)] = fd
 
 
+# The symbolic links W&B makes in a run's ``wandb/`` directory. It replaces the first ones
+# by a rename at each start (never writing through them), relative links inside it; the
+# last is W&B core's link from a finished session to its log in the user's cache, which
+# nothing opens again (each session writes into a new ``offline-run-*`` directory).
+WANDB_DIR = "wandb"
+WANDB_RELATIVE_LINKS = ("latest-run", "debug.log", "debug-internal.log")
+WANDB_CORE_LOG_LINK = ("logs", "debug-core.log")
+
+
+def unsafe_entry(run_dir: Path) -> str | None:
+    """What makes ``run_dir`` unsafe to resume, in words, or None: an entry at any depth that
+    is a symbolic link (the run would read, append, truncate or overwrite where it points:
+    ``.lock``, ``train.log``, ``.hydra/``, ``checkpoints/`` ... of a directory received from
+    someone else) or not a regular file or directory (reading a FIFO never returns). The only
+    links accepted are W&B's own, by name and place (:data:`WANDB_RELATIVE_LINKS`), so a run
+    that logged to W&B stays resumable."""
+    root = Path(run_dir)
+    for parent, dirs, files in os.walk(root):  # never follows a link: a linked dir is listed
+        for name in sorted([*dirs, *files]):
+            entry = Path(parent) / name
+            if entry.is_symlink():
+                if not _wandb_own_link(root, entry):
+                    return f"{entry} is a symbolic link"
+            elif not (entry.is_file() or entry.is_dir()):
+                return f"{entry} is not a regular file or directory"
+    return None
+
+
+def resume_link_problem(run_dir: Path) -> str | None:
+    """The one line refusing ``resume=run_dir`` for :func:`unsafe_entry`, or None."""
+    problem = unsafe_entry(run_dir)
+    if problem is None:
+        return None
+    return (
+        f"resume={run_dir}: {problem}; a received run directory is data and resuming it "
+        "would read or write through it: replace it with a copy of what it points to, or "
+        "start a new run"
+    )
+
+
+def _wandb_own_link(root: Path, link: Path) -> bool:
+    """Whether ``link`` is one W&B makes (:data:`WANDB_RELATIVE_LINKS`, relative and
+    resolving inside ``<root>/wandb``; or :data:`WANDB_CORE_LOG_LINK` of a session)."""
+    wandb_dir = root / WANDB_DIR
+    if wandb_dir.is_symlink() or not link.is_relative_to(wandb_dir):
+        return False
+    parts = link.relative_to(wandb_dir).parts
+    if len(parts) == 3 and parts[1:] == WANDB_CORE_LOG_LINK:
+        return True
+    if len(parts) != 1 or parts[0] not in WANDB_RELATIVE_LINKS:
+        return False
+    try:
+        if os.path.isabs(os.readlink(link)):
+            return False
+        return link.resolve().is_relative_to(wandb_dir.resolve())
+    except (OSError, RuntimeError):  # RuntimeError: a loop of links
+        return False
+
+
 class RunDirectories(Callback):
     """See the module docstring."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         resume = config.get("resume")
-        if resume and (Path(str(resume)) / "run_config.yaml").is_file():
+        # A resumed directory holding a link gets none of Hydra's files (its log would be
+        # appended through the link): Hydra uses a fresh directory, the run refuses.
+        if (
+            resume
+            and (Path(str(resume)) / "run_config.yaml").is_file()
+            and unsafe_entry(Path(str(resume))) is None
+        ):
             stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
             _set(config, "hydra.run.dir", str(Path(str(resume)).absolute()))
             _set(config, "hydra.output_subdir", f".hydra/resume_{stamp}")

@@ -3,6 +3,10 @@
 An ``fcntl.flock`` on ``<dir>/.lock``, taken without waiting: the operating system
 releases it when the process dies, whatever killed it, so a crash never leaves a stale
 lock. The holder writes a line saying who it is; a refused caller reads it back.
+
+Lock files are opened with ``O_NOFOLLOW``: a directory received from someone else may hold
+a ``.lock`` that is a symbolic link, and following it would truncate and overwrite the file
+it points to (anywhere this user can write). Such a lock fails with ``OSError`` (ELOOP).
 """
 
 from __future__ import annotations
@@ -21,11 +25,18 @@ class LockHeld(Exception):
         self.holder = holder
 
 
+def open_lock_file(path: Path) -> int:
+    """``path`` opened for reading and writing, created if absent, never through a symbolic
+    link (``OSError`` with ``errno.ELOOP`` when it is one, dangling or not)."""
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+
+
 def acquire(path: Path, holder: str) -> int:
     """The descriptor of ``path``, exclusively locked, with ``holder`` written into it;
-    LockHeld when another process has it."""
+    LockHeld when another process has it, OSError when it cannot be opened (ELOOP: it is a
+    symbolic link)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_lock_file(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

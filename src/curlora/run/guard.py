@@ -11,8 +11,12 @@ run directory:
   ``hydra.sweep.dir``, therefore resumes what was interrupted and skips what finished,
   and can never mix two experiments.
 - **resume** (``resume=<dir>``): the saved config is the experiment. Command-line
-  overrides that would change it are refused (exit 2) and name what they would change;
-  overrides that do not affect the numbers (loggers, paths) are ignored with a warning.
+  overrides that would change it are refused (exit 2) and name what they would change.
+  The directory may come from someone else, so it is data: a symbolic link in it, or a
+  saved ``model.trust_remote_code: true`` (unless ``CURLORA_TRUST_REMOTE_CODE=1`` is set
+  by whoever runs the command) is refused before anything reads it, and the keys of
+  :data:`NOT_EXPERIMENT` (where files go, how the run is logged, what is cached) come from
+  this command, never from the saved file.
 - Anything else is refused with one line: a directory that holds a *different* run, or
   run files without a saved config.
 
@@ -24,6 +28,7 @@ the process dies, whatever killed it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,8 +43,12 @@ from curlora.checks.targets import UntrustedTarget, check_targets
 RUN_CONFIG_FILE = "run_config.yaml"
 LOCK_FILE = ".lock"
 # Config keys that do not change what a run computes: where files go, how it is logged,
-# whether a bit-identical cached evaluation is reused.
+# whether a bit-identical cached evaluation is reused. They are settings of the machine and
+# the person running the command, so a resume takes them from its command, never the file.
 NOT_EXPERIMENT = ("paths", "resume", "logger", "reuse_initial_evaluation")
+# The opt-in to a resumed config's model.trust_remote_code: true (it runs the model
+# repository's code); set by whoever runs the command, never by a file.
+REMOTE_CODE_VARIABLE = "CURLORA_TRUST_REMOTE_CODE"
 # Single settings that change memory, speed or display, not the experiment: where a job
 # runs (a CPU or a GPU gives the same numbers up to float rounding, like the thread count,
 # which is not part of a config either) and whether a progress bar is drawn. So a grid, or
@@ -173,8 +182,9 @@ def override_key(override: str) -> str:
 def check_resume_overrides(
     saved: DictConfig, given: DictConfig, overrides: Iterable[str]
 ) -> list[str]:
-    """Overrides a resume ignores (returned, to warn about). Raises ConfigError naming the
-    overrides that would change the experiment."""
+    """Overrides a resume ignores (returned, to warn about: the ``NOT_EXPERIMENT_LEAVES``,
+    which the saved config keeps). Raises ConfigError naming the overrides that would
+    change the experiment."""
     changing, ignored = [], []
     for override in overrides:
         key = override_key(override)
@@ -186,7 +196,9 @@ def check_resume_overrides(
             OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v
             for v in (old, new)
         ]
-        if key.split(".", 1)[0] in NOT_EXPERIMENT or key in NOT_EXPERIMENT_LEAVES:
+        if key.split(".", 1)[0] in NOT_EXPERIMENT:
+            continue  # taken from this command (resumed_config), nothing to compare
+        if key in NOT_EXPERIMENT_LEAVES:
             ignored.append(override)
         elif as_plain[0] != as_plain[1]:
             changing.append(f"{override} (the run has {key}={_short(as_plain[0])})")
@@ -211,22 +223,7 @@ def plan_run(cfg: DictConfig, overrides: Sequence[str] | None = None) -> tuple[R
     directory that cannot be used. Reads only small files; nothing heavy loads.
     """
     if cfg.get("resume"):
-        run_dir = Path(str(cfg.resume)).absolute()
-        if not (run_dir / RUN_CONFIG_FILE).is_file():
-            raise ConfigError(
-                f"resume={cfg.resume!r} is invalid; expected a run directory of this project "
-                f"(one with {RUN_CONFIG_FILE})"
-            )
-        saved = load_saved_config(run_dir)
-        ignored = check_resume_overrides(saved, cfg, overrides or [])
-        saved.paths.output_dir = str(run_dir)
-        saved.resume = str(run_dir)
-        warnings = []
-        if ignored:
-            warnings.append(
-                f"resume: ignoring {', '.join(ignored)} (the saved config of {run_dir} wins)"
-            )
-        return RunPlan("resume", saved, run_dir), warnings
+        return plan_resume(cfg, overrides or [])
     run_dir = Path(str(cfg.paths.output_dir)).absolute()
     if (run_dir / RUN_CONFIG_FILE).exists():
         saved = load_saved_config(run_dir)
@@ -245,6 +242,77 @@ def plan_run(cfg: DictConfig, overrides: Sequence[str] | None = None) -> tuple[R
             "a run this version can continue: choose a new directory"
         )
     return RunPlan("new", cfg, run_dir), []
+
+
+def plan_resume(cfg: DictConfig, overrides: Sequence[str]) -> tuple[RunPlan, list[str]]:
+    """The plan of ``resume=<dir>``: the saved experiment with this command's settings.
+
+    The directory may have come from someone else, so each check comes before what it
+    guards: its links before any file in it is read, the saved config's ``_target_``s and
+    ``model.trust_remote_code`` before anything is resolved, built or reads the model."""
+    from curlora.run.dirs import resume_link_problem
+
+    run_dir = Path(str(cfg.resume)).absolute()
+    if not (run_dir / RUN_CONFIG_FILE).is_file():
+        raise ConfigError(
+            f"resume={cfg.resume!r} is invalid; expected a run directory of this project "
+            f"(one with {RUN_CONFIG_FILE})"
+        )
+    linked = resume_link_problem(run_dir)
+    if linked is not None:
+        raise ConfigError(linked)
+    saved = load_saved_config(run_dir)
+    refuse_remote_code(saved, run_dir / RUN_CONFIG_FILE)
+    ignored = check_resume_overrides(saved, cfg, overrides)
+    warnings = []
+    if ignored:
+        warnings.append(
+            f"resume: ignoring {', '.join(ignored)} (the saved config of {run_dir} wins)"
+        )
+    logged = _logger_names(saved), _logger_names(cfg)
+    if logged[0] != logged[1]:  # a run of one's own resumed without its logger=...
+        warnings.append(
+            f"resume: logging with this command's logger ({logged[1]}), not the saved run's "
+            f"({logged[0]}); add logger=... to choose"
+        )
+    return RunPlan("resume", resumed_config(saved, cfg, run_dir), run_dir), warnings
+
+
+def refuse_remote_code(saved: DictConfig, path: Path) -> None:
+    """ConfigError naming the key and ``path`` when the saved config sets
+    ``model.trust_remote_code`` (loading the model, or only its config, would import the
+    ``.py`` files its folder or repository names), unless ``CURLORA_TRUST_REMOTE_CODE=1``."""
+    value = OmegaConf.select(saved, "model.trust_remote_code", default=None)
+    if value is None or value is False or os.environ.get(REMOTE_CODE_VARIABLE) == "1":
+        return
+    raise ConfigError(
+        f"model.trust_remote_code={value!r} in {path} is refused: it would run the model "
+        f"repository's code; if you trust that code, resume with {REMOTE_CODE_VARIABLE}=1"
+    )
+
+
+def resumed_config(saved: DictConfig, cfg: DictConfig, run_dir: Path) -> DictConfig:
+    """``saved`` with each :data:`NOT_EXPERIMENT` key taken from the command's composed
+    ``cfg`` (its defaults and overrides; absent there, absent here) and the run writing into
+    ``run_dir``. The keys are copied unresolved, so ``${paths.output_dir}`` in a logger's
+    ``save_dir`` and the run-name resolvers resolve against the resumed run: its directory
+    and its saved method, seed and tasks."""
+    command = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(command, dict)
+    for key in NOT_EXPERIMENT:
+        if key in command:
+            saved[key] = command[key]
+        elif key in saved:
+            del saved[key]
+    saved.paths.output_dir = str(run_dir)
+    saved.resume = str(run_dir)
+    return saved
+
+
+def _logger_names(cfg: DictConfig) -> str:
+    logger = cfg.get("logger")
+    names = sorted(str(k) for k in logger) if isinstance(logger, DictConfig) else []
+    return ", ".join(names) or "none"
 
 
 def save_run_config(cfg: DictConfig, run_dir: Path) -> None:
@@ -279,6 +347,13 @@ class RunLock:
                 f"paths.output_dir={self.path.parent} is in use by another running process "
                 f"(pid {held.holder or '?'}); two runs never share a directory"
             ) from None
+        except OSError as error:
+            if error.errno != errno.ELOOP:
+                raise
+            raise ConfigError(
+                f"{self.path} is a symbolic link: a run never locks through one (it would "
+                "overwrite the file it points to); remove it"
+            ) from None
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -300,7 +375,7 @@ def remove_if_unused(run_dir: Path, overrides: Sequence[str] | None = None) -> b
     import shutil
 
     from curlora.run.dirs import CREATED_HERE, CREATED_PARENTS, USERS_LOCK, USING
-    from curlora.run.file_lock import LockHeld, acquire, release
+    from curlora.run.file_lock import LockHeld, acquire, open_lock_file, release
 
     run_dir = Path(run_dir)
     if str(run_dir.absolute()) not in CREATED_HERE or not run_dir.is_dir():
@@ -320,7 +395,7 @@ def remove_if_unused(run_dir: Path, overrides: Sequence[str] | None = None) -> b
     if own is not None:
         os.close(own)  # this process's shared lock: only the others' may remain
     try:
-        users = os.open(run_dir / USERS_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        users = open_lock_file(run_dir / USERS_LOCK)  # never through a symbolic link
     except OSError:
         return False
     try:
