@@ -250,19 +250,13 @@ def plan_resume(cfg: DictConfig, overrides: Sequence[str]) -> tuple[RunPlan, lis
     The directory may have come from someone else, so each check comes before what it
     guards: its links before any file in it is read, the saved config's ``_target_``s and
     ``model.trust_remote_code`` before anything is resolved, built or reads the model."""
-    from curlora.run.dirs import resume_link_problem
-
     run_dir = Path(str(cfg.resume)).absolute()
     if not (run_dir / RUN_CONFIG_FILE).is_file():
         raise ConfigError(
             f"resume={cfg.resume!r} is invalid; expected a run directory of this project "
             f"(one with {RUN_CONFIG_FILE})"
         )
-    linked = resume_link_problem(run_dir)
-    if linked is not None:
-        raise ConfigError(linked)
-    saved = load_saved_config(run_dir)
-    refuse_remote_code(saved, run_dir / RUN_CONFIG_FILE)
+    saved = load_received_config(run_dir)
     ignored = check_resume_overrides(saved, cfg, overrides)
     warnings = []
     if ignored:
@@ -276,6 +270,23 @@ def plan_resume(cfg: DictConfig, overrides: Sequence[str]) -> tuple[RunPlan, lis
             f"({logged[0]}); add logger=... to choose"
         )
     return RunPlan("resume", resumed_config(saved, cfg, run_dir), run_dir), warnings
+
+
+def load_received_config(run_dir: Path) -> DictConfig:
+    """The saved config of a run directory that may have come from someone else, after the
+    checks that come before anything in it is read or built: no symbolic link in the
+    directory, only allowlisted ``_target_``s and no interpolation (:func:`load_saved_config`),
+    and no ``model.trust_remote_code`` without the receiver's opt-in. What ``resume=`` and
+    the README's recipe for reloading an adapter read."""
+    from curlora.run.dirs import resume_link_problem
+
+    run_dir = Path(run_dir)
+    linked = resume_link_problem(run_dir)
+    if linked is not None:
+        raise ConfigError(linked)
+    saved = load_saved_config(run_dir)
+    refuse_remote_code(saved, run_dir / RUN_CONFIG_FILE)
+    return saved
 
 
 def refuse_remote_code(saved: DictConfig, path: Path) -> None:
