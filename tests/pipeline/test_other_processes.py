@@ -121,6 +121,26 @@ def test_two_grids_sharing_one_results_store_are_refused(tmp_path: Path, capsys)
     assert line.startswith("error: ") and f"{store} is in use by pid {os.getpid()}" in line
 
 
+def test_a_grid_lock_that_is_a_symbolic_link_is_one_line_and_never_followed(
+    tmp_path: Path, capsys
+) -> None:
+    # A results store received with `.lock` linked to a file elsewhere: the lock would
+    # truncate and overwrite that file; it is refused by name instead (exit 2).
+    from curlora import reproduce
+
+    store, outside = tmp_path / "store", tmp_path / "outside.txt"
+    store.mkdir()
+    outside.write_text("keep me")
+    (store / ".lock").symlink_to(outside)
+    code = reproduce.main(
+        ["reproduce=tiny", f"reproduce.dir={store}", f"reproduce.results_dir={tmp_path / 'r'}"]
+    )
+    assert code == EXIT_CONFIG
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("error: ") and "is a symbolic link" in line
+    assert outside.read_text() == "keep me"
+
+
 @pytest.mark.parametrize("place", ["file", "read-only"])
 def test_a_grid_directory_that_cannot_hold_it_is_one_line(
     tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch, place: str

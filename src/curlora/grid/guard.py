@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import socket
@@ -131,6 +132,12 @@ class GridLock:
             raise GridRefused(
                 f"the grid {self.path.parent} is in use by {held.holder or 'another process'}; "
                 "wait for it to finish (or stop it), then run the same command again to continue"
+            ) from None
+        except OSError as error:  # ELOOP: the lock file is a symbolic link (never followed)
+            why = "it is a symbolic link" if error.errno == errno.ELOOP else error.strerror
+            raise GridRefused(
+                f"{self.path} cannot be the grid's lock file: {why}; remove it and run the same "
+                "command again"
             ) from None
         return self
 
