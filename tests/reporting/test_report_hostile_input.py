@@ -294,3 +294,29 @@ def test_config_strings_a_reproduction_report_prints_are_shown(
     assert run.sampling == "inverted\\x1b[2J" and run.strategy == "\\x1b[1Aewc"
     assert _no_control(_devices([run]))
     assert GridRun(tmp_path, make_results()).sampling is None  # the default stays the default
+
+
+def test_a_grid_run_whose_learning_rate_cannot_be_read_is_left_out_by_name(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A committed run, copied twice: one as stored, one whose config names a rate that is no
+    # number (float() would raise in the report's rate selection).
+    import shutil
+
+    from curlora.reporting.grid import load_grid
+    from tests.conftest import REPO_ROOT
+
+    source = next(
+        (REPO_ROOT / "docs" / "reproduction" / "table2_words" / "runs").rglob("results.json")
+    )
+    for name, lr in (("good", None), ("bad", "fast"), ("huge", "1e999")):
+        run = tmp_path / name
+        shutil.copytree(source.parent, run)
+        if lr is not None:
+            results = json.loads((run / "results.json").read_text())
+            results["config"]["optimizer"]["lr"] = lr
+            (run / "results.json").write_text(json.dumps(results))
+    with caplog.at_level("WARNING", logger="curlora"):
+        runs = load_grid(tmp_path)
+    assert [r.path.name for r in runs] == ["good"]
+    assert caplog.text.count("config.optimizer.lr is not a finite number") == 2

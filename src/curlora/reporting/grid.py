@@ -231,9 +231,36 @@ def load_grid(root: Path) -> list[GridRun]:
             results = load_results(path)
         except ResultsError:
             continue
-        if results["status"] == "completed":
-            runs.append(GridRun(path.parent, results))
+        if results["status"] != "completed":
+            continue
+        problem = _grid_fields_problem(results)
+        if problem is not None:  # a received file: named, never a traceback in the report
+            log.warning("%s is damaged (%s); left out of the report", shown(path), problem)
+            continue
+        runs.append(GridRun(path.parent, results))
     return runs
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return not isinstance(value, bool) and math.isfinite(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def _grid_fields_problem(results: dict[str, Any]) -> str | None:
+    """What a grid report reads beyond the results validator (the run's learning rate, its
+    method section and final perplexity ratio), or None when those can be read."""
+    config = results["config"]
+    optimizer = config.get("optimizer")
+    if not isinstance(optimizer, dict) or not _finite(optimizer.get("lr")):
+        return "config.optimizer.lr is not a finite number"
+    if not isinstance(config.get("method"), dict):
+        return "config.method is not a mapping"
+    ratio = (results.get("metrics") or {}).get("ppl_ratio_final")
+    if ratio is not None and not isinstance(ratio, int | float):
+        return "metrics.ppl_ratio_final is not a number"
+    return None
 
 
 def default_sampling(run: GridRun) -> bool:
