@@ -66,6 +66,20 @@ def _as(run, method: str, strategy: str = "sequential", retention: float = 0.8):
     return type(run)(run.path, results)
 
 
+# A check that found no forgetting: mean 0, its interval ±0.1 over three seeds.
+NOT_RESOLVED = {"n": 3, "mean": 0.0, "std": 0.0, "low": -0.1, "high": 0.1, "test_noise": True}
+
+
+def _first_check_not_measurable(
+    store: Path, monkeypatch: pytest.MonkeyPatch, runs: list
+) -> ProtocolCheck:
+    """The store's stored runs are ``runs``, and its first check decided "not measurable"."""
+    monkeypatch.setattr(words_report, "load_grid", lambda root: runs)
+    check = ProtocolCheck("first", "lora", 1e-3, [1, 2, 3], NOT_RESOLVED, NOT_RESOLVED, 0.02, False)
+    record(store, [check])
+    return check
+
+
 def test_the_words_report_reads_the_check_the_zero_shot_control_and_the_references(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -113,9 +127,7 @@ def test_a_grid_that_switched_to_the_fallback_says_so_and_lists_its_overrides(
     # summary (the README line) names the switch and the protocol it switched to.
     store = _store(tmp_path, ["trainer.max_epochs=3"])
     runs = [_as(_run(store / "runs" / "lora", s, 1e-3, KEEPS, 0.8), "lora") for s in (1, 2, 3)]
-    monkeypatch.setattr(words_report, "load_grid", lambda root: runs)
-    summary = {"n": 3, "mean": 0.0, "std": 0.0, "low": -0.1, "high": 0.1, "test_noise": True}
-    record(store, [ProtocolCheck("first", "lora", 1e-3, [1, 2, 3], summary, summary, 0.02, False)])
+    _first_check_not_measurable(store, monkeypatch, runs)
     report = _report(store, tmp_path)
     assert "acc-BWT 0.000 ± 0.000 (95 % CI [-0.100, +0.100])" in report
     assert "written in the config before any run: `trainer.max_epochs=3`)" in report
@@ -132,9 +144,7 @@ def test_runs_under_the_fallback_keep_the_switch_in_the_summary(
     store = _store(tmp_path, ["trainer.max_epochs=3"])
     first = [_as(_run(store / "runs" / "lora", s, 1e-3, KEEPS, 0.8), "lora") for s in (1, 2, 3)]
     later = _as(_run(store / "runs" / "fallback" / "lora", 1, 1e-3, KEEPS, 0.8), "lora")
-    monkeypatch.setattr(words_report, "load_grid", lambda root: [*first, later])
-    summary = {"n": 3, "mean": 0.0, "std": 0.0, "low": -0.1, "high": 0.1, "test_noise": True}
-    record(store, [ProtocolCheck("first", "lora", 1e-3, [1, 2, 3], summary, summary, 0.02, False)])
+    _first_check_not_measurable(store, monkeypatch, [*first, later])
     _report(store, tmp_path)
     lines = (tmp_path / "summary.md").read_text().splitlines()
     assert lines[0] == (
@@ -154,10 +164,8 @@ def test_the_check_says_what_not_measurable_leaves_open_and_what_comes_next(
     # asked where the checked method's own forgetting was not resolved.
     store = _store(tmp_path, ["trainer.max_epochs=3"])
     first = [_as(_run(store / "runs" / "lora", s, 1e-3, KEEPS, 0.8), "lora") for s in (1, 2, 3)]
-    monkeypatch.setattr(words_report, "load_grid", lambda root: first)
-    summary = {"n": 3, "mean": 0.0, "std": 0.0, "low": -0.1, "high": 0.1, "test_noise": True}
-    check = ProtocolCheck("first", "lora", 1e-3, [1, 2, 3], summary, summary, 0.02, False)
-    record(store, [check])
+    check = _first_check_not_measurable(store, monkeypatch, first)
+    summary = check.acc_bwt
     pending = _report(store, tmp_path)
     assert "Its own check decides when lora's whole rate grid there has completed" in pending
     assert "the grid still goes on under the fallback protocol" in pending
