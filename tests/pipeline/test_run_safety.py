@@ -330,8 +330,14 @@ def test_a_run_saved_before_settings_were_added_is_the_same_experiment(tmp_path:
         for key in ("class_names", "template", "label_words"):
             spec.pop(key, None)
     saved["data"]["task_specs"].pop("unused_task", None)
+    # The default trainer names Lightning's defaults since (one process, one machine).
+    assert current["trainer"]["strategy"] == "auto" and current["trainer"]["num_nodes"] == 1
+    del saved["trainer"]["strategy"], saved["trainer"]["num_nodes"]
     current["data"]["task_specs"]["unused_task"] = {"num_classes": 2}  # added, not trained
     assert config_differences(saved, current) == []
+    two_nodes = json.loads(json.dumps(current))
+    two_nodes["trainer"]["num_nodes"] = 2
+    assert config_differences(saved, two_nodes) == ["trainer.num_nodes: '(absent)' → 2"]
     words = experiment_view(compose_run_config(tmp_path, [*TINY, "method=lora", "head=words"]))
     assert any(d.startswith("head.name: '(absent)'") for d in config_differences(saved, words))
     assert any(".template: '(absent)'" in d for d in config_differences(saved, words))

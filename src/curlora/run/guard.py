@@ -111,12 +111,18 @@ ADDED_SECTIONS = {
 # Per-task keys added with the words protocol: descriptions of a task (its class names,
 # its prompt and answer words) that a run with the classifier heads never reads.
 ADDED_TASK_KEYS = ("class_names", "template", "label_words")
+# Single keys added to a shipped config after runs were saved, with the value that computes
+# what those runs computed: the default trainer names Lightning's own defaults (one process
+# on one machine) so that a change of them is checked by name.
+ADDED_LEAVES: dict[str, Any] = {"trainer.strategy": "auto", "trainer.num_nodes": 1}
 
 
 def _added_since(saved: Mapping[str, Any], current: Mapping[str, Any], key: str) -> bool:
     """Whether dotted ``key``, absent from ``saved``, is a setting added since that run was
     saved and its current value computes what the saved run computed."""
     section = key.split(".")[0]
+    if key in ADDED_LEAVES:
+        return _flatten(current).get(key) == ADDED_LEAVES[key]
     if section in ADDED_SECTIONS and section not in saved:
         return current.get(section) == ADDED_SECTIONS[section]
     parts = key.split(".")
@@ -131,7 +137,7 @@ def _added_since(saved: Mapping[str, Any], current: Mapping[str, Any], key: str)
 def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """``key: saved → current`` for every leaf that differs (dotted keys, sorted); a key
     added since the run was saved, at the value that computes the same thing, is not a
-    difference (``ADDED_SECTIONS``, ``ADDED_TASK_KEYS``)."""
+    difference (``ADDED_SECTIONS``, ``ADDED_TASK_KEYS``, ``ADDED_LEAVES``)."""
     a, b = _flatten(saved), _flatten(current)
     missing = object()
     return [
