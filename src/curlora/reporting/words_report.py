@@ -126,6 +126,7 @@ def _checks_text(
     runs_dir: Path,
     method: str,
     fallback_overrides: Sequence[str] = (),
+    margin: float = 0.02,
 ) -> list[str]:
     lines = ["## The protocol check: is forgetting measurable here?", ""]
     checked = []
@@ -140,7 +141,7 @@ def _checks_text(
                 check_runs_table(mine, method),
                 "",
             ]
-    lines += exact_match_note(checked, Rules.read(runs_dir.parent / GRID_FILE).accuracy_margin)
+    lines += exact_match_note(checked, margin)
     if damaged:
         return [*lines, f"Not shown: {damaged}.", ""]
     if not checks:
@@ -410,7 +411,9 @@ def write_words_report(
     check_config = grid.get("protocol_check") or {}
     checked = str(check_config.get("method", "lora"))
     fallback = [str(o) for o in check_config.get("fallback_overrides") or []]
-    parts += _checks_text(checks, damaged, stored, store / RUNS, checked, fallback)
+    parts += _checks_text(
+        checks, damaged, stored, store / RUNS, checked, fallback, rules.accuracy_margin
+    )
     if not settings:
         parts.append("No completed run of a headline method at its chosen rate yet.")
         summary = f"`{grid_name}`: no completed run yet.\n"
