@@ -151,11 +151,21 @@ def output_place_problem(cfg: DictConfig, multirun: bool) -> str | None:
             return None
     problem = unusable_directory(Path(place).absolute())
     if problem is None:
-        return None
+        return None if key == "resume" else continued_link_problem(Path(place), multirun)
     return (
         f"{key}={place} cannot hold the run: {problem}; choose another place "
         "(paths.log_dir=..., or hydra.run.dir=... / hydra.sweep.dir=...)"
     )
+
+
+def continued_link_problem(place: Path, multirun: bool) -> str | None:
+    """One line refusing a command that continues a run in place (its ``hydra.run.dir``, or
+    a job of its ``hydra.sweep.dir``) when that run directory holds a symbolic link
+    (``curlora.run.dirs.continued_link_problem``): checked here for the reason below."""
+    from curlora.run.dirs import continued_link_problem as problem_of
+
+    problem = problem_of(place.absolute(), multirun)
+    return None if problem is None else f"invalid configuration: {problem}"
 
 
 def received_link_problem(run_dir: Path) -> str | None:

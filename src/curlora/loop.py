@@ -60,7 +60,9 @@ from curlora.run.state import (
     PROGRESS_FILE,
     AtomicCheckpointIO,
     DamagedFile,
+    FingerprintStepCheckpoints,
     check_fingerprint,
+    check_step_checkpoint,
     latest_task_checkpoint,
     read_logger_state,
     read_progress,
@@ -219,6 +221,8 @@ class TaskLoop:
         every = int(self.cfg.checkpoint.every_n_train_steps or 0)
         if task_index is not None:
             path = step_checkpoint(self.run_dir, task_index)
+            # Before the callbacks that save: each step checkpoint carries the fingerprint.
+            callbacks.append(FingerprintStepCheckpoints(self.fingerprint))
             callbacks.append(CheckpointOnInterrupt(self.guard, path))
             if every > 0:
                 callbacks.append(
@@ -424,6 +428,9 @@ class TaskLoop:
             # No task finished: keep the initial evaluation, nothing after it.
             self.record = RunRecord(self.tasks, initial=progress.initial)
         self.record.fingerprint = self.fingerprint  # files from before it was kept
+        if self.record.completed_tasks < len(self.tasks):
+            # The step checkpoint training would continue from: refused if another run's.
+            check_step_checkpoint(self.run_dir, self.record.completed_tasks, self.fingerprint)
         if progress is not None:
             self._clock = (time.perf_counter(), max(progress.elapsed_s, self.record.elapsed_s))
         saved_steps = read_logger_state(self.run_dir).get("steps_after_task") or []

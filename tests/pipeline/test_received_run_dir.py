@@ -22,7 +22,13 @@ from omegaconf import OmegaConf
 from curlora.checks.config import ConfigError
 from curlora.run.dirs import RunDirectories, unsafe_entry
 from curlora.run.file_lock import acquire
-from curlora.run.guard import REMOTE_CODE_VARIABLE, RUN_CONFIG_FILE, RunLock, plan_run
+from curlora.run.guard import (
+    REMOTE_CODE_VARIABLE,
+    RUN_CONFIG_FILE,
+    RunLock,
+    experiment_view,
+    plan_run,
+)
 from curlora.train import run
 from tests.conftest import TINY, compose_run_config, run_cli
 from tests.pipeline import faults
@@ -174,6 +180,37 @@ def test_a_link_deep_in_the_run_is_refused_before_anything_reads_it(finished, tm
     assert str(checkpoint) in str(refused.value) and "\n" not in str(refused.value)
 
 
+def test_a_run_continued_in_place_gets_the_same_link_check(finished, tmp_path) -> None:
+    """A received directory continued where it lies (``hydra.run.dir=<dir>``, the same
+    command again) is read and written like a resumed one: refused in one line before
+    Hydra appends to its ``train.log``."""
+    run_dir = _received(finished, tmp_path)
+    victim = _outside(tmp_path, "victim.log")
+    (run_dir / "train.log").unlink()
+    (run_dir / "train.log").symlink_to(victim)
+    done = run_cli([*TINY, f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    _one_line_refusal(done, "hydra.run.dir", str(run_dir / "train.log"), "symbolic link")
+    assert victim.read_text() == PRECIOUS
+    # The API (no Hydra) refuses it too, naming the key it came from.
+    cfg = compose_run_config(tmp_path, TINY)
+    cfg.paths.output_dir = str(run_dir)
+    with pytest.raises(ConfigError, match=r"paths\.output_dir.*symbolic link"):
+        plan_run(cfg, [])
+
+
+def test_a_sweep_continued_in_place_gets_the_same_link_check(finished, tmp_path) -> None:
+    """The jobs of a sweep directory given again (how a grid continues) are checked too."""
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    job = _received(finished, sweep)
+    victim = _outside(tmp_path, "victim.log")
+    (job / "train.log").unlink()
+    (job / "train.log").symlink_to(victim)
+    done = run_cli(["-m", *TINY, f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    _one_line_refusal(done, str(job / "train.log"), "symbolic link")
+    assert victim.read_text() == PRECIOUS
+
+
 def test_lock_files_are_never_opened_through_a_link(tmp_path: Path) -> None:
     victim = _outside(tmp_path, "victim.txt")
     run_dir = tmp_path / "run"
@@ -292,3 +329,22 @@ def test_a_resumed_run_writes_its_logs_in_its_own_directory(crashed, tmp_path) -
     assert resumed["status"] == "completed"
     assert not sender.exists(), "the resume wrote where the sender's config said"
     assert any((run_dir / "csv").glob("version_*/metrics.csv"))
+
+
+def test_a_resume_takes_the_hugging_face_cache_from_the_command(finished, tmp_path) -> None:
+    """``model.hf_cache_dir`` says where Hub downloads go on the receiver's machine: the
+    sender's value is replaced by the command's (null, Hugging Face's own cache, unless the
+    command sets one), and it is no part of the experiment (nor of its fingerprint)."""
+    run_dir = _received(finished, tmp_path)
+    sender_cache = str(tmp_path / "sender" / "hf")
+    saved = yaml.safe_load((run_dir / RUN_CONFIG_FILE).read_text())
+    _edit_saved_config(run_dir, model={**saved["model"], "hf_cache_dir": sender_cache})
+    cfg = compose_run_config(tmp_path, [*TINY, f"resume={run_dir}"])
+    plan, _ = plan_run(cfg, [f"resume={run_dir}"])
+    assert plan.cfg.model.hf_cache_dir is None
+    mine = str(tmp_path / "mine")
+    overrides = [f"resume={run_dir}", f"+model.hf_cache_dir={mine}"]
+    plan, warnings = plan_run(compose_run_config(tmp_path, [*TINY, *overrides]), overrides)
+    assert plan.cfg.model.hf_cache_dir == mine and not warnings
+    received = OmegaConf.load(run_dir / RUN_CONFIG_FILE)  # the sender's cache in it
+    assert experiment_view(plan.cfg) == experiment_view(received)

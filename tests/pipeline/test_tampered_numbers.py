@@ -23,9 +23,15 @@ from curlora.adapters.saving import HEADS_NAME, AdapterFileError, load_heads
 from curlora.checks.config import ConfigError
 from curlora.run.checksum import sidecar, write_checksum
 from curlora.run.guard import RUN_CONFIG_FILE
-from curlora.run.state import PROGRESS_FILE, task_checkpoint
+from curlora.run.state import (
+    PROGRESS_FILE,
+    STEP_FINGERPRINT_KEY,
+    step_checkpoint,
+    task_checkpoint,
+)
 from curlora.train import run
 from tests.conftest import TINY, compose_run_config
+from tests.pipeline import faults
 
 RUN = [*TINY, "logger=none"]
 LAST = 2  # the index of the tiny run's last task
@@ -134,6 +140,63 @@ def test_files_without_a_fingerprint_still_resume(
     assert not [r.getMessage() for r in caplog.records if "damaged" in r.getMessage()]
     last = torch.load(task_checkpoint(run_dir, LAST), map_location="cpu", weights_only=True)
     assert set(last["record"]["fingerprint"]) == {"experiment", "base"}
+
+
+# ---------------------------------------------------------------- step checkpoints
+@pytest.fixture(scope="module")
+def stopped_mid_task(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny run that crashed at step 2 of its second task, with a step checkpoint every
+    step: the resume continues that task from ``task_1_steps/last.ckpt``."""
+    root = tmp_path_factory.mktemp("stopped")
+    crash = (
+        "+callbacks.fault={_target_: tests.pipeline.faults.CrashOnce, task: reviews, "
+        f"step: 2, marker: '{root / 'crashed'}'}}"
+    )
+    cfg = compose_run_config(root, [*RUN, "checkpoint.every_n_train_steps=1", crash])
+    with pytest.raises(faults.SimulatedCrash):
+        run(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    assert step_checkpoint(run_dir, 1).is_file()
+    return run_dir
+
+
+def _copy(run_dir: Path, tmp_path: Path) -> Path:
+    shutil.copytree(run_dir, tmp_path / "run")
+    return tmp_path / "run"
+
+
+def test_step_checkpoints_carry_the_runs_fingerprint(stopped_mid_task: Path) -> None:
+    step = torch.load(step_checkpoint(stopped_mid_task, 1), map_location="cpu", weights_only=True)
+    task = torch.load(task_checkpoint(stopped_mid_task, 0), map_location="cpu", weights_only=True)
+    assert step[STEP_FINGERPRINT_KEY] == task["record"]["fingerprint"]
+    assert set(step[STEP_FINGERPRINT_KEY]) == {"experiment", "base"}
+
+
+@pytest.mark.parametrize("part", ["experiment", "base"])
+def test_a_step_checkpoint_of_another_run_is_refused(
+    stopped_mid_task: Path, tmp_path: Path, part: str
+) -> None:
+    """A step checkpoint dropped in from another run (its checksum rewritten with it) would
+    continue the task with that run's adapter and optimizer: refused naming the file,
+    before anything trains."""
+    run_dir = _copy(stopped_mid_task, tmp_path)
+    path = step_checkpoint(run_dir, 1)
+    _rewrite_checkpoint(path, lambda p: p[STEP_FINGERPRINT_KEY].update({part: "0" * 64}))
+    before = path.read_bytes()
+    with pytest.raises(ConfigError) as error:
+        _resume(tmp_path, run_dir)
+    _one_line_naming(error.value, path, "another")
+    assert path.read_bytes() == before and not task_checkpoint(run_dir, 1).exists()
+
+
+def test_a_step_checkpoint_without_a_fingerprint_still_resumes(
+    stopped_mid_task: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Written before the fingerprint was kept: the task continues from it, as before."""
+    run_dir = _copy(stopped_mid_task, tmp_path)
+    _rewrite_checkpoint(step_checkpoint(run_dir, 1), lambda p: p.pop(STEP_FINGERPRINT_KEY))
+    assert _resume(tmp_path, run_dir)["status"] == "completed"
+    assert not [r.getMessage() for r in caplog.records if "restarting task" in r.getMessage()]
 
 
 # ---------------------------------------------------------------- heads.safetensors

@@ -173,16 +173,38 @@ def unsafe_entry(run_dir: Path) -> str | None:
     return None
 
 
-def resume_link_problem(run_dir: Path) -> str | None:
-    """The one line refusing ``resume=run_dir`` for :func:`unsafe_entry`, or None."""
+def resume_link_problem(run_dir: Path, key: str = "resume") -> str | None:
+    """The one line refusing to continue the run in ``run_dir`` for :func:`unsafe_entry`,
+    or None; ``key`` is how the command named it (``resume=``, or ``hydra.run.dir=`` /
+    a sweep's job for a run continued in place)."""
     problem = unsafe_entry(run_dir)
     if problem is None:
         return None
     return (
-        f"resume={run_dir}: {problem}; a received run directory is data and resuming it "
+        f"{key}={run_dir}: {problem}; a received run directory is data and continuing it "
         "would read or write through it: replace it with a copy of what it points to, or "
         "start a new run"
     )
+
+
+def continued_link_problem(place: Path, multirun: bool) -> str | None:
+    """:func:`resume_link_problem` for the runs a command continues in place: the run
+    directory (``hydra.run.dir``) when it holds a saved run, or each job directory of a
+    sweep directory that does (a job that is itself a link included)."""
+    if not multirun:
+        if not (place / "run_config.yaml").is_file():
+            return None
+        return resume_link_problem(place, "hydra.run.dir")
+    if not place.is_dir():
+        return None
+    for job in sorted(place.iterdir()):
+        if job.is_symlink() and (job / "run_config.yaml").exists():
+            return f"hydra.sweep.dir={place}: {job} is a symbolic link; start a new sweep"
+        if job.is_dir() and (job / "run_config.yaml").is_file():
+            problem = resume_link_problem(job, "hydra.sweep.dir job")
+            if problem is not None:
+                return problem
+    return None
 
 
 def _wandb_own_link(root: Path, link: Path) -> bool:

@@ -16,7 +16,8 @@ run directory:
   saved ``model.trust_remote_code: true`` (unless ``CURLORA_TRUST_REMOTE_CODE=1`` is set
   by whoever runs the command) is refused before anything reads it, and the keys of
   :data:`NOT_EXPERIMENT` (where files go, how the run is logged, what is cached) come from
-  this command, never from the saved file.
+  this command, never from the saved file, and so do :data:`COMMAND_LEAVES`
+  (``model.hf_cache_dir``).
 - Anything else is refused with one line: a directory that holds a *different* run, or
   run files without a saved config.
 
@@ -58,6 +59,12 @@ NOT_EXPERIMENT_LEAVES = (
     "trainer.accelerator",
     "trainer.enable_progress_bar",
 )
+# Single settings that say where files go, not what a run computes: like NOT_EXPERIMENT, a
+# resume takes them from its command, never from the file (a received run must not choose
+# where the receiver's Hugging Face downloads go). The experiment view holds them as null
+# rather than leaving them out, so the view of a run saved with the default (null) keeps
+# the fingerprint it was saved with.
+COMMAND_LEAVES = ("model.hf_cache_dir",)
 # Settings that are only defaults of another key, which stays in the view: method.lr feeds
 # optimizer.lr, the rate a run trains with. A run that set optimizer.lr (a grid job) is the
 # same experiment after its method's default rate is re-tuned. (A resume that overrides
@@ -88,6 +95,10 @@ def experiment_view(cfg: Mapping[str, Any] | DictConfig) -> dict[str, Any]:
         group, key = leaf.split(".")
         if isinstance(view.get(group), Mapping) and key in view[group]:
             view[group] = {k: v for k, v in view[group].items() if k != key}
+    for leaf in COMMAND_LEAVES:
+        group, key = leaf.split(".")
+        if isinstance(view.get(group), Mapping) and key in view[group]:
+            view[group] = {**view[group], key: None}
     return view
 
 
@@ -202,7 +213,7 @@ def check_resume_overrides(
             OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v
             for v in (old, new)
         ]
-        if key.split(".", 1)[0] in NOT_EXPERIMENT:
+        if key.split(".", 1)[0] in NOT_EXPERIMENT or key in COMMAND_LEAVES:
             continue  # taken from this command (resumed_config), nothing to compare
         if key in NOT_EXPERIMENT_LEAVES:
             ignored.append(override)
@@ -232,6 +243,12 @@ def plan_run(cfg: DictConfig, overrides: Sequence[str] | None = None) -> tuple[R
         return plan_resume(cfg, overrides or [])
     run_dir = Path(str(cfg.paths.output_dir)).absolute()
     if (run_dir / RUN_CONFIG_FILE).exists():
+        from curlora.run.dirs import resume_link_problem
+
+        # Continued in place, the run is read and written as on resume=: no links in it.
+        linked = resume_link_problem(run_dir, "paths.output_dir")
+        if linked is not None:
+            raise ConfigError(linked)
         saved = load_saved_config(run_dir)
         differences = config_differences(experiment_view(saved), experiment_view(cfg))
         if differences:
@@ -310,7 +327,9 @@ def refuse_remote_code(saved: DictConfig, path: Path) -> None:
 
 def resumed_config(saved: DictConfig, cfg: DictConfig, run_dir: Path) -> DictConfig:
     """``saved`` with each :data:`NOT_EXPERIMENT` key taken from the command's composed
-    ``cfg`` (its defaults and overrides; absent there, absent here) and the run writing into
+    ``cfg`` (its defaults and overrides; absent there, absent here), each
+    :data:`COMMAND_LEAVES` setting the saved config has taken from it too (null when the
+    command has none: Hugging Face's own default), and the run writing into
     ``run_dir``. The keys are copied unresolved, so ``${paths.output_dir}`` in a logger's
     ``save_dir`` and the run-name resolvers resolve against the resumed run: its directory
     and its saved method, seed and tasks."""
@@ -321,6 +340,10 @@ def resumed_config(saved: DictConfig, cfg: DictConfig, run_dir: Path) -> DictCon
             saved[key] = command[key]
         elif key in saved:
             del saved[key]
+    for leaf in COMMAND_LEAVES:
+        group, key = leaf.split(".")
+        if isinstance(saved.get(group), DictConfig) and key in saved[group]:
+            saved[group][key] = OmegaConf.select(cfg, leaf, default=None)
     saved.paths.output_dir = str(run_dir)
     saved.resume = str(run_dir)
     return saved

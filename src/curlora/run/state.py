@@ -19,9 +19,11 @@ only (tensors and plain values): a pickle placed in a run directory never runs.
 
 The record in ``progress.json`` and in every task checkpoint carries the run's fingerprint
 (:func:`run_fingerprint`: a sha256 of the saved config's experiment view and one of the
-base model the adapter sits on). Resume compares it with the one of the config and base it
-loads now (:func:`check_fingerprint`): an edited ``run_config.yaml`` or another base model
-is refused by file name, never continued as a mix of two experiments.
+base model the adapter sits on), and so does every step checkpoint (under
+:data:`STEP_FINGERPRINT_KEY`, written by :class:`FingerprintStepCheckpoints`). Resume
+compares it with the one of the config and base it loads now (:func:`check_fingerprint`):
+an edited ``run_config.yaml``, another base model, or a step checkpoint of another run is
+refused by file name, never continued as a mix of two experiments.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig
 
@@ -142,6 +145,22 @@ def check_fingerprint(
             )
 
 
+# The key of a Lightning (step) checkpoint that holds the run's fingerprint.
+STEP_FINGERPRINT_KEY = "curlora_fingerprint"
+
+
+class FingerprintStepCheckpoints(Callback):
+    """Writes the run's fingerprint into every Lightning checkpoint of a task's training
+    (the periodic ``last.ckpt`` and the one saved on an interrupt), where
+    :func:`check_step_checkpoint` reads it before a resume continues from the file."""
+
+    def __init__(self, fingerprint: Mapping[str, str]) -> None:
+        self.fingerprint = dict(fingerprint)
+
+    def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        checkpoint[STEP_FINGERPRINT_KEY] = dict(self.fingerprint)
+
+
 # ---------------------------------------------------------------------------------- progress
 def write_progress(run_dir: Path, record: RunRecord) -> None:
     text = json.dumps(record.to_dict(), indent=2, allow_nan=False) + "\n"
@@ -226,6 +245,27 @@ def usable_step_checkpoint(run_dir: Path, index: int) -> Path | None:
         log.warning("resume: %s; restarting task %d from its beginning", damaged, index + 1)
         return None
     return path
+
+
+def check_step_checkpoint(run_dir: Path, index: int, current: Mapping[str, str]) -> None:
+    """Raise DamagedFile when task ``index``'s step checkpoint was written for another
+    experiment or base (its fingerprint, :data:`STEP_FINGERPRINT_KEY`, differs from
+    ``current``). A missing or unreadable one passes here: training then starts the task
+    from its beginning (:func:`usable_step_checkpoint` names a damaged one); one without a
+    fingerprint (written before it was kept) passes too, like the other run files."""
+    path = step_checkpoint(run_dir, index)
+    if not path.exists():
+        return
+    try:
+        payload = _load_checked(path)
+    except DamagedFile:
+        return
+    saved = payload.get(STEP_FINGERPRINT_KEY) if isinstance(payload, dict) else None
+    if saved is not None and not (
+        isinstance(saved, dict) and all(isinstance(v, str) for v in saved.values())
+    ):
+        raise DamagedFile(path, f"its fingerprint is not digests by name: {saved!r:.80}")
+    check_fingerprint(path, saved, current)
 
 
 # ---------------------------------------------------------------------------------- loggers
