@@ -399,14 +399,21 @@ class TaskLoop:
         The last readable task checkpoint decides how many tasks are done (its embedded
         record is what was measured up to it); ``progress.json`` adds the initial
         evaluation when no task finished yet. Damaged files are named in the log and
-        skipped, falling back to the previous good state; nothing is written here. A
+        skipped, falling back to the previous good state; nothing is written here. Edited
+        ones are damaged too (``curlora.run.state.read_progress``): a number changed in
+        ``progress.json`` costs the fallback (at worst the evaluation before training, done
+        again), never a result that reports it. A
         ``progress.json`` or task checkpoint written for another experiment or base model
         (its fingerprint differs from this config's and base's) raises DamagedFile.
         """
         try:
             progress = read_progress(self.run_dir)
         except DamagedFile as error:
-            log.warning("resume: %s; using the task checkpoints instead", error)
+            log.warning(
+                "resume: %s; using the task checkpoints instead (without one, the "
+                "evaluation before training is done again)",
+                error,
+            )
             progress = None
         if progress is not None and progress.tasks != self.tasks:
             raise DamagedFile(

@@ -21,7 +21,7 @@ from curlora.checks.config import ConfigError, validate_config
 from curlora.run.atomic import OutputError, remove_stale_temp_files
 from curlora.run.checksum import verify_checksum
 from curlora.run.guard import RunLock
-from curlora.run.state import AtomicCheckpointIO
+from curlora.run.state import PROGRESS_SHA256_KEY, AtomicCheckpointIO, json_sha256
 from curlora.train import run
 from tests.conftest import FAST, REPO_ROOT, TINY, compose_run_config, run_cli
 from tests.pipeline import faults
@@ -187,6 +187,9 @@ def test_a_failed_resume_never_overwrites_good_state(run_config, tmp_path: Path)
     run_dir = _crashed_run(run_config, tmp_path, "reviews", 22)
     progress = json.loads((run_dir / "progress.json").read_text())
     progress["tasks"] = ["pairs", "moods", "reviews"]  # not what the run trained
+    # With its sha256 rewritten to match: else it is merely damaged, and resume goes on.
+    progress.pop(PROGRESS_SHA256_KEY)
+    progress[PROGRESS_SHA256_KEY] = json_sha256(progress)
     (run_dir / "progress.json").write_text(json.dumps(progress))
     before = {p: p.read_bytes() for p in (run_dir / "progress.json", run_dir / "results.json")}
     with pytest.raises(ConfigError, match=r"progress.json"):

@@ -6,6 +6,12 @@ An :class:`Evaluation` is one evaluation point: every task's head scored on its 
 (``after_task[i]``, None until task i is trained and evaluated), plus the warnings raised
 along the way. It is saved in ``progress.json`` and inside every task checkpoint, so a
 resumed run continues from exactly what was known, and ``results.json`` is built from it.
+
+A record read back from a file is checked against itself (:func:`score_inconsistency`):
+an accuracy and a top-class share are functions of their confusion matrix, and the
+per-example outcomes stored beside them must agree with both, so a score edited on its own
+(an ``accuracy`` 0.45 made 0.95) is found. Perplexity, probe and retention scores have no
+outcomes to check: only a checksum of the whole record guards them.
 """
 
 from __future__ import annotations
@@ -114,6 +120,17 @@ class RunRecord:
             self.initial = evaluation
         else:
             self.after_task[point] = evaluation
+
+    def inconsistency(self) -> str | None:
+        """Why one of the record's scores cannot be what was measured, naming it as in the
+        JSON (``initial.scores.pairs: ...``); None when every score agrees with itself."""
+        points = [("initial", self.initial)]
+        points += [(f"after_task[{i}]", e) for i, e in enumerate(self.after_task)]
+        for where, evaluation in points:
+            problem = None if evaluation is None else evaluation_inconsistency(evaluation)
+            if problem:
+                return f"{where}.{problem}"
+        return None
 
     @property
     def completed_tasks(self) -> int:
@@ -272,3 +289,63 @@ def _fingerprint(node: Any) -> dict[str, str] | None:
     ):
         raise TypeError(f"fingerprint must map names to digests, not {node!r}")
     return dict(node)
+
+
+# ---------------------------------------------------------------------------------- consistency
+def _same(a: float, b: float) -> bool:
+    """Equal, with nan equal to nan (an accuracy over no examples is nan)."""
+    return a == b or (math.isnan(a) and math.isnan(b))
+
+
+def _outcome_problem(outcomes: str, size: int, what: str) -> str | None:
+    """Why ``outcomes`` cannot be one ``"1"``/``"0"`` per example of a split of ``size``."""
+    if set(outcomes) - {"0", "1"}:
+        return f"its per-example {what} are not made of 0 and 1"
+    if len(outcomes) != size:
+        return f"{len(outcomes)} per-example {what} for {size} examples"
+    return None
+
+
+def score_inconsistency(score: TaskScore) -> str | None:
+    """Why ``score`` cannot be what was measured (None: it agrees with itself).
+
+    The accuracy and the top-class share must be what :meth:`TaskScore.from_confusion`
+    computes from the confusion matrix (bit for bit: that is how they were computed); the
+    per-example outcomes, where recorded, one per example with as many right as the
+    matrix's diagonal; the exact-match rate the share of its own outcomes."""
+    confusion = score.confusion
+    if any(len(row) != len(confusion) or min(row, default=0) < 0 for row in confusion):
+        return "its confusion matrix is not square with counts >= 0"
+    expected = TaskScore.from_confusion(confusion)
+    if not _same(score.accuracy, expected.accuracy):
+        return f"accuracy {score.accuracy} disagrees with its confusion matrix"
+    if not _same(score.top_class_share, expected.top_class_share):
+        return f"top-class share {score.top_class_share} disagrees with its confusion matrix"
+    size = score.size
+    if score.correct is not None:
+        problem = _outcome_problem(score.correct, size, "outcomes")
+        if problem:
+            return f"accuracy {score.accuracy}: {problem}"
+        diagonal = sum(confusion[c][c] for c in range(len(confusion)))
+        if score.correct.count("1") != diagonal:
+            return f"accuracy {score.accuracy} disagrees with its outcomes"
+    exact = score.exact_correct
+    if exact is not None:
+        problem = _outcome_problem(exact, size, "exact matches")
+        if problem:
+            return f"exact match {score.exact_match}: {problem}"
+        rate = exact.count("1") / size if size else math.nan
+        if score.exact_match is None or not _same(score.exact_match, rate):
+            return f"exact match {score.exact_match} disagrees with its outcomes"
+    return None
+
+
+def evaluation_inconsistency(evaluation: Evaluation) -> str | None:
+    """The first score of ``evaluation`` that disagrees with itself, named by where it sits
+    (``scores.pairs: accuracy 0.95 disagrees with ...``); None when all agree."""
+    for role in ("scores", "validation"):
+        for task, score in getattr(evaluation, role).items():
+            problem = score_inconsistency(score)
+            if problem:
+                return f"{role}.{task}: {problem}"
+    return None

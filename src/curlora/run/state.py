@@ -4,6 +4,7 @@ Layout inside a run directory::
 
     run_config.yaml                   the resolved config (the experiment; see run/guard.py)
     progress.json                     the RunRecord so far (what is measured, warnings)
+                                      and the sha256 of its fields
     checkpoints/task_<i>.ckpt         after task i trained and was evaluated: the module's
                                       training state, the RunRecord at that point, RNG state
     checkpoints/task_<i>_steps/last.ckpt   every N steps inside task i (Lightning format:
@@ -15,7 +16,11 @@ damaged one (truncated, empty, wrong shape) is reported by name with :class:`Dam
 and resume falls back to the previous good state. Every checkpoint has a ``.sha256`` beside
 it (``curlora.run.checksum``), checked before it is read: a flipped bit is a damaged file,
 never a resumed run with other numbers. Checkpoints are read with ``weights_only=True``
-only (tensors and plain values): a pickle placed in a run directory never runs.
+only (tensors and plain values): a pickle placed in a run directory never runs. A record,
+in ``progress.json`` or a task checkpoint, whose scores disagree with their own
+per-example outcomes, or a ``progress.json`` whose fields no longer match the sha256
+stored in it, is damaged too: an edited number costs a fallback (in the end, the
+evaluation done again), never a resumed run that reports it.
 
 The record in ``progress.json`` and in every task checkpoint carries the run's fingerprint
 (:func:`run_fingerprint`: a sha256 of the saved config's experiment view and one of the
@@ -162,20 +167,45 @@ class FingerprintStepCheckpoints(Callback):
 
 
 # ---------------------------------------------------------------------------------- progress
+# The key of progress.json that holds the sha256 of everything else in it.
+PROGRESS_SHA256_KEY = "sha256"
+
+
 def write_progress(run_dir: Path, record: RunRecord) -> None:
-    text = json.dumps(record.to_dict(), indent=2, allow_nan=False) + "\n"
+    """``progress.json``: the record's fields and, under :data:`PROGRESS_SHA256_KEY`, their
+    sha256 (:func:`json_sha256`), which :func:`read_progress` checks."""
+    fields = record.to_dict()
+    saved = {**fields, PROGRESS_SHA256_KEY: json_sha256(fields)}
+    text = json.dumps(saved, indent=2, allow_nan=False) + "\n"
     atomic_write_text(Path(run_dir) / PROGRESS_FILE, text)
 
 
 def read_progress(run_dir: Path) -> RunRecord | None:
-    """The saved RunRecord; None when there is none. Raises DamagedFile."""
+    """The saved RunRecord; None when there is none. Raises DamagedFile.
+
+    Damaged also means edited: fields that no longer match their sha256, or a score that
+    disagrees with its confusion matrix or per-example outcomes
+    (:meth:`RunRecord.inconsistency`). A file without the sha256 (written before it was
+    kept) is read as before, its scores still checked against their outcomes."""
     path = Path(run_dir) / PROGRESS_FILE
     if not path.exists():
         return None
     try:
-        return RunRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        record = RunRecord.from_dict(saved)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, ArithmeticError) as error:
+        # ArithmeticError: a number too large for a float (10**400), also damage.
         raise DamagedFile(path, f"{type(error).__name__}: {error}") from None
+    except RecursionError:  # nesting too deep to parse: nothing a run writes
+        raise DamagedFile(path, "nested too deeply to be a record") from None
+    if PROGRESS_SHA256_KEY in saved:
+        fields = {k: v for k, v in saved.items() if k != PROGRESS_SHA256_KEY}
+        if saved[PROGRESS_SHA256_KEY] != json_sha256(fields):
+            raise DamagedFile(path, "its fields do not match their sha256 (edited?)")
+    problem = record.inconsistency()
+    if problem:
+        raise DamagedFile(path, problem)
+    return record
 
 
 # ---------------------------------------------------------------------------------- checkpoints
@@ -215,6 +245,11 @@ def load_task_checkpoint(path: Path) -> dict[str, Any]:
         payload["record"] = RunRecord.from_dict(payload["record"])
     except (KeyError, TypeError, ValueError) as error:
         raise DamagedFile(path, f"its record is unreadable: {error}") from None
+    # The checksum beside the file guards against damage, not against a record rewritten
+    # with its checksum: its scores must still agree with their own outcomes.
+    problem = payload["record"].inconsistency()
+    if problem:
+        raise DamagedFile(path, f"its record: {problem}")
     return payload
 
 
