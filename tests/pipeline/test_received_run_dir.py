@@ -29,6 +29,7 @@ from curlora.run.guard import (
     experiment_view,
     plan_run,
 )
+from curlora.run.received import PATHS_VARIABLE
 from curlora.train import run
 from tests.conftest import TINY, compose_run_config, run_cli
 from tests.pipeline import faults
@@ -139,6 +140,10 @@ def test_trust_remote_code_is_the_receivers_opt_in(finished, tmp_path, monkeypat
     with pytest.raises(ConfigError, match=r"model\.trust_remote_code"):
         plan_run(cfg, [f"resume={run_dir}"])
     monkeypatch.setenv(REMOTE_CODE_VARIABLE, "1")
+    # The model is a folder of the receiver's: that is a second opt-in of its own.
+    with pytest.raises(ConfigError, match=rf"model\.name_or_path=.*{PATHS_VARIABLE}=1"):
+        plan_run(cfg, [f"resume={run_dir}"])
+    monkeypatch.setenv(PATHS_VARIABLE, "1")
     plan, _ = plan_run(cfg, [f"resume={run_dir}"])
     assert plan.cfg.model.trust_remote_code is True
 

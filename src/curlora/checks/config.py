@@ -500,6 +500,17 @@ def _check_model_path(cfg: Mapping[str, Any]) -> None:
         )
 
 
+def _check_attention(cfg: Mapping[str, Any]) -> None:
+    """``model.attn_implementation`` of any model config: a built-in implementation, never a
+    Hub kernel (``curlora.models.hub.check_attention``), before the model is read."""
+    if cfg["model"].get("attn_implementation") is None:
+        return
+    from curlora.models.hub import check_attention
+
+    with _as_config_error():
+        check_attention(cfg["model"]["attn_implementation"])
+
+
 def _check_quantization(cfg: Mapping[str, Any]) -> None:
     import torch
 
@@ -574,6 +585,7 @@ def validate_config(cfg: DictConfig | Mapping[str, Any], check_model: bool = Tru
     _check_optimization(plain)
     _check_output_dir(plain)
     _check_model_path(plain)
+    _check_attention(plain)
     _check_quantization(plain)
     _check_data(plain)
     _check_head(plain)

@@ -14,7 +14,8 @@ Config keys (``configs/model/smollm2_135m.yaml``):
     package / version / filename / sha256 / licence: the pinned wheel (see
         ``curlora.data.assets.Asset``).
     gguf_file: the GGUF's path inside the wheel.
-    gguf_path: optional local GGUF file used instead of the wheel (tests, own models).
+    gguf_path: optional local GGUF file used instead of the wheel (tests, own models); in
+        a received run's config it is refused (``curlora.run.received``).
     dtype: float32 (default) or bfloat16: the dtype the model is loaded in.
 
 The fields that become paths (name, package, version, filename, sha256, gguf_file) are

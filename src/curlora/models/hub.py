@@ -2,13 +2,19 @@
 
 Config keys (``configs/model/hub.yaml``, ``configs/model/mistral_7b.yaml``):
     name_or_path: Hub id (``mistralai/Mistral-7B-v0.3``) or a local folder saved with
-        ``save_pretrained``.
+        ``save_pretrained`` (a local one in a received run's config is refused:
+        ``curlora.run.received``).
     revision: branch, tag or commit on the Hub (None: the default branch).
     dtype: bfloat16 | float32 | float16 | auto (``auto``: the checkpoint's own dtype).
     trust_remote_code: False unless the config says so: it runs code from the repository.
     hf_cache_dir: where Hub downloads go; None keeps Hugging Face's shared cache
         (``HF_HOME``), so multi-GB weights already downloaded by other tools are reused.
-    attn_implementation: optional (``sdpa``, ``eager``, ``flash_attention_2``).
+    attn_implementation: null (transformers' choice: sdpa where it can) or one of the
+        implementations transformers has built in (:data:`ATTENTION_IMPLEMENTATIONS`);
+        anything else is refused (:func:`check_attention`): transformers reads any other
+        ``<org>/<repo>`` as a Hub kernel, whose compiled and Python code it would download
+        and import. A flash implementation needs its own package (flash-attn) on a GPU: without
+        it transformers would fetch a replacement kernel from the Hub, so it is refused too.
     quantization: null, ``4bit`` or ``8bit``: a bitsandbytes-quantised frozen base on a CUDA
         GPU (``curlora.models.quantization``; QLoRA style).
 
@@ -43,6 +49,43 @@ DTYPES: dict[str, Any] = {
     "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16, "auto": "auto",
 }  # fmt: skip
 T = TypeVar("T")
+# The attention implementations transformers has built in (its AttentionInterface, and
+# eager), that read no code from elsewhere. Any other string is a Hub kernel reference.
+ATTENTION_IMPLEMENTATIONS = (
+    "eager", "sdpa", "flex_attention", "flash_attention_2", "flash_attention_3",
+    "flash_attention_4",
+)  # fmt: skip
+# transformers' own test that a flash implementation's package is usable on this machine;
+# where it fails and the `kernels` package is installed, transformers loads a Hub kernel in
+# its place (FLASH_ATTN_KERNEL_FALLBACK), which use_kernels=False does not prevent.
+_FLASH_AVAILABLE = {
+    "flash_attention_2": "is_flash_attn_2_available",
+    "flash_attention_3": "is_flash_attn_3_available",
+    "flash_attention_4": "is_flash_attn_4_available",
+}
+
+
+def check_attention(value: Any) -> None:
+    """Raise ValueError naming ``model.attn_implementation`` unless ``value`` is null or a
+    built-in implementation this machine runs without a Hub kernel (module docstring)."""
+    if value is None:
+        return
+    if value not in ATTENTION_IMPLEMENTATIONS:
+        raise ValueError(
+            f"model.attn_implementation={value!r} is not valid; valid: null or one of "
+            f"{list(ATTENTION_IMPLEMENTATIONS)} (anything else is a Hub kernel: code it would "
+            "download and run)"
+        )
+    import transformers.utils
+
+    available = getattr(transformers.utils, _FLASH_AVAILABLE.get(value, ""), None)
+    if value in _FLASH_AVAILABLE and not (available is not None and available()):
+        raise ValueError(
+            f"model.attn_implementation={value!r} is not valid here: its flash-attn package "
+            "is not usable on this machine (it needs that package and a GPU), and transformers "
+            "would download and run a Hub kernel instead; valid: null, 'sdpa', 'eager' or "
+            "'flex_attention', or install flash-attn"
+        )
 
 
 def _common(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -88,6 +131,7 @@ class HubModel(ModelSource):
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ValueError(f"model.dtype='{self.dtype}' unknown; valid: {sorted(DTYPES)}")
+        check_attention(self.attn_implementation)  # before anything reads the model
 
     def architecture(self, cache_dir: Path) -> PretrainedConfig:
         return load_config(self.as_config(), cache_dir)
@@ -116,6 +160,7 @@ def load(
     # download, and other numbers than the model's own PyTorch code).
     model_kwargs = dict(kwargs, dtype=DTYPES[dtype_name], use_kernels=False)
     if model_cfg.get("attn_implementation"):
+        check_attention(model_cfg["attn_implementation"])  # load() is also called directly
         model_kwargs["attn_implementation"] = str(model_cfg["attn_implementation"])
     quantization = model_cfg.get("quantization")
     if quantization:

@@ -14,7 +14,9 @@ run directory:
   overrides that would change it are refused (exit 2) and name what they would change.
   The directory may come from someone else, so it is data: a symbolic link in it, or a
   saved ``model.trust_remote_code: true`` (unless ``CURLORA_TRUST_REMOTE_CODE=1`` is set
-  by whoever runs the command) is refused before anything reads it, and the keys of
+  by whoever runs the command) is refused before anything reads it, and so is a data or
+  model source naming a file or folder of this machine (unless
+  ``CURLORA_TRUST_RECEIVED_PATHS=1``: :mod:`curlora.run.received`); the keys of
   :data:`NOT_EXPERIMENT` (where files go, how the run is logged, what is cached) come from
   this command, never from the saved file, and so do :data:`COMMAND_LEAVES`
   (``model.hf_cache_dir``).
@@ -40,6 +42,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from curlora.checks.config import ConfigError
 from curlora.checks.targets import UntrustedTarget, check_targets
+from curlora.run.received import MAX_CONFIG_BYTES, refuse_local_paths, screen_saved_yaml
 
 RUN_CONFIG_FILE = "run_config.yaml"
 LOCK_FILE = ".lock"
@@ -165,12 +168,18 @@ def holds_a_run(run_dir: Path) -> bool:
 
 def load_saved_config(run_dir: Path) -> DictConfig:
     """The saved config of the run in ``run_dir``; ConfigError naming the file when it cannot
-    be read, is not UTF-8 or YAML, or lacks a section (a truncated write of an old version,
-    a file edited by hand), or names a ``_target_`` outside the allowlist
-    (``curlora.checks.targets``), before anything in it is resolved or built."""
+    be read, is not UTF-8 or YAML, is larger than 1 MiB or holds a YAML anchor or alias
+    (``curlora.run.received.screen_saved_yaml``: checked before YAML builds anything), or
+    lacks a section (a truncated write of an old version, a file edited by hand), or names a
+    ``_target_`` outside the allowlist (``curlora.checks.targets``), before anything in it
+    is resolved or built."""
     path = run_dir / RUN_CONFIG_FILE
     try:
-        saved = OmegaConf.load(path)
+        with path.open("rb") as handle:  # one byte past the cap is enough to refuse it
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+        saved = OmegaConf.create(screen_saved_yaml(raw, path))
+    except ConfigError:
+        raise
     except Exception as error:  # OSError, UnicodeDecodeError, YAML's and OmegaConf's errors
         detail = " ".join(f"{type(error).__name__}: {error}".split())
         raise ConfigError(f"{path} cannot be read ({detail})") from None
@@ -299,8 +308,12 @@ def load_received_config(run_dir: Path) -> DictConfig:
     """The saved config of a run directory that may have come from someone else, after the
     checks that come before anything in it is read or built: no symbolic link in the
     directory, only allowlisted ``_target_``s and no interpolation (:func:`load_saved_config`),
-    and no ``model.trust_remote_code`` without the receiver's opt-in. What ``resume=`` and
-    the README's recipe for reloading an adapter read."""
+    no ``model.trust_remote_code`` and no file or folder of this machine in a data or model
+    source (:mod:`curlora.run.received`) without the receiver's opt-ins. Each of
+    :data:`COMMAND_LEAVES` is null (Hugging Face's own default): where the receiver's
+    downloads go is the receiver's to say, so the sender's value is never used (a resume
+    sets the command's). What ``resume=`` and the README's recipe for reloading an adapter
+    read."""
     from curlora.run.dirs import resume_link_problem
 
     run_dir = Path(run_dir)
@@ -309,6 +322,13 @@ def load_received_config(run_dir: Path) -> DictConfig:
         raise ConfigError(linked)
     saved = load_saved_config(run_dir)
     refuse_remote_code(saved, run_dir / RUN_CONFIG_FILE)
+    # NOT_EXPERIMENT (paths, loggers) is replaced by the command's on resume; the reload
+    # recipe reads none of it.
+    refuse_local_paths(saved, run_dir / RUN_CONFIG_FILE, skip=NOT_EXPERIMENT)
+    for leaf in COMMAND_LEAVES:
+        group, key = leaf.split(".")
+        if isinstance(saved.get(group), DictConfig) and key in saved[group]:
+            saved[group][key] = None
     return saved
 
 
