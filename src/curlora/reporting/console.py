@@ -18,11 +18,13 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from curlora.reporting.regular_file import NotRegularFile, read_text
 from curlora.reporting.results import ResultsError, decode_results, load_results
 from curlora.reporting.untrusted import shown
 from curlora.retention.table import retention_lines
@@ -126,16 +128,19 @@ def run_table(
 
 def wall_time(run_dir: Path) -> float | None:
     """The run's wall time as recorded in progress.json (all sessions of it together); None
-    when the file is missing or damaged (a wall time is a convenience, never worth a crash)."""
+    when the file is missing or damaged (a wall time is a convenience, never worth a crash).
+    A link or a FIFO in its place is damaged: never followed, never waited on."""
     path = Path(run_dir) / "progress.json"
-    if not path.exists():
-        return None
     try:
-        seconds = float(json.loads(path.read_text("utf-8"))["elapsed_s"])
+        seconds = float(json.loads(read_text(path))["elapsed_s"])
+    except FileNotFoundError:
+        return None
     # ValueError: UnicodeDecodeError, bad JSON, an int past the digit limit; OverflowError:
     # an int past float's range (10**400); RecursionError: nesting too deep to parse
     except (OSError, ValueError, KeyError, TypeError, OverflowError, RecursionError) as error:
         why = type(error).__name__
+        if isinstance(error, NotRegularFile):  # the kind of entry, not just "an OSError"
+            why = f"{why}: {error}"
         log.warning("%s is damaged (%s); its wall time is unknown", shown(path), why)
         return None
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
@@ -143,7 +148,9 @@ def wall_time(run_dir: Path) -> float | None:
 
 def report(path: Path) -> str:
     """The table for a run directory or for every run below a sweep directory."""
-    if (path / "results.json").exists():
+    # lexists: a results.json that is a link, even a dangling one, makes this a run
+    # directory, so load_results names it (exists() would follow the link).
+    if os.path.lexists(path / "results.json"):
         return run_table(load_results(path / "results.json"), path, wall_time(path))
     from curlora.reporting.sweep import summarize_sweep
 

@@ -15,12 +15,15 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from curlora.reporting.grid_rules import rules_problem
+from curlora.reporting.outcomes_check import eval_sizes, outcomes_problem
+from curlora.reporting.regular_file import read_text
 from curlora.reporting.results import ResultsError, load_results
 from curlora.reporting.stats import Outcomes, Summary, outcome_arrays, summarize
 from curlora.reporting.untrusted import shown
@@ -37,7 +40,8 @@ log = logging.getLogger("curlora")
 @dataclass(frozen=True)
 class Rules:
     """What the grid fixed before its runs (``grid.yaml``): margins, the bootstrap, the
-    headline methods and the parameter-matched controls."""
+    headline methods and the parameter-matched controls. ``damaged``: why ``grid.yaml``
+    could not be used, when these are the defaults in its place (a report says so)."""
 
     accuracy_margin: float = 0.02
     ppl_margin: float = 1.05
@@ -48,43 +52,47 @@ class Rules:
     ranks: tuple[int, ...] = ()
     seeds: tuple[int, ...] = ()
     selection: tuple[tuple[str, str], ...] = ()
+    damaged: str | None = field(default=None, compare=False)
 
     @classmethod
     def read(cls, grid_file: Path) -> Rules:
-        """The rules in ``grid_file``; the defaults above where it is missing or silent."""
+        """The rules in ``grid_file``; the defaults above where it is missing or silent.
+
+        Every rule is checked before any is used (``curlora.reporting.grid_rules``): one
+        that fails makes the file damaged, named in one warning with the key and what is
+        valid, and the defaults stand in for all of them (``damaged`` says why)."""
         path = Path(grid_file)
         try:
-            grid = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            # a regular file only: a FIFO would hang the report, a link redirect it
+            grid = yaml.safe_load(read_text(path)) or {}
         except FileNotFoundError:
             return cls()
-        except (OSError, yaml.YAMLError, UnicodeDecodeError, RecursionError) as error:
+        # ValueError: not UTF-8, or an int past Python's digit limit (PyYAML's int() of it)
+        except (OSError, yaml.YAMLError, ValueError, RecursionError) as error:
             return cls._damaged(path, f"{type(error).__name__}: {' '.join(str(error).split())}")
         if not isinstance(grid, dict):
             return cls._damaged(path, f"a YAML {type(grid).__name__}, not a mapping")
-        try:
-            margins = grid.get("margins") or {}
-            boot = grid.get("bootstrap") or {}
-            return cls(
-                accuracy_margin=float(margins.get("accuracy", cls.accuracy_margin)),
-                ppl_margin=float(margins.get("ppl_ratio", cls.ppl_margin)),
-                replicates=int(boot.get("replicates", cls.replicates)),
-                bootstrap_seed=int(boot.get("seed", cls.bootstrap_seed)),
-                headline_methods=tuple(grid.get("headline_methods") or cls.headline_methods),
-                matched_controls=tuple(grid.get("matched_controls") or ()),
-                ranks=tuple(int(r) for r in grid.get("ranks") or ()),
-                seeds=tuple(int(r) for r in grid.get("seeds") or ()),
-                # printed in the report as they are written: made safe to show
-                selection=tuple(
-                    (shown(k), shown(v)) for k, v in (grid.get("selection") or {}).items()
-                ),
-            )
-        except (AttributeError, TypeError, ValueError, OverflowError) as error:
-            return cls._damaged(path, f"{type(error).__name__}: {error}")
+        if (problem := rules_problem(grid)) is not None:
+            return cls._damaged(path, problem)
+        margins = grid.get("margins") or {}
+        boot = grid.get("bootstrap") or {}
+        return cls(
+            accuracy_margin=float(margins.get("accuracy", cls.accuracy_margin)),
+            ppl_margin=float(margins.get("ppl_ratio", cls.ppl_margin)),
+            replicates=boot.get("replicates", cls.replicates),
+            bootstrap_seed=boot.get("seed", cls.bootstrap_seed),
+            headline_methods=tuple(grid.get("headline_methods") or cls.headline_methods),
+            matched_controls=tuple(grid.get("matched_controls") or ()),
+            ranks=tuple(grid.get("ranks") or ()),
+            seeds=tuple(grid.get("seeds") or ()),
+            # printed in the report as they are written: made safe to show
+            selection=tuple((shown(k), shown(v)) for k, v in (grid.get("selection") or {}).items()),
+        )
 
     @classmethod
     def _damaged(cls, path: Path, why: str) -> Rules:
         log.warning("%s is damaged (%s); using the default rules", shown(path), shown(why))
-        return cls()
+        return cls(damaged=shown(why))
 
 
 @dataclass(frozen=True, eq=False)
@@ -164,40 +172,69 @@ class GridRun:
         """Per-example outcomes of ``score`` (see :meth:`score_rows`), None when not recorded."""
         return self.outcomes if score == "acc" else self.exact_match_outcomes
 
-    @functools.cached_property
+    @property
     def outcomes(self) -> Outcomes | None:
         """Per-example outcomes at every evaluation point (``outcomes.json``), None when
-        the run did not record them."""
-        return self._outcomes("eval")
+        the run did not record them or they were left out (:attr:`outcomes_left_out`)."""
+        return self._recorded[0].get("eval")
 
-    @functools.cached_property
+    @property
     def exact_match_outcomes(self) -> Outcomes | None:
         """head=words: per-example exact matches at every evaluation point, None when the
-        run did not record them."""
-        return self._outcomes("eval_exact_match")
+        run did not record them or they were left out (:attr:`outcomes_left_out`)."""
+        return self._recorded[0].get("eval_exact_match")
 
-    def _outcomes(self, key: str) -> Outcomes | None:
+    @property
+    def outcomes_left_out(self) -> str | None:
+        """Why this run's ``outcomes.json`` is not used (a warning named it), or None: used,
+        or not recorded. The run's intervals are then over seeds alone, as for a run that
+        recorded none."""
+        return self._recorded[1]
+
+    @functools.cached_property
+    def _recorded(self) -> tuple[dict[str, Outcomes | None], str | None]:
+        """``outcomes.json`` read once: each score's outcomes (``eval``, and under head=words
+        ``eval_exact_match``), and why the whole file is left out (None when it is used).
+
+        Each score must agree with the same score's rows in results.json
+        (``curlora.reporting.outcomes_check``): outcomes that disagree would move the
+        report's paired differences and intervals away from what the run measured."""
         path = self.path / "outcomes.json"
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if key != "eval" and key not in data:
-                return None
-            return outcome_arrays({t: data[key][t] for t in self.tasks})
+            data = json.loads(read_text(path))  # a regular file only, as every report read
+            found: dict[str, Outcomes | None] = {}
+            for key, score in (("eval", "acc"), ("eval_exact_match", "em")):
+                if key != "eval" and key not in data:
+                    continue
+                strings = {t: data[key][t] for t in self.tasks}
+                rows = self.score_rows(score)
+                problem = outcomes_problem(strings, rows, self.tasks, eval_sizes(self.results))
+                if problem is not None:
+                    why = shown(f"{key} disagrees with results.json: {problem}")
+                    log.warning(
+                        "%s %s; this run's outcomes are left out (its intervals are over "
+                        "seeds alone)",
+                        shown(path),
+                        why,
+                    )
+                    return {}, why
+                found[key] = outcome_arrays(strings)
+            return found, None
         except FileNotFoundError:
-            return None
+            return {}, None
         except DAMAGED_JSON as error:
             log.warning(
                 "%s is damaged (%s); the run counts as not recording its outcomes",
                 shown(path),
                 _why(error),
             )
-            return None
+            return {}, f"damaged: {_why(error)}"
 
     def elapsed_s(self) -> float:
         """The run's wall time as ``progress.json`` recorded it (0 when unknown)."""
         path = self.path / "progress.json"
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(read_text(path))
             elapsed = float(data["elapsed_s"])
         except FileNotFoundError:
             return 0.0
@@ -223,13 +260,24 @@ def _why(error: Exception) -> str:
     return shown(f"{type(error).__name__}: {error}")
 
 
+def _first_problem(error: ResultsError) -> str:
+    """A ResultsError in one safe line: the file and its first problem (the message lists
+    every problem, one a line)."""
+    first, *problems = str(error).splitlines()
+    if not problems:
+        return shown(first)
+    more = f"; and {len(problems) - 1} more" if len(problems) > 1 else ""
+    return shown(f"{first.rstrip(':')} ({problems[0].removeprefix('- ')}{more})")
+
+
 def load_grid(root: Path) -> list[GridRun]:
     """Every completed run below ``root`` (others are listed by the multirun summaries)."""
     runs = []
     for path in sorted(Path(root).rglob("results.json")):
         try:
             results = load_results(path)
-        except ResultsError:
+        except ResultsError as error:  # a file that cannot be used: named, never skipped unsaid
+            log.warning("%s; left out of the report", _first_problem(error))
             continue
         if results["status"] != "completed":
             continue

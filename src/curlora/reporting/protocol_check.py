@@ -35,6 +35,7 @@ from curlora.reporting.grid import (
     lr_grid_runs,
     table_settings,
 )
+from curlora.reporting.regular_file import read_text
 from curlora.reporting.stats import Summary
 from curlora.run.atomic import atomic_write_text
 
@@ -153,15 +154,17 @@ def read_checks(results_dir: Path) -> list[ProtocolCheck]:
     """The checks recorded so far (none when the file is missing); DamagedCheck when the
     file is not what :func:`record` wrote: a decision is never guessed from a damaged one."""
     path = Path(results_dir) / CHECK_FILE
-    if not path.exists():
-        return []
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        # a regular file only (a FIFO would hang the report, a link redirect it): else
+        # damaged, as below
+        data = json.loads(read_text(path))
         if not isinstance(data, list):
             raise TypeError(f"a JSON {type(data).__name__}, not a list of checks")
         checks = [ProtocolCheck(**entry) for entry in data]
         if any(c.protocol not in ("first", FALLBACK) for c in checks):
             raise ValueError("a protocol other than 'first' or 'fallback'")
+    except FileNotFoundError:
+        return []
     except (OSError, UnicodeDecodeError, ValueError, TypeError) as error:
         why = " ".join(str(error).split())
         raise DamagedCheck(

@@ -48,6 +48,8 @@ from curlora.reporting.grid import (
     lr_grid_runs,
     table_settings,
 )
+from curlora.reporting.left_out import left_out_lines
+from curlora.reporting.regular_file import read_text
 from curlora.reporting.tables import (
     TABLE_ONE_CAPTION,
     comparison_table,
@@ -77,7 +79,7 @@ def choose_grid_rates(runs: Sequence[GridRun], grid_file: Path) -> dict[str, flo
 def planned_runs(grid_file: Path) -> int | None:
     """How many runs the grid in ``grid.yaml`` (written by curlora-reproduce) asks for."""
     try:
-        grid = yaml.safe_load(grid_file.read_text(encoding="utf-8"))
+        grid = yaml.safe_load(read_text(grid_file))  # a link or a FIFO: OSError, below
         seeds, ranks = len(grid["seeds"]), len(grid["ranks"])
         controls = len(grid.get("controls") or [])
         adapters = sum(len(lrs) for lrs in grid["lrs"].values()) * ranks
@@ -86,7 +88,16 @@ def planned_runs(grid_file: Path) -> int | None:
         headline = len(extra) * (controls + len(grid.get("headline_methods") or []))
         sweep = grid.get("rank_sweep") or {}
         rank_runs = len(sweep.get("ranks") or []) * len(sweep.get("methods") or []) * seeds
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+    # ValueError: not UTF-8, or an int past Python's digit limit; RecursionError: nesting
+    except (
+        OSError,
+        ValueError,
+        RecursionError,
+        yaml.YAMLError,
+        KeyError,
+        TypeError,
+        AttributeError,
+    ):
         return None
     return seeds * (controls + adapters + sampling) + headline + rank_runs
 
@@ -141,16 +152,18 @@ def summary_block(
     settings: Sequence[Setting],
     rules: Rules,
     learned: Sequence[int],
+    unused: Sequence[str] = (),
 ) -> str:
     """The README's summary of the grid (``summary.md`` beside the report): the headline
-    answers and the chosen settings' numbers, generated so the README cannot drift."""
+    answers and the chosen settings' numbers, generated so the README cannot drift.
+    ``unused``: what the report could not use (``left_out_lines``), said here too."""
     from curlora.reporting.claims import bwt_summary, ppl_summary
 
     status = f"{len(runs)} of {planned} planned runs" if planned else f"{len(runs)} runs"
     if planned and len(runs) < planned:
         status += ", **not finished: provisional**"
     tasks = settings[0].tasks if settings else []
-    lines = [f"`{grid_name}` ({status}):", ""]
+    lines = [f"`{grid_name}` ({status}):", "", *unused]
     note = unserved_data_note(runs[0]) if runs else None
     if note:
         lines += [note, ""]
@@ -229,11 +242,12 @@ def write_report(root: Path, report_dir: Path, grid_name: str, command: str) -> 
     if is_words_grid(grid):  # the words protocol: its own report
         return write_words_report(store, out, grid_name, command, grid)
     runs = load_grid(store)
-    rules = Rules.read(store / GRID_FILE)
-    lrs = choose_grid_rates(runs, store / GRID_FILE)
+    rules = Rules.read(store / GRID_FILE)  # read once: a damaged file is named once
+    lrs = choose_learning_rates(lr_grid_runs(runs, rules))  # choose_grid_rates' rule
     table_rank = rules.ranks[0] if rules.ranks else 16
     headline_settings = table_settings(runs, lrs, rules.headline_methods, [table_rank])
-    parts = [f"# Reproduction: {grid_name}", "", f"Command: `{command}`", ""]
+    unused = left_out_lines(rules, runs, store)
+    parts = [f"# Reproduction: {grid_name}", "", f"Command: `{command}`", "", *unused]
     if not headline_settings:
         parts.append("No completed run yet.")
         atomic_write_text(out / SUMMARY_FILE, f"`{grid_name}`: no completed run yet.\n")
@@ -291,7 +305,7 @@ def write_report(root: Path, report_dir: Path, grid_name: str, command: str) -> 
     ]
     atomic_write_text(
         out / SUMMARY_FILE,
-        summary_block(grid_name, runs, planned, rows, headline_settings, rules, learned),
+        summary_block(grid_name, runs, planned, rows, headline_settings, rules, learned, unused),
     )
     inert = inert_methods(headline_settings, rules)
     if inert:

@@ -57,6 +57,7 @@ from typing import Any, TypedDict
 
 from curlora.metrics.continual import METRIC_KEYS, backward_transfer, summarize, trained_rows
 from curlora.metrics.degenerate import WARNING_KEYS, WarningJSON
+from curlora.reporting.regular_file import read_text
 from curlora.reporting.untrusted import is_safe_name, shown
 from curlora.run.atomic import atomic_write_text
 
@@ -562,12 +563,14 @@ def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
     (also for a file that cannot be read, is not UTF-8 or not JSON: callers skip it).
 
     Non-finite measurements come back as floats (``inf``, ``nan``; see the module docstring).
+    A symbolic link or anything but a regular file (a FIFO would hang the reader) cannot
+    be read (``curlora.reporting.regular_file``).
     """
     path = Path(path)
     name = shown(path)  # a received directory's name is data too: printed in one line
     try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:  # unreadable (permissions, a directory, an I/O error)
+        results = json.loads(read_text(path))
+    except OSError as error:  # unreadable (permissions, a link, a FIFO, an I/O error)
         raise ResultsError(f"{name} cannot be read: {error.strerror or error}") from error
     except UnicodeDecodeError as error:  # a flipped byte: the file is not UTF-8 text
         raise ResultsError(f"{name} is not UTF-8 text (byte {error.start})") from error

@@ -47,6 +47,7 @@ from curlora.reporting.grid import (
     lr_grid_runs,
     table_settings,
 )
+from curlora.reporting.left_out import left_out_lines
 from curlora.reporting.plots import save_figure
 from curlora.reporting.protocol_check import (
     RULE,
@@ -55,7 +56,9 @@ from curlora.reporting.protocol_check import (
     protocol_runs,
     read_checks,
 )
+from curlora.reporting.regular_file import read_text
 from curlora.reporting.tables import final_average_accuracy, markdown, selection_table
+from curlora.reporting.untrusted import shown
 from curlora.reporting.words_retention import (
     MIN_SEEDS,
     interval_text,
@@ -87,11 +90,14 @@ def read_grid(grid_file: Path) -> dict:
     """``grid.yaml`` as a mapping; ``{}`` (with a warning naming the file) when it cannot be
     read, so the report falls back to its defaults rather than failing."""
     try:
-        grid = yaml.safe_load(Path(grid_file).read_text(encoding="utf-8")) or {}
+        # a regular file only: a FIFO would hang the report, a link redirect it (OSError)
+        grid = yaml.safe_load(read_text(grid_file)) or {}
     except FileNotFoundError:
         return {}
-    except (OSError, yaml.YAMLError, UnicodeDecodeError) as error:
-        log.warning("%s is damaged (%s); the report uses its defaults", grid_file, error)
+    # ValueError: not UTF-8, or an int past Python's digit limit; RecursionError: nesting
+    except (OSError, yaml.YAMLError, ValueError, RecursionError) as error:
+        why = " ".join(f"{type(error).__name__}: {error}".split())  # one line
+        log.warning("%s is damaged (%s); the report uses its defaults", shown(grid_file), why)
         return {}
     if not isinstance(grid, dict):
         log.warning("%s is damaged (not a mapping); the report uses its defaults", grid_file)
@@ -407,7 +413,8 @@ def write_words_report(
     lrs = choose_learning_rates(lr_grid_runs(runs, rules))
     rank = rules.ranks[0] if rules.ranks else 16
     settings = table_settings(runs, lrs, rules.headline_methods, [rank])
-    parts = [f"# Reproduction: {grid_name}", "", f"Command: `{command}`", ""]
+    unused = left_out_lines(rules, runs, store)
+    parts = [f"# Reproduction: {grid_name}", "", f"Command: `{command}`", "", *unused]
     check_config = grid.get("protocol_check") or {}
     checked = str(check_config.get("method", "lora"))
     fallback = [str(o) for o in check_config.get("fallback_overrides") or []]
@@ -495,7 +502,7 @@ def write_words_report(
         *suite_lines,
     ]
     plot_curves([*settings, *references], out)
-    summary = [f"`{grid_name}` ({status}{', provisional' if unfinished else ''}):", ""]
+    summary = [f"`{grid_name}` ({status}{', provisional' if unfinished else ''}):", "", *unused]
     summary += [f"- {c.line()}" for c in checks] or [
         "- protocol check: not decided yet (it decides when the checked method's whole rate "
         "grid has completed)"
