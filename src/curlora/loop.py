@@ -57,6 +57,7 @@ from curlora.run.guard import RUN_CONFIG_FILE, load_saved_config
 from curlora.run.interrupts import CheckpointOnInterrupt, InterruptGuard
 from curlora.run.record import Evaluation, RunRecord
 from curlora.run.state import (
+    LOGGER_STATE_FILE,
     PROGRESS_FILE,
     AtomicCheckpointIO,
     DamagedFile,
@@ -440,9 +441,7 @@ class TaskLoop:
             check_step_checkpoint(self.run_dir, self.record.completed_tasks, self.fingerprint)
         if progress is not None:
             self._clock = (time.perf_counter(), max(progress.elapsed_s, self.record.elapsed_s))
-        saved_steps = read_logger_state(self.run_dir).get("steps_after_task") or []
-        if len(saved_steps) == len(self.tasks):
-            self.steps_after_task = list(saved_steps)
+        self.steps_after_task = self._saved_steps_after_task()
         log.info(
             "continuing %s: initial evaluation %s, %d of %d task(s) done",
             self.run_dir,
@@ -450,6 +449,34 @@ class TaskLoop:
             self.record.completed_tasks,
             len(self.tasks),
         )
+
+    def _saved_steps_after_task(self) -> list[int | None]:
+        """The optimizer steps after each finished task, as ``logger_state.json`` recorded
+        them (they place the experiment loggers' curves); unknown (None) for the tasks not
+        finished. A value that no run writes (not a whole number ≥ 0, fewer than the task
+        before it, a list of another length) is named in a warning and all are dropped: the
+        curves then restart their step count, which moves no measured number."""
+        saved = read_logger_state(self.run_dir).get("steps_after_task")
+        unknown: list[int | None] = [None] * len(self.tasks)
+        if saved is None:
+            return unknown
+        done = self.record.completed_tasks
+        known = saved[:done] if isinstance(saved, list) else []
+        valid = (
+            isinstance(saved, list)
+            and len(saved) == len(self.tasks)
+            and all(type(s) is int and s >= 0 for s in known if s is not None)
+        )
+        counted = [s for s in known if s is not None]
+        if not valid or counted != sorted(counted):
+            log.warning(
+                "%s: steps_after_task=%.80r is not what a run writes; ignored (the loggers' "
+                "step count restarts)",
+                self.run_dir / LOGGER_STATE_FILE,
+                saved,
+            )
+            return unknown
+        return [*known, *unknown[done:]]
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> str:

@@ -353,3 +353,21 @@ def test_a_resume_takes_the_hugging_face_cache_from_the_command(finished, tmp_pa
     assert plan.cfg.model.hf_cache_dir == mine and not warnings
     received = OmegaConf.load(run_dir / RUN_CONFIG_FILE)  # the sender's cache in it
     assert experiment_view(plan.cfg) == experiment_view(received)
+
+
+NOT_WRITTEN = [["1e9", None, None], [True, None, None], {"a": 1}, [-4, None, None], [0, 0]]
+
+
+@pytest.mark.parametrize("steps", NOT_WRITTEN)
+def test_step_counts_no_run_writes_are_ignored_by_name(crashed, tmp_path, caplog, steps) -> None:
+    """``logger_state.json``'s steps after each task place the loggers' curves; a value no
+    run writes (text, a flag, a negative count, another shape) is named and dropped, never a
+    traceback half-way through the resumed run."""
+    run_dir = _received(crashed, tmp_path)
+    state_file = run_dir / "logger_state.json"
+    state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    state_file.write_text(json.dumps({**state, "steps_after_task": steps}))
+    resumed = run(compose_run_config(tmp_path, [*TINY, f"resume={run_dir}"]))
+    assert resumed["status"] == "completed"
+    named = [r.getMessage() for r in caplog.records if "steps_after_task" in r.getMessage()]
+    assert named and str(state_file) in named[0]
