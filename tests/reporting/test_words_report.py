@@ -175,6 +175,9 @@ def test_the_check_says_what_not_measurable_leaves_open_and_what_comes_next(
     record(store, [check, second])
     both = _report(store, tmp_path)
     assert "Neither check resolved forgetting" in both
+    # The README's first-screen block says it too, not only REPORT.md.
+    summary_md = (tmp_path / words_report.SUMMARY_FILE).read_text()
+    assert "neither check resolved sequential lora's forgetting" in summary_md
 
 
 def test_exact_match_note_names_only_runs_whose_answers_left_the_label_words(
@@ -187,10 +190,26 @@ def test_exact_match_note_names_only_runs_whose_answers_left_the_label_words(
     em[2][0] = 0.05  # task a after task c: its answers went to other words (acc 0.6)
     em[0][1] = 0.0  # task b before it was trained: not forgetting, not counted
     collapsed.results["head"]["exact_match_matrix"] = em
-    note = " ".join(words_report.exact_match_note([same, collapsed], 0.02))
+    note = " ".join(words_report.exact_match_note([("first", same), ("first", collapsed)], 0.02))
     assert "within 0.02 of accuracy in 1 of the 2 runs above" in note
-    assert "lr 0.001 seed 2: a after c, em 0.050 against acc 0.600" in note
+    assert "(largest gap: lr 0.001 seed 2: a after c, em 0.050 against acc 0.600)" in note
     assert "seed 1:" not in note and "b after a" not in note
+
+
+def test_exact_match_note_names_the_protocol_when_runs_span_two(tmp_path: Path) -> None:
+    """The same rate and seed ran under both protocols: each named gap says which."""
+    em = [list(r) for r in FORGETS]
+    em[2][0] = 0.05
+    pairs = []
+    for protocol in ("fallback", "first"):
+        run = _run(tmp_path / protocol, 2, 1e-3, FORGETS, 0.8)
+        run.results["head"]["exact_match_matrix"] = em
+        pairs.append((protocol, run))
+    note = " ".join(words_report.exact_match_note(pairs, 0.02))
+    assert (
+        "(largest gap: first protocol, lr 0.001 seed 2: a after c, em 0.050 against acc 0.600; "
+        "fallback protocol, lr 0.001 seed 2: a after c" in note
+    )
 
 
 def test_two_seeds_give_no_interval_and_accuracies_stay_in_0_1(

@@ -139,7 +139,9 @@ def _checks_text(
     for protocol, fallback in (("first", False), ("fallback", True)):
         mine = protocol_runs(runs, runs_dir, fallback)
         if mine and any(r.method == method for r in mine):
-            checked += [r for r in mine if r.method == method and r.strategy == "sequential"]
+            checked += [
+                (protocol, r) for r in mine if r.method == method and r.strategy == "sequential"
+            ]
             lines += [
                 f"Sequential {method}'s runs under the {protocol} protocol (all-task BWT, "
                 "per run; the task's majority rate and the zero-shot accuracy below them):",
@@ -194,16 +196,19 @@ def _protocol_status(
     return text
 
 
-def exact_match_note(runs: Sequence[GridRun], margin: float) -> list[str]:
-    """Where em-BWT says something acc-BWT does not. On a task already trained, the exact
-    match can fall below the accuracy only when the top token leaves the task's label
-    words; the runs where it does by more than ``margin`` are named with the task and
-    point of the largest gap. In the others em-BWT is within about ``margin`` of acc-BWT."""
-    words = [r for r in runs if r.answers_in_words]
+def exact_match_note(runs: Sequence[tuple[str, GridRun]], margin: float) -> list[str]:
+    """Where em-BWT says something acc-BWT does not, over ``(protocol, run)`` pairs. On a
+    task already trained, the exact match can fall below the accuracy only when the top
+    token leaves the task's label words; the runs where it does by more than ``margin`` are
+    named (with their protocol when the runs span two) with the task and point of the
+    largest gap. In the others em-BWT is within about ``margin`` of acc-BWT."""
+    words = [(p, r) for p, r in runs if r.answers_in_words]
     if not words:
         return []
+    order = {"first": 0, "fallback": 1}
+    named = len({p for p, _ in words}) > 1  # "lr 0.003 seed 1313" alone would be ambiguous
     differ = []
-    for run in sorted(words, key=lambda r: (r.lr, r.seed)):
+    for protocol, run in sorted(words, key=lambda pr: (order.get(pr[0], 2), pr[1].lr, pr[1].seed)):
         acc, em = run.score_rows("acc")[1:], run.score_rows("em")[1:]  # after each task
         gaps = [  # (acc − em, after task i, on task j), for tasks j trained by then
             (row_a[j] - row_e[j], i, j)
@@ -213,8 +218,9 @@ def exact_match_note(runs: Sequence[GridRun], margin: float) -> list[str]:
         ]
         gap, i, j = max(gaps, default=(0.0, 0, 0))
         if gap > margin:
+            where = f"{protocol} protocol, " if named else ""
             differ.append(
-                f"lr {run.lr:g} seed {run.seed}: {run.tasks[j]} after {run.tasks[i]}, em "
+                f"{where}lr {run.lr:g} seed {run.seed}: {run.tasks[j]} after {run.tasks[i]}, em "
                 f"{em[i][j]:.3f} against acc {acc[i][j]:.3f}"
             )
     same = (
@@ -426,9 +432,7 @@ def write_words_report(
         summary = f"`{grid_name}`: no completed run yet.\n"
         if checks:
             going_on = (
-                f"; the grid goes on under the fallback protocol ({_overrides_text(fallback)})"
-                if protocol == "fallback"
-                else ""
+                f"; {_fallback_status(checks, fallback, checked)}" if protocol == "fallback" else ""
             )
             summary = f"`{grid_name}`: {checks[-1].line()}{going_on}; no headline run yet.\n"
         atomic_write_text(out / SUMMARY_FILE, summary)
@@ -508,20 +512,30 @@ def write_words_report(
         "grid has completed)"
     ]
     if protocol == "fallback":
-        pending = not any(c.protocol == "fallback" for c in checks)
-        summary.append(
-            f"- the grid goes on under the fallback protocol ({_overrides_text(fallback)})"
-            + (
-                f"; its protocol check decides when {checked}'s whole rate grid there has completed"
-                if pending
-                else ""
-            )
-        )
+        summary.append(f"- {_fallback_status(checks, fallback, checked)}")
     summary += [""]
     if rows:
         summary += [markdown(["question", "answer", "numbers"], rows), ""]
     atomic_write_text(out / SUMMARY_FILE, "\n".join(summary))
     return atomic_write_text(out / "REPORT.md", "\n".join(parts) + "\n")
+
+
+def _fallback_status(checks: Sequence[ProtocolCheck], fallback: Sequence[str], checked: str) -> str:
+    """The summary's words for a grid under the fallback protocol: its overrides, and what
+    its own check decided (or that it has not yet)."""
+    text = f"the grid goes on under the fallback protocol ({_overrides_text(fallback)})"
+    second = [c for c in checks if c.protocol == "fallback"]
+    if not second:
+        return (
+            f"{text}; its protocol check decides when {checked}'s whole rate grid there has "
+            "completed"
+        )
+    if not second[0].measurable:
+        return (
+            f"{text}; neither check resolved sequential {checked}'s forgetting, so a headline "
+            "verdict of no difference there says little about forgetting"
+        )
+    return text
 
 
 def _planned(grid: dict) -> int | None:
