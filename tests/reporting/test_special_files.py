@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from curlora.reporting.console import main
-from curlora.reporting.grid import GridRun
+from curlora.reporting.grid import GridRun, load_grid
 from curlora.reporting.results import load_results
 from tests.reporting.report_copies import TINY_WORDS, copy_store, no_hang, report_only
 
@@ -114,8 +114,8 @@ def test_a_sweep_skips_and_names_what_it_will_not_open(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # (A dangling link is no file the search finds, like a run without results.json.)
-    kinds = ["fifo", "link"]
+    # a dangling link too: the search lists it though there is nothing behind it
+    kinds = list(KINDS)
     for seed, kind in enumerate(["", *kinds]):
         run = _run(tmp_path / str(seed), make_results(seed=seed))
         if kind:
@@ -170,6 +170,23 @@ def test_a_grid_report_names_each_file_it_will_not_open_and_goes_on(
     report = (tmp_path / "report" / "REPORT.md").read_text(encoding="utf-8")
     link = (runs[0] / "outcomes.json").relative_to(store)
     assert f"per-example outcomes left out of 1 run(s): `{link}` (damaged: " in report
+
+
+def test_a_grid_names_each_results_json_it_will_not_open(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A dangling link is no file to rglob: it once left its run out without a word.
+    store = copy_store(TINY_WORDS, tmp_path)
+    paths = dict(zip(KINDS, sorted(store.rglob("results.json")), strict=False))
+    for kind, path in paths.items():
+        KINDS[kind](path)
+    with no_hang(), caplog.at_level(logging.WARNING, logger="curlora"):
+        runs = load_grid(store)
+    assert not {path.parent for path in paths.values()} & {run.path for run in runs}
+    for kind, path in paths.items():
+        named = [r.getMessage() for r in caplog.records if str(path) in r.getMessage()]
+        assert len(named) == 1 and SAID[kind] in named[0], kind
+        assert "left out of the report" in named[0], kind
 
 
 @pytest.mark.parametrize("kind", ["fifo", "link"])

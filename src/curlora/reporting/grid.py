@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from curlora.reporting.grid_rules import rules_problem
+from curlora.reporting.named_entries import entries_named
 from curlora.reporting.outcomes_check import eval_sizes, outcomes_problem
 from curlora.reporting.regular_file import read_text
 from curlora.reporting.results import ResultsError, load_results
@@ -191,6 +192,14 @@ class GridRun:
         recorded none."""
         return self._recorded[1]
 
+    def leave_out_outcomes(self, why: str) -> None:
+        """Use none of this run's outcomes, for ``why`` (:attr:`outcomes_left_out`; the
+        caller names it in a warning). For what only a look at every run of a report can
+        find (``curlora.reporting.row_counts``): the file was read alone before that."""
+        # The reading is cached on the instance: replacing it keeps the one run object
+        # every list of the report holds consistent (the dataclass is frozen otherwise).
+        self.__dict__["_recorded"] = ({}, why)
+
     @functools.cached_property
     def _recorded(self) -> tuple[dict[str, Outcomes | None], str | None]:
         """``outcomes.json`` read once: each score's outcomes (``eval``, and under head=words
@@ -219,6 +228,19 @@ class GridRun:
                     )
                     return {}, why
                 found[key] = outcome_arrays(strings)
+            # The writer's null is "not recorded", no disagreement, but a score with a null
+            # point cannot be resampled. A completed run records every point, so the whole
+            # file is left out and named, as the report's line on it says (every interval
+            # over the run is then over seeds alone, whichever score it is of).
+            partial = [key for key, arrays in found.items() if arrays is None]
+            if partial:
+                why = shown(f"{', '.join(partial)}: outcomes not recorded at some points")
+                log.warning(
+                    "%s %s; this run's outcomes are left out (its intervals are over seeds alone)",
+                    shown(path),
+                    why,
+                )
+                return {}, why
             return found, None
         except FileNotFoundError:
             return {}, None
@@ -273,7 +295,8 @@ def _first_problem(error: ResultsError) -> str:
 def load_grid(root: Path) -> list[GridRun]:
     """Every completed run below ``root`` (others are listed by the multirun summaries)."""
     runs = []
-    for path in sorted(Path(root).rglob("results.json")):
+    # every entry so named, a dangling link too: the reader names what it will not open
+    for path in entries_named(root, "results.json"):
         try:
             results = load_results(path)
         except ResultsError as error:  # a file that cannot be used: named, never skipped unsaid

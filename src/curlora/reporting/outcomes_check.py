@@ -58,8 +58,8 @@ def outcomes_problem(
     training, then after each task), or None when they agree. ``sizes``: each task's eval
     split size (:func:`eval_sizes`).
 
-    A point whose string is null was not recorded (the run then has no outcomes for the
-    score, as before): that is no disagreement."""
+    A point whose string is null was not recorded: that is no disagreement (the run's
+    outcomes are then left out all the same, and named: ``GridRun``)."""
     for j, task in enumerate(tasks):
         points = strings[task]
         if not isinstance(points, list):

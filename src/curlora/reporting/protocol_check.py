@@ -36,6 +36,7 @@ from curlora.reporting.grid import (
     table_settings,
 )
 from curlora.reporting.regular_file import read_text
+from curlora.reporting.row_counts import leave_out_odd_row_counts
 from curlora.reporting.stats import Summary
 from curlora.run.atomic import atomic_write_text
 
@@ -122,6 +123,7 @@ def decide(runs: Sequence[GridRun], grid_file: Path, protocol: str, method: str)
     """The check of ``method`` on ``runs`` (one protocol's), by the rules in ``grid_file``."""
     rules = Rules.read(grid_file)
     mine = [r for r in lr_grid_runs(runs, rules) if r.method == method]
+    leave_out_odd_row_counts(runs)  # the seeds are paired by test example
     lr = choose_learning_rates(mine).get(method)
     acc = em = None
     seeds: list[int] = []

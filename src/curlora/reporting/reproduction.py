@@ -50,6 +50,7 @@ from curlora.reporting.grid import (
 )
 from curlora.reporting.left_out import left_out_lines
 from curlora.reporting.regular_file import read_text
+from curlora.reporting.row_counts import leave_out_odd_row_counts
 from curlora.reporting.tables import (
     TABLE_ONE_CAPTION,
     comparison_table,
@@ -242,6 +243,7 @@ def write_report(root: Path, report_dir: Path, grid_name: str, command: str) -> 
     if is_words_grid(grid):  # the words protocol: its own report
         return write_words_report(store, out, grid_name, command, grid)
     runs = load_grid(store)
+    leave_out_odd_row_counts(runs)  # before any run is paired by test example
     rules = Rules.read(store / GRID_FILE)  # read once: a damaged file is named once
     lrs = choose_learning_rates(lr_grid_runs(runs, rules))  # choose_grid_rates' rule
     table_rank = rules.ranks[0] if rules.ranks else 16

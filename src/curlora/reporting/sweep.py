@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from curlora.metrics.continual import METRIC_KEYS
+from curlora.reporting.named_entries import entries_named
 from curlora.reporting.results import ResultsError, final_accuracies, load_results
 from curlora.reporting.untrusted import shown
 from curlora.run.atomic import OutputError, atomic_write_text
@@ -240,7 +241,8 @@ def summarize_sweep(
     root = Path(root)
     found: list[tuple[str, dict[str, Any]]] = []
     skipped: list[tuple[Path, str]] = []
-    for path in sorted(root.rglob("results.json")):
+    # every entry so named, a dangling link too: load_results names what it will not open
+    for path in entries_named(root, "results.json"):
         try:
             found.append((str(path.parent.relative_to(root)), load_results(path)))
         except (ResultsError, OSError) as error:

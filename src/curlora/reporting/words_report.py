@@ -57,6 +57,7 @@ from curlora.reporting.protocol_check import (
     read_checks,
 )
 from curlora.reporting.regular_file import read_text
+from curlora.reporting.row_counts import leave_out_odd_row_counts
 from curlora.reporting.tables import final_average_accuracy, markdown, selection_table
 from curlora.reporting.untrusted import shown
 from curlora.reporting.words_retention import (
@@ -415,6 +416,8 @@ def write_words_report(
     protocol = active_protocol(checks)
     stored = load_grid(store)
     runs = protocol_runs(stored, store / RUNS, fallback=protocol == "fallback")
+    # one protocol's runs are the ones paired (the other's may have other splits)
+    leave_out_odd_row_counts(runs)
     rules = Rules.read(grid_file)
     lrs = choose_learning_rates(lr_grid_runs(runs, rules))
     rank = rules.ranks[0] if rules.ranks else 16
