@@ -19,6 +19,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf, open_dict
 
+from curlora.checks.config import ConfigError
 from curlora.checks.targets import TRUST_VARIABLE, UntrustedTarget, check_targets
 from curlora.train import run
 from tests.conftest import CONFIG_DIR, TINY, compose_run_config, run_cli
@@ -84,15 +85,16 @@ def test_every_shipped_config_passes_and_its_targets_pass_nowhere_else(monkeypat
 
 
 @pytest.mark.parametrize(
-    ("where", "place"),
+    ("where", "place", "command"),
     [
-        ("data.task_specs.pairs.source.sizes.zz", "data.task_specs.<task>.source.sizes.zz"),
-        ("callbacks.evil", "callbacks.<callback>"),
-        ("trainer.profiler", "trainer.profiler"),
+        ("data.task_specs.pairs.source.sizes.zz", "data.task_specs.<task>.source.sizes.zz", True),
+        # The same refusal in-process (the command line's path is the first case's).
+        ("callbacks.evil", "callbacks.<callback>", False),
+        ("trainer.profiler", "trainer.profiler", False),
     ],
 )
 def test_a_received_logger_nested_in_what_a_resume_builds_writes_nothing(
-    sent: dict[str, Any], tmp_path: Path, where: str, place: str
+    sent: dict[str, Any], tmp_path: Path, where: str, place: str, command: bool
 ) -> None:
     """The W&B logger is a class of the project, allowed under ``logger``; nested in a data
     source, as a callback or as the Trainer's profiler it would be built with the sender's
@@ -109,12 +111,19 @@ def test_a_received_logger_nested_in_what_a_resume_builds_writes_nothing(
         node = node[key]
     node[last] = {"_target_": LOGGER, "run_dir": str(victim)}
     (run_dir / "run_config.yaml").write_text(yaml.safe_dump(tree))
-    done = run_cli([f"resume={run_dir}"], cwd=tmp_path, WANDB_MODE="disabled")
-    assert done.returncode == 2, done.stderr[-3000:]
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
-    assert f"{where}._target_='{LOGGER}' is refused at {place}" in errors[0], errors[0]
-    assert "logger.<logger>" in errors[0], errors[0]  # where the class may stand
+    if command:
+        done = run_cli([f"resume={run_dir}"], cwd=tmp_path, WANDB_MODE="disabled")
+        assert done.returncode == 2, done.stderr[-3000:]
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+        message = errors[0]
+    else:
+        with pytest.raises(ConfigError) as refused:
+            run(compose_run_config(tmp_path, [*TINY, f"resume={run_dir}"]))
+        message = str(refused.value)
+        assert "\n" not in message
+    assert f"{where}._target_='{LOGGER}' is refused at {place}" in message, message
+    assert "logger.<logger>" in message, message  # where the class may stand
     assert not victim.exists(), "the sender's run_dir was written"
 
 
