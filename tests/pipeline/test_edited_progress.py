@@ -33,6 +33,7 @@ from curlora.run.state import (
 )
 from curlora.train import run
 from tests.conftest import TINY, compose_run_config
+from tests.pipeline.tiny_runs import completed_tiny_run, copy_run
 
 RUN = [*TINY, "logger=none"]
 TASKS = 3  # the tiny run's
@@ -40,14 +41,11 @@ TASKS = 3  # the tiny run's
 
 @pytest.fixture(scope="module")
 def completed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("completed")
-    cfg = compose_run_config(root, RUN)
-    assert run(cfg)["status"] == "completed"
-    return Path(cfg.paths.output_dir)
+    return completed_tiny_run(tmp_path_factory.mktemp("completed"), ["logger=none"])
 
 
 def _copy(completed: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(completed, tmp_path / "run"))
+    return copy_run(completed, tmp_path / "run")
 
 
 def _edit_progress(run_dir: Path, change: Callable[[dict[str, Any]], Any], rehash: bool) -> Path:

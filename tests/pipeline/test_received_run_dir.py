@@ -32,13 +32,9 @@ from curlora.run.guard import (
 from curlora.run.received import PATHS_VARIABLE
 from curlora.train import run
 from tests.conftest import TINY, compose_run_config, run_cli
-from tests.pipeline import faults
+from tests.pipeline.tiny_runs import copy_run, crashed_tiny_run
 
 PRECIOUS = "the receiver's own file\n"
-CRASH = (
-    "+callbacks.fault={_target_: tests.pipeline.faults.CrashOnce, task: reviews, step: 1, "
-    "marker: '%s'}"
-)
 
 
 @pytest.fixture(scope="module")
@@ -55,18 +51,12 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def crashed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A ``debug=tiny`` run that crashed in its second task: a resume trains and logs."""
-    root = tmp_path_factory.mktemp("crashed")
-    cfg = compose_run_config(root, [*TINY, CRASH % (root / "crashed")])
-    with pytest.raises(faults.SimulatedCrash):
-        run(cfg)
-    return Path(cfg.paths.output_dir)
+    return crashed_tiny_run(tmp_path_factory.mktemp("crashed"))
 
 
 def _received(source: Path, tmp_path: Path) -> Path:
     """A copy of ``source`` in a place of the receiver's (links copied as links)."""
-    run_dir = tmp_path / "received"
-    shutil.copytree(source, run_dir, symlinks=True)
-    return run_dir
+    return copy_run(source, tmp_path / "received")
 
 
 def _edit_saved_config(run_dir: Path, **sections: object) -> None:

@@ -28,11 +28,8 @@ from curlora.run.received import MAX_CONFIG_BYTES, PATHS_VARIABLE
 from curlora.train import run
 from tests.conftest import REPO_ROOT, TINY, compose_run_config, run_cli
 from tests.pipeline import faults
+from tests.pipeline.tiny_runs import CRASH_IN_REVIEWS, copy_run, crashed_tiny_run
 
-CRASH = (
-    "+callbacks.fault={_target_: tests.pipeline.faults.CrashOnce, task: reviews, step: 1, "
-    "marker: '%s'}"
-)
 PRIVATE = "sentence1,sentence2,label\nthe receiver's secret,indeed the same,1\n"
 KERNEL = "kernels-community/flash-attn2"
 
@@ -41,17 +38,11 @@ KERNEL = "kernels-community/flash-attn2"
 def crashed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A ``debug=tiny`` run that crashed in its second task: a resume would train and
     evaluate on whatever its saved data sources name."""
-    root = tmp_path_factory.mktemp("crashed")
-    cfg = compose_run_config(root, [*TINY, CRASH % (root / "crashed")])
-    with pytest.raises(faults.SimulatedCrash):
-        run(cfg)
-    return Path(cfg.paths.output_dir)
+    return crashed_tiny_run(tmp_path_factory.mktemp("crashed"))
 
 
 def _received(source: Path, tmp_path: Path) -> Path:
-    run_dir = tmp_path / "received"
-    shutil.copytree(source, run_dir, symlinks=True)
-    return run_dir
+    return copy_run(source, tmp_path / "received")
 
 
 def _saved(run_dir: Path) -> dict:
@@ -99,7 +90,7 @@ def crashed_on_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pa
     and fingerprints are consistent: nothing was edited after the run."""
     root = tmp_path_factory.mktemp("crashed_on_files")
     chosen = _pairs_csv(root / "x" / "private.csv", "great")
-    cfg = compose_run_config(root, [*TINY, CRASH % (root / "crashed")])
+    cfg = compose_run_config(root, [*TINY, CRASH_IN_REVIEWS % (root / "crashed")])
     source = _hub_task(data_files={"train": str(chosen), "validation": str(chosen)})
     cfg.data.task_specs.pairs.source = source
     with pytest.raises(faults.SimulatedCrash):

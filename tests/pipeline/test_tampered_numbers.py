@@ -33,6 +33,7 @@ from curlora.run.state import (
 from curlora.train import run
 from tests.conftest import TINY, compose_run_config
 from tests.pipeline import faults
+from tests.pipeline.tiny_runs import completed_tiny_run
 
 RUN = [*TINY, "logger=none"]
 LAST = 2  # the index of the tiny run's last task
@@ -41,10 +42,7 @@ LAST = 2  # the index of the tiny run's last task
 @pytest.fixture(scope="module")
 def completed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A completed tiny run (three tasks): every file a resume or a reader reads."""
-    root = tmp_path_factory.mktemp("completed")
-    cfg = compose_run_config(root, RUN)
-    assert run(cfg)["status"] == "completed"
-    return Path(cfg.paths.output_dir)
+    return completed_tiny_run(tmp_path_factory.mktemp("completed"), ["logger=none"])
 
 
 def _without_last_task(completed: Path, tmp_path: Path) -> Path:
