@@ -14,7 +14,6 @@ import json
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,26 +21,13 @@ from curlora.run.state import LOGGER_STATE_FILE, read_logger_state, update_logge
 from curlora.train import run
 from curlora.wandb_logger import RUN_ID, WandbLogger
 from tests.conftest import TINY, compose_run_config
-from tests.pipeline.wandb_records import offline_runs
+from tests.pipeline.wandb_records import FakeRun, offline_runs
 
 RECEIVED_STATE = {
     "wandb_run_id": "victimrun1",
     "wandb_logged_step": 1_000_000,
     "wandb_logged_point": 1000,
 }
-
-
-class FakeRun:
-    """Records ``log`` calls as (step, row)."""
-
-    def __init__(self) -> None:
-        self.rows: list[tuple[int, dict[str, Any]]] = []
-
-    def log(self, row: dict[str, Any], step: int) -> None:
-        self.rows.append((step, dict(row)))
-
-    def define_metric(self, *args: Any, **kwargs: Any) -> None:
-        pass
 
 
 def session(run_dir: Path) -> tuple[WandbLogger, FakeRun]:

@@ -8,22 +8,9 @@ state (``logger_state.json``) is the real one.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from curlora.wandb_logger import WandbLogger
-
-
-class FakeRun:
-    """Records ``log`` calls as (step, row)."""
-
-    def __init__(self) -> None:
-        self.rows: list[tuple[int, dict[str, Any]]] = []
-
-    def log(self, row: dict[str, Any], step: int) -> None:
-        self.rows.append((step, dict(row)))
-
-    def define_metric(self, *args: Any, **kwargs: Any) -> None:
-        pass
+from tests.pipeline.wandb_records import FakeRun
 
 
 def session(run_dir: Path) -> tuple[WandbLogger, FakeRun]:

@@ -88,6 +88,20 @@ class OfflineRun:
         return [(row["_step"], row[key]) for row in self.history if key in row]
 
 
+class FakeRun:
+    """A stand-in for what ``wandb.init`` returns, for tests that give the W&B logger one:
+    records ``log`` calls as (step, row), so the rows it would send are kept without wandb."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, dict[str, Any]]] = []
+
+    def log(self, row: dict[str, Any], step: int) -> None:
+        self.rows.append((step, dict(row)))
+
+    def define_metric(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
 def _key(item: Any) -> str:
     return item.key or "/".join(item.nested_key)
 
