@@ -147,3 +147,32 @@ def test_an_adapter_config_naming_foreign_code_is_refused(saved, make_model, tmp
     path.write_text(json.dumps(config))
     with pytest.raises(AdapterFileError, match=r"_target_='builtins.open'.*refused"):
         load_adapter(make_model(), saved, allow_unchecked=True)
+
+
+def test_a_base_whose_config_computes_something_else_is_refused(
+    saved, make_model, tiny_config
+) -> None:
+    """The same weights under another ``rms_norm_eps`` (a number in no tensor) compute other
+    outputs: the adapter's per-layer fingerprint cannot see it, the config's sha256 does.
+    Where the model came from (``_name_or_path``) is not part of it."""
+    other = tiny_config.to_dict()
+    other["rms_norm_eps"] = 0.5
+    renamed = make_model()
+    renamed.config._name_or_path = "/elsewhere/the-same-model"
+    load_adapter(renamed, saved)  # same weights and numbers, another origin: loads
+    with pytest.raises(ValueError, match=r"its config .* differs"):
+        load_adapter(make_model(config=type(tiny_config)(**other)), saved)
+    with pytest.warns(UserWarning, match="its config"):
+        load_adapter(make_model(config=type(tiny_config)(**other)), saved, strict=False)
+
+
+def test_an_adapter_saved_before_the_config_sha256_still_loads(saved, make_model) -> None:
+    """Adapters saved before the config's sha256 was kept carry none: nothing to check."""
+    from curlora.adapters.saving import metadata_checksum
+
+    def drop(meta: dict[str, str]) -> None:
+        meta.pop("base_config_sha256")
+        meta["checksum"] = metadata_checksum(meta)
+
+    _rewrite_metadata(saved, drop)
+    load_adapter(make_model(), saved)

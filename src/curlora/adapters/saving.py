@@ -16,8 +16,10 @@ imports nothing else.
 An adapter only means something on the base it was trained on (a CURLoRA adapter most of
 all: its C and R are gathered again from the base). The safetensors metadata therefore
 holds the base's fingerprint (``AdapterMethod.fingerprint``: per layer the weight's shape,
-dtype and a sha256 of what the adapter depends on), and :func:`load_adapter` refuses a
-base that does not match, naming the first layer that differs.
+dtype and a sha256 of what the adapter depends on) and a sha256 of the base's config less
+its origin fields (``base_config_sha256``: ``rms_norm_eps`` is in no tensor), and
+:func:`load_adapter` refuses a base that does not match, naming the first layer that
+differs, or saying its config does.
 
 A run's task heads (``heads.safetensors``, :func:`save_heads`) carry the same sha256 of
 their tensors; :func:`load_heads` refuses a file whose tensors do not match it.
@@ -38,6 +40,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from curlora.adapters.base import require_method
+from curlora.adapters.base_config import base_config_sha256
 from curlora.adapters.build import build_method
 from curlora.adapters.inject import apply_adapter
 from curlora.adapters.state import adapter_state_dict, load_adapter_state_dict
@@ -111,6 +114,7 @@ def save_adapter(
         "method": method.name,
         "aliases": json.dumps(aliases),
         "fingerprint": json.dumps(method.fingerprint(model)),
+        "base_config_sha256": base_config_sha256(model) or "",
         "sha256": tensors_sha256(tensors),
         "config_sha256": hashlib.sha256(config_text.encode("utf-8")).hexdigest(),
     }
@@ -154,6 +158,21 @@ def _check_fingerprint(model: nn.Module, saved: dict[str, Any], strict: bool, sr
             raise ValueError(message)
         warnings.warn(message, stacklevel=3)
         return
+
+
+def _check_base_config(model: nn.Module, saved: str, strict: bool, src: Path) -> None:
+    """Raise (or warn, ``strict=False``) when the base's config computes something else
+    than the one the adapter was saved with (``curlora.adapters.base_config``)."""
+    if base_config_sha256(model) == saved:
+        return
+    message = (
+        f"adapter {src} does not fit this base model: its config (rms_norm_eps, rotary "
+        "settings, activation, ...) differs from the one the adapter was trained on. Load it "
+        "onto the model it was trained on (strict=False loads it anyway)"
+    )
+    if strict:
+        raise ValueError(message)
+    warnings.warn(message, stacklevel=3)
 
 
 def read_adapter_files(
@@ -261,6 +280,8 @@ def load_adapter(
     n_trainable = apply_adapter(model, config)
     if "fingerprint" in meta:
         _check_fingerprint(model, fingerprint, strict, src)
+    if meta.get("base_config_sha256"):  # absent in adapters saved before it was kept
+        _check_base_config(model, meta["base_config_sha256"], strict, src)
     for dropped, kept in aliases.items():
         if kept not in state:
             raise AdapterFileError(f"{weights} is damaged: alias {dropped!r} names no tensor")

@@ -10,7 +10,7 @@ evaluation once per job; here it is computed once and stored under
 The key is a sha256 of everything the numbers depend on, taken from the objects themselves
 rather than from config names: every value of every base tensor (and buffer), the
 backbone's config (``config.to_dict()`` less the fields that only say where it came from,
-such as ``_name_or_path``: :func:`_without_origin`) and the attention and experts
+such as ``_name_or_path``: ``curlora.adapters.base_config``) and the attention and experts
 implementations it runs, the heads' initial weights and the head protocol, every eval
 example whole (token ids, label, answer length), the tokenizer (its vocabulary and rules,
 padding side and pad token), the eval batch size (batch composition), the perplexity
@@ -51,6 +51,7 @@ from torch import nn
 from transformers import PretrainedConfig
 
 from curlora.adapters import applied_method
+from curlora.adapters.base_config import without_origin
 from curlora.run.atomic import OutputError, atomic_write_text
 from curlora.run.record import Evaluation, RunRecord, evaluation_inconsistency
 
@@ -59,13 +60,6 @@ log = logging.getLogger("curlora")
 # base, its config, the tokenizer and the machine in the key).
 VERSION = 4
 ENTRY_FORMAT = "curlora-evaluation/3"
-
-# Fields of a model config that say where the model came from, not what it computes: the
-# same model saved in another folder or fetched at another commit, named otherwise in its
-# GGUF file (``_model_name_or_path``), or whose config.json another transformers version
-# wrote (the one running is in the key), gets the same key. Also any other field whose
-# name ends in ``name_or_path``.
-ORIGIN_FIELDS = frozenset({"_commit_hash", "transformers_version"})
 
 # The Trainer settings that change how the evaluation runs (device, sharding, autocast);
 # the rest (epochs, clipping, logging) only act in training.
@@ -78,20 +72,6 @@ def _hash_tensor(digest: Any, tensor: torch.Tensor) -> None:
     flat = tensor.detach().reshape(-1).cpu().contiguous()  # [numel]
     digest.update(str((tuple(tensor.shape), str(tensor.dtype))).encode())
     digest.update(memoryview(flat.view(torch.uint8).numpy()))  # no copy of the bytes
-
-
-def _is_origin(field: str) -> bool:
-    return field in ORIGIN_FIELDS or field.endswith("name_or_path")
-
-
-def _without_origin(node: Any) -> Any:
-    """A config dict without the fields that name its origin (:data:`ORIGIN_FIELDS`), at
-    every level (sub-configs too)."""
-    if isinstance(node, dict):
-        return {k: _without_origin(v) for k, v in node.items() if not _is_origin(str(k))}
-    if isinstance(node, list):
-        return [_without_origin(v) for v in node]
-    return node
 
 
 def _implementations(config: PretrainedConfig, prefix: str = "") -> dict[str, str]:
@@ -178,7 +158,7 @@ def initial_evaluation_key(loop: Any) -> str | None:
         "transformers": transformers.__version__,
         "threads": torch.get_num_threads(),
         "deterministic": torch.are_deterministic_algorithms_enabled(),
-        "model": _without_origin(config.to_dict()),
+        "model": without_origin(config.to_dict()),
         "implementations": _implementations(config),
         "tokenizer": _tokenizer(loop.tokenizer),
         "head": loop.head.name,
