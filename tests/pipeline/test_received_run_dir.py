@@ -239,15 +239,17 @@ def test_hydra_writes_nothing_into_a_linked_run(finished, tmp_path: Path) -> Non
 
 def test_wandbs_own_links_are_accepted_others_are_not(tmp_path: Path) -> None:
     """W&B links ``latest-run`` and ``debug.log`` relatively inside ``wandb/``, and each
-    session's ``logs/debug-core.log`` to its cache: a run that logged to W&B stays
-    resumable; an absolute link or one out of ``wandb/`` under W&B's names, or a link of
-    any other name there, does not."""
+    session's ``logs/debug-core.log`` to a core log in its cache: a run that logged to W&B
+    stays resumable; an absolute link or one out of ``wandb/`` under W&B's names, a core-log
+    link to anything but a core log, or a link of any other name there, does not."""
     session = "offline-run-20260101_000000-abc"
     wandb = tmp_path / "wandb"
     logs = wandb / session / "logs"
     logs.mkdir(parents=True)
     (logs / "debug.log").write_text("")
-    (logs / "debug-core.log").symlink_to(_outside(tmp_path.parent, "core-debug.log"))
+    cache_logs = tmp_path.parent / "cache" / "wandb" / "logs"  # the sender's W&B cache
+    cache_logs.mkdir(parents=True, exist_ok=True)
+    (logs / "debug-core.log").symlink_to(cache_logs / "core-debug-20260101_000000.log")
     (wandb / "latest-run").symlink_to(session)
     (wandb / "debug.log").symlink_to(f"{session}/logs/debug.log")
     assert unsafe_entry(tmp_path) is None
@@ -261,6 +263,12 @@ def test_wandbs_own_links_are_accepted_others_are_not(tmp_path: Path) -> None:
         (wandb / name).symlink_to(target)
         assert f"{name} is a symbolic link" in str(unsafe_entry(tmp_path))
         (wandb / name).unlink()
+    # W&B core's log link by name and place, but pointing at something not a core log.
+    core = logs / "debug-core.log"
+    for target in (victim, "core-debug-20260101_000000.log", f"{victim}/../core-debug.log"):
+        core.unlink()
+        core.symlink_to(target)
+        assert "debug-core.log is a symbolic link" in str(unsafe_entry(tmp_path)), target
 
 
 def test_a_fifo_in_a_received_run_is_refused(tmp_path: Path) -> None:

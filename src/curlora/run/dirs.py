@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -152,6 +153,9 @@ def _register_use(run_dir: Path) -> None:
 WANDB_DIR = "wandb"
 WANDB_RELATIVE_LINKS = ("latest-run", "debug.log", "debug-internal.log")
 WANDB_CORE_LOG_LINK = ("logs", "debug-core.log")
+# Where W&B core's link points (in the cache of whoever ran the session): nothing opens it,
+# and a link of that name pointing at anything else is not W&B's.
+WANDB_CORE_LOG_TARGET = re.compile(r"/(?:[^/]+/)*logs/core-debug-\d{8}_\d{6}\.log")
 
 
 def unsafe_entry(run_dir: Path) -> str | None:
@@ -215,7 +219,11 @@ def _wandb_own_link(root: Path, link: Path) -> bool:
         return False
     parts = link.relative_to(wandb_dir).parts
     if len(parts) == 3 and parts[1:] == WANDB_CORE_LOG_LINK:
-        return True
+        try:  # W&B core's own log, in some user's cache: ``<cache>/logs/core-debug-<time>.log``
+            target = os.readlink(link)
+        except OSError:
+            return False
+        return os.path.isabs(target) and WANDB_CORE_LOG_TARGET.fullmatch(target) is not None
     if len(parts) != 1 or parts[0] not in WANDB_RELATIVE_LINKS:
         return False
     try:
