@@ -92,6 +92,13 @@ def test_curlora_report_names_a_results_json_it_will_not_open(
     assert str(run / "results.json") in captured.err and SAID[kind] in captured.err
 
 
+def _special_progress(run: Path, kind: str) -> None:
+    """A genuine ``progress.json`` (an hour of wall time) turned into ``kind``: what a
+    reader that opened it anyway would wait on, or follow to the hour."""
+    (run / "progress.json").write_text('{"elapsed_s": 3600}', encoding="utf-8")
+    KINDS[kind](run / "progress.json")
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_curlora_report_never_waits_on_or_follows_progress_json(
     make_results: Callable[..., dict[str, Any]],
@@ -101,8 +108,7 @@ def test_curlora_report_never_waits_on_or_follows_progress_json(
     kind: str,
 ) -> None:
     run = _run(tmp_path / "run", make_results())
-    (run / "progress.json").write_text('{"elapsed_s": 3600}', encoding="utf-8")
-    KINDS[kind](run / "progress.json")
+    _special_progress(run, kind)
     with no_hang(), caplog.at_level(logging.WARNING, logger="curlora"):
         code = main([str(run)])
     assert code == 0 and "wall time -" in capsys.readouterr().out  # not the linked 60m00s
@@ -137,8 +143,7 @@ def test_a_grid_runs_wall_time_never_waits_on_or_follows_progress_json(
 ) -> None:
     # What the grid report sums for "their wall time adds up to": a FIFO once hung it.
     run = _run(tmp_path / "run", make_results())
-    (run / "progress.json").write_text('{"elapsed_s": 3600}', encoding="utf-8")
-    KINDS[kind](run / "progress.json")
+    _special_progress(run, kind)
     with no_hang(), caplog.at_level(logging.WARNING, logger="curlora"):
         assert GridRun(run, load_results(run / "results.json")).elapsed_s() == 0.0
     assert str(run / "progress.json") in caplog.text and SAID[kind] in caplog.text
