@@ -8,6 +8,7 @@ import os
 import site
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 from tests.conftest import REPO_ROOT
@@ -21,6 +22,13 @@ def test_wheel_installed_in_a_fresh_venv_runs_outside_the_checkout(tmp_path: Pat
         check=True, timeout=600,
     )  # fmt: skip
     (wheel,) = dist.glob("curlora-*.whl")
+    # Every YAML the package reads at run time is in the wheel, at any depth (Hydra's
+    # launcher configs sit three levels down: configs/hydra/launcher/*.yaml).
+    package_dir = REPO_ROOT / "src" / "curlora"
+    shipped = {p.relative_to(package_dir.parent).as_posix() for p in package_dir.rglob("*.yaml")}
+    assert shipped, package_dir
+    in_wheel = set(zipfile.ZipFile(wheel).namelist())
+    assert sorted(shipped - in_wheel) == []
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=600)
     # The dependencies (torch, lightning, ...) come from this environment's site-packages,

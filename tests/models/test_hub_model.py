@@ -9,10 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx2 as httpx
 import huggingface_hub.constants
 import pytest
 import torch
 import transformers
+from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
 from curlora.data.sources.hub import HubUnreachableError
 from curlora.models import hub as hub_loader
@@ -82,6 +84,38 @@ def test_unreachable_hub_is_one_clear_error(tmp_path: Path) -> None:
         message = str(error.value)
         assert "unreachable" in message and "model=smollm2_135m" in message
         assert "local folder" in message
+
+
+def _http_error(kind: type[Exception], status: int) -> Exception:
+    request = httpx.Request("GET", "https://huggingface.co/api/models/x")
+    return kind("refused", response=httpx.Response(status, request=request))
+
+
+@pytest.mark.parametrize(
+    ("hub_error", "expected"),
+    [
+        (lambda: _http_error(GatedRepoError, 401), ["is gated", "HF_TOKEN", "hf auth login"]),
+        (lambda: _http_error(RepositoryNotFoundError, 404), ["no repository", "a typo"]),
+    ],
+)
+def test_gated_or_missing_repository_is_one_clear_error(
+    hub_error: Any, expected: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """transformers wraps huggingface_hub's refusal in an OSError; the cause chain decides."""
+
+    def refuse(*_args: Any, **_kwargs: Any) -> Any:
+        try:
+            raise hub_error()
+        except Exception as cause:
+            raise OSError("You are trying to access a gated repo.") from cause
+
+    monkeypatch.setattr(hub_loader.AutoConfig, "from_pretrained", refuse)
+    monkeypatch.setattr(hub_loader.AutoTokenizer, "from_pretrained", refuse)
+    for load in (hub_loader.load_config, hub_loader.load):
+        with pytest.raises(HubUnreachableError) as error:
+            load(cfg("curlora-tests/gated-model"), tmp_path)
+        assert all(part in str(error.value) for part in expected), str(error.value)
+        assert "curlora-tests/gated-model" in str(error.value)
 
 
 def test_bad_settings_are_named(saved_tiny: tuple[Path, torch.nn.Module], tmp_path: Path) -> None:

@@ -100,13 +100,45 @@ def _common(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+def _hub_refusal(error: BaseException) -> str | None:
+    """``'gated'`` or ``'not found'`` when ``error``'s cause chain holds huggingface_hub's
+    answer for a gated repository (no token, or terms not accepted) or for one that does not
+    exist or is private (transformers wraps both in an ``OSError``); else None."""
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, GatedRepoError):  # a subclass of RepositoryNotFoundError
+            return "gated"
+        if isinstance(seen, RepositoryNotFoundError):
+            return "not found"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _from_hub(model_cfg: Mapping[str, Any], what: str, load: Callable[[], T]) -> T:
-    """Run ``load``; turn "cannot reach the Hub" into one actionable error."""
+    """Run ``load``; turn "cannot reach the Hub", "gated" and "no such repository" into one
+    actionable error each (exit 3 at the command line, no traceback)."""
     try:
         return load()
     except Exception as error:
         name = str(model_cfg["name_or_path"])
-        if Path(name).exists() or not is_offline_error(error):
+        if Path(name).exists():
+            raise
+        refusal = _hub_refusal(error)
+        if refusal == "gated":
+            raise HubUnreachableError(
+                f"model '{name}': the Hugging Face Hub refused its {what}: the repository is "
+                f"gated. Accept its terms at https://huggingface.co/{name} with your account, "
+                "then log in on this machine (`hf auth login`) or set HF_TOKEN."
+            ) from error
+        if refusal == "not found":
+            raise HubUnreachableError(
+                f"model.name_or_path='{name}': the Hugging Face Hub has no repository of that "
+                "name that this machine may read (a typo, or a private repository: log in "
+                "with `hf auth login` or set HF_TOKEN), and it is not a local folder."
+            ) from error
+        if not is_offline_error(error):
             raise
         raise HubUnreachableError(
             f"model '{name}': cannot load its {what}: the Hugging Face Hub is unreachable (or "
