@@ -6,8 +6,10 @@ Exit codes (also in the README):
     1    an unexpected error, a bug (traceback in the log); in a multirun: some job did not
          complete; a worker process of a multi-process run died (one line; resume= continues)
     2    invalid configuration or data: nothing was trained (one line names the key or the
-         file): also Hydra's composition errors and unusable output places, refused before
-         Hydra creates anything (``curlora.composition``)
+         file): also Hydra's composition errors, unusable output places, values that do not
+         resolve or that a job would refuse (every job of a sweep; a resume compared with
+         the run's saved config), refused before Hydra creates anything
+         (``curlora.composition``)
     3    a model or data set cannot be fetched here (the message says what to use instead)
     4    stopped by a non-finite loss (results.json holds what was measured before)
     5    an output could not be written (disk full, read-only, permissions): one line names
@@ -33,6 +35,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from curlora.job_checks import refused_before_loading
 from curlora.run.dirs import JOB_OUTCOMES, SWEEP_FAILURES, JobOutcome
 from curlora.run.guard import remove_if_unused
 
@@ -57,7 +60,7 @@ class Outcome:
 
 def run_job(cfg: DictConfig, overrides: Sequence[str], multirun: bool) -> Outcome:
     """Run one experiment and classify how it ended (see the module docstring)."""
-    refused = _refused_before_loading(cfg)
+    refused = refused_before_loading(cfg)  # made before Hydra started too; cheap again
     if refused is not None:
         return Outcome(EXIT_CONFIG, f"invalid configuration: {refused}")
     from curlora.checks.config import ConfigError
@@ -90,25 +93,6 @@ def run_job(cfg: DictConfig, overrides: Sequence[str], multirun: bool) -> Outcom
     status = str(results["status"])
     code = EXIT_OK if status == "completed" else EXIT_STOPPED
     return Outcome(code, status, results)
-
-
-def _refused_before_loading(cfg: DictConfig) -> str | None:
-    """The check run() makes, made before torch, Lightning and datasets are imported (they
-    take seconds), so that a bad value (a typo'd ``+key``, a wrong type) is refused at once:
-    the ``ConfigError``'s message, or None. Any other error of the check (an unreachable Hub
-    while a model's config is read) is left to run(), which checks again and says what it
-    is; under ``resume=`` the saved config is the experiment, and run() checks it once read."""
-    from curlora.checks.config import ConfigError, validate_config
-
-    if cfg.get("resume") is not None:
-        return None
-    try:
-        validate_config(cfg)
-    except ConfigError as error:
-        return str(error)
-    except Exception:  # classified by run_job when run() meets it again
-        return None
-    return None
 
 
 def _record_in_log_files(status: str) -> None:
@@ -209,11 +193,12 @@ def main() -> None:
         signal.signal(signal.SIGTERM, late)
     from curlora.composition import check_command_line
 
-    problem = check_command_line(sys.argv[1:])
-    if problem is not None:  # refused before Hydra creates a directory or a log file
-        print(f"error: {problem}", file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
     try:
+        # The jobs' checks can take seconds (they build a Trainer): Ctrl+C is one line here too.
+        problem = check_command_line(sys.argv[1:])
+        if problem is not None:  # refused before Hydra creates a directory or a log file
+            print(f"error: {problem}", file=sys.stderr)
+            sys.exit(EXIT_CONFIG)
         _hydra_main()
     except KeyboardInterrupt:  # Ctrl+C before a run started (imports, config loading)
         print("error: interrupted by SIGINT", file=sys.stderr)

@@ -287,6 +287,68 @@ def test_a_sweep_value_that_does_not_compose_is_caught_before_the_sweep() -> Non
         assert check_command_line(["-m", *TINY_RUN, swept]) is None, swept
 
 
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        # Hydra stopped with "Config group override must be a string or a list" (exit 1).
+        (["method=null"], ["method=null is not valid", "valid options in method: corda, "]),
+        (["+probe=null"], ["+probe=null is not valid", "valid options in probe: linear"]),
+        (["-m", "method=lora,null"], ["method=null is not valid", "in method: corda, "]),
+        # Hydra merged both configs into one run's config, silently.
+        (
+            ["method=[lora,curlora]"],
+            ["method=[lora,curlora] is not valid", "-m method=lora,curlora"],
+        ),
+        (["-m", "method=[lora,curlora]"], ["use a comma list: method=lora,curlora;"]),
+        # Hydra's own line advised a list (the merge above) for a sweep typed without -m.
+        (["method=lora,curlora"], ["method=lora,curlora is a sweep: add -m"]),
+    ],
+    ids=["null", "added-null", "swept-null", "list", "swept-list", "sweep-without-m"],
+)
+def test_a_config_group_given_null_or_several_configs_is_one_line(argv, words) -> None:
+    line = check_command_line([*argv, *TINY_RUN])
+    assert line is not None and "\n" not in line, line
+    for word in words:
+        assert word in line, line
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["-m", *TINY_RUN, "method=curlora", "lora"], "; did you mean method=curlora,lora?"),
+        (
+            [*TINY_RUN, "method=curlora", "lora", "dora"],
+            "did you mean -m method=curlora,lora,dora?",
+        ),
+    ],
+)
+def test_a_comma_list_typed_with_spaces_gets_a_hint(argv, hint) -> None:
+    line = check_command_line(argv)
+    assert line is not None and "Error parsing override 'lora'" in line and hint in line, line
+
+
+@pytest.mark.parametrize(
+    ("override", "words"),
+    [
+        ("~rank", "method.rank does not resolve: Interpolation key 'rank' not found (~rank"),
+        ("rank=${nope}", "invalid configuration: rank does not resolve: Interpolation key 'nope'"),
+        ("hydra.run.dir=${nope}", "hydra.run.dir does not resolve: Interpolation key 'nope'"),
+    ],
+)
+def test_what_the_run_directory_name_cannot_resolve_is_one_line(override, words) -> None:
+    """The default run directory's name is built from the method's rank: Hydra failed to
+    resolve it with a 200-line traceback (exit 1)."""
+    line = check_command_line([*TINY_RUN, override])
+    assert line is not None and words in line and "\n" not in line, line
+
+
+def test_a_removed_key_the_run_name_needs_is_exit_2_and_leaves_nothing(tmp_path) -> None:
+    done = run_cli([*TINY_RUN, "~rank"], cwd=tmp_path)
+    assert done.returncode == EXIT_CONFIG, done.stderr[-3000:]
+    assert "method.rank does not resolve" in _one_line(done.stderr)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_curlora_train_exits_2_for_an_unknown_choice(tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "curlora-train"
     done = subprocess.run(
