@@ -33,6 +33,10 @@ otherwise (``curlora.run.guard``). Extra ``key=value`` arguments are added to ev
 
 ``workers: N`` runs N parts at once, each process limited to its share of the cores
 (``OMP_NUM_THREADS``); ``benchmarks/grid_throughput.py`` measures which is faster.
+
+Before anything is written, the grid's keys (``curlora.grid.settings``) and each way its
+jobs compose (``curlora.grid.prechecks``: the run checks every job makes at its start) are
+checked: bad input is one line at exit 2.
 """
 
 from __future__ import annotations
@@ -118,7 +122,7 @@ def run_parts(grid: DictConfig, root: Path, results_dir: Path, parts: Sequence[P
     stored already is not started at all."""
     from curlora.grid.results import RUNS, finished_jobs, publish
 
-    workers = int(grid.get("workers") or 1)
+    workers = int(grid.get("workers", 1))  # an integer >= 1: curlora.grid.settings
     if grid.get("split_jobs"):
         parts = split_jobs(parts)
     threads = None if workers == 1 else max(1, (os.cpu_count() or workers) // workers)
@@ -274,9 +278,34 @@ def _protocol_check(
     return FALLBACK
 
 
-def _main(argv: Sequence[str] | None) -> int:
+def _check_before_writing(
+    grid: DictConfig, extra: Sequence[str], root: Path, results_dir: Path
+) -> None:
+    """GridRefused, before anything is written, for a place that cannot hold the grid, a
+    grid another process runs (its lock probed without writing), or a setting a job would
+    refuse at its start (``curlora.grid.prechecks``: a few seconds, torch imported)."""
     from curlora.composition import unusable_directory
-    from curlora.grid.guard import GridRefused, check_arguments, check_grid, hold_grid_lock
+    from curlora.grid.guard import GridRefused, in_use
+    from curlora.grid.prechecks import check_jobs
+    from curlora.grid.status import grid_running
+
+    for place in (root, results_dir):
+        if (problem := unusable_directory(place)) is not None:
+            key = "reproduce.dir" if place == root else "reproduce.results_dir"
+            raise GridRefused(f"{key}={place} cannot hold the grid: {problem}")
+        if (holder := grid_running(place)) is not None:  # refused now, not after the checks
+            raise in_use(place, holder)
+    check_jobs(grid, extra, root)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    from curlora.grid.guard import (
+        check_arguments,
+        check_choices,
+        check_grid,
+        check_shared_settings,
+        hold_grid_lock,
+    )
     from curlora.grid.results import RUNS, restore
     from curlora.reporting.protocol_check import protocol_runs
     from curlora.reporting.reproduction import choose_grid_rates, load_grid
@@ -289,14 +318,18 @@ def _main(argv: Sequence[str] | None) -> int:
     flags = (REPORT_ONLY, STATUS)
     if (early := check_arguments(args, __doc__ or "", flags=flags)) is not None:
         return early  # --help, or an argument that is not key=value
+    check_choices(args, flags)  # two modes, or two grids: one line, exit 2
     report_only, status = REPORT_ONLY in args, STATUS in args
     args = [a for a in args if a not in flags]
     chosen = [a for a in args if a.startswith("reproduce=")] or ["reproduce=table1_cpu"]
     # reproduce.<key>=... changes the grid (e.g. reproduce.workers=2); the rest every job.
     settings = [a for a in args if a.startswith("reproduce.")]
     extra = [a for a in args if not a.startswith(("reproduce=", "reproduce."))]
-    cfg = compose([*chosen, *settings, *extra])
-    check_grid(cfg)
+    # The grid alone first (its keys checked), then as its jobs compose: the grid's own
+    # overrides before the extra ones (a grid's overrides may change a group, its logger).
+    shared = check_grid(compose([*chosen, *settings]))
+    cfg = compose([*chosen, *settings, *shared, *extra])
+    check_shared_settings(cfg)
     grid = cfg.reproduce
     root, results_dir, report_dir = grid_paths(grid)
     command = "curlora-reproduce " + " ".join(chosen + extra)
@@ -311,10 +344,7 @@ def _main(argv: Sequence[str] | None) -> int:
             return 1
         print(f"report: {report}")
         return 0
-    for place in (root, results_dir):
-        if (problem := unusable_directory(place)) is not None:
-            key = "reproduce.dir" if place == root else "reproduce.results_dir"
-            raise GridRefused(f"{key}={place} cannot hold the grid: {problem}")
+    _check_before_writing(grid, extra, root, results_dir)
     root.mkdir(parents=True, exist_ok=True)
     hold_grid_lock(root)  # one invocation per grid; main releases it
     if results_dir != root:

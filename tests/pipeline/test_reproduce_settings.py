@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from curlora.grid.guard import check_grid
 from curlora.reproduce import MACHINE_KEYS, compose
 from tests.conftest import CONFIG_DIR
 
@@ -26,6 +27,10 @@ def test_every_machine_key_has_a_value_here() -> None:
 def test_every_grid_takes_every_machine_setting(grid: str) -> None:
     cfg = compose([f"reproduce={grid}", *(f"reproduce.{k}={v}" for k, v in VALUES.items())])
     assert {k: cfg.reproduce[k] for k in MACHINE_KEYS} == VALUES
+    # Every key of every shipped grid passes the grid's checks (curlora.grid.settings), as
+    # shipped and with these settings: the checks refuse only what could not run.
+    check_grid(cfg)
+    check_grid(compose([f"reproduce={grid}"]))
 
 
 def test_a_typo_in_a_grid_setting_lists_the_grids_keys() -> None:

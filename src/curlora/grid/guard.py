@@ -1,11 +1,14 @@
 """What keeps ``curlora-reproduce`` to one line per failure: its arguments, its lock, its report.
 
 - :func:`check_arguments`: ``--help`` prints the usage; anything that is not a
-  ``key=value`` override is refused in one line (Hydra's parser would print a traceback).
+  ``key=value`` override is refused in one line (Hydra's parser would print a traceback),
+  and so are two of the command's modes at once or two grids (:func:`check_choices`).
 - :func:`compose_grid`: Hydra's composition errors (``reproduce=bogus``, a mistyped key)
   become a :class:`GridRefused` naming the key and the valid options.
-- :func:`check_grid`: a grid without seeds or ranks, or extra settings every job would
-  refuse (``rank=-1``), is refused before any part runs.
+- :func:`check_grid`: a ``reproduce.*`` key of the wrong type or range (``workers=0``, a
+  grid without seeds; ``curlora.grid.settings``) is refused before any part runs, and so
+  are extra settings every job would refuse (``rank=-1``; :func:`check_shared_settings`);
+  the jobs' whole run checks follow before the grid starts (``curlora.grid.prechecks``).
 - :class:`GridLock` (:func:`hold_grid_lock`): an exclusive lock on ``<grid dir>/.lock``.
   Two invocations on one grid would run the same jobs, refuse each other's run directories
   and each report the other's jobs as failed; the second one is refused instead, naming
@@ -58,6 +61,24 @@ def check_arguments(args: Sequence[str], usage: str, flags: Sequence[str] = ()) 
     return None
 
 
+def check_choices(args: Sequence[str], modes: Sequence[str]) -> None:
+    """GridRefused for two of ``modes`` (``--status --report-only``: which one was meant?)
+    or two grids (``reproduce=tiny reproduce=tiny_words``: Hydra would silently take the
+    last one)."""
+    given = [mode for mode in modes if mode in args]
+    if len(given) > 1:
+        raise GridRefused(
+            f"{' and '.join(given)} cannot be combined; valid: one of {', '.join(modes)}, "
+            "or neither (run the grid)"
+        )
+    grids = [arg for arg in args if arg.startswith("reproduce=")]
+    if len(set(grids)) > 1:
+        raise GridRefused(
+            f"{' and '.join(grids)}: one grid per command; valid: a single reproduce=<name> "
+            "(run each grid with its own command)"
+        )
+
+
 def compose_grid(overrides: Sequence[str]) -> DictConfig:
     """The run config with the grid, as ``curlora.cli`` composes it; GridRefused when Hydra
     cannot compose it (an unknown grid or choice, a key that does not exist)."""
@@ -74,24 +95,41 @@ def compose_grid(overrides: Sequence[str]) -> DictConfig:
         raise GridRefused(f"invalid configuration: {line}") from None
 
 
-def check_grid(cfg: DictConfig) -> None:
-    """GridRefused, before any job runs, for a grid that cannot give a report (no seeds, no
-    ranks, a seed or rank out of range) or extra settings every job would refuse
-    (``rank=-1``: each job failed in turn, after all the parts ran)."""
-    from curlora import checks
-    from curlora.checks.config import MAX_SEED, ConfigError, check_settings
+def check_grid(cfg: DictConfig) -> list[str]:
+    """GridRefused, before any job runs, for a grid that cannot run as written (a
+    ``reproduce.*`` key of the wrong type or range: ``workers=0``, no seeds, a rank of 0;
+    ``curlora.grid.settings``); else the overrides every job of the grid gets
+    (``reproduce.overrides``), resolved. ``cfg``: the grid composed alone."""
+    from curlora.checks.config import ConfigError
+    from curlora.grid.settings import check_grid_keys
     from curlora.reporting.protocol_check import check_config as check_protocol
 
     grid = cfg.reproduce
     try:
-        for key, low, high in (("seeds", 0, MAX_SEED), ("ranks", 1, None)):
-            values = grid.get(key)
-            if not isinstance(values, Sequence) or isinstance(values, str) or not len(values):
-                checks.fail(f"reproduce.{key}", values, "a non-empty list of integers")
-            for value in values:
-                checks.check_int(f"reproduce.{key}", value, low, high)
-        # The run settings every job shares, as a job would check them (the paths and the
-        # loggers aside: they resolve only inside a run).
+        try:
+            plain_grid = OmegaConf.to_container(grid, resolve=True)
+        except Exception as error:  # ${nope}, a resolver that fails
+            why = " ".join(str(error).split())
+            raise ValueError(f"reproduce does not resolve: {why}") from None
+        check_grid_keys(plain_grid)
+        check_protocol(grid)
+    except (ValueError, ConfigError) as error:
+        raise GridRefused(f"invalid configuration: {error}") from None
+    return [str(override) for override in plain_grid["overrides"]]
+
+
+def check_shared_settings(cfg: DictConfig) -> None:
+    """GridRefused for extra settings every job would refuse (``rank=-1``: each job failed
+    in turn, after all the parts ran), checked as a job checks its plain values (the
+    paths, loggers, data and callbacks aside: they resolve only inside a run).
+
+    ``cfg``: the grid composed with its own overrides and then the extra ones, as every
+    job composes them (``reproduce=tiny``'s jobs log to CSV: ``logger.csv.*`` is theirs).
+    These checks are cheap (no torch); the jobs' whole run checks, the groups left out
+    here included, are ``curlora.grid.prechecks.check_jobs``."""
+    from curlora.checks.config import ConfigError, check_settings
+
+    try:
         plain = {
             key: OmegaConf.to_container(cfg[key], resolve=True)
             if isinstance(cfg[key], DictConfig)
@@ -100,9 +138,16 @@ def check_grid(cfg: DictConfig) -> None:
             if key not in ("paths", "reproduce", "logger", "data", "callbacks")
         }
         check_settings(plain)
-        check_protocol(grid)
     except (ValueError, ConfigError) as error:
         raise GridRefused(f"invalid configuration: {error}") from None
+
+
+def in_use(place: Path, holder: str | None) -> GridRefused:
+    """The refusal of a grid whose lock another process holds (``holder``: its line)."""
+    return GridRefused(
+        f"the grid {place} is in use by {holder or 'another process'}; "
+        "wait for it to finish (or stop it), then run the same command again to continue"
+    )
 
 
 class GridLock:
@@ -129,10 +174,7 @@ class GridLock:
         try:
             self._fd = acquire(self.path, f"{holder} ({' '.join(sys.argv)})")
         except LockHeld as held:
-            raise GridRefused(
-                f"the grid {self.path.parent} is in use by {held.holder or 'another process'}; "
-                "wait for it to finish (or stop it), then run the same command again to continue"
-            ) from None
+            raise in_use(self.path.parent, held.holder) from None
         except OSError as error:  # ELOOP: the lock file is a symbolic link (never followed)
             why = "it is a symbolic link" if error.errno == errno.ELOOP else error.strerror
             raise GridRefused(

@@ -1,0 +1,142 @@
+"""``curlora-reproduce`` refuses bad input before it writes anything.
+
+Bad input: exit 2 and one ``error:`` line naming the key, the value and what is valid, with
+no ``.lock``, no ``grid.yaml`` and no job directory left behind: a ``reproduce.*`` key of
+the wrong type or range (``curlora.grid.settings``), a setting every job would refuse at
+its start (``curlora.grid.prechecks``), two modes or two grids at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from curlora import reproduce
+from curlora.grid.prechecks import planned_jobs
+
+EXIT_CONFIG = 2
+
+
+def _one_line(text: str) -> str:
+    """The one ``error:`` line of a refused command (and no traceback)."""
+    assert "Traceback" not in text, text[-3000:]
+    lines = [line for line in text.strip().splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, text[-3000:]
+    return lines[0]
+
+
+def _refused(tmp_path: Path, capsys: Any, monkeypatch: Any, *args: str) -> str:
+    """Run the grid command in process (no job can start); assert it exits 2 having
+    written nothing, and return its error line."""
+    ran: list[Any] = []
+    monkeypatch.setattr(reproduce, "multirun", lambda *a, **k: ran.append(a) or 0)
+    grid = ["reproduce=tiny", *args] if not any(a.startswith("reproduce=") for a in args) else args
+    where = [f"reproduce.dir={tmp_path / 'work'}", f"reproduce.results_dir={tmp_path / 'store'}"]
+    assert reproduce.main([*grid, *where]) == EXIT_CONFIG
+    assert ran == []
+    assert not (tmp_path / "work").exists() and not (tmp_path / "store").exists()
+    return _one_line(capsys.readouterr().err)
+
+
+# ------------------------------------------------ the grid's own keys
+@pytest.mark.parametrize(
+    ("override", "words"),
+    [
+        ("reproduce.workers=abc", "reproduce.workers='abc' is not valid; valid: an integer ≥ 1"),
+        ("reproduce.workers=-1", "reproduce.workers=-1 is not valid; valid: an integer ≥ 1"),
+        ("reproduce.workers=0", "reproduce.workers=0 is not valid; valid: an integer ≥ 1"),
+        ("reproduce.workers=1.5", "reproduce.workers=1.5 is not valid"),
+        ("reproduce.controls=head_only", "reproduce.controls='head_only' is not valid"),
+        ("reproduce.lrs.curlora=[]", "reproduce.lrs.curlora=[] is not valid"),
+        ("reproduce.lrs.curlora=[-1e-3]", "reproduce.lrs.curlora=-0.001 is not valid"),
+        ("reproduce.headline_methods=[dora]", "reproduce.headline_methods='dora' is not valid"),
+        ("reproduce.headline_seeds=[-3]", "reproduce.headline_seeds=-3 is not valid"),
+        ("reproduce.rank_sweep.ranks=[0]", "reproduce.rank_sweep.ranks=0 is not valid"),
+        ("reproduce.sampling=uniform", "reproduce.sampling='uniform' is not valid"),
+        ("reproduce.name=a/b", "reproduce.name='a/b' is not valid"),
+        ("reproduce.margins.accuracy=.nan", "reproduce.margins.accuracy is '.nan'; valid"),
+        ("reproduce.bootstrap.replicates=0", "reproduce.bootstrap.replicates is 0; valid"),
+    ],
+)
+def test_a_grid_key_of_the_wrong_type_or_range_is_one_line_and_nothing_written(
+    tmp_path: Path, capsys: Any, monkeypatch: Any, override: str, words: str
+) -> None:
+    """``workers=abc`` was a traceback after the lock and grid.yaml were written, and
+    ``workers=0`` silently ran one part at a time."""
+    assert words in _refused(tmp_path, capsys, monkeypatch, override)
+
+
+# ------------------------------------------------ what every job would refuse
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        # data, the callbacks and the loggers are left out of the settings checked without
+        # torch: each job refused them.
+        (["data.batch_size=0"], "data.batch_size=0 is not valid"),
+        (["callbacks.perplexity.stride=1000"], "callbacks.perplexity.stride=1000 is not valid"),
+        # reproduce=tiny's jobs log to CSV (debug=tiny, one of the grid's overrides).
+        (["logger.csv.save_dir=${nope}"], "logger.csv.save_dir does not resolve"),
+        # One phase's jobs only: the rank sweep, after hours of the rest.
+        (["reproduce.rank_sweep.ranks=[100000]"], "part ranks/curlora would refuse it"),
+        # The fallback protocol's jobs only (a words grid whose first protocol finds
+        # forgetting not measurable).
+        (
+            [
+                "reproduce=tiny_words",
+                'reproduce.protocol_check.fallback_overrides=["trainer.max_epochs=0"]',
+            ],
+            "trainer.max_epochs=0 is not valid",
+        ),
+    ],
+)
+def test_a_setting_a_job_would_refuse_is_refused_before_the_grid_starts(
+    tmp_path: Path, capsys: Any, monkeypatch: Any, args: list[str], words: str
+) -> None:
+    assert words in _refused(tmp_path, capsys, monkeypatch, *args)
+
+
+def test_a_setting_of_what_the_grids_own_overrides_choose_is_taken(
+    tmp_path: Path, capsys: Any, monkeypatch: Any
+) -> None:
+    """The extra settings are checked as the jobs compose them, after the grid's overrides:
+    ``logger.csv.*`` was refused as a key of the default logger (W&B), which no job of
+    ``reproduce=tiny`` uses."""
+    ran: list[list[str]] = []
+    monkeypatch.setattr(
+        reproduce, "multirun", lambda _dir, overrides, *_: ran.append(overrides) or 0
+    )
+    where = [f"reproduce.dir={tmp_path / 'work'}", f"reproduce.results_dir={tmp_path / 'store'}"]
+    reproduce.main(["reproduce=tiny", "logger.csv.name=mine", *where])
+    assert "is not a key of logger" not in capsys.readouterr().err
+    assert ran and all("logger.csv.name=mine" in overrides for overrides in ran)
+
+
+def test_each_way_a_job_composes_is_checked_once() -> None:
+    """The controls, each method at each rank, the sampling modes: seeds and rates differ
+    in value only and are checked as values."""
+    grid = reproduce.compose(["reproduce=table1_cpu"]).reproduce
+    jobs = planned_jobs(grid, [])
+    methods = {o for _, overrides in jobs for o in overrides if o.startswith("method")}
+    assert methods == {
+        *(f"method={m}" for m in [*grid.lrs, *grid.controls]),
+        *(f"method.sampling={s}" for s in grid.sampling),
+    }
+    ranks = {o for _, overrides in jobs for o in overrides if o.startswith("rank=")}
+    assert ranks == {f"rank={r}" for r in [*grid.ranks, *grid.rank_sweep.ranks]}
+    assert len(jobs) == 13  # of 77 jobs
+
+
+# ------------------------------------------------ the command line
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--status", "--report-only"], "--report-only and --status cannot be combined"),
+        (["reproduce=tiny", "reproduce=tiny_words"], "reproduce=tiny and reproduce=tiny_words"),
+    ],
+)
+def test_two_modes_or_two_grids_are_refused(
+    tmp_path: Path, capsys: Any, monkeypatch: Any, args: list[str], words: str
+) -> None:
+    assert words in _refused(tmp_path, capsys, monkeypatch, *args)
