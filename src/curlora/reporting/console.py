@@ -156,8 +156,44 @@ def report(path: Path) -> str:
 
     summary = summarize_sweep(path, write=False)
     if not summary.rows:
-        raise ResultsError(f"no results.json in or below {path}")
+        raise ResultsError(f"no results.json in or below {path}{_jobs_note(path)}")
     return summary.markdown
+
+
+def _jobs_note(sweep_dir: Path) -> str:
+    """``: 0 of 3 jobs completed (...)`` when ``sweep_dir`` holds jobs that ran and left no
+    results.json (a sweep whose every job failed): Hydra gives each job a directory with its
+    ``.hydra/overrides.yaml`` and the run its log (train.log). Empty when that is not what
+    the directory shows: no job directory, or a job with a results.json (a damaged one)."""
+    try:
+        jobs = sorted(entry for entry in sweep_dir.iterdir() if _is_job_dir(entry))
+        if not jobs or any(os.path.lexists(job / "results.json") for job in jobs):
+            return ""
+        log_file = next((p for p in sorted(jobs[0].glob("*.log")) if p.is_file()), None)
+    except OSError:  # an unreadable entry: the message stays what it was
+        return ""
+    where = f"; each job's log says why, e.g. {log_file}" if log_file else ""
+    return f": 0 of {len(jobs)} jobs completed{where}"
+
+
+def _is_job_dir(entry: Path) -> bool:
+    """A job directory of a Hydra sweep (never through a link: the files are received)."""
+    try:
+        return not entry.is_symlink() and (entry / ".hydra" / "overrides.yaml").is_file()
+    except OSError:
+        return False
+
+
+def one_line(error: ResultsError) -> str:
+    """The error's first line, with its first listed problem and how many more there are:
+    a schema error lists one problem a line (``does not follow the results.json schema:``,
+    then ``- ...``), and the terminal gets one line."""
+    head, *rest = str(error).splitlines() or [""]
+    problems = [line.removeprefix("- ") for line in rest if line.strip()]
+    if not problems:
+        return head
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"{head} {problems[0]}{more}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -172,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         print(report(args.path))
     except ResultsError as error:
-        print(f"error: {shown(str(error).splitlines()[0])}", file=sys.stderr)  # one line
+        print(f"error: {shown(one_line(error))}", file=sys.stderr)
         return 1
     return 0
 
