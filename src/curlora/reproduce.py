@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -183,17 +184,23 @@ def grid_paths(grid: DictConfig) -> tuple[Path, Path, Path]:
     return root, results_dir, report_dir
 
 
-def _report(grid: DictConfig, results_dir: Path, report_dir: Path, command: str) -> Path | None:
+def _report(
+    grid: DictConfig, paths: tuple[Path, Path, Path], command: str, start: str
+) -> Path | None:
     """REPORT.md from the stored runs, and the README's block of this grid (``readme``);
-    None (said in one line, a previous report moved aside) when no job completed or the
-    report failed (``curlora.grid.guard.write_grid_report``)."""
+    None (said in one line, a previous report moved aside) when no job completed, the grid
+    never ran (``start``: the command that runs it) or the report failed
+    (``curlora.grid.guard.write_grid_report``)."""
     from curlora.grid.guard import write_grid_report
     from curlora.reporting.reproduction import SUMMARY_FILE, write_report
 
+    root, results_dir, report_dir = paths
     report = write_grid_report(
         results_dir,
         lambda: write_report(results_dir, report_dir, grid_name=str(grid.name), command=command),
         report_dir=report_dir,
+        work_dir=root,
+        start=start,
     )
     readme = grid.get("readme")
     if report is not None and readme:
@@ -321,6 +328,7 @@ def _main(argv: Sequence[str] | None) -> int:
     check_choices(args, flags)  # two modes, or two grids: one line, exit 2
     report_only, status = REPORT_ONLY in args, STATUS in args
     args = [a for a in args if a not in flags]
+    start = shlex.join(["curlora-reproduce", *args])  # the command that runs this grid
     chosen = [a for a in args if a.startswith("reproduce=")] or ["reproduce=table1_cpu"]
     # reproduce.<key>=... changes the grid (e.g. reproduce.workers=2); the rest every job.
     settings = [a for a in args if a.startswith("reproduce.")]
@@ -331,7 +339,8 @@ def _main(argv: Sequence[str] | None) -> int:
     cfg = compose([*chosen, *settings, *shared, *extra])
     check_shared_settings(cfg)
     grid = cfg.reproduce
-    root, results_dir, report_dir = grid_paths(grid)
+    paths = grid_paths(grid)
+    root, results_dir, _report_dir = paths
     command = "curlora-reproduce " + " ".join(chosen + extra)
     if status:  # reads the grid's files; runs, locks and writes nothing
         from curlora.grid.status import grid_status
@@ -339,7 +348,7 @@ def _main(argv: Sequence[str] | None) -> int:
         print(grid_status(grid, extra, root, results_dir), end="")
         return 0
     if report_only:
-        report = _report(grid, results_dir, report_dir, command)
+        report = _report(grid, paths, command, start)
         if report is None:
             return 1
         print(f"report: {report}")
@@ -386,7 +395,7 @@ def _main(argv: Sequence[str] | None) -> int:
     lrs = rates()
     log.info("learning rates chosen on validation: %s", lrs)
     failed += run_parts(grid, root, results_dir, under(prefix, sweep_parts(grid, lrs, extra)))
-    report = _report(grid, results_dir, report_dir, command)
+    report = _report(grid, paths, command, start)
     if report is None:  # nothing completed, or the report failed: said in one line
         return 1
     print(f"report: {report}")

@@ -3,7 +3,8 @@
 Bad input: exit 2 and one ``error:`` line naming the key, the value and what is valid, with
 no ``.lock``, no ``grid.yaml`` and no job directory left behind: a ``reproduce.*`` key of
 the wrong type or range (``curlora.grid.settings``), a setting every job would refuse at
-its start (``curlora.grid.prechecks``), two modes or two grids at once.
+its start (``curlora.grid.prechecks``), two modes or two grids at once. A grid that never
+ran has no report, and says how to start it.
 """
 
 from __future__ import annotations
@@ -140,3 +141,16 @@ def test_two_modes_or_two_grids_are_refused(
     tmp_path: Path, capsys: Any, monkeypatch: Any, args: list[str], words: str
 ) -> None:
     assert words in _refused(tmp_path, capsys, monkeypatch, *args)
+
+
+def test_the_report_of_a_grid_that_never_ran_says_how_to_start_it(
+    tmp_path: Path, capsys: Any
+) -> None:
+    where = [f"reproduce.dir={tmp_path / 'work'}", f"reproduce.results_dir={tmp_path / 'store'}"]
+    assert reproduce.main(["reproduce=tiny", "--report-only", *where]) == 1
+    line = _one_line(capsys.readouterr().err)
+    start = " ".join(["curlora-reproduce", "reproduce=tiny", *where])
+    assert "the grid has not run yet" in line
+    assert f"start it with `{start}`" in line and f"`{start} --status`" in line
+    assert "logs" not in line  # no folder of logs that does not exist
+    assert not (tmp_path / "work").exists() and not (tmp_path / "store").exists()

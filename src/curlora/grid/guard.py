@@ -228,11 +228,18 @@ def _move_stale_report(report_dir: Path) -> Path | None:
 
 
 def write_grid_report(
-    root: Path, write: Callable[[], Path], report_dir: Path | None = None
+    root: Path,
+    write: Callable[[], Path],
+    report_dir: Path | None = None,
+    work_dir: Path | None = None,
+    start: str | None = None,
 ) -> Path | None:
     """``write()`` the report when some run stored below ``root`` completed; else, or when
     writing fails, print one line, move a previous report (in ``report_dir``, default
-    ``root``) aside and return None. A write the disk refuses re-raises its OutputError."""
+    ``root``) aside and return None. A write the disk refuses re-raises its OutputError.
+
+    ``work_dir`` (the grid's working directory, where the jobs' logs are) and ``start`` (the
+    command that runs the grid) tell a grid that never ran from one whose jobs failed."""
     from curlora.reporting.reproduction import load_grid
     from curlora.run.atomic import OutputError
 
@@ -240,7 +247,7 @@ def write_grid_report(
     report_dir = Path(report_dir) if report_dir is not None else root
     try:
         if not load_grid(root):
-            why = "no job of the grid completed, so there is nothing to report"
+            why = _nothing_completed(root, work_dir, start)
         else:
             return write()
     except OutputError:  # the disk: exit 5 like any output, and no stale report either
@@ -251,7 +258,22 @@ def write_grid_report(
         why = "the report could not be written: " + " ".join(
             f"{type(error).__name__}: {error}".split()
         )
+        why += f" (see the jobs' logs under {work_dir or root})"
     stale = _move_stale_report(report_dir)
     aside = f"; the previous report was moved to {stale}" if stale else ""
-    print(f"error: {why} (see the jobs' logs under {root}){aside}", file=sys.stderr)
+    print(f"error: {why}{aside}", file=sys.stderr)
     return None
+
+
+def _nothing_completed(root: Path, work_dir: Path | None, start: str | None) -> str:
+    """Why there is no report: the grid never ran here (no working directory and no
+    ``grid.yaml``, which every run of the grid writes first), or none of its jobs completed
+    (their logs are in the working directory, when there is one)."""
+    logs = Path(work_dir) if work_dir is not None else root
+    if start is not None and not logs.exists() and not (root / "grid.yaml").exists():
+        return (
+            f"the grid has not run yet ({logs} does not exist), so there is nothing to report; "
+            f"start it with `{start}`, and see how far it has got with `{start} --status`"
+        )
+    why = "no job of the grid completed, so there is nothing to report"
+    return f"{why} (see the jobs' logs under {logs})" if logs.exists() else why
