@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -72,10 +73,28 @@ def order_tag(tasks: Any, default_tasks: Any) -> str | None:
     return "-".join(t[:3] for t in order)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def lr_tag(lr: Any) -> str:
-    """``lr3e-3`` from 0.003, ``lr2.5e-4`` from 0.00025."""
+    """``lr3e-3`` from 0.003, ``lr2.5e-4`` from 0.00025; ``lr<value>`` for anything else.
+
+    The name is resolved with the rest of the config, before the config checks run: a
+    value that is not a finite number (``optimizer.lr=abc``, ``inf``, a list) must not fail
+    here, or the error would name ``logger.wandb.name`` instead of ``optimizer.lr``, whose
+    own check then refuses it by name."""
+    if not _is_number(lr) or not math.isfinite(lr):
+        return f"lr{lr}"
     mantissa, exponent = f"{float(lr):.2e}".split("e")
     return f"lr{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def mul(a: Any, b: Any) -> Any:
+    """``a · b`` for two numbers; otherwise ``a`` unchanged, for the same reason as in
+    :func:`lr_tag`: ``rank=abc`` must be refused as ``rank``, not as the method key this
+    feeds (``'abc' * 2.0`` fails while resolving, ``'abc' * 2`` repeats the text)."""
+    return a * b if _is_number(a) and _is_number(b) else a
 
 
 def run_parts(
@@ -124,7 +143,7 @@ def register_resolvers() -> None:
         "curlora.run_setting": run_setting,
         "curlora.run_tags": lambda *args: ListConfig(run_parts(*args)),
         "curlora.safe_name": safe_name,
-        "curlora.mul": lambda a, b: a * b,
+        "curlora.mul": mul,
         # task orders (configs/order): a list reversed, or rotated by one to the left
         "curlora.reversed": lambda items: ListConfig(list(reversed(list(items)))),
         "curlora.rotated": lambda items: ListConfig([*list(items)[1:], *list(items)[:1]]),

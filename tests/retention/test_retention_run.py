@@ -105,14 +105,28 @@ def test_retention_curves_are_drawn_against_tasks_trained() -> None:
     assert axis_of("retention/wiki_cloze/acc") == TASK_AXIS
 
 
-def test_standard_suite_without_the_hub_exits_3_naming_the_offline_suite(run_config) -> None:
+def test_standard_suite_without_the_hub_exits_3_naming_the_offline_suite(
+    run_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datasets.config
+
+    from curlora import loop
     from curlora.cli import EXIT_UNREACHABLE, run_job
 
-    # conftest sets HF_DATASETS_OFFLINE=1: lm-eval's ARC cannot be fetched here.
+    # conftest sets HF_HUB_OFFLINE=1, and this datasets cache holds no ARC: lm-eval's ARC
+    # cannot be fetched here. The config check says so before the model loads.
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_datasets")
+
+    def no_model(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(loop.TaskLoop, "__init__", no_model)
     cfg = run_config("retention=standard", "retention.standard=[arc_easy]")
     outcome = run_job(cfg, [], multirun=False)
     assert outcome.exit_code == EXIT_UNREACHABLE
-    assert "retention=offline" in outcome.status
+    assert "\n" not in outcome.status and "use retention=offline" in outcome.status
+    assert "HF_HUB_OFFLINE=1" in outcome.status and "['arc_easy']" in outcome.status
+    assert not (Path(cfg.paths.output_dir) / "run_config.yaml").exists()
 
 
 def test_the_shared_initial_evaluation_is_keyed_by_the_suite(run_config) -> None:

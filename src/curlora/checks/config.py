@@ -4,7 +4,10 @@ Every problem is reported as a ``ConfigError`` whose message names the config ke
 value it has and what would be valid. Ranks and target modules are checked against the
 model's *architecture config* (layer shapes built on the meta device: no weights, no
 memory). Hydra itself already rejects unknown group options (``method=foo``) with the list
-of valid ones; the checks here cover everything inside the groups.
+of valid ones; the checks here cover everything inside the groups. The checks of plain
+values run first (no torch, no Lightning: a typo is refused in about a second). One
+refusal is not a ``ConfigError``: lm-eval's standard tasks under offline mode, their data
+not cached, raise the ``HubUnreachableError`` the run would raise later (exit 3).
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +46,13 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())
 
 
-def _require(condition: bool, key: str, value: Any, valid: str) -> None:
+def _require(condition: bool, key: str, value: Any, valid: str, why: str | None = None) -> None:
+    """Refuse ``key=value`` unless ``condition``, in one sentence: ``<key>=<value> is not
+    valid[ since <why>]; valid: <valid>``. ``valid`` says what would be accepted, never why
+    the value is refused (that is ``why``): the message then has one "valid:"."""
     if not condition:
-        raise ConfigError(f"{key}={value!r} is not valid; valid: {valid}")
+        because = f" since {why}" if why else ""
+        raise ConfigError(f"{key}={value!r} is not valid{because}; valid: {valid}")
 
 
 @contextlib.contextmanager
@@ -84,13 +92,12 @@ def _positive_number(value: Any, path: str) -> None:
 
 def _check_top_level(cfg: Mapping[str, Any]) -> None:
     unknown = sorted(set(cfg) - KNOWN_TOP_LEVEL)
-    _require(
-        not unknown,
-        unknown[0] if unknown else "",
-        cfg.get(unknown[0]) if unknown else None,
-        f"'{unknown[0] if unknown else ''}' is not a setting of this project (a typo?); "
-        f"top-level settings: {sorted(KNOWN_TOP_LEVEL)}",
-    )
+    if unknown:
+        name = unknown[0]
+        raise ConfigError(
+            f"{name}={cfg.get(name)!r} is not valid since '{name}' is not a setting of this "
+            f"project (a typo?); valid top-level settings: {sorted(KNOWN_TOP_LEVEL)}"
+        )
     _positive_int(cfg, "rank", "rank")
     with _as_config_error():
         checks.check_int("seed", cfg.get("seed"), 0, MAX_SEED)
@@ -121,7 +128,8 @@ def _check_top_level(cfg: Mapping[str, Any]) -> None:
             (steps is None) != (ratio is None),
             "scheduler.warmup_steps",
             steps,
-            f"set exactly one of scheduler.warmup_steps and scheduler.warmup_ratio (ratio={ratio})",
+            "exactly one of scheduler.warmup_steps and scheduler.warmup_ratio set",
+            why="scheduler.warmup_ratio is " + ("not set either" if ratio is None else "set too"),
         )
         if steps is not None:
             with _as_config_error():
@@ -138,7 +146,7 @@ def _check_top_level(cfg: Mapping[str, Any]) -> None:
         or (checks.is_int(limit) and limit >= 1),
         "trainer.limit_train_batches",
         limit,
-        "expected null (all batches), a fraction in (0, 1] or an integer >= 1 (0 trains nothing)",
+        "null (all batches), a fraction in (0, 1] or an integer >= 1 (0 trains nothing)",
     )
     every = (cfg.get("checkpoint") or {}).get("every_n_train_steps", 0)
     with _as_config_error():
@@ -151,28 +159,34 @@ def check_settings(cfg: Mapping[str, Any]) -> None:
     _check_top_level(cfg)
 
 
-def _check_data(cfg: Mapping[str, Any]) -> None:
+def _check_task_list(cfg: Mapping[str, Any]) -> None:
+    """``tasks`` and the data module's counts: plain values, no import."""
     data = cfg["data"]
     specs = data.get("task_specs") or {}
     tasks = cfg.get("tasks")
-    _require(
-        isinstance(tasks, list) and len(tasks) > 0, "tasks", tasks, "expected a non-empty list"
-    )
+    valid = f"a non-empty list of tasks from {sorted(specs)}"
+    _require(isinstance(tasks, list) and len(tasks) > 0, "tasks", tasks, valid)
     for task in tasks:
-        _require(
-            task in specs,
-            "tasks",
-            tasks,
-            f"'{task}' is not a task of this data config; valid: {sorted(specs)}",
-        )
-    _require(len(set(tasks)) == len(tasks), "tasks", tasks, "each task may appear once")
+        # a list inside the list is unhashable: `in specs` itself would raise
+        known = isinstance(task, str) and task in specs
+        why = f"{task!r} is not a task of this data config"
+        _require(known, "tasks", tasks, valid, why=why)
+    repeated = sorted({t for t in tasks if tasks.count(t) > 1})
+    why = f"{repeated[0]!r} appears more than once" if repeated else None
+    _require(not repeated, "tasks", tasks, "each task at most once", why=why)
     for key in ("max_length", "batch_size", "eval_batch_size"):
         _positive_int(data, key, f"data.{key}")
     with _as_config_error():
         checks.check_int("data.num_workers", data.get("num_workers", 0), 0)
+
+
+def _check_task_specs(cfg: Mapping[str, Any]) -> None:
+    """Each task's spec; building its source imports the source's module (``datasets`` for
+    a Hub task), so it comes after the plain checks."""
     from curlora.data.tasks import TaskSpec
 
-    for task in tasks:
+    specs = cfg["data"].get("task_specs") or {}
+    for task in cfg["tasks"]:
         spec_cfg = specs[task]
         try:
             spec = TaskSpec.from_config(task, spec_cfg)
@@ -184,7 +198,7 @@ def _check_data(cfg: Mapping[str, Any]) -> None:
             spec.num_classes >= 2,
             f"{prefix}.num_classes",
             spec.num_classes,
-            "expected at least 2 classes",
+            "an integer >= 2 (a classifier needs two classes at least)",
         )
         _positive_int(spec_cfg, "train_limit", f"{prefix}.train_limit", allow_none=True)
         _positive_int(spec_cfg, "eval_limit", f"{prefix}.eval_limit", allow_none=True)
@@ -204,7 +218,8 @@ def _check_data(cfg: Mapping[str, Any]) -> None:
                 checks.is_int(class_id) and 0 <= class_id < spec.num_classes,
                 f"{prefix}.label_map",
                 dict(spec.label_map or {}),
-                f"class ids must lie in 0..{spec.num_classes - 1}",
+                f"class ids in 0..{spec.num_classes - 1} (num_classes={spec.num_classes})",
+                why=f"class id {class_id!r} is out of range",
             )
 
 
@@ -245,7 +260,7 @@ def _check_perplexity(cfg: Mapping[str, Any]) -> None:
             callback["stride"] <= callback["max_length"],
             f"{prefix}.stride",
             callback["stride"],
-            f"must not exceed {prefix}.max_length={callback['max_length']} "
+            f"at most {prefix}.max_length={callback['max_length']} "
             "(tokens between windows would go unscored)",
         )
 
@@ -266,8 +281,9 @@ def _check_calibration(cfg: Mapping[str, Any]) -> None:
         cfg["data"].get("corpus") is not None and perplexity.get("max_tokens") is not None,
         "callbacks.perplexity.max_tokens",
         perplexity.get("max_tokens"),
-        f"method={cfg['method'].get('name')} calibrates on the LM corpus after the tokens the "
-        "perplexity scores: it needs data.corpus and a number here",
+        "a number of tokens, with data.corpus set",
+        why=f"method={cfg['method'].get('name')} calibrates on the LM corpus after the tokens "
+        "the perplexity scores",
     )
 
 
@@ -329,18 +345,23 @@ def _check_resume(cfg: Mapping[str, Any]) -> None:
     resume = cfg.get("resume")
     if resume is None:
         return
-    _require(Path(str(resume)).is_dir(), "resume", resume, "expected an existing run directory")
+    valid = "a run directory of this project (it holds run_config.yaml)"
+    _require(Path(str(resume)).is_dir(), "resume", resume, valid, why="there is no such directory")
     _require(
         (Path(str(resume)) / "run_config.yaml").exists(),
         "resume",
         resume,
-        "that directory has no run_config.yaml, so it is not a run directory of this project",
+        valid,
+        why="that directory has no run_config.yaml",
     )
 
 
 @contextlib.contextmanager
 def _quiet_lightning() -> Iterator[None]:
     """Building a Trainer logs "GPU available ..." lines; a check should print nothing."""
+    # Imported first: its import sets its logger to INFO, which would undo the level below.
+    import lightning.pytorch  # noqa: F401
+
     logger = logging.getLogger("lightning.pytorch")
     level = logger.level
     logger.setLevel(logging.WARNING)
@@ -350,40 +371,98 @@ def _quiet_lightning() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _check_accelerator(accelerator: Any) -> None:
-    """An accelerator this machine lacks (``gpu`` without CUDA or MPS) is a config error."""
+# "Mistral-7B-v0.3", "Llama-2-13b-hf", "Qwen2.5-0.5B": the parameter count a model's name
+# states, in billions (not "8x7B": a name this cannot size gets no remark).
+BILLIONS = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)[bB](?![A-Za-z0-9])")
+
+
+def _billions(model: Mapping[str, Any]) -> float | None:
+    """The size in billions of parameters the model's name states, else None."""
+    name = str(model.get("name_or_path") or model.get("name") or "")
+    found = BILLIONS.search(name.rsplit("/", 1)[-1])
+    return float(found.group(1)) if found else None
+
+
+def _cpu_advice(trainer_cfg: Mapping[str, Any], model: Mapping[str, Any]) -> str:
+    """What to run instead on a machine without the GPU: DDP stays DDP (trainer=ddp_cpu,
+    processes with the gloo backend); the speed warning only for a model it is true of."""
+    if trainer_cfg.get("strategy") == DDP_STRATEGY:
+        advice = "trainer=ddp_cpu for the same DDP run in CPU processes"
+    else:
+        advice = "trainer.accelerator=cpu"
+    size = _billions(model)
+    if size is not None and size >= 1:
+        advice += f" (a {size:g}B-parameter model on CPU is impractically slow)"
+    return advice
+
+
+def _device_available(kind: str) -> bool | None:
+    """Whether this machine has a ``kind`` device, as Lightning's accelerator of that name
+    tests it; None for a kind Lightning does not know. ``cuda`` and ``mps`` are tested with
+    torch alone (a second; Lightning takes several to import)."""
+    if kind in ("cuda", "mps"):
+        import torch
+
+        return (
+            torch.cuda.device_count() > 0 if kind == "cuda" else torch.backends.mps.is_available()
+        )
     from lightning.pytorch.accelerators import AcceleratorRegistry
 
+    if kind not in AcceleratorRegistry.available_accelerators():
+        return None
+    return bool(AcceleratorRegistry[kind]["accelerator"].is_available())
+
+
+def _check_accelerator(trainer_cfg: Mapping[str, Any], model: Mapping[str, Any]) -> None:
+    """An accelerator this machine lacks (``gpu`` without CUDA or MPS) is a config error."""
+    accelerator = trainer_cfg.get("accelerator")
     if not isinstance(accelerator, str) or accelerator in ("auto", "cpu"):
         return
     kinds = {"gpu": ["cuda", "mps"]}.get(accelerator, [accelerator])
-    known = [k for k in kinds if k in AcceleratorRegistry.available_accelerators()]
-    if not known:
+    found = [_device_available(kind) for kind in kinds]
+    if all(available is None for available in found):
         return  # an unknown name: Lightning's own message lists the valid ones
-    if not any(AcceleratorRegistry[k]["accelerator"].is_available() for k in known):
+    if not any(found):
         raise ConfigError(
-            f"trainer.accelerator={accelerator!r} is invalid: this machine has no {accelerator} "
-            "(no usable CUDA/MPS device was found); valid here: cpu or auto, e.g. "
-            "trainer.accelerator=cpu (a 7B model on CPU is impractically slow)"
+            f"trainer.accelerator={accelerator!r} is not valid since this machine has no "
+            f"{accelerator} (no usable CUDA/MPS device was found); valid: cpu or auto, "
+            f"e.g. {_cpu_advice(trainer_cfg, model)}"
         )
 
 
-def _check_trainer(cfg: Mapping[str, Any]) -> None:
-    """Build the configured Trainer once (cheap): Lightning itself checks the accelerator
-    (e.g. ``gpu`` on a machine without one), precision, devices and strategy."""
-    from hydra.utils import instantiate
+def _check_devices(cfg: Mapping[str, Any]) -> None:
+    """The accelerator the trainer config asks for exists here: before the checks that build
+    things, as a GPU config on a CPU machine is refused without Lightning."""
+    _check_accelerator(_trainer_settings(cfg), cfg["model"])
 
-    trainer_cfg = {k: v for k, v in cfg["trainer"].items() if k not in ("callbacks", "logger")}
+
+def _trainer_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The Trainer's arguments (its callbacks and logger are the run's own)."""
+    return {k: v for k, v in cfg["trainer"].items() if k not in ("callbacks", "logger")}
+
+
+def _check_trainer_values(cfg: Mapping[str, Any]) -> None:
+    """What the trainer config's values alone decide: no Trainer built, nothing imported."""
+    trainer_cfg = _trainer_settings(cfg)
     precision = str(trainer_cfg.get("precision", "32-true"))
     _require(
         not precision.endswith("-true") or precision == "32-true",
         "trainer.precision",
         trainer_cfg.get("precision"),
-        "32-true, bf16-mixed or 16-mixed: adapters and heads are float32 parameters, which a "
+        "32-true, bf16-mixed or 16-mixed",
+        why="adapters and heads are float32 parameters, which a "
         f"{precision} Trainer would cast (a low-precision backbone: model.dtype=bfloat16)",
     )
     _check_not_sharded(str(trainer_cfg.get("strategy", "auto")))
-    _check_accelerator(trainer_cfg.get("accelerator"))
+
+
+def _check_trainer(cfg: Mapping[str, Any]) -> None:
+    """Build the configured Trainer once (cheap, once Lightning is imported): Lightning itself
+    checks the accelerator (e.g. ``gpu`` on a machine without one), precision, devices and
+    strategy."""
+    from hydra.utils import instantiate
+
+    trainer_cfg = _trainer_settings(cfg)
     try:
         with _quiet_lightning():
             trainer = instantiate(
@@ -405,10 +484,10 @@ def _check_trainer(cfg: Mapping[str, Any]) -> None:
         "use_distributed_sampler", True
     ):  # Lightning would wrap the task loop's own batch sampler, and fail after the load
         raise ConfigError(
-            f"trainer.strategy={strategy!r} with one process (trainer.devices="
-            f"{trainer_cfg.get('devices')!r}) is invalid: a multi-process strategy; valid: "
-            "trainer.strategy=auto (one process), or trainer=ddp / trainer=ddp_cpu with "
-            "trainer.devices=N for several"
+            f"trainer.strategy={strategy!r} is not valid since it is a multi-process "
+            f"strategy and trainer.devices={trainer_cfg.get('devices')!r} starts one process; "
+            "valid: trainer.strategy=auto (one process), or trainer=ddp / trainer=ddp_cpu "
+            "with trainer.devices=N for several"
         )
 
 
@@ -475,7 +554,8 @@ def _check_output_dir(cfg: Mapping[str, Any]) -> None:
         not output.exists() or output.is_dir(),
         "paths.output_dir",
         str(output),
-        "it is a file; expected a directory (or a path where one can be created)",
+        "a directory (or a path where one can be created)",
+        why="it is a file",
     )
     existing = output
     while not existing.exists() and existing != existing.parent:
@@ -484,7 +564,8 @@ def _check_output_dir(cfg: Mapping[str, Any]) -> None:
         os.access(existing, os.W_OK | os.X_OK),
         "paths.output_dir",
         str(output),
-        f"{existing} is not writable by this user",
+        "a place this user can write",
+        why=f"{existing} is not writable by this user",
     )
 
 
@@ -496,7 +577,8 @@ def _check_model_path(cfg: Mapping[str, Any]) -> None:
             Path(name).expanduser().exists(),
             "model.name_or_path",
             name,
-            "that local path does not exist (a Hub id looks like ORG/NAME)",
+            "an existing local path, or a Hub id (ORG/NAME)",
+            why="that local path does not exist",
         )
 
 
@@ -512,14 +594,14 @@ def _check_attention(cfg: Mapping[str, Any]) -> None:
 
 
 def _check_quantization(cfg: Mapping[str, Any]) -> None:
+    quantization = cfg["model"].get("quantization")
+    if quantization is None:
+        return  # the usual case: torch is not imported for it
     import torch
 
     from curlora.adapters import build_method
     from curlora.models.quantization import check_quantization
 
-    quantization = cfg["model"].get("quantization")
-    if quantization is None:
-        return
     try:
         method = build_method(cfg.get("method") or {})
     except (ValueError, TypeError):
@@ -556,14 +638,68 @@ def _check_objective(cfg: Mapping[str, Any]) -> None:
 
 
 def _check_retention(cfg: Mapping[str, Any]) -> None:
+    """The ``retention`` group's settings; then lm-eval's standard tasks, which fetch their
+    data from the Hub: with offline mode set and their data not cached, the run would load
+    the model and fail at its first evaluation point. That is refused here with the error
+    the late failure raises (``HubUnreachableError``, exit 3, not a config error: the
+    config is right for a machine that reaches the Hub). Only offline mode is seen here; a
+    network that merely fails is left to that late check."""
     from curlora.retention.settings import check_retention
 
     with _as_config_error():
-        check_retention(cfg.get("retention"))
+        settings = check_retention(cfg.get("retention"))
+    if settings is None or not settings.standard:
+        return
+    from curlora.data.sources.hub import HubUnreachableError
+    from curlora.retention.suite import offline_problem
+
+    problem = offline_problem(settings.standard)
+    if problem is not None:
+        raise HubUnreachableError(problem)
+
+
+def _check_strategy(cfg: Mapping[str, Any]) -> None:
+    from curlora.strategies import build_strategy
+
+    try:
+        build_strategy(cfg.get("strategy"))
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"strategy: {error}") from None
+
+
+Check = Callable[[Mapping[str, Any]], None]
+PLAIN_CHECKS: tuple[Check, ...] = (
+    _check_top_level,
+    _check_trainer_values,
+    _check_output_dir,
+    _check_model_path,
+    _check_task_list,
+    _check_perplexity,
+    _check_probe,
+    _check_resume,
+    _check_quantization,  # imports torch only when model.quantization is set
+)
+"""Checks of plain values: no heavy import (torch, Lightning, datasets)."""
+IMPORTING_CHECKS: tuple[Check, ...] = (
+    _check_task_specs,  # a task source's module: datasets for a Hub task
+    _check_objective,  # reads the task specs checked just before
+    _check_devices,  # torch (Lightning only for an accelerator other than a GPU)
+    _check_head,  # torch
+    _check_strategy,  # torch
+    _check_calibration,  # the adapters: torch, transformers
+    _check_optimization,  # torch
+    _check_trainer,  # Lightning
+    _check_attention,  # transformers
+    _check_retention,  # datasets; lm-eval's task index for the standard suite
+)
+"""Checks that import what they check with, cheapest first; the model's architecture
+config (``_check_method``) is read after them."""
 
 
 def validate_config(cfg: DictConfig | Mapping[str, Any], check_model: bool = True) -> None:
-    """Raise ``ConfigError`` for the first problem found; return None when the config is sound."""
+    """Raise ``ConfigError`` for the first problem found (``HubUnreachableError`` for a
+    standard retention suite offline mode cannot serve); return None when the config is
+    sound."""
     if isinstance(cfg, DictConfig):
         try:
             missing = sorted(OmegaConf.missing_keys(cfg))
@@ -580,26 +716,12 @@ def validate_config(cfg: DictConfig | Mapping[str, Any], check_model: bool = Tru
         )
     except Exception as error:  # interpolation to a missing key, a bad resolver, ...
         raise ConfigError(f"the config does not resolve: {_one_line(error)}") from None
-    _check_top_level(plain)
-    _check_trainer(plain)
-    _check_optimization(plain)
-    _check_output_dir(plain)
-    _check_model_path(plain)
-    _check_attention(plain)
-    _check_quantization(plain)
-    _check_data(plain)
-    _check_head(plain)
-    _check_perplexity(plain)
-    _check_probe(plain)
-    _check_retention(plain)
-    _check_calibration(plain)
-    _check_resume(plain)
-    _check_objective(plain)
-    try:
-        from curlora.strategies import build_strategy
-
-        build_strategy(plain.get("strategy"))
-    except (ValueError, TypeError) as error:
-        raise ConfigError(f"strategy: {error}") from None
+    # Cheapest first: the plain values need no import, so a typo is refused in about a
+    # second; torch (the head, strategy, method and optimizer checks) and Lightning (the
+    # Trainer) take seconds to import and come after.
+    for check in PLAIN_CHECKS:
+        check(plain)
+    for check in IMPORTING_CHECKS:
+        check(plain)
     if check_model:
         _check_method(plain, Path(plain["paths"]["cache_dir"]))

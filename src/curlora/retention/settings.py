@@ -8,6 +8,7 @@ first ones of each task's fixed order); ``batch_size``: lm-eval requests per for
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,10 +49,18 @@ def _names(key: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _check_standard_names(names: tuple[str, ...]) -> None:
+@functools.cache
+def standard_task_index() -> Mapping[str, Any]:
+    """lm-eval's index of its own tasks, groups and tags by name (seconds to build: every
+    task YAML it ships is read), built once per process: a run checks its config before
+    Hydra starts the job and again in it, and the task loop checks its settings once more."""
     from lm_eval.tasks import TaskManager
 
-    known = set(TaskManager().all_tasks)
+    return TaskManager().task_index
+
+
+def _check_standard_names(names: tuple[str, ...]) -> None:
+    known = standard_task_index()
     for name in names:
         if name not in known:
             raise ValueError(

@@ -10,6 +10,7 @@ optional dependency (``pip install -e ".[eval]"``) imported only here, when a su
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import math
 import os
@@ -17,6 +18,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -26,6 +28,7 @@ import yaml
 from torch import nn
 
 from curlora.retention.data import BUILDERS, data_file
+from curlora.retention.settings import standard_task_index
 
 OFFLINE_PREFIX = "curlora_"  # lm-eval task names of the offline tasks: curlora_<task>
 log = logging.getLogger("curlora")
@@ -47,6 +50,65 @@ def offline_task_config(task: str, cache_dir: str | os.PathLike[str] | None) -> 
     config = yaml.safe_load(text)
     config["dataset_kwargs"]["data_files"]["test"] = str(data_file(task, cache_dir))
     return config
+
+
+def _offline_switch() -> str | None:
+    """How offline mode is set (``HF_HUB_OFFLINE=1``), or None when the Hub may be used.
+    ``datasets`` (which loads lm-eval's data) is offline with either variable set."""
+    import datasets.config
+    import huggingface_hub.constants
+
+    for variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        if os.environ.get(variable, "").upper() in huggingface_hub.constants.ENV_VARS_TRUE_VALUES:
+            return f"{variable}={os.environ[variable]}"
+    if huggingface_hub.constants.HF_HUB_OFFLINE or datasets.config.HF_HUB_OFFLINE:
+        return "offline mode"
+    return None
+
+
+def _needs_the_hub(dataset_path: str) -> bool:
+    """Whether ``datasets`` would fetch ``dataset_path`` from the Hub, having no prepared copy
+    of it where its offline fallback looks (``datasets.load.CachedDatasetModuleFactory``;
+    lm-eval calls ``load_dataset`` with the default cache). A builder of ``datasets``' own
+    (``json``, ``csv``, ...) or a local folder is no Hub dataset: False."""
+    import datasets.config
+    from datasets.naming import camelcase_to_snakecase
+    from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
+
+    if dataset_path in _PACKAGED_DATASETS_MODULES or Path(dataset_path).expanduser().exists():
+        return False
+    parts = dataset_path.split("/")
+    parts[-1] = camelcase_to_snakecase(parts[-1])
+    root = Path(datasets.config.HF_DATASETS_CACHE).expanduser() / "___".join(parts)
+    return not any(path.is_dir() for path in root.glob("*/*/*"))
+
+
+def offline_problem(standard: Sequence[str]) -> str | None:
+    """Why lm-eval's ``standard`` tasks cannot load on this machine, known before a model
+    loads: offline mode is set and the data of one of them is not cached. None when offline
+    mode is not set, when every task's data is cached, or when this cannot tell (a name
+    lm-eval does not know, which the settings check names; a group; a task whose data is not
+    a Hub dataset): :func:`load_tasks` then decides, as it did without this check."""
+    if not standard or importlib.util.find_spec("lm_eval") is None:
+        return None
+    switch = _offline_switch()
+    if switch is None:
+        return None
+    index = standard_task_index()
+    uncached = []
+    for name in standard:
+        entry = index.get(name)
+        if entry is None:
+            return None
+        path = (getattr(entry, "cfg", None) or {}).get("dataset_path")
+        if isinstance(path, str) and path and _needs_the_hub(path):
+            uncached.append(name)
+    if not uncached:
+        return None
+    return (
+        f"retention=standard needs the Hugging Face Hub for {uncached} (their data is not "
+        f"cached here), and offline mode is set ({switch}); use retention=offline"
+    )
 
 
 def load_tasks(
