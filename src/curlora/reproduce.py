@@ -36,7 +36,9 @@ otherwise (``curlora.run.guard``). Extra ``key=value`` arguments are added to ev
 
 Before anything is written, the grid's keys (``curlora.grid.settings``) and each way its
 jobs compose (``curlora.grid.prechecks``: the run checks every job makes at its start) are
-checked: bad input is one line at exit 2.
+checked: bad input is one line at exit 2. A SIGTERM or SIGINT to the grid process is passed
+on to its running jobs, which save their checkpoints; the grid then exits 143 or 130
+(``curlora.grid.children``).
 """
 
 from __future__ import annotations
@@ -44,7 +46,6 @@ from __future__ import annotations
 import logging
 import os
 import shlex
-import subprocess
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -52,6 +53,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from curlora.grid import children
+from curlora.grid.children import GridInterrupted
 from curlora.grid.parts import (
     Part,
     first_methods,
@@ -84,7 +87,9 @@ def compose(overrides: Sequence[str]) -> DictConfig:
 
 
 def multirun(sweep_dir: Path, overrides: Sequence[str], threads: int | None = None) -> int:
-    """One Hydra multirun in ``sweep_dir``; returns its exit code (1: some job failed)."""
+    """One Hydra multirun in ``sweep_dir``; returns its exit code (1: some job failed). It
+    runs in its own process group: a signal to the grid is passed on to it
+    (``curlora.grid.children``)."""
     command = [
         sys.executable,
         "-m",
@@ -97,15 +102,7 @@ def multirun(sweep_dir: Path, overrides: Sequence[str], threads: int | None = No
     if threads is not None:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     log.info("running: %s", " ".join(command[3:]))
-    return subprocess.run(command, check=False, env=env).returncode
-
-
-class GridInterrupted(Exception):
-    """A part's multirun was stopped by a signal (its exit code, 130 or 143)."""
-
-    def __init__(self, exit_code: int) -> None:
-        super().__init__(f"interrupted (exit code {exit_code})")
-        self.exit_code = exit_code
+    return children.CHILDREN.run(command, env)
 
 
 def run_part(sweep_dir: Path, overrides: Sequence[str], threads: int | None = None) -> bool:
@@ -130,6 +127,8 @@ def run_parts(grid: DictConfig, root: Path, results_dir: Path, parts: Sequence[P
 
     def one(part: Part) -> bool:
         subdir, overrides = part
+        if children.CHILDREN.signum is not None:  # a signal arrived: start no further part
+            raise GridInterrupted(128 + children.CHILDREN.signum)
         stored = len(finished_jobs(results_dir / RUNS / subdir))
         if stored >= job_count(overrides):
             log.info("%s: all %d job(s) stored; nothing to run", subdir, stored)
@@ -145,7 +144,8 @@ def run_parts(grid: DictConfig, root: Path, results_dir: Path, parts: Sequence[P
         outcomes = [future.result() for future in futures]
     finally:
         # An interrupt (or a part stopped by a signal) starts no further part; the parts
-        # already running were signalled with the process group and end on their own.
+        # already running were passed the signal (curlora.grid.children) and end once
+        # their jobs saved their checkpoints.
         pool.shutdown(wait=True, cancel_futures=True)
     return sum(not ok for ok in outcomes)
 
@@ -154,18 +154,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     from curlora.grid.guard import GridRefused, release_grid_locks
     from curlora.run.atomic import OutputError
 
+    signum: int | None = None
     try:
-        return _main(argv)
+        with children.passing_signals_on() as running:
+            try:
+                code = _main(argv)
+            finally:
+                signum = running.signum
+            if signum is not None:  # the grid's last part ended as the signal arrived
+                raise GridInterrupted(128 + signum)
+            return code
     except GridRefused as refused:  # bad arguments, an unknown grid, a grid in use
         print(f"error: {refused}", file=sys.stderr)
         return 2
     except OutputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 5
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # SIGINT before its handler was installed
         code = 130
     except GridInterrupted as interrupt:
-        code = interrupt.exit_code
+        # The signal the grid received, whatever its jobs exited with.
+        code = 128 + signum if signum is not None else interrupt.exit_code
     finally:
         release_grid_locks()
     print(

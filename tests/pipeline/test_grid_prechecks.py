@@ -1,14 +1,23 @@
-"""``curlora-reproduce`` refuses bad input before it writes anything.
+"""``curlora-reproduce`` refuses bad input before it writes anything, and stops its jobs
+with it when it is signalled.
 
 Bad input: exit 2 and one ``error:`` line naming the key, the value and what is valid, with
 no ``.lock``, no ``grid.yaml`` and no job directory left behind: a ``reproduce.*`` key of
 the wrong type or range (``curlora.grid.settings``), a setting every job would refuse at
 its start (``curlora.grid.prechecks``), two modes or two grids at once. A grid that never
-ran has no report, and says how to start it.
+ran has no report, and says how to start it. A SIGTERM or SIGINT to the grid process is
+passed on to its running jobs (``curlora.grid.children``), which save and exit; none is
+left training.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +25,7 @@ import pytest
 
 from curlora import reproduce
 from curlora.grid.prechecks import planned_jobs
+from curlora.grid.status import grid_running
 
 EXIT_CONFIG = 2
 
@@ -154,3 +164,140 @@ def test_the_report_of_a_grid_that_never_ran_says_how_to_start_it(
     assert f"start it with `{start}`" in line and f"`{start} --status`" in line
     assert "logs" not in line  # no folder of logs that does not exist
     assert not (tmp_path / "work").exists() and not (tmp_path / "store").exists()
+
+
+# ------------------------------------------------ signals
+# A stand-in for a part's `python -m curlora.cli -m ...`: it records its pid and a child
+# of its own (a DataLoader worker, W&B's service), and on SIGTERM or SIGINT it "saves its
+# checkpoint" and exits 128 + the signal, as a job does.
+STUB = """\
+#!{python}
+import os, signal, subprocess, sys, time
+from pathlib import Path
+
+marks = Path(os.environ["STUB_MARKS"])
+
+def stop(signum, frame):
+    time.sleep(0.5)  # the checkpoint
+    (marks / f"{{os.getpid()}}.saved").write_text(signal.Signals(signum).name)
+    sys.exit(128 + signum)
+
+signal.signal(signal.SIGTERM, stop)
+signal.signal(signal.SIGINT, stop)
+helper = subprocess.Popen(["sleep", "120"])
+(marks / "tmp").mkdir(exist_ok=True)
+staged = marks / "tmp" / str(os.getpid())
+staged.write_text(f"{{os.getpid()}} {{helper.pid}}")
+os.replace(staged, marks / f"{{os.getpid()}}.pids")  # whole when the test reads it
+time.sleep(120)
+"""
+# The grid process: curlora-reproduce with the stand-in as its jobs' Python (and the jobs'
+# checks, which need the real jobs, left out).
+DRIVER = """\
+import sys
+from curlora import reproduce
+from curlora.grid import prechecks
+
+prechecks.check_jobs = lambda *args, **kwargs: None
+sys.executable = {stub!r}
+sys.exit(reproduce.main(sys.argv[1:]))
+"""
+
+
+def test_a_signal_before_any_job_started_ends_the_grid_with_its_code(
+    tmp_path: Path, capsys: Any, monkeypatch: Any
+) -> None:
+    """SIGTERM while the jobs are checked (no job running): exit 143, nothing written, and
+    the handler the grid found is back."""
+    from curlora.grid import prechecks
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers are installed from the main thread only")
+
+    def signalled(*_: Any) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler ends the grid at once
+        pytest.fail("the SIGTERM did not end the grid")
+
+    monkeypatch.setattr(prechecks, "check_jobs", signalled)
+    before = signal.getsignal(signal.SIGTERM)
+    where = [f"reproduce.dir={tmp_path / 'work'}", f"reproduce.results_dir={tmp_path / 'store'}"]
+    assert reproduce.main(["reproduce=tiny", *where]) == 143
+    assert "the grid was interrupted" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert not (tmp_path / "work").exists() and not (tmp_path / "store").exists()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "passed_on"),
+    [
+        (signal.SIGTERM, 143, signal.SIGTERM),
+        (signal.SIGINT, 130, signal.SIGINT),
+        (signal.SIGHUP, 129, signal.SIGTERM),  # the terminal closed: the jobs save and stop
+    ],
+)
+def test_a_signal_to_the_grid_stops_its_jobs_and_leaves_none_running(
+    tmp_path: Path, signum: int, code: int, passed_on: int
+) -> None:
+    """``kill <grid pid>`` left the running job training, reparented to PID 1."""
+    if signal.getsignal(signum) is signal.SIG_IGN:  # under nohup: the grid ignores it too
+        pytest.skip(f"{signal.Signals(signum).name} is ignored here")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    stub = tmp_path / "stub.py"
+    stub.write_text(STUB.format(python=sys.executable))
+    stub.chmod(0o755)
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER.format(stub=str(stub)))
+    work = tmp_path / "work"
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as stderr:  # not a pipe: a job left running would hold it open
+        grid = subprocess.Popen(
+            [
+                sys.executable,
+                str(driver),
+                "reproduce=tiny",
+                "reproduce.workers=2",  # two jobs running at once
+                f"reproduce.dir={work}",
+                f"reproduce.results_dir={tmp_path / 'store'}",
+            ],
+            env={**os.environ, "STUB_MARKS": str(marks)},
+            stderr=stderr,
+            start_new_session=True,  # a signal to the test's group does not reach it
+        )
+    pids: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(marks.glob("*.pids"))) < 2 and time.monotonic() < deadline:
+            assert grid.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.1)
+        pids = [int(p) for f in marks.glob("*.pids") for p in f.read_text().split()]
+        assert len(pids) == 4
+        os.kill(grid.pid, signum)  # the grid process alone, as a scheduler or kill does
+        try:
+            grid.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the grid did not end: it is waiting for jobs that never got the signal")
+        err = log.read_text()
+        assert grid.returncode == code, err[-3000:]
+        assert "the grid was interrupted; run the same command again" in err
+        saved = sorted(f.read_text() for f in marks.glob("*.saved"))
+        assert saved == [signal.Signals(passed_on).name] * 2  # once each, and each saved
+        time.sleep(0.5)  # the helpers' group got the signal too
+        assert [pid for pid in pids if _alive(pid)] == []
+        assert len(list(marks.glob("*.pids"))) == 2  # no part started after the signal
+        assert grid_running(work) is None  # the lock is released
+    finally:
+        if grid.poll() is None:
+            grid.kill()
+        for pid in pids:  # what the old grid left running
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
