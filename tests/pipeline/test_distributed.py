@@ -200,7 +200,10 @@ def test_a_multirun_starts_the_processes_of_each_job(tmp_path: Path) -> None:
         (["trainer.strategy=fsdp"], ["trainer.strategy='fsdp'", "shard"]),
         (["trainer.num_nodes=2"], ["trainer.num_nodes=2", "one machine"]),
         # DDP with one process: Lightning would wrap the loop's batch sampler and fail late.
-        (["trainer.strategy=ddp"], ["trainer.strategy='ddp' with one process", "auto"]),
+        (
+            ["trainer.strategy=ddp"],
+            ["trainer.strategy='ddp' is not valid since it is a multi-process", "auto"],
+        ),
         (
             ["trainer=ddp_cpu", "trainer.use_distributed_sampler=true"],
             ["trainer.use_distributed_sampler=True", "duplicates"],
