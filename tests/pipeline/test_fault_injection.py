@@ -488,6 +488,15 @@ def _drive(
     return driver(tmp_path, Fixtures(request, monkeypatch))
 
 
+def _real_runs_built(request: pytest.FixtureRequest) -> None:
+    """Build the shared real runs before any fault is injected. Built lazily inside the
+    injection (the first driver that asks for one), their own run would meet the fault
+    meant for the driver, and which test happened to build them first would decide the
+    outcome (as it did under ``pytest -n 2 --dist load``)."""
+    request.getfixturevalue("completed")
+    request.getfixturevalue("crashed")
+
+
 # ------------------------------------------------------------------ injection
 def _at(site: Site) -> bool:
     """Whether the function running one frame up is the call at ``site``."""
@@ -635,6 +644,7 @@ def test_a_write_that_fails_at_each_site_is_one_line_naming_the_file(
         f"no driver reaches {site}: add one, or a NOT_DRIVEN reason"
     )
     fault = WRITE_FAULTS[WRITES.index(site) % len(WRITE_FAULTS)]
+    _real_runs_built(request)
     caplog.set_level(logging.WARNING)
     with failing_writes_at(site, fault, monkeypatch) as failed:
         ending = _drive(WRITE_DRIVERS[site.module], tmp_path, request, monkeypatch)
@@ -652,6 +662,7 @@ def test_a_damaged_file_at_each_read_site_is_named_never_a_traceback(
     site: Site, damage: str, tmp_path, request, monkeypatch, caplog, capsys
 ) -> None:
     assert site.module in READ_DRIVERS, f"no driver reaches {site}: add one, or a NOT_DRIVEN reason"
+    _real_runs_built(request)
     caplog.set_level(logging.WARNING)
     with damaged_reads_at(site, damage, monkeypatch) as damaged:
         ending = _drive(READ_DRIVERS[site.module], tmp_path, request, monkeypatch)
