@@ -34,6 +34,7 @@ import io
 import math
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ from curlora.adapters import (
 from curlora.checks.config import ConfigError, validate_config
 from curlora.loop import TaskLoop
 from curlora.models.backbone import load_backbone
+from curlora.run import report
 from curlora.run.interrupts import InterruptGuard
 from curlora.run.report import write_run_report
 from curlora.run.state import load_task_checkpoint, task_checkpoint
@@ -304,8 +306,17 @@ def run_checks(params: list) -> dict[str, Any]:
     different workers."""
     import pytest
 
+    @pytest.fixture(scope="module", autouse=True)
+    def no_plots() -> Iterator[None]:
+        """The runs here draw no figures: no check reads them (a plotting error is only a
+        warning), drawing them was a fifth of each tiny run, and ``test_plots.py`` and
+        ``test_end_to_end.py`` check the figures a run writes."""
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(report, "_plots", lambda results, run_dir: None)
+            yield
+
     @pytest.fixture(scope="module")
-    def baseline(request: pytest.FixtureRequest, tmp_path_factory) -> TinyRun:
+    def baseline(request: pytest.FixtureRequest, tmp_path_factory, no_plots) -> TinyRun:
         kind, name, head = request.param
         return tiny_run(tmp_path_factory.mktemp(f"{kind}-{name}-{head}"), kind, name, head=head)
 
@@ -322,6 +333,7 @@ def run_checks(params: list) -> dict[str, Any]:
         check_resume(tmp_path, baseline)
 
     return {
+        "no_plots": no_plots,
         "baseline": baseline,
         "test_three_tasks_complete": test_three_tasks_complete,
         "test_what_the_run_saved_restores_it": test_what_the_run_saved_restores_it,
