@@ -28,13 +28,24 @@ def _results(run_dir: Path) -> dict:
     return json.loads((run_dir / "results.json").read_text())
 
 
-def test_curlora_train_script_runs(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def script_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[subprocess.CompletedProcess, Path]:
+    """``curlora-train debug=tiny`` run once: the script's own test, and the uninterrupted
+    reference that the SIGTERM test's resumed run must match (one tiny run fewer)."""
+    cwd = tmp_path_factory.mktemp("curlora-train")
     script = Path(sys.executable).parent / "curlora-train"
     done = subprocess.run(
-        [str(script), *TINY], cwd=tmp_path, capture_output=True, text=True, timeout=600
+        [str(script), *TINY], cwd=cwd, capture_output=True, text=True, timeout=600
     )
+    return done, cwd
+
+
+def test_curlora_train_script_runs(script_run: tuple[subprocess.CompletedProcess, Path]) -> None:
+    done, cwd = script_run
     assert done.returncode == 0, done.stderr[-3000:]
-    (run_dir,) = _runs(tmp_path)
+    (run_dir,) = _runs(cwd)
     assert _results(run_dir)["status"] == "completed"
 
 
@@ -124,10 +135,12 @@ def test_run_directory_names_say_what_defines_the_run(tmp_path: Path) -> None:
         assert run_tag(cfg.method, cfg.strategy, cfg.seed) == name
 
 
-def test_sigterm_checkpoints_exits_143_and_resume_matches(tmp_path: Path) -> None:
-    reference_dir = tmp_path / "reference"
-    reference_dir.mkdir()
-    assert run_cli(TINY, cwd=reference_dir).returncode == 0
+def test_sigterm_checkpoints_exits_143_and_resume_matches(
+    tmp_path: Path, script_run: tuple[subprocess.CompletedProcess, Path]
+) -> None:
+    # The reference: the same tiny run, uninterrupted (``curlora-train`` runs train.py's main).
+    reference_done, reference_dir = script_run
+    assert reference_done.returncode == 0, reference_done.stderr[-3000:]
     (reference,) = _runs(reference_dir)
 
     term = "+callbacks.fault={_target_: tests.pipeline.faults.SignalAt, task: reviews, step: 1}"
