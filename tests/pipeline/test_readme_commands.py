@@ -13,6 +13,7 @@ import importlib
 import json
 import re
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import pytest
 import torch
@@ -88,12 +89,25 @@ def test_commands_run_elsewhere_are_run_as_written(command: str) -> None:
     assert ["python", "train.py", *arguments] == [*command.split(), *TINY]
 
 
+@pytest.fixture(scope="module")
+def plain_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, CompletedProcess[str]]:
+    """``python train.py debug=tiny`` run once, in a fresh working directory: the README's
+    first command, and the run that its resume command continues."""
+    cwd = tmp_path_factory.mktemp("plain")
+    return cwd, run_cli(TINY, cwd=cwd)
+
+
 @pytest.mark.parametrize(
     "command", [c for c in EXPECTED if "<run dir>" not in c and c not in RUN_ELSEWHERE]
 )
-def test_readme_command_runs_as_written(command: str, tmp_path: Path) -> None:
+def test_readme_command_runs_as_written(
+    command: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     code, runs = EXPECTED[command]
-    done = run_cli([*command.split()[2:], *TINY], cwd=tmp_path)
+    if command == "python train.py":  # shared with the resume command's test
+        tmp_path, done = request.getfixturevalue("plain_run")
+    else:
+        done = run_cli([*command.split()[2:], *TINY], cwd=tmp_path)
     assert done.returncode == code, done.stderr[-3000:]
     assert len(_completed(tmp_path / "logs")) == runs
     assert "Traceback" not in done.stderr
@@ -109,8 +123,11 @@ def test_readme_command_runs_as_written(command: str, tmp_path: Path) -> None:
         assert not list((tmp_path / "logs").rglob("run_config.yaml"))
 
 
-def test_readme_resume_command_continues_a_run(tmp_path: Path) -> None:
-    assert run_cli(TINY, cwd=tmp_path).returncode == 0
+def test_readme_resume_command_continues_a_run(
+    plain_run: tuple[Path, CompletedProcess[str]],
+) -> None:
+    tmp_path, first = plain_run  # python train.py debug=tiny
+    assert first.returncode == 0, first.stderr[-3000:]
     (run_dir,) = (tmp_path / "logs" / "runs").iterdir()
     command = "python train.py resume=logs/runs/<run dir>".replace("<run dir>", run_dir.name)
     done = run_cli([*command.split()[2:]], cwd=tmp_path)
