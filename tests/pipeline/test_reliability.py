@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from curlora.run import report
 from curlora.train import run
 from tests.pipeline.faults import SimulatedCrash
 
@@ -23,7 +25,16 @@ def _numbers(results: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def no_plots() -> Iterator[None]:
+    """The runs compared here draw no figures: no comparison reads them (a plotting error is
+    only a warning); ``test_plots.py`` and ``test_end_to_end.py`` check the figures."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(report, "_plots", lambda results, run_dir: None)
+        yield
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, no_plots: None) -> dict[str, Any]:
     """One uninterrupted run, shared by the comparisons below."""
     from tests.conftest import FAST, compose_run_config
 
@@ -31,7 +42,9 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return run(cfg)
 
 
-def test_same_seed_gives_bit_identical_results(run_config, reference: dict[str, Any]) -> None:
+def test_same_seed_gives_bit_identical_results(
+    run_config, reference: dict[str, Any], no_plots: None
+) -> None:
     again = run(run_config())
     assert _numbers(again) == _numbers(reference)
 
@@ -44,7 +57,7 @@ def test_same_seed_gives_bit_identical_results(run_config, reference: dict[str, 
     ],
 )
 def test_crash_and_resume_matches_uninterrupted_run(
-    run_config, tmp_path: Path, reference: dict[str, Any], task: str, step: int
+    run_config, tmp_path: Path, reference: dict[str, Any], task: str, step: int, no_plots: None
 ) -> None:
     cfg = run_config(CRASH % (task, step, tmp_path / "crashed"))
     with pytest.raises(SimulatedCrash):
@@ -98,7 +111,7 @@ def test_failing_logger_degrades_to_one_warning(run_config, caplog) -> None:
 
 
 def test_resume_from_a_step_checkpoint_at_an_epoch_end_trains_every_epoch(
-    run_config, tmp_path: Path, reference: dict[str, Any]
+    run_config, tmp_path: Path, reference: dict[str, Any], no_plots: None
 ) -> None:
     # 25 steps per epoch, a step checkpoint every 25 steps: the last one before the crash
     # (step 27 of task 1) was taken on the last batch of epoch 0.
@@ -112,7 +125,7 @@ def test_resume_from_a_step_checkpoint_at_an_epoch_end_trains_every_epoch(
 
 
 @pytest.fixture(scope="module")
-def dropout_reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def dropout_reference(tmp_path_factory: pytest.TempPathFactory, no_plots: None) -> dict[str, Any]:
     from tests.conftest import FAST, compose_run_config
 
     cfg = compose_run_config(tmp_path_factory.mktemp("dropout"), [*FAST, "method.dropout=0.1"])
@@ -121,7 +134,12 @@ def dropout_reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any
 
 @pytest.mark.parametrize(("task", "step"), [("reviews", 30), ("moods", 2)])
 def test_resume_with_dropout_is_identical(
-    run_config, tmp_path: Path, dropout_reference: dict[str, Any], task: str, step: int
+    run_config,
+    tmp_path: Path,
+    dropout_reference: dict[str, Any],
+    task: str,
+    step: int,
+    no_plots: None,
 ) -> None:
     # Dropout draws from the global RNG: a resume must restore its state (task boundary:
     # from the task checkpoint; mid-epoch: from the step checkpoint) and nothing between
@@ -133,7 +151,9 @@ def test_resume_with_dropout_is_identical(
     assert _numbers(resumed) == _numbers(dropout_reference)
 
 
-def test_gradient_checkpointing_changes_memory_not_numbers(run_config, reference) -> None:
+def test_gradient_checkpointing_changes_memory_not_numbers(
+    run_config, reference, no_plots: None
+) -> None:
     """Recomputing activations in backward (model.gradient_checkpointing) trains the same
     model: same accuracies, perplexities within float32 rounding."""
     again = run(run_config("model.gradient_checkpointing=true"))
