@@ -18,6 +18,7 @@ import torch
 from omegaconf import open_dict
 
 from curlora.checks.config import ConfigError, validate_config
+from curlora.run import report
 from curlora.run.atomic import OutputError, remove_stale_temp_files
 from curlora.run.checksum import verify_checksum
 from curlora.run.guard import RunLock
@@ -150,6 +151,13 @@ CRASH = (
 )
 
 
+@pytest.fixture
+def no_plots(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runs below draw no figures: no check here reads them (a plotting error is only a
+    warning); ``test_plots.py`` and ``test_end_to_end.py`` check the figures."""
+    monkeypatch.setattr(report, "_plots", lambda results, run_dir: None)
+
+
 def _crashed_run(run_config, tmp_path: Path, task: str, step: int) -> Path:
     cfg = run_config(*SHORT, CRASH % (task, step, tmp_path / "crashed"))
     with pytest.raises(faults.SimulatedCrash):
@@ -171,7 +179,7 @@ def _crashed_run(run_config, tmp_path: Path, task: str, step: int) -> Path:
     ids=["truncated-progress", "progress-wrong-shape", "empty-task-ckpt", "damaged-step-ckpt"],
 )
 def test_resume_names_a_damaged_file_and_falls_back(
-    run_config, tmp_path: Path, finished, damage, named: str, caplog
+    run_config, tmp_path: Path, finished, damage, named: str, caplog, no_plots
 ) -> None:
     # Crash in task 1 after its step-20 checkpoint; then damage one file.
     run_dir = _crashed_run(run_config, tmp_path, "reviews", 22)
@@ -183,7 +191,7 @@ def test_resume_names_a_damaged_file_and_falls_back(
     assert _numbers(resumed) == _numbers(finished[1])
 
 
-def test_a_failed_resume_never_overwrites_good_state(run_config, tmp_path: Path) -> None:
+def test_a_failed_resume_never_overwrites_good_state(run_config, tmp_path: Path, no_plots) -> None:
     run_dir = _crashed_run(run_config, tmp_path, "reviews", 22)
     progress = json.loads((run_dir / "progress.json").read_text())
     progress["tasks"] = ["pairs", "moods", "reviews"]  # not what the run trained
@@ -197,7 +205,9 @@ def test_a_failed_resume_never_overwrites_good_state(run_config, tmp_path: Path)
     assert {p: p.read_bytes() for p in before} == before
 
 
-def test_resume_refuses_overrides_that_change_the_experiment(run_config, tmp_path, caplog):
+def test_resume_refuses_overrides_that_change_the_experiment(
+    run_config, tmp_path, caplog, no_plots
+):
     run_dir = _crashed_run(run_config, tmp_path, "reviews", 22)
     for override in ("rank=8", "method=lora", "tasks=[moods,reviews,pairs]"):
         cfg = run_config(f"resume={run_dir}", override)
