@@ -5,7 +5,6 @@ retention suite that offline mode cannot serve is refused before the model loads
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,8 @@ from curlora.checks.config import ConfigError, _check_accelerator, validate_conf
 from curlora.data.sources.hub import HubUnreachableError
 from curlora.resolvers import lr_tag
 from tests.conftest import TINY, compose_run_config
+from tests.pipeline.heavy_probe import probe_train
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 # logger=wandb: its run name is resolved from optimizer.lr (curlora.run_name).
 WITH_RUN_NAME = ["model=tiny_llama", "data=synthetic", "debug=fast", "logger=wandb"]
 
@@ -123,29 +122,10 @@ def test_the_cpu_advice_fits_the_trainer_and_the_model(
 
 
 # ------------------------------------------------ plain values: refused before torch loads
-# Run as ``python train.py <args>`` in this process, then list the heavy libraries imported.
-HEAVY_PROBE = """
-import runpy, sys
-sys.argv = ["train.py", *sys.argv[1:]]
-try:
-    runpy.run_path("train.py", run_name="__main__")
-except SystemExit as end:
-    print("exit", end.code)
-heavy = ("torch", "lightning", "datasets", "transformers")
-print("heavy:", sorted(m for m in heavy if m in sys.modules))
-"""
-
-
 def _probe(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     logger = [] if any(a.startswith("logger=") for a in args) else ["logger=none"]
     args = (*args, *TINY, *logger, f"hydra.run.dir={tmp_path / 'run'}")
-    return subprocess.run(
-        [sys.executable, "-c", HEAVY_PROBE, *args],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return probe_train(args)
 
 
 @pytest.mark.parametrize(

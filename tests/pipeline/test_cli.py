@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT, TINY, compose_run_config, run_cli
+from tests.pipeline.heavy_probe import probe_train
 
 FAULTS = {"PYTHONPATH": str(REPO_ROOT)}  # so Hydra can build tests.pipeline.faults callbacks
 
@@ -80,30 +81,10 @@ def test_two_hydra_modes_are_one_line_not_a_traceback(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-# Run as ``python train.py <args>`` in this process, then list which heavy libraries the
-# refusal imported: the config checks run before the training stack loads.
-HEAVY_PROBE = """
-import runpy, sys
-sys.argv = ["train.py", *sys.argv[1:]]
-try:
-    runpy.run_path("train.py", run_name="__main__")
-except SystemExit as end:
-    print("exit", end.code)
-heavy = ("torch", "lightning", "datasets", "transformers")
-print("heavy:", sorted(m for m in heavy if m in sys.modules))
-"""
-
-
 @pytest.mark.parametrize("bad", ["+foo=1", "rank=-3", "optimizer.lr=fast"])
 def test_a_bad_value_is_refused_before_torch_or_lightning_load(tmp_path: Path, bad: str) -> None:
     args = [bad, *TINY, f"hydra.run.dir={tmp_path / 'run'}"]
-    done = subprocess.run(
-        [sys.executable, "-c", HEAVY_PROBE, *args],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = probe_train(args)
     assert "exit 2" in done.stdout and "invalid configuration" in done.stderr, done.stderr
     assert "heavy: []" in done.stdout
     assert not (tmp_path / "run").exists()
