@@ -16,11 +16,8 @@ which every job pays anyway); ``--status`` and ``--report-only`` run no job and 
 
 from __future__ import annotations
 
-import contextlib
-import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig
 
@@ -82,34 +79,6 @@ def _composed(jobs: Sequence[Part], root: Path) -> Iterator[tuple[str, list[str]
             yield subdir, job, cfg
 
 
-@contextlib.contextmanager
-def _one_read_per_model() -> Iterator[None]:
-    """Each model's architecture read once while the grid's jobs are checked.
-
-    A job reads its model's architecture to check its ranks against the layer shapes; for
-    a GGUF model that parses the file's whole metadata (7 s on a busy CPU for SmolLM2).
-    The grid's compositions share one model, and 13 reads of it (table1_cpu) took 90 s:
-    the check (``validate_config``) imports the reader from its module when it runs, so it
-    is wrapped there for the duration of the checks, then restored.
-    """
-    from curlora.models import backbone
-
-    read = backbone.load_model_config
-    seen: dict[str, Any] = {}
-
-    def read_once(model_cfg: Mapping[str, Any], cache_dir: Path) -> Any:
-        key = json.dumps([model_cfg, str(cache_dir)], sort_keys=True, default=str)
-        if key not in seen:
-            seen[key] = read(model_cfg, cache_dir)
-        return seen[key]
-
-    backbone.load_model_config = read_once
-    try:
-        yield
-    finally:
-        backbone.load_model_config = read
-
-
 def check_jobs(grid: DictConfig, extra: Sequence[str], root: Path) -> None:
     """GridRefused naming the first setting a job of the grid would refuse at its start: a
     key that does not resolve, or a value the run's checks refuse (``validate_config``,
@@ -119,8 +88,9 @@ def check_jobs(grid: DictConfig, extra: Sequence[str], root: Path) -> None:
     config is read) are left to the jobs, which say what they are."""
     from curlora.grid.guard import GridRefused
     from curlora.job_checks import checked_job, quiet_console, refused_before_loading
+    from curlora.models.backbone import each_architecture_read_once
 
-    with _one_read_per_model(), quiet_console():
+    with each_architecture_read_once(), quiet_console():
         for subdir, overrides, cfg in _composed(planned_jobs(grid, extra), root):
             with checked_job(cfg, overrides, num=0) as job:
                 problem = job.unresolved

@@ -8,7 +8,9 @@ built by the one registry rule (``curlora.registry``), which imports only its mo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import json
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,33 @@ def load_backbone(
     return model, tokenizer
 
 
+# While :func:`each_architecture_read_once` is active: architecture per (model config,
+# cache directory). None otherwise: a run reads it once, and a later read sees the files
+# as they are then.
+_ARCHITECTURES: dict[str, PretrainedConfig] | None = None
+
+
 def load_model_config(model_cfg: Mapping[str, Any], cache_dir: Path) -> PretrainedConfig:
     """The architecture config only (no weights): used to validate ranks and target modules."""
-    return model_source(model_cfg).architecture(Path(cache_dir))
+    if _ARCHITECTURES is None:
+        return model_source(model_cfg).architecture(Path(cache_dir))
+    key = json.dumps([model_cfg, str(cache_dir)], sort_keys=True, default=str)
+    if key not in _ARCHITECTURES:
+        _ARCHITECTURES[key] = model_source(model_cfg).architecture(Path(cache_dir))
+    return _ARCHITECTURES[key]
+
+
+@contextlib.contextmanager
+def each_architecture_read_once() -> Iterator[None]:
+    """Within: each model's architecture is read once, however many configs are checked.
+
+    Checking many jobs before any runs (a grid's compositions) reads the same model again
+    and again, and for a GGUF model a read parses the file's whole metadata (7 s on a busy
+    CPU for SmolLM2; table1_cpu's 13 compositions took 90 s without this)."""
+    global _ARCHITECTURES
+    outer = _ARCHITECTURES
+    _ARCHITECTURES = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _ARCHITECTURES = outer
