@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,15 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+@contextmanager
+def figures_off() -> Iterator[None]:
+    """Runs inside draw no figures (about a fifth of a tiny run's time). For tests that never
+    read them: a plotting error is only a warning, and ``test_plots.py`` and
+    ``test_end_to_end.py`` check the figures a run writes."""
+    from curlora.run import report
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(report, "_plots", lambda results, run_dir: None)
+        yield

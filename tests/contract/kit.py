@@ -51,13 +51,12 @@ from curlora.adapters import (
 from curlora.checks.config import ConfigError, validate_config
 from curlora.loop import TaskLoop
 from curlora.models.backbone import load_backbone
-from curlora.run import report
 from curlora.run.interrupts import InterruptGuard
 from curlora.run.report import write_run_report
 from curlora.run.state import load_task_checkpoint, task_checkpoint
 from curlora.strategies import build_strategy
 from curlora.train import run
-from tests.conftest import CONFIG_DIR, FAST, compose_run_config
+from tests.conftest import CONFIG_DIR, FAST, compose_run_config, figures_off
 
 KINDS = ("method", "strategy")
 CONFIGS = Path(os.environ.get("CURLORA_KIT_CONFIGS") or CONFIG_DIR)
@@ -308,11 +307,8 @@ def run_checks(params: list) -> dict[str, Any]:
 
     @pytest.fixture(scope="module", autouse=True)
     def no_plots() -> Iterator[None]:
-        """The runs here draw no figures: no check reads them (a plotting error is only a
-        warning), drawing them was a fifth of each tiny run, and ``test_plots.py`` and
-        ``test_end_to_end.py`` check the figures a run writes."""
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(report, "_plots", lambda results, run_dir: None)
+        """The contract's tiny runs draw no figures: no check here reads them."""
+        with figures_off():
             yield
 
     @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from curlora.run import report
 from curlora.train import run
+from tests.conftest import figures_off
 from tests.pipeline.faults import SimulatedCrash
 
 # Steps per task with debug=fast: 400 synthetic examples / batch 16 = 25 per epoch, 3 epochs.
@@ -26,10 +26,8 @@ def _numbers(results: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def no_plots() -> Iterator[None]:
-    """The runs compared here draw no figures: no comparison reads them (a plotting error is
-    only a warning); ``test_plots.py`` and ``test_end_to_end.py`` check the figures."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(report, "_plots", lambda results, run_dir: None)
+    """The runs compared here draw no figures: no comparison reads them."""
+    with figures_off():
         yield
 
 

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,12 @@ import torch
 from omegaconf import open_dict
 
 from curlora.checks.config import ConfigError, validate_config
-from curlora.run import report
 from curlora.run.atomic import OutputError, remove_stale_temp_files
 from curlora.run.checksum import verify_checksum
 from curlora.run.guard import RunLock
 from curlora.run.state import PROGRESS_SHA256_KEY, AtomicCheckpointIO, json_sha256
 from curlora.train import run
-from tests.conftest import FAST, REPO_ROOT, TINY, compose_run_config, run_cli
+from tests.conftest import FAST, REPO_ROOT, TINY, compose_run_config, figures_off, run_cli
 from tests.pipeline import faults
 
 SHORT = ["trainer.max_epochs=1"]
@@ -152,10 +152,10 @@ CRASH = (
 
 
 @pytest.fixture
-def no_plots(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The runs below draw no figures: no check here reads them (a plotting error is only a
-    warning); ``test_plots.py`` and ``test_end_to_end.py`` check the figures."""
-    monkeypatch.setattr(report, "_plots", lambda results, run_dir: None)
+def no_plots() -> Iterator[None]:
+    """The runs below draw no figures: no check here reads them."""
+    with figures_off():
+        yield
 
 
 def _crashed_run(run_config, tmp_path: Path, task: str, step: int) -> Path:
