@@ -3,6 +3,8 @@ a row per method with the trainable count that apply_adapter reports."""
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,3 +57,20 @@ def test_words_head_benchmark_prints_both_ratios(tmp_path: Path) -> None:
     for line in lines:
         ratios = [float(part.split()[0].rstrip(",")) for part in line.split(" x")[1:]]
         assert len(ratios) == 2 and all(r > 0 for r in ratios), line
+
+
+def test_report_bootstrap_benchmark_prints_its_ratio_and_the_shared_draws(tmp_path: Path) -> None:
+    """benchmarks/report_bootstrap.py on the committed words grid, one round: both builds
+    write the same report (the script exits 1 otherwise), and the shared build drew each
+    task set once and reused it."""
+    script = BENCHMARK.with_name("report_bootstrap.py")
+    command = [sys.executable, str(script), "--rounds", "1", "--grid", "table2_words"]
+    env = {**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    last = done.stdout.splitlines()[-1]
+    hits, draws = (int(n) for n in re.search(r"\((\d+) hits, (\d+) draws\)", last).groups())
+    assert draws >= 1 and hits > draws, last
+    assert float(last.rsplit("shared / fresh ", 1)[1]) > 0

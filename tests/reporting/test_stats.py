@@ -10,6 +10,7 @@ import pytest
 from curlora.reporting.stats import (
     outcome_arrays,
     resampled_accuracies,
+    resampled_row_counts,
     seed_summary,
     summarize,
     summarize_log,
@@ -94,6 +95,31 @@ def test_rows_are_shared_so_identical_runs_differ_by_exactly_zero() -> None:
     assert np.array_equal(boot[:, 0], boot[:, 1])
     diff = seed_summary([run, run], ["t"], lambda a: a[..., 1, 0], 200, 0, baseline=[run, run])
     assert (diff.mean, diff.low, diff.high) == (0.0, 0.0, 0.0)
+
+
+def test_shared_row_draws_are_the_fresh_ones_and_cannot_be_changed() -> None:
+    """The report draws each task set's bootstrap rows once and shares them: every
+    statistic must get exactly the draws it would have made itself (one generator stream,
+    the tasks in order), and no caller may alter what the next one reads."""
+    runs = [_run(list(range(0, 200, 3))), _run(list(range(0, 200, 5)))]
+    two_tasks = [{"a": r["t"], "b": r["t"][:, :120]} for r in runs]
+    resampled_row_counts.cache_clear()
+    shared = resampled_accuracies(two_tasks, ["a", "b"], replicates=64, seed=7)
+    again = resampled_accuracies(two_tasks, ["a", "b"], replicates=64, seed=7)
+    assert resampled_row_counts.cache_info().hits == 1
+    fresh = resampled_row_counts.__wrapped__(7, 64, (200, 120))
+    rng = np.random.default_rng(7)  # the draws as written out by hand, task by task
+    for counts, rows in zip(fresh, (200, 120), strict=True):
+        idx = rng.integers(0, rows, size=(64, rows))
+        assert np.array_equal(counts, np.stack([np.bincount(i, minlength=rows) for i in idx]))
+    for j, task in enumerate(("a", "b")):
+        scored = np.stack([r[task] for r in two_tasks]).astype(float)  # [run, point, rows]
+        by_hand = np.einsum("bk,rpk->brp", fresh[j], scored) / scored.shape[-1]
+        assert np.array_equal(shared[..., j], again[..., j])
+        assert np.allclose(shared[..., j], by_hand, rtol=0, atol=1e-12)
+    counts = resampled_row_counts(7, 64, (200, 120))[0]
+    with pytest.raises(ValueError, match="read-only"):
+        counts[0, 0] = 99.0
 
 
 def test_a_paired_difference_is_less_noisy_than_its_parts() -> None:

@@ -24,6 +24,7 @@ and can never go below zero.
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections.abc import Callable, Iterable, Sequence
@@ -154,6 +155,35 @@ def outcome_arrays(outcomes: dict[str, list[str | None]]) -> Outcomes | None:
     return arrays
 
 
+@functools.lru_cache(maxsize=2)
+def resampled_row_counts(
+    seed: int, replicates: int, rows: tuple[int, ...]
+) -> tuple[np.ndarray, ...]:
+    """How often each test row is drawn in each bootstrap replicate, per task.
+
+    ``rows``: each task's row count, in the report's task order. Returns one read-only
+    float64 array [replicates, rows_j] per task. The draws depend only on the seed, the
+    replicate count and the row counts (each task's draws follow the previous tasks' in
+    one generator stream), never on the runs, so every statistic of a report shares them.
+    A report asks for the same draws dozens of times (one per comparison and per table
+    cell); drawing them is most of a comparison's cost, hence the cache. Two entries: a
+    report's tasks, and a second task set (the words grid's retention suite). A 2 000 × 2 000
+    entry is 32 MB.
+    """
+    rng = np.random.default_rng(seed)
+    counts = []
+    for n in rows:
+        idx = rng.integers(0, n, size=(replicates, n))  # [B, rows]
+        # Counts per row make a resampled accuracy one product (exact: integer counts
+        # times 0/1 outcomes, summed in float64).
+        offsets = np.arange(replicates)[:, None] * n
+        drawn = np.bincount((idx + offsets).ravel(), minlength=replicates * n)
+        drawn = drawn.reshape(replicates, n).astype(np.float64)
+        drawn.flags.writeable = False  # shared by every caller of the cache
+        counts.append(drawn)
+    return tuple(counts)
+
+
 def resampled_accuracies(
     runs: Sequence[Outcomes], tasks: Sequence[str], replicates: int, seed: int
 ) -> np.ndarray:
@@ -162,20 +192,14 @@ def resampled_accuracies(
     Returns A[b, run, point, task]: the accuracy of ``task`` at evaluation ``point`` in
     replicate b, every run scored on the same resampled rows in that replicate.
     """
-    rng = np.random.default_rng(seed)
     points = next(iter(runs[0].values())).shape[0]
+    rows = tuple(runs[0][task].shape[1] for task in tasks)
     out = np.empty((replicates, len(runs), points, len(tasks)))
-    for j, task in enumerate(tasks):
-        rows = runs[0][task].shape[1]
-        idx = rng.integers(0, rows, size=(replicates, rows))  # [B, rows]
-        # How often each row is drawn in each replicate: [B, rows]. A resampled accuracy is
-        # then one product (exact: integer counts times 0/1 outcomes, summed in float64).
-        offsets = np.arange(replicates)[:, None] * rows
-        counts = np.bincount((idx + offsets).ravel(), minlength=replicates * rows)
-        counts = counts.reshape(replicates, rows).astype(np.float64)
+    every_count = resampled_row_counts(seed, replicates, rows)
+    for j, (task, counts) in enumerate(zip(tasks, every_count, strict=True)):
         scored = np.concatenate([run[task] for run in runs]).astype(np.float64)  # [R*points, rows]
         sums = counts @ scored.T  # [B, R*points]
-        out[:, :, :, j] = (sums / rows).reshape(replicates, len(runs), points)
+        out[:, :, :, j] = (sums / rows[j]).reshape(replicates, len(runs), points)
     return out
 
 
