@@ -136,6 +136,8 @@ def _probe(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         ("callbacks.perplexity.stride=1000", "callbacks.perplexity.stride=1000"),
         # logger=wandb names the run from the learning rate (logger.wandb.name)
         ("optimizer.lr=abc logger=wandb", "optimizer.lr='abc'"),
+        # the retention suite's own values: checked before the head, trainer and model
+        ("retention=offline retention.limit=0", "retention.limit=0"),
     ],
 )
 def test_a_plain_value_error_is_refused_before_torch_or_lightning_load(

@@ -637,13 +637,25 @@ def _check_objective(cfg: Mapping[str, Any]) -> None:
         )
 
 
+def _check_retention_values(cfg: Mapping[str, Any]) -> None:
+    """The ``retention`` group's own values (suite, task names of the offline suite, limit,
+    batch size, lm-eval installed), before any check that imports torch or Lightning."""
+    raw = cfg.get("retention")
+    if raw is None or (isinstance(raw, Mapping) and raw.get("suite") == "none"):
+        return  # nothing to import for: the default
+    from curlora.retention.settings import check_retention
+
+    with _as_config_error():
+        check_retention(raw, standard_names=False)
+
+
 def _check_retention(cfg: Mapping[str, Any]) -> None:
-    """The ``retention`` group's settings; then lm-eval's standard tasks, which fetch their
-    data from the Hub: with offline mode set and their data not cached, the run would load
-    the model and fail at its first evaluation point. That is refused here with the error
-    the late failure raises (``HubUnreachableError``, exit 3, not a config error: the
-    config is right for a machine that reaches the Hub). Only offline mode is seen here; a
-    network that merely fails is left to that late check."""
+    """lm-eval's standard tasks: their names (lm-eval's task index), then their data,
+    which they fetch from the Hub: with offline mode set and their data not cached, the
+    run would load the model and fail at its first evaluation point. That is refused here
+    with the error the late failure raises (``HubUnreachableError``, exit 3, not a config
+    error: the config is right for a machine that reaches the Hub). Only offline mode is
+    seen here; a network that merely fails is left to that late check."""
     from curlora.retention.settings import check_retention
 
     with _as_config_error():
@@ -678,6 +690,7 @@ PLAIN_CHECKS: tuple[Check, ...] = (
     _check_probe,
     _check_resume,
     _check_quantization,  # imports torch only when model.quantization is set
+    _check_retention_values,  # the suite's item builders (no torch), when a suite is set
 )
 """Checks of plain values: no heavy import (torch, Lightning, datasets)."""
 IMPORTING_CHECKS: tuple[Check, ...] = (

@@ -56,13 +56,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import datasets
 import mwparserfromhell
 
 from curlora.data.assets import Asset, ensure_asset
 from curlora.data.sources import CorpusSource, TaskSource
 
 if TYPE_CHECKING:
+    import datasets
+
     from curlora.data.tasks import TaskSpec
 
 Row = dict[str, Any]
@@ -432,6 +433,10 @@ class OfflineTask(TaskSource):
         asset, rows_of = DATASETS[self.dataset]
         rows, groups, key = rows_of(ensure_asset(asset, cache_dir))
         chosen = build_split(self.dataset, rows, groups, key, split, bool(self.balance))
+        # Imported here, not at the top: the retention suite's config check imports this
+        # module's builders before any heavy library (datasets takes most of a second).
+        import datasets
+
         return datasets.Dataset.from_list(chosen)
 
 
