@@ -21,8 +21,9 @@ per part, each in a fixed sweep directory under the grid's working ``dir``:
    committed results directory alone (``curlora.grid.results``).
 
 The question comes first, so a grid stopped early holds the most useful runs: the rate
-grid of the headline methods and controls, then the headline seeds, then the rest of the
-rate grid, then the rank sweep and the sampling ablation.
+grid of the question's methods (the first two headline methods) and the controls over
+every seed, then their headline seeds; the same for the other headline methods; then the
+references, the rest of the rate grid, the rank sweep and the sampling ablation.
 
 Every completed job's small files are copied into ``results_dir`` (committed) after each
 part, and copied back into the working directory before the grid runs, so a fresh clone
@@ -59,6 +60,7 @@ from curlora.grid.parts import (
     Part,
     first_methods,
     grid_parts,
+    headline_groups,
     headline_parts,
     job_count,
     part_method,
@@ -377,9 +379,10 @@ def _main(argv: Sequence[str] | None) -> int:
     atomic_write_text(results_dir / "grid.yaml", OmegaConf.to_yaml(OmegaConf.create(fixed)))
     restore(results_dir, root)
     # The question first, so that a grid stopped early holds the most useful runs: the
-    # rate grid of the headline methods and controls, the headline seeds at their chosen
-    # rates, the rest of the rate grid (the matched controls), then the rank sweep and
-    # the sampling ablation. A method's rate depends on its own runs only.
+    # rate grid of the question's methods and the controls (every seed), their headline
+    # seeds at their chosen rates, the same for the other headline methods, the
+    # references, the rest of the rate grid (the matched controls), then the rank sweep
+    # and the sampling ablation. A method's rate depends on its own runs only.
     prefix = ""
     if grid.get("protocol_check"):
         decided = _protocol_check(grid, root, results_dir, extra)
@@ -394,11 +397,17 @@ def _main(argv: Sequence[str] | None) -> int:
         return choose_grid_rates(runs, results_dir / "grid.yaml")
 
     lr_parts = under(prefix, grid_parts(grid, extra))
-    first = first_methods(grid)
-    failed = run_parts(grid, root, results_dir, [p for p in lr_parts if part_method(p) in first])
-    lrs = rates()
-    failed += run_parts(grid, root, results_dir, under(prefix, headline_parts(grid, lrs, extra)))
+    failed = 0
+    lrs: dict[str, float] = {}
+    for group in headline_groups(grid):  # the question's methods, then the others
+        failed += run_parts(
+            grid, root, results_dir, [p for p in lr_parts if part_method(p) in group]
+        )
+        lrs = rates()
+        seeds = [p for p in headline_parts(grid, lrs, extra) if part_method(p) in group]
+        failed += run_parts(grid, root, results_dir, under(prefix, seeds))
     failed += run_parts(grid, root, results_dir, under(prefix, reference_parts(grid, lrs, extra)))
+    first = first_methods(grid)
     rest = [p for p in lr_parts if part_method(p) not in first]
     failed += run_parts(grid, root, results_dir, rest)
     lrs = rates()

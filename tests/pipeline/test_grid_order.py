@@ -4,8 +4,10 @@ The table1_cpu grid (configs/reproduce/table1_cpu.yaml) plans, per seed, head_on
 methods × three rates; headline_methods are curlora, lora, lora_paper. A grid stopped
 early must hold the runs the headline verdict needs: the rate grid of those methods and of
 the controls, then the headline seeds at their chosen rates, before the rate grid of the
-matched controls (tinylora, vera), the rank sweep and the sampling ablation. No job runs
-here: ``multirun`` is replaced by a recorder.
+matched controls (tinylora, vera), the rank sweep and the sampling ablation; and within the
+headline methods, the question's pair (curlora and lora, with head_only) over every seed
+and its headline seeds before lora_paper's. No job runs here: ``multirun`` is replaced by
+a recorder.
 """
 
 from __future__ import annotations
@@ -51,15 +53,21 @@ def test_the_headline_question_runs_before_matched_controls_and_ablations(
     started = [p for p, _ in _recorded_grid(tmp_path, monkeypatch, "table1_cpu", RATES)]
 
     def stage(part: str) -> int:
-        if part.startswith("lr_grid/"):
-            return 0 if part.split("/")[2] in ("head_only", "curlora", "lora", "lora_paper") else 2
-        return {"headline": 1, "ranks": 3, "sampling": 4}[part.split("/")[0]]
+        where, *rest = part.split("/")
+        method = rest[1] if where in ("lr_grid", "headline") else ""
+        question = method in ("head_only", "curlora", "lora")  # the pair and the control
+        if where == "lr_grid":
+            return 0 if question else 2 if method == "lora_paper" else 4
+        if where == "headline":
+            return 1 if question else 3
+        return {"ranks": 5, "sampling": 6}[where]
 
     stages = [stage(part) for part in started]
     assert stages == sorted(stages), started
-    # Every planned job started once: 48 rate-grid jobs, 2 seeds × (head_only + 3 methods),
-    # 2 methods × 2 ranks × 3 seeds, 3 sampling modes × 3 seeds.
-    assert [stages.count(s) for s in range(5)] == [3 * 10, 2 * 4, 3 * 6, 12, 9]
+    # Every planned job started once: the question's rate grid, 3 seeds × (head_only + 2
+    # methods × 3 rates), and its 2 extra seeds × 3; lora_paper's 3 × 3 and 2 extra seeds;
+    # the matched controls' 3 × 2 × 3; 2 methods × 2 ranks × 3 seeds; 3 sampling modes × 3.
+    assert [stages.count(s) for s in range(7)] == [3 * 7, 2 * 3, 3 * 3, 2, 3 * 6, 12, 9]
     assert len(set(started)) == len(started) == 77
     # The headline seeds use the chosen rates.
     assert "headline/s1314/lora_paper/run" in started

@@ -14,6 +14,7 @@ from pathlib import Path
 from curlora import reproduce
 from curlora.grid.guard import GridLock
 from curlora.reporting.protocol_check import ProtocolCheck, record
+from curlora.run.guard import RunLock
 from curlora.run.record import Evaluation, RunRecord
 from curlora.run.state import write_progress
 
@@ -75,12 +76,15 @@ def test_a_fallback_grid_counts_each_phase_and_estimates_from_its_own_jobs(
     _job(results / "runs" / FALLBACK_CHECK.format(seed=1311, lr="0.001"), 4800, 3)
     _job(grid / FALLBACK_CHECK.format(seed=1311, lr="0.003"), 1500, 1)
     out = _status(tmp_path, capsys)
-    assert out.splitlines()[:6] == [
+    assert out.splitlines()[:8] == [
         "table2_words: 11 of 59 planned jobs stored",
         "  protocol check, first protocol: 9 of 9",
         "  protocol check, fallback protocol: 2 of 9",
-        "  rate grid, headline methods: 0 of 27",
-        "  headline seeds: 0 of 8",
+        # The question's pair first (LoRA's rate grid is the check's), then the others.
+        "  rate grid, the question (curlora, lora): 0 of 9",
+        "  headline seeds, the question (curlora, lora): 0 of 4",
+        "  rate grid, other headline methods (lora_paper, o_lora): 0 of 18",
+        "  headline seeds, other headline methods (lora_paper, o_lora): 0 of 4",
         "  references: 0 of 6",
     ]
     job = FALLBACK_CHECK.format(seed=1311, lr="0.003")
@@ -94,17 +98,26 @@ def test_a_fallback_grid_counts_each_phase_and_estimates_from_its_own_jobs(
     assert "median wall time of 2 stored job(s) of this protocol, 1 h 10 min" in out
 
 
-def test_a_grid_process_holding_the_lock_is_named_and_its_jobs_are_in_progress(
+def test_a_grid_process_holding_the_lock_is_named_and_its_running_jobs_are_in_progress(
     tmp_path, capsys
 ) -> None:
+    """A job is in progress when a process holds its run directory's lock; one the grid
+    stopped, or has not come back to yet (it runs other parts first), is interrupted."""
     grid = tmp_path / "grid"
-    _job(grid / "lr_grid/s1311/lora/optimizer.lr_0.001/0_run", 0, 0)
-    with GridLock(grid):
+    running = grid / "lr_grid/s1311/lora/optimizer.lr_0.001/0_run"
+    stopped = grid / "lr_grid/s1311/lora/optimizer.lr_0.003/0_run"
+    _job(running, 0, 0)
+    _job(stopped, 600, 1)
+    with GridLock(grid), RunLock(running):
         out = _status(tmp_path, capsys)
     assert "grid process: running (pid " in out
     assert "  in progress: lr_grid/s1311/lora/optimizer.lr_0.001/0_run (0 of 3 tasks)" in out
-    # The probe released its shared lock at once: the grid can be taken again now.
-    with GridLock(grid):
+    assert (
+        "  interrupted: resumes from its checkpoints: lr_grid/s1311/lora/optimizer.lr_0.003/0_run"
+        " (1 of 3 tasks; 10 min at its last evaluation point)"
+    ) in out
+    # The probes released their shared locks at once: both can be taken again now.
+    with GridLock(grid), RunLock(running):
         pass
 
 

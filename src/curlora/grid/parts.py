@@ -44,8 +44,9 @@ def _seed_parts(
 def grid_parts(grid: DictConfig, extra: Sequence[str]) -> list[Part]:
     """The lr_grid part of the grid: ``(sweep subdirectory, overrides)`` per multirun.
 
-    Seed by seed (``lr_grid/s<seed>/<method>``), so a grid stopped half-way holds every
-    method and learning rate for the seeds it finished, not every seed of some methods.
+    Seed by seed (``lr_grid/s<seed>/<method>``): within a group of methods that run
+    together (:func:`headline_groups`), a grid stopped half-way holds every method and
+    learning rate of the group for the seeds it finished.
     """
     common = [*grid.overrides, *extra]
     rates = {method: _csv(lrs) for method, lrs in grid.lrs.items()}
@@ -59,6 +60,19 @@ def first_methods(grid: DictConfig) -> set[str]:
     """The methods whose learning-rate grid runs first: the headline comparison's methods
     and the controls (the question before the matched controls and the ablations)."""
     return {*(grid.get("headline_methods") or []), *grid.controls}
+
+
+def headline_groups(grid: DictConfig) -> list[list[str]]:
+    """The headline methods (and controls) in the order their runs come, as groups: the
+    question first (the first two headline methods, CURLoRA and the method it is asked
+    against first, with the controls), then the other headline methods. Each group's rate
+    grid (every seed) and then its headline seeds at the chosen rates run before the next
+    group's, so a grid stopped early holds the question answered over all its seeds rather
+    than every method over some seeds."""
+    methods = list(grid.get("headline_methods") or [])
+    question = [*methods[:2], *(c for c in grid.controls if c not in methods[:2])]
+    others = [m for m in methods[2:] if m not in question]
+    return [question, others] if others else [question]
 
 
 def part_method(part: Part) -> str | None:

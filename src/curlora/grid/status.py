@@ -35,6 +35,7 @@ from curlora.grid.parts import (
     Part,
     first_methods,
     grid_parts,
+    headline_groups,
     headline_parts,
     job_count,
     part_method,
@@ -44,6 +45,7 @@ from curlora.grid.parts import (
     under,
 )
 from curlora.grid.results import RUNS, finished_jobs
+from curlora.run.guard import LOCK_FILE as RUN_LOCK_FILE
 from curlora.run.record import RunRecord
 from curlora.run.state import PROGRESS_FILE, DamagedFile, read_progress
 
@@ -58,6 +60,7 @@ class JobState:
     tasks_done: int
     tasks: int
     elapsed_s: float
+    running: bool = False  # a process holds its run directory's lock now
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +99,7 @@ def _unfinished(root: Path, subdir: str, stored: set[Path]) -> list[JobState]:
                 tasks_done=0 if record is None else sum(e is not None for e in record.after_task),
                 tasks=0 if record is None else len(record.tasks),
                 elapsed_s=0.0 if record is None else record.elapsed_s,
+                running=lock_holder(job / RUN_LOCK_FILE) is not None,
             )
         )
     return out
@@ -121,11 +125,16 @@ def phase(name: str, parts: Sequence[Part], root: Path, results_dir: Path) -> Ph
 
 
 def grid_running(root: Path) -> str | None:
-    """The holder line of the grid's lock when a process holds it now; None otherwise.
+    """The holder line of the grid's lock when a process holds it now; None otherwise."""
+    return lock_holder(root / LOCK_FILE)
+
+
+def lock_holder(path: Path) -> str | None:
+    """The holder line of the lock file ``path`` (the grid's, or a run directory's) when a
+    process holds it now; None otherwise (no file, or no holder).
 
     Probed with a shared, non-blocking ``flock`` on a read-only descriptor, released at
-    once: nothing is written, and a grid holding its exclusive lock refuses the probe."""
-    path = root / LOCK_FILE
+    once: nothing is written, and a process holding its exclusive lock refuses the probe."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -167,11 +176,13 @@ def render(
             "  the rest of the grid: planned once the protocol check decides (its jobs above)"
         )
     unfinished = [job for p in phases for job in p.unfinished]
-    state = "in progress" if holder else "interrupted: resumes from its checkpoints"
-    for job in unfinished:
+    # A job is running when a process holds its run directory's lock; one that stopped
+    # (a signal, a grid stopped or running other parts first) resumes from its checkpoints.
+    for job in sorted(unfinished, key=lambda j: not j.running):
         done = f"{job.tasks_done} of {job.tasks} tasks" if job.tasks else "starting"
         if round(job.elapsed_s / 60):  # a time under half a minute says nothing
             done += f"; {_duration(job.elapsed_s)} at its last evaluation point"
+        state = "in progress" if job.running else "interrupted: resumes from its checkpoints"
         lines.append(f"  {state}: {job.path} ({done})")
     left = sum(p.planned - p.stored for p in current)
     if holder:
@@ -235,9 +246,11 @@ def grid_status(grid: DictConfig, extra: Sequence[str], root: Path, results_dir:
         lrs = {m: "chosen" for m in grid.lrs}  # the rate is not in a stored job's path
         lr_parts = under(prefix, grid_parts(grid, extra))
         first_set = first_methods(grid)
-        headline_lr = [p for p in lr_parts if part_method(p) in first_set]
-        add(protocol, "rate grid, headline methods", headline_lr)
-        add(protocol, "headline seeds", under(prefix, headline_parts(grid, lrs, extra)))
+        seeds = under(prefix, headline_parts(grid, lrs, extra))
+        for n, group in enumerate(headline_groups(grid)):
+            which = f"{'the question' if n == 0 else 'other headline methods'} ({', '.join(group)})"
+            add(protocol, f"rate grid, {which}", [p for p in lr_parts if part_method(p) in group])
+            add(protocol, f"headline seeds, {which}", [p for p in seeds if part_method(p) in group])
         add(protocol, "references", under(prefix, reference_parts(grid, lrs, extra)))
         rest = [p for p in lr_parts if part_method(p) not in first_set]
         add(protocol, "rate grid, the rest", rest)
