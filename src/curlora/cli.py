@@ -192,10 +192,15 @@ def main() -> None:
     if threading.current_thread() is threading.main_thread():  # signal.signal's own rule
         signal.signal(signal.SIGTERM, late)
     from curlora.composition import check_command_line
+    from curlora.data.unreachable import HubUnreachableError
 
     try:
         # The jobs' checks can take seconds (they build a Trainer): Ctrl+C is one line here too.
-        problem = check_command_line(sys.argv[1:])
+        try:
+            problem = check_command_line(sys.argv[1:])
+        except HubUnreachableError as error:  # a job's data or model: offline, not cached
+            print(f"error: {error}", file=sys.stderr)  # before Hydra creates anything
+            sys.exit(EXIT_UNREACHABLE)
         if problem is not None:  # refused before Hydra creates a directory or a log file
             print(f"error: {problem}", file=sys.stderr)
             sys.exit(EXIT_CONFIG)

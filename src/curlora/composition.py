@@ -367,7 +367,7 @@ def _value_problem(job: Job, overrides: Sequence[str], multirun: bool) -> str | 
     if job.task.get("resume") is not None:
         return resume_problem(job.task, overrides)
     with quiet_console():
-        return refused_before_loading(job.task, check_model=not multirun)
+        return refused_before_loading(job.task, check_model=not multirun, unreachable_raises=True)
 
 
 def _refusal(problem: str | None, overrides: Sequence[str], multirun: bool) -> str | None:

@@ -24,15 +24,20 @@ from dataclasses import dataclass
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 
-def refused_before_loading(cfg: DictConfig, check_model: bool = True) -> str | None:
+def refused_before_loading(
+    cfg: DictConfig, check_model: bool = True, unreachable_raises: bool = False
+) -> str | None:
     """The check run() makes, made before torch, Lightning and datasets are imported (they
     take seconds), so that a bad value (a typo'd ``+key``, a wrong type) is refused at once:
-    the ``ConfigError``'s message, or None. Any other error of the check (an unreachable Hub
-    while a model's config is read) is left to run(), which checks again and says what it
-    is; under ``resume=`` the saved config is the experiment (:func:`resume_problem`).
+    the ``ConfigError``'s message, or None. Any other error of the check is left to run(),
+    which checks again and says what it is; ``unreachable_raises=True`` raises a
+    ``HubUnreachableError`` instead (offline mode and data, a model or a retention task not
+    cached: the command line's exit 3, before Hydra starts). Under ``resume=`` the saved
+    config is the experiment (:func:`resume_problem`).
     ``check_model=False`` leaves out what depends on the model's architecture (a rank
     above its layer sizes, a target module it lacks)."""
     from curlora.checks.config import ConfigError, validate_config
+    from curlora.data.unreachable import HubUnreachableError
 
     if cfg.get("resume") is not None:
         return None
@@ -40,6 +45,10 @@ def refused_before_loading(cfg: DictConfig, check_model: bool = True) -> str | N
         validate_config(cfg, check_model=check_model)
     except ConfigError as error:
         return str(error)
+    except HubUnreachableError:  # offline mode, and data the run needs is not cached
+        if unreachable_raises:
+            raise
+        return None
     except Exception:  # classified by run_job when run() meets it again
         return None
     return None

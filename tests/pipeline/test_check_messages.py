@@ -1,15 +1,18 @@
 """The config checks' messages: the key the user typed, its value and what is valid, in one
-sentence; the plain checks answer before torch or Lightning is imported; a standard
-retention suite that offline mode cannot serve is refused before the model loads."""
+sentence; the plain checks answer before torch or Lightning is imported; Hub data (a
+task, the corpus, a standard retention suite) that offline mode cannot serve is refused
+before the model loads."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from omegaconf import OmegaConf, open_dict
 
 from curlora.checks.config import ConfigError, _check_accelerator, validate_config
 from curlora.data.sources.hub import HubUnreachableError
@@ -192,11 +195,66 @@ def test_only_a_hub_dataset_can_need_the_hub(
 ) -> None:
     import datasets.config
 
-    from curlora.retention.suite import _needs_the_hub
+    from curlora.data.sources.hub import missing_from_cache
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_datasets")
-    assert _needs_the_hub("allenai/ai2_arc") and _needs_the_hub("org/SomeName")
+    assert missing_from_cache("allenai/ai2_arc") and missing_from_cache("org/SomeName")
     (tmp_path / "hf_datasets" / "org___some_name" / "default" / "0.0.0" / "a1").mkdir(parents=True)
-    assert not _needs_the_hub("org/SomeName")  # datasets' snake_case folder name
-    assert not _needs_the_hub("json")  # a builder of datasets' own
-    assert not _needs_the_hub(str(tmp_path))  # a local folder
+    assert not missing_from_cache("org/SomeName")  # datasets' snake_case folder name
+    assert not missing_from_cache("json")  # a builder of datasets' own
+    assert not missing_from_cache(str(tmp_path))  # a local folder
+    # A run's own cache (``<paths.cache_dir>/hf_datasets``) in place of datasets' default.
+    run_cache = tmp_path / "run_cache" / "hf_datasets"
+    assert missing_from_cache("org/SomeName", run_cache)
+    (run_cache / "org___some_name" / "x" / "0.0.0" / "b2").mkdir(parents=True)
+    assert not missing_from_cache("org/SomeName", run_cache)
+
+
+# ------------------------------------------------ Hub tasks and corpus in offline mode
+def test_a_hub_task_offline_and_not_cached_is_refused_before_torch_loads(tmp_path: Path) -> None:
+    """data=paper (MRPC, SST-2, Sentiment140 and WikiText-2 from the Hub) with offline mode
+    set (conftest) and an empty cache: the run would load the model, then stop at its first
+    split. Refused at once instead, with the same line and exit 3, nothing created."""
+    cache = tmp_path / "cache"
+    run = tmp_path / "run"
+    done = probe_train(
+        ["data=paper", "logger=none", f"paths.cache_dir={cache}", f"hydra.run.dir={run}"]
+    )
+    assert "exit 3" in done.stdout, (done.stdout, done.stderr)
+    assert done.stderr.count("\n") == 1, done.stderr  # one line
+    assert done.stderr.startswith("error: task 'mrpc': the Hugging Face Hub is unreachable")
+    assert f"not in the cache {cache / 'hf_datasets'}" in done.stderr
+    assert "data=offline" in done.stderr and "task_specs.mrpc.source.data_files" in done.stderr
+    heavy = done.stdout.split("heavy:", 1)[1]
+    assert "'torch'" not in heavy and "'lightning'" not in heavy, heavy
+    assert not run.exists()
+
+
+def test_hub_data_is_refused_only_offline_and_uncached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check names the corpus too, passes data the run's cache holds and local
+    data_files, and leaves a Hub that may be reached to the load."""
+    import datasets.config
+    import huggingface_hub.constants
+
+    from curlora.checks.config import _check_hub_data
+
+    cfg = compose_run_config(tmp_path, ["data=paper"])
+    local = tmp_path / "rows.jsonl"
+    local.write_text('{"sentence": "a", "label": 0}\n')
+    with open_dict(cfg):
+        for task in cfg.tasks:
+            cfg.data.task_specs[task].source.data_files = {"train": str(local)}
+    cfg = OmegaConf.to_container(cfg, resolve=True)  # what validate_config's checks get
+    with pytest.raises(HubUnreachableError, match=r"^corpus: .*data\.corpus\.data_files"):
+        _check_hub_data(cfg)
+    hf_cache = tmp_path / "cache" / "hf_datasets"
+    (hf_cache / "Salesforce___wikitext" / "wikitext-2-raw-v1" / "0.0.0" / "c3").mkdir(parents=True)
+    _check_hub_data(cfg)  # cached where the run's datasets looks: the load reads it
+    shutil.rmtree(hf_cache)
+    for variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    _check_hub_data(cfg)  # not offline: the Hub may answer, so the load decides

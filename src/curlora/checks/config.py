@@ -637,6 +637,33 @@ def _check_objective(cfg: Mapping[str, Any]) -> None:
         )
 
 
+def _check_hub_data(cfg: Mapping[str, Any]) -> None:
+    """The tasks and corpus read from the Hugging Face Hub: with offline mode set and their
+    data not in the run's cache, the run would load the model and then stop at its first
+    split. That is refused here with the error the late failure raises
+    (``HubUnreachableError``, exit 3, not a config error: the config is right for a machine
+    that reaches the Hub). Only offline mode is seen here; a network that merely fails is
+    left to the load."""
+    from curlora.data.sources import corpus_source
+    from curlora.data.sources.hub import HubCorpus, HubTask, HubUnreachableError
+    from curlora.data.tasks import TaskSpec
+
+    cache_dir = Path(str(cfg["paths"]["cache_dir"]))
+    specs = cfg["data"].get("task_specs") or {}
+    for task in cfg["tasks"]:
+        spec = TaskSpec.from_config(task, specs[task])  # checked by _check_task_specs
+        if isinstance(spec.source, HubTask):
+            problem = spec.source.offline_problem(spec, cache_dir)
+            if problem is not None:
+                raise HubUnreachableError(problem)
+    corpus = cfg["data"].get("corpus")
+    source = corpus_source(corpus) if corpus is not None else None
+    if isinstance(source, HubCorpus):
+        problem = source.offline_problem(cache_dir)
+        if problem is not None:
+            raise HubUnreachableError(problem)
+
+
 def _check_retention_values(cfg: Mapping[str, Any]) -> None:
     """The ``retention`` group's own values (suite, task names of the offline suite, limit,
     batch size, lm-eval installed), before any check that imports torch or Lightning."""
@@ -695,6 +722,7 @@ PLAIN_CHECKS: tuple[Check, ...] = (
 """Checks of plain values: no heavy import (torch, Lightning, datasets)."""
 IMPORTING_CHECKS: tuple[Check, ...] = (
     _check_task_specs,  # a task source's module: datasets for a Hub task
+    _check_hub_data,  # a Hub task or corpus offline and not cached: the model never loads
     _check_objective,  # reads the task specs checked just before
     _check_devices,  # torch (Lightning only for an accelerator other than a GPU)
     _check_head,  # torch

@@ -18,7 +18,6 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -27,6 +26,7 @@ import torch
 import yaml
 from torch import nn
 
+from curlora.data.sources.hub import missing_from_cache, offline_switch
 from curlora.retention.data import BUILDERS, data_file
 from curlora.retention.settings import standard_task_index
 
@@ -52,37 +52,6 @@ def offline_task_config(task: str, cache_dir: str | os.PathLike[str] | None) -> 
     return config
 
 
-def _offline_switch() -> str | None:
-    """How offline mode is set (``HF_HUB_OFFLINE=1``), or None when the Hub may be used.
-    ``datasets`` (which loads lm-eval's data) is offline with either variable set."""
-    import datasets.config
-    import huggingface_hub.constants
-
-    for variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
-        if os.environ.get(variable, "").upper() in huggingface_hub.constants.ENV_VARS_TRUE_VALUES:
-            return f"{variable}={os.environ[variable]}"
-    if huggingface_hub.constants.HF_HUB_OFFLINE or datasets.config.HF_HUB_OFFLINE:
-        return "offline mode"
-    return None
-
-
-def _needs_the_hub(dataset_path: str) -> bool:
-    """Whether ``datasets`` would fetch ``dataset_path`` from the Hub, having no prepared copy
-    of it where its offline fallback looks (``datasets.load.CachedDatasetModuleFactory``;
-    lm-eval calls ``load_dataset`` with the default cache). A builder of ``datasets``' own
-    (``json``, ``csv``, ...) or a local folder is no Hub dataset: False."""
-    import datasets.config
-    from datasets.naming import camelcase_to_snakecase
-    from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
-
-    if dataset_path in _PACKAGED_DATASETS_MODULES or Path(dataset_path).expanduser().exists():
-        return False
-    parts = dataset_path.split("/")
-    parts[-1] = camelcase_to_snakecase(parts[-1])
-    root = Path(datasets.config.HF_DATASETS_CACHE).expanduser() / "___".join(parts)
-    return not any(path.is_dir() for path in root.glob("*/*/*"))
-
-
 def offline_problem(standard: Sequence[str]) -> str | None:
     """Why lm-eval's ``standard`` tasks cannot load on this machine, known before a model
     loads: offline mode is set and the data of one of them is not cached. None when offline
@@ -91,7 +60,7 @@ def offline_problem(standard: Sequence[str]) -> str | None:
     a Hub dataset): :func:`load_tasks` then decides, as it did without this check."""
     if not standard or importlib.util.find_spec("lm_eval") is None:
         return None
-    switch = _offline_switch()
+    switch = offline_switch()
     if switch is None:
         return None
     index = standard_task_index()
@@ -101,7 +70,7 @@ def offline_problem(standard: Sequence[str]) -> str | None:
         if entry is None:
             return None
         path = (getattr(entry, "cfg", None) or {}).get("dataset_path")
-        if isinstance(path, str) and path and _needs_the_hub(path):
+        if isinstance(path, str) and path and missing_from_cache(path):
             uncached.append(name)
     if not uncached:
         return None

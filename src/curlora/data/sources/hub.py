@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,16 +31,13 @@ from typing import TYPE_CHECKING, Any
 import datasets
 
 from curlora.data.sources import CorpusSource, TaskSource
+from curlora.data.unreachable import HubUnreachableError
 from curlora.data.validation import DataError
 
 if TYPE_CHECKING:
     from curlora.data.tasks import TaskSpec
 
 _FORMATS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".csv": "csv"}
-
-
-class HubUnreachableError(ConnectionError):
-    """The Hugging Face Hub (or its cache) could not serve a dataset or model."""
 
 
 def is_offline_error(error: BaseException) -> bool:
@@ -58,6 +56,63 @@ def is_offline_error(error: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def offline_switch() -> str | None:
+    """How offline mode is set (``HF_HUB_OFFLINE=1``), or None when the Hub may be used.
+    ``datasets`` is offline with either variable set."""
+    import huggingface_hub.constants
+
+    for variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        if os.environ.get(variable, "").upper() in huggingface_hub.constants.ENV_VARS_TRUE_VALUES:
+            return f"{variable}={os.environ[variable]}"
+    if huggingface_hub.constants.HF_HUB_OFFLINE or datasets.config.HF_HUB_OFFLINE:
+        return "offline mode"
+    return None
+
+
+def missing_from_cache(dataset_path: str, cache_dir: str | os.PathLike[str] | None = None) -> bool:
+    """Whether ``datasets`` would have to fetch ``dataset_path`` from the Hub: no prepared
+    copy of it where its offline fallback looks (``datasets.load.CachedDatasetModuleFactory``:
+    ``<cache>/<namespace>___<snake_case name>/<config>/<version>/<hash>``) in ``cache_dir``
+    (``datasets``' default cache when None). A builder of ``datasets``' own (``json``,
+    ``csv``, ...) or a local folder is no Hub dataset: False."""
+    from datasets.naming import camelcase_to_snakecase
+    from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
+
+    if dataset_path in _PACKAGED_DATASETS_MODULES or Path(dataset_path).expanduser().exists():
+        return False
+    parts = dataset_path.split("/")
+    parts[-1] = camelcase_to_snakecase(parts[-1])
+    cache = Path(cache_dir or datasets.config.HF_DATASETS_CACHE).expanduser()
+    return not any(path.is_dir() for path in (cache / "___".join(parts)).glob("*/*/*"))
+
+
+def _unreachable(
+    what: str, options: Mapping[str, Any], hub_split: str, hf_cache: str, files_key: str
+) -> str:
+    return (
+        f"{what}: the Hugging Face Hub is unreachable (or offline mode is on) and "
+        f"'{options['path']}' ({options.get('name')}, split {hub_split}) is not in the cache "
+        f"{hf_cache}. Use the offline suite instead (data=offline), or point "
+        f"{files_key} at local parquet/JSON files with the Hub schema."
+    )
+
+
+def offline_problem(
+    options: Mapping[str, Any], split: str, cache_dir: Path, what: str, files_key: str
+) -> str | None:
+    """The error :func:`load_hub_split` would raise for ``split`` of this source, known
+    before anything loads: offline mode is set, the source reads the Hub (no
+    ``data_files``) and its dataset is not in the run's cache. None otherwise, and when
+    this cannot tell (a Hub that is merely unreachable): the load then decides."""
+    if options.get("data_files") or not options.get("path") or offline_switch() is None:
+        return None
+    hf_cache = str(Path(cache_dir) / "hf_datasets")
+    if not missing_from_cache(str(options["path"]), hf_cache):
+        return None
+    hub_split = dict(options.get("split_names") or {}).get(split, split)
+    return _unreachable(what, options, hub_split, hf_cache, files_key)
 
 
 def _format_of(files: Mapping[str, Any], options: Mapping[str, Any]) -> str:
@@ -104,10 +159,7 @@ def load_hub_split(
         if not is_offline_error(error):
             raise
         raise HubUnreachableError(
-            f"{what}: the Hugging Face Hub is unreachable (or offline mode is on) and "
-            f"'{options['path']}' ({options.get('name')}, split {hub_split}) is not in the cache "
-            f"{hf_cache}. Use the offline suite instead (data=offline), or point "
-            f"{files_key} at local parquet/JSON files with the Hub schema."
+            _unreachable(what, options, hub_split, hf_cache, files_key)
         ) from error
 
 
@@ -177,6 +229,17 @@ class HubTask(TaskSource):
     split_names: dict[str, str] | None = None
     format: str | None = None
 
+    def offline_problem(self, spec: TaskSpec, cache_dir: Path) -> str | None:
+        """Why its training split cannot load here, known before anything loads
+        (:func:`offline_problem`); None when it may."""
+        return offline_problem(
+            self.options(),
+            spec.train_split,
+            cache_dir,
+            f"task '{spec.name}'",
+            f"data.task_specs.{spec.name}.source.data_files",
+        )
+
     def load_split(self, spec: TaskSpec, split: str, cache_dir: Path) -> datasets.Dataset:
         """Split ``split`` (raw labels: ``label_map`` is applied by the caller)."""
         data = load_hub_split(
@@ -211,6 +274,12 @@ class HubCorpus(CorpusSource):
     split: str = "test"
     text_field: str = "text"
     join: str = "\n\n"
+
+    def offline_problem(self, cache_dir: Path) -> str | None:
+        """Why it cannot load here, known before anything loads (:func:`offline_problem`)."""
+        return offline_problem(
+            self.options(), self.split, cache_dir, "corpus", "data.corpus.data_files"
+        )
 
     def load(self, cache_dir: Path) -> str:
         data = load_hub_split(
