@@ -235,6 +235,15 @@ def drive_sweep_end(tmp_path: Path, fixtures: Fixtures) -> Ending:
     return Ending(EXIT_OK, "\n".join(f"{o.overrides} {o.status}" for o in outcomes))
 
 
+def _without_job_prechecks(fixtures: Fixtures) -> None:
+    """The grid drivers skip the grid's job pre-checks (``curlora.grid.prechecks``: every
+    way the jobs compose, a few seconds a drive). They read and write no file, so no site
+    is lost (``io_sites`` finds none there); ``test_grid_prechecks`` covers them."""
+    from curlora.grid import prechecks
+
+    fixtures.monkeypatch.setattr(prechecks, "check_jobs", lambda grid, extra, root: None)
+
+
 STORE = SRC.parents[1] / "docs" / "reproduction" / "table1_cpu"
 # Stored jobs of the committed CPU grid the grid drivers start from.
 STORED_JOBS = ("lr_grid/s1311/curlora/optimizer.lr_0.001", "lr_grid/s1311/lora/optimizer.lr_0.001")
@@ -269,6 +278,7 @@ def drive_grid(tmp_path: Path, fixtures: Fixtures) -> Ending:
     fixtures.monkeypatch.setattr(
         reproduce, "multirun", lambda sweep_dir, overrides, threads=None: 0
     )  # every job "completed" (none is run): the stored ones are what the report reads
+    _without_job_prechecks(fixtures)
     return _main(
         lambda: (
             reproduce.main(
@@ -296,6 +306,7 @@ def drive_protocol_check(tmp_path: Path, fixtures: Fixtures) -> Ending:
     fixtures.monkeypatch.setattr(
         reproduce, "multirun", lambda sweep_dir, overrides, threads=None: 0
     )  # every job "completed" (none is run)
+    _without_job_prechecks(fixtures)
     store = tmp_path / "store"
     args = ["reproduce=tiny_words", f"reproduce.dir={tmp_path / 'work'}"]
     return _main(
