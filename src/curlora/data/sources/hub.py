@@ -16,7 +16,9 @@ perplexity guide does for WikiText-2).
 
 Datasets are cached under ``<cache_dir>/hf_datasets`` so a run's cache holds everything it
 downloaded. When the Hub cannot be reached the loaders raise :class:`HubUnreachableError`,
-which names ``data=offline`` and ``data_files`` as the ways forward.
+which names ``data=offline`` and ``data_files`` as the ways forward; with offline mode set
+and the data not in that cache, the config check raises the same error before anything
+loads (each source's ``offline_problem``).
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ def missing_from_cache(dataset_path: str, cache_dir: str | os.PathLike[str] | No
 def _unreachable(
     what: str, options: Mapping[str, Any], hub_split: str, hf_cache: str, files_key: str
 ) -> str:
+    """The one line for data the Hub cannot serve, said before a load or by a failed one."""
     return (
         f"{what}: the Hugging Face Hub is unreachable (or offline mode is on) and "
         f"'{options['path']}' ({options.get('name')}, split {hub_split}) is not in the cache "
