@@ -7,7 +7,8 @@ the controls, then the headline seeds at their chosen rates, before the rate gri
 matched controls (tinylora, vera), the rank sweep and the sampling ablation; and within the
 headline methods, the question's pair (curlora and lora, with head_only) over every seed
 and its headline seeds before lora_paper's. No job runs here: ``multirun`` is replaced by
-a recorder.
+a recorder, and the grid's job pre-checks (every job's config composed and checked,
+seconds; ``test_grid_prechecks`` covers them) are skipped: the order is the point here.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ RATES = {"curlora": 0.003, "lora": 0.001, "lora_paper": 0.00025, "tinylora": 0.0
 def _recorded_grid(tmp_path, monkeypatch, grid: str, rates: dict) -> list[tuple[str, list]]:
     """``reproduce=<grid>`` with a recorder for multirun (no job runs) and ``rates`` as
     the rates chosen on validation; returns (sweep subdirectory, overrides) per part."""
+    from curlora.grid import prechecks
     from curlora.reporting import reproduction
 
     started: list[tuple[str, list]] = []
@@ -32,6 +34,7 @@ def _recorded_grid(tmp_path, monkeypatch, grid: str, rates: dict) -> list[tuple[
         return 0
 
     monkeypatch.setattr(reproduce, "multirun", record)
+    monkeypatch.setattr(prechecks, "check_jobs", lambda grid, extra, root: None)
     monkeypatch.setattr(reproduction, "choose_grid_rates", lambda runs, grid_file: rates)
     monkeypatch.setattr(reproduce, "_report", lambda *args: tmp_path / "REPORT.md")
     code = reproduce.main(
