@@ -80,6 +80,16 @@ def run_cli(
     )
 
 
+def skip_grid_job_prechecks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``curlora-reproduce`` without the grid's job pre-checks (``curlora.grid.prechecks``:
+    every job's config composed and checked, seconds a grid). For tests whose point is
+    elsewhere (the order of the parts, the grid's own files); ``test_grid_prechecks``
+    covers the checks. They read and write no file."""
+    from curlora.grid import prechecks
+
+    monkeypatch.setattr(prechecks, "check_jobs", lambda grid, extra, root: None)
+
+
 @contextmanager
 def figures_off() -> Iterator[None]:
     """Runs inside draw no figures (about a fifth of a tiny run's time). For tests that never

@@ -44,7 +44,7 @@ from curlora.reporting.results import ResultsError, load_results
 from curlora.run import atomic
 from curlora.run.atomic import OutputError
 from curlora.train import run
-from tests.conftest import TINY, compose_run_config
+from tests.conftest import TINY, compose_run_config, skip_grid_job_prechecks
 from tests.pipeline.faults import SimulatedCrash
 from tests.pipeline.io_sites import SRC, Site, all_sites, sites
 
@@ -235,15 +235,6 @@ def drive_sweep_end(tmp_path: Path, fixtures: Fixtures) -> Ending:
     return Ending(EXIT_OK, "\n".join(f"{o.overrides} {o.status}" for o in outcomes))
 
 
-def _without_job_prechecks(fixtures: Fixtures) -> None:
-    """The grid drivers skip the grid's job pre-checks (``curlora.grid.prechecks``: every
-    way the jobs compose, a few seconds a drive). They read and write no file, so no site
-    is lost (``io_sites`` finds none there); ``test_grid_prechecks`` covers them."""
-    from curlora.grid import prechecks
-
-    fixtures.monkeypatch.setattr(prechecks, "check_jobs", lambda grid, extra, root: None)
-
-
 STORE = SRC.parents[1] / "docs" / "reproduction" / "table1_cpu"
 # Stored jobs of the committed CPU grid the grid drivers start from.
 STORED_JOBS = ("lr_grid/s1311/curlora/optimizer.lr_0.001", "lr_grid/s1311/lora/optimizer.lr_0.001")
@@ -278,7 +269,7 @@ def drive_grid(tmp_path: Path, fixtures: Fixtures) -> Ending:
     fixtures.monkeypatch.setattr(
         reproduce, "multirun", lambda sweep_dir, overrides, threads=None: 0
     )  # every job "completed" (none is run): the stored ones are what the report reads
-    _without_job_prechecks(fixtures)
+    skip_grid_job_prechecks(fixtures.monkeypatch)  # no I/O site there
     return _main(
         lambda: (
             reproduce.main(
@@ -306,7 +297,7 @@ def drive_protocol_check(tmp_path: Path, fixtures: Fixtures) -> Ending:
     fixtures.monkeypatch.setattr(
         reproduce, "multirun", lambda sweep_dir, overrides, threads=None: 0
     )  # every job "completed" (none is run)
-    _without_job_prechecks(fixtures)
+    skip_grid_job_prechecks(fixtures.monkeypatch)  # no I/O site there
     store = tmp_path / "store"
     args = ["reproduce=tiny_words", f"reproduce.dir={tmp_path / 'work'}"]
     return _main(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 
 from curlora import reproduce
+from tests.conftest import skip_grid_job_prechecks
 
 WORDS_RATES = {"curlora": 0.003, "lora": 0.001, "lora_paper": 2.5e-4, "o_lora": 0.001}
 RATES = {"curlora": 0.003, "lora": 0.001, "lora_paper": 0.00025, "tinylora": 0.0003, "vera": 0.03}
@@ -24,7 +25,6 @@ RATES = {"curlora": 0.003, "lora": 0.001, "lora_paper": 0.00025, "tinylora": 0.0
 def _recorded_grid(tmp_path, monkeypatch, grid: str, rates: dict) -> list[tuple[str, list]]:
     """``reproduce=<grid>`` with a recorder for multirun (no job runs) and ``rates`` as
     the rates chosen on validation; returns (sweep subdirectory, overrides) per part."""
-    from curlora.grid import prechecks
     from curlora.reporting import reproduction
 
     started: list[tuple[str, list]] = []
@@ -34,7 +34,7 @@ def _recorded_grid(tmp_path, monkeypatch, grid: str, rates: dict) -> list[tuple[
         return 0
 
     monkeypatch.setattr(reproduce, "multirun", record)
-    monkeypatch.setattr(prechecks, "check_jobs", lambda grid, extra, root: None)
+    skip_grid_job_prechecks(monkeypatch)
     monkeypatch.setattr(reproduction, "choose_grid_rates", lambda runs, grid_file: rates)
     monkeypatch.setattr(reproduce, "_report", lambda *args: tmp_path / "REPORT.md")
     code = reproduce.main(

@@ -650,16 +650,19 @@ def _check_hub_data(cfg: Mapping[str, Any]) -> None:
 
     cache_dir = Path(str(cfg["paths"]["cache_dir"]))
     specs = cfg["data"].get("task_specs") or {}
-    problems = []  # the tasks' in the run's order, then the corpus's
-    for task in cfg["tasks"]:
-        spec = TaskSpec.from_config(task, specs[task])  # checked by _check_task_specs
-        if isinstance(spec.source, HubTask):
-            problems.append(spec.source.offline_problem(spec, cache_dir))
-    corpus = cfg["data"].get("corpus")
-    source = corpus_source(corpus) if corpus is not None else None
-    if isinstance(source, HubCorpus):
-        problems.append(source.offline_problem(cache_dir))
-    first = next((problem for problem in problems if problem is not None), None)
+
+    def problems() -> Iterator[str | None]:
+        """The tasks' in the run's order, then the corpus's; drawn only up to the first."""
+        for task in cfg["tasks"]:
+            spec = TaskSpec.from_config(task, specs[task])  # checked by _check_task_specs
+            if isinstance(spec.source, HubTask):
+                yield spec.source.offline_problem(spec, cache_dir)
+        corpus = cfg["data"].get("corpus")
+        source = corpus_source(corpus) if corpus is not None else None
+        if isinstance(source, HubCorpus):
+            yield source.offline_problem(cache_dir)
+
+    first = next((problem for problem in problems() if problem is not None), None)
     if first is not None:
         raise HubUnreachableError(first)
 
