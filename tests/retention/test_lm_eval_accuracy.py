@@ -50,9 +50,11 @@ def _task_config(path: Path) -> dict:
     }
 
 
-def _by_hand(model: torch.nn.Module, tokenizer, docs: list[dict]) -> tuple[float, float]:
-    """Summed log p(choice tokens | query tokens) per choice, argmax vs the label."""
+def _by_hand(model: torch.nn.Module, tokenizer, docs: list[dict]) -> tuple[float, float, str]:
+    """Summed log p(choice tokens | query tokens) per choice, argmax vs the label: acc,
+    acc_norm, and each row's acc as "1"/"0" in document order."""
     right = right_norm = 0
+    rows = ""
     for doc in docs:
         context = tokenizer(doc["query"], add_special_tokens=False)["input_ids"]
         lls = []
@@ -65,9 +67,11 @@ def _by_hand(model: torch.nn.Module, tokenizer, docs: list[dict]) -> tuple[float
             positions = range(len(context) - 1, len(context) + len(cont) - 1)
             lls.append(sum(float(logp[p, t]) for p, t in zip(positions, cont, strict=True)))
         norm = [ll / len(c) for ll, c in zip(lls, doc["choices"], strict=True)]
-        right += int(max(range(len(lls)), key=lls.__getitem__) == doc["label"])
+        hit = int(max(range(len(lls)), key=lls.__getitem__) == doc["label"])
+        right += hit
+        rows += str(hit)
         right_norm += int(max(range(len(norm)), key=norm.__getitem__) == doc["label"])
-    return right / len(docs), right_norm / len(docs)
+    return right / len(docs), right_norm / len(docs), rows
 
 
 def test_lm_eval_accuracy_matches_a_direct_log_likelihood_comparison(
@@ -96,10 +100,14 @@ def test_lm_eval_accuracy_matches_a_direct_log_likelihood_comparison(
     assert random.getstate() == before[0] and torch.equal(torch.get_rng_state(), before[1])
     # ... and asks git for a commit it never uses: skipped, so nothing prints "fatal: ...".
     assert "not a git repository" not in capfd.readouterr().err
-    acc, acc_norm = _by_hand(model, tokenizer, docs)
+    acc, acc_norm, rows = _by_hand(model, tokenizer, docs)
 
     assert scores["tiny"].n == N_DOCS
     assert scores["tiny"].acc == pytest.approx(acc, abs=1e-9)
     assert scores["tiny"].acc_norm == pytest.approx(acc_norm, abs=1e-9)
+    # Row by row (what the report's intervals resample), and acc is exactly their share.
+    assert scores["tiny"].correct == rows
+    assert scores["tiny"].acc == rows.count("1") / N_DOCS
+    assert 0 < rows.count("1") < N_DOCS  # both outcomes occur, so the order is checked
     # The two rules disagree on some document here, so each comparison checks its own rule.
     assert acc != acc_norm

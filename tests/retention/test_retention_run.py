@@ -95,6 +95,10 @@ def test_a_run_records_the_retention_matrix(run_config, method: str) -> None:
         assert all(row == retention["acc"][0] for row in retention["acc"])
     run_dir = Path(cfg.paths.output_dir)
     assert load_results(run_dir / "results.json")["retention"] == retention
+    # Each point's per-row outcomes sit in outcomes.json, acc their share of "1" exactly.
+    rows = json.loads((run_dir / "outcomes.json").read_text())["retention"]["word_sentiment"]
+    assert [len(s) for s in rows] == [LIMIT] * len(retention["acc"])
+    assert [s.count("1") / LIMIT for s in rows] == [acc[0] for acc in retention["acc"]]
     table = run_table(results)
     assert "general-ability retention" in table and "word_sentiment (n=6)" in table
 

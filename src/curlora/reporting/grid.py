@@ -202,8 +202,9 @@ class GridRun:
 
     @functools.cached_property
     def _recorded(self) -> tuple[dict[str, Outcomes | None], str | None]:
-        """``outcomes.json`` read once: each score's outcomes (``eval``, and under head=words
-        ``eval_exact_match``), and why the whole file is left out (None when it is used).
+        """``outcomes.json`` read once: each score's outcomes (``eval``, under head=words
+        ``eval_exact_match``, and the retention suite's ``retention``), and why the whole
+        file is left out (None when it is used).
 
         Each score must agree with the same score's rows in results.json
         (``curlora.reporting.outcomes_check``): outcomes that disagree would move the
@@ -228,11 +229,23 @@ class GridRun:
                     )
                     return {}, why
                 found[key] = outcome_arrays(strings)
+            retention = self._retention_outcomes(data)
+            if isinstance(retention, str):
+                log.warning(
+                    "%s %s; this run's outcomes are left out (its intervals are over seeds alone)",
+                    shown(path),
+                    retention,
+                )
+                return {}, retention
+            if retention is not None:
+                found["retention"] = retention
             # The writer's null is "not recorded", no disagreement, but a score with a null
             # point cannot be resampled. A completed run records every point, so the whole
             # file is left out and named, as the report's line on it says (every interval
             # over the run is then over seeds alone, whichever score it is of).
-            partial = [key for key, arrays in found.items() if arrays is None]
+            partial = [
+                key for key, arrays in found.items() if arrays is None and key != "retention"
+            ]
             if partial:
                 why = shown(f"{', '.join(partial)}: outcomes not recorded at some points")
                 log.warning(
@@ -251,6 +264,35 @@ class GridRun:
                 _why(error),
             )
             return {}, f"damaged: {_why(error)}"
+
+    def _retention_outcomes(self, data: dict[str, Any]) -> Outcomes | str | None:
+        """The retention suite's per-row outcomes of ``outcomes.json`` (suite task -> uint8
+        [points, rows]); None when not recorded at every point (a run made before they were,
+        or resumed across that change: its retention intervals are over seeds alone); a
+        string saying where they disagree with results.json's retention matrix, which leaves
+        the whole file out as any disagreement does."""
+        retention = self.results.get("retention")
+        if "retention" not in data or not retention:
+            return None
+        names = list(retention["tasks"])
+        strings = {t: data["retention"][t] for t in names}
+        problem = outcomes_problem(
+            strings,
+            retention["acc"],
+            names,
+            dict(zip(names, retention["n"], strict=True)),
+            trained=self.tasks,
+        )
+        if problem is not None:
+            return shown(f"retention disagrees with results.json: {problem}")
+        return outcome_arrays(strings)
+
+    @property
+    def retention_outcomes(self) -> Outcomes | None:
+        """The retention suite's per-row outcomes at every evaluation point, by suite task
+        (uint8 [points, rows]); None when the run did not record them at every point or its
+        outcomes were left out (:attr:`outcomes_left_out`)."""
+        return self._recorded[0].get("retention")
 
     def elapsed_s(self) -> float:
         """The run's wall time as ``progress.json`` recorded it (0 when unknown)."""

@@ -52,6 +52,7 @@ def outcomes_problem(
     rows: Sequence[Sequence[Any]],
     tasks: Sequence[str],
     sizes: Mapping[str, int],
+    trained: Sequence[str] | None = None,
 ) -> str | None:
     """Where ``strings`` (one score of ``outcomes.json``: task -> one string per evaluation
     point) disagrees with ``rows`` (the same score's stored rows in ``results.json``: before
@@ -59,7 +60,10 @@ def outcomes_problem(
     split size (:func:`eval_sizes`).
 
     A point whose string is null was not recorded: that is no disagreement (the run's
-    outcomes are then left out all the same, and named: ``GridRun``)."""
+    outcomes are then left out all the same, and named: ``GridRun``). ``trained``: the
+    run's trained tasks, which name the points, when ``tasks`` are not them (the retention
+    suite's); a null row of ``rows`` (a point not evaluated) agrees with no string."""
+    trained = tasks if trained is None else trained
     for j, task in enumerate(tasks):
         points = strings[task]
         if not isinstance(points, list):
@@ -70,7 +74,7 @@ def outcomes_problem(
         for k, outcomes in enumerate(points):
             if outcomes is None:
                 continue
-            where = f"{task} {_point(k, tasks)}"
+            where = f"{task} {_point(k, trained)}"
             if not isinstance(outcomes, str) or not set(outcomes) <= {"0", "1"}:
                 return f"{where}: not a string of 0 and 1"
             lengths.add(len(outcomes))
@@ -78,7 +82,7 @@ def outcomes_problem(
                 return f"{where}: {len(outcomes)} rows, results.json's eval split has {sizes[task]}"
             if len(lengths) > 1:
                 return f"{task}: the evaluation points have different numbers of rows"
-            accuracy = rows[k][j]
+            accuracy = None if rows[k] is None else rows[k][j]
             if not _agrees(accuracy, outcomes):
                 return (
                     f"{where}: {outcomes.count('1')} of {len(outcomes)} right, "

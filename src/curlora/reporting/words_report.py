@@ -63,8 +63,7 @@ from curlora.reporting.untrusted import shown
 from curlora.reporting.words_retention import (
     MIN_SEEDS,
     interval_text,
-    retention_ratio,
-    retention_ratio_without,
+    ratio_summary,
     retention_rows,
     retention_section,
     shared_answer_tasks,
@@ -330,7 +329,7 @@ def _row(
     acc = bwt_summary(rules, setting, None)
     em = bwt_summary(rules, setting, None, score="em")
     ratio = ppl_summary(setting)
-    kept = setting.summary(retention_ratio)
+    kept = ratio_summary(rules, setting)
     row = [
         label,
         ",".join(str(s) for s in sorted(setting.runs)),
@@ -342,7 +341,7 @@ def _row(
         f"{kept} {interval_text(kept)}" if kept.n else "-",
     ]
     if shared:
-        apart = setting.summary(lambda r: retention_ratio_without(r, shared))
+        apart = ratio_summary(rules, setting, shared)
         row.append(f"{apart} {interval_text(apart)}" if apart.n else "-")
     return row
 

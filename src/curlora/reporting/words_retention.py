@@ -17,13 +17,13 @@ for every run) read per setting.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import numpy as np
 
 from curlora.reporting.claims import difference_words, points
 from curlora.reporting.grid import GridRun, Rules, Setting
-from curlora.reporting.stats import LogSummary, Summary, summarize
+from curlora.reporting.stats import LogSummary, Statistic, Summary, seed_summary, summarize
 from curlora.reporting.tables import markdown
 from curlora.retention.items import FIXED_ANSWERS
 
@@ -39,6 +39,86 @@ def interval_text(d: Summary | LogSummary, bounds: tuple[float, float] | None = 
         return d.interval()
     low, high = max(d.low, bounds[0]), min(d.high, bounds[1])
     return f"[{low:+.3f}, {high:+.3f}]"
+
+
+def resamplable(runs: Sequence[GridRun]) -> bool:
+    """Whether every run recorded the suite's per-row outcomes at every point, on the same
+    suite tasks with the same rows (as a grid's runs do: one ``limit`` for all), so one
+    bootstrap of the suite's rows can be shared by all of them."""
+    arrays = [run.retention_outcomes for run in runs]
+    if not runs or any(a is None for a in arrays):
+        return False
+    shapes = {
+        tuple((t, a[t].shape) for t in run.results["retention"]["tasks"])
+        for run, a in zip(runs, arrays, strict=True)
+        if a is not None
+    }
+    return len(shapes) == 1
+
+
+def suite_summary(
+    rules: Rules,
+    runs: Sequence[GridRun],
+    value: Callable[[GridRun], float | None],
+    statistic: Statistic,
+    baseline: Sequence[GridRun] | None = None,
+) -> Summary:
+    """A retention statistic over seeds (minus ``baseline``'s, paired by position: the same
+    seed). When every run recorded the suite's per-row outcomes (:func:`resamplable`), the
+    interval also carries the rows' own noise: ``statistic`` (retention accuracies
+    [..., point, suite task] -> [...]) is recomputed on one bootstrap of the suite's rows
+    shared by every run, as the tasks' intervals are. Otherwise ``value`` (the same number
+    from ``results.json``) gives an interval over seeds alone."""
+    everything = [*runs, *(baseline or [])]
+    if resamplable(everything):
+        tasks = list(everything[0].results["retention"]["tasks"])
+        return seed_summary(
+            [run.retention_outcomes for run in runs],
+            tasks,
+            statistic,
+            rules.replicates,
+            rules.bootstrap_seed,
+            baseline=None if baseline is None else [run.retention_outcomes for run in baseline],
+        )
+    if baseline is None:
+        return summarize(value(run) for run in runs)
+    diffs = []
+    for mine, other in zip(runs, baseline, strict=True):
+        a, b = value(mine), value(other)
+        diffs.append(None if a is None or b is None else a - b)
+    return summarize(diffs)
+
+
+def kept_indices(run: GridRun, exclude: Collection[str]) -> list[int]:
+    """Positions of the run's suite tasks not in ``exclude``."""
+    tasks = (run.results.get("retention") or {}).get("tasks") or []
+    return [i for i, task in enumerate(tasks) if task not in exclude]
+
+
+def final_statistic(keep: Sequence[int]) -> Statistic:
+    """The suite's mean accuracy after the last task over the tasks at ``keep``."""
+    return lambda a: a[..., -1, :][..., list(keep)].mean(axis=-1)
+
+
+def ratio_statistic(keep: Sequence[int]) -> Statistic:
+    """The suite's mean accuracy after the last task over its mean before training."""
+    return lambda a: (
+        a[..., -1, :][..., list(keep)].mean(axis=-1) / a[..., 0, :][..., list(keep)].mean(axis=-1)
+    )
+
+
+def ratio_summary(rules: Rules, setting: Setting, exclude: Collection[str] = ()) -> Summary:
+    """Table 2's retention ratio of ``setting`` (over the suite tasks not in ``exclude``)."""
+    runs = list(setting.runs.values())
+    keep = kept_indices(runs[0], exclude) if runs else []
+    if not keep:
+        return summarize([])
+    return suite_summary(
+        rules,
+        runs,
+        (lambda run: retention_ratio_without(run, exclude)) if exclude else retention_ratio,
+        ratio_statistic(keep),
+    )
 
 
 def retention_ratio(run: GridRun) -> float | None:
@@ -114,14 +194,24 @@ def retention_rows(
     for cur in [s for s in settings if s.method == "curlora"]:
         for other in [s for s in settings if s.method != "curlora" and s.rank == cur.rank]:
             seeds = sorted(set(cur.runs) & set(other.runs))
-            diffs = []
-            for seed in seeds:
-                a = final_retention(cur.runs[seed], exclude)
-                b = final_retention(other.runs[seed], exclude)
-                diffs.append(None if a is None or b is None else a - b)
-            d = summarize(diffs)
+            mine = [cur.runs[seed] for seed in seeds]
+            keep = kept_indices(mine[0], exclude) if mine else []
+            if not keep:
+                continue
+            d = suite_summary(
+                rules,
+                mine,
+                lambda run: final_retention(run, exclude),
+                final_statistic(keep),
+                baseline=[other.runs[seed] for seed in seeds],
+            )
             if not d.n:
                 continue
+            noise = (
+                "over seeds and the suite's rows"
+                if d.test_noise
+                else "over seeds; the suite's fixed rows' own noise is not in it"
+            )
             rows.append(
                 (
                     f"Does CURLoRA keep more of what the base model knew than {other.method}"
@@ -138,8 +228,7 @@ def retention_rows(
                             f"{points(high)} more"
                         ),
                     ),
-                    f"{d} CI {d.interval()} (over seeds; the suite's fixed rows' own noise "
-                    f"is not in it); seeds {','.join(map(str, seeds))}{reading}",
+                    f"{d} CI {d.interval()} ({noise}); seeds {','.join(map(str, seeds))}{reading}",
                 )
             )
     return rows
@@ -158,10 +247,10 @@ def shared_reading(shared: dict[str, list[str]]) -> str:
     )
 
 
-def suite_table(settings: Sequence[Setting]) -> str:
-    """Each suite task's accuracy after the last task (mean ± std over seeds, 95 % CI) per
-    setting, with the base model's before training (the same rows for every run) in the
-    header."""
+def suite_table(rules: Rules, settings: Sequence[Setting]) -> str:
+    """Each suite task's accuracy after the last task (mean ± std over seeds, 95 % CI:
+    :func:`suite_summary`) per setting, with the base model's before training (the same rows
+    for every run) in the header."""
     runs = [r for s in settings for r in s.runs.values() if r.results.get("retention")]
     if not runs:
         return "No run carried the retention suite."
@@ -174,8 +263,13 @@ def suite_table(settings: Sequence[Setting]) -> str:
     rows = []
     for setting in settings:
         cells = []
-        for task in tasks:
-            d = setting.summary(lambda r, task=task: _final(r, task))
+        for j, task in enumerate(tasks):
+            d = suite_summary(
+                rules,
+                list(setting.runs.values()),
+                lambda r, task=task: _final(r, task),
+                lambda a, j=j: a[..., -1, j],
+            )
             cells.append(f"{d} {interval_text(d, (0.0, 1.0))}" if d.n else "-")
         rows.append([setting.label, ",".join(str(s) for s in sorted(setting.runs)), *cells])
     return markdown(header, rows)
@@ -201,13 +295,11 @@ def retention_section(
         "## What the base model knew: the retention suite task by task",
         "",
         "Accuracy after the last task on each suite task (lm-eval, the same fixed rows for "
-        "every run; mean ± std over seeds, 95 % CI over seeds, none below "
+        f"every run; mean ± std over seeds, 95 % CI {_noise_words(every)}, none below "
         f"{MIN_SEEDS} seeds). Table 2's retention ratio and the rule's question average "
-        "them. The intervals leave out the rows' own noise (the same rows for every run):"
-        f" {_row_noise(every)}, so a change from before smaller than about twice that is "
-        "within the rows' noise.",
+        f"them. {_row_noise_sentence(every)}",
         "",
-        suite_table([*settings, *references]),
+        suite_table(rules, [*settings, *references]),
         "",
     ]
     extra: list[tuple[str, str, str]] = []
@@ -227,6 +319,36 @@ def retention_section(
         lines.append("")
         extra = retention_rows(rules, settings, exclude=set(shared), reading=shared_reading(shared))
     return lines, extra
+
+
+def _noise_words(runs: Sequence[GridRun]) -> str:
+    """What the section's intervals are over."""
+    suite = [r for r in runs if r.results.get("retention")]
+    if suite and all(r.retention_outcomes is not None for r in suite):
+        return "over seeds and the suite's rows"
+    return "over seeds"
+
+
+def _row_noise_sentence(runs: Sequence[GridRun]) -> str:
+    """How the section's intervals treat the rows' own noise: resampled where every run of
+    a cell recorded its per-row outcomes, else left out and sized (the binomial errors)."""
+    suite = [r for r in runs if r.results.get("retention")]
+    without = [r for r in suite if r.retention_outcomes is None]
+    if suite and not without:
+        return (
+            "The intervals carry the rows' own noise: one bootstrap of the suite's rows, "
+            "shared by every run, as the trained tasks' intervals resample theirs."
+        )
+    where = (
+        "The intervals leave out"
+        if len(without) == len(suite)
+        else f"Where a cell has a run without its per-row outcomes ({len(without)} of "
+        f"{len(suite)} runs: made before they were recorded), its interval leaves out"
+    )
+    return (
+        f"{where} the rows' own noise (the same rows for every run): {_row_noise(runs)}, so "
+        "a change from before smaller than about twice that is within the rows' noise."
+    )
 
 
 def _row_noise(runs: Sequence[GridRun]) -> str:

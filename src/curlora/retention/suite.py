@@ -42,6 +42,9 @@ class TaskScore:
     acc: float
     acc_norm: float
     n: int
+    correct: str = ""
+    """Per row, in lm-eval's document order: ``"1"`` where ``acc`` picked the right choice
+    (empty: not recorded)."""
 
 
 def offline_task_config(task: str, cache_dir: str | os.PathLike[str] | None) -> dict[str, Any]:
@@ -154,7 +157,9 @@ def evaluate(
                 tasks=list(tasks.values()),
                 limit=limit,
                 bootstrap_iters=0,  # no bootstrap stderr: seconds per task at every point
-                log_samples=False,
+                # per-row scores, for intervals that resample the suite's rows; the logged
+                # documents of a few hundred rows are kept in memory for this call only
+                log_samples=True,
                 cache_requests=False,
             )
         finally:
@@ -172,5 +177,19 @@ def evaluate(
             acc=float(row.get("acc,none", math.nan)),
             acc_norm=float(row.get("acc_norm,none", math.nan)),
             n=int(n),
+            correct=row_outcomes(out["samples"][key], int(n)),
         )
     return scores
+
+
+def row_outcomes(samples: Sequence[Mapping[str, Any]], n: int) -> str:
+    """lm-eval's logged samples of one task as one ``"1"``/``"0"`` per row, by document id:
+    each row's ``acc`` (1.0 when its highest-log-likelihood choice is the right one). Empty
+    (not recorded) when they are not one per scored row: the score itself still stands."""
+    ordered = sorted(samples, key=lambda sample: int(sample["doc_id"]))
+    if len(ordered) != n:
+        log.warning(
+            "retention: %d logged rows for %d scored; row outcomes not recorded", len(ordered), n
+        )
+        return ""
+    return "".join("1" if float(sample["acc"]) else "0" for sample in ordered)

@@ -57,8 +57,9 @@ from curlora.run.record import Evaluation, RunRecord, evaluation_inconsistency
 
 log = logging.getLogger("curlora")
 # Bump when the evaluation itself changes (2: validation carves, 3: checksums, 4: the whole
-# base, its config, the tokenizer and the machine in the key).
-VERSION = 4
+# base, its config, the tokenizer and the machine in the key, 5: the retention suite's
+# per-row outcomes recorded).
+VERSION = 5
 ENTRY_FORMAT = "curlora-evaluation/3"
 
 # The Trainer settings that change how the evaluation runs (device, sharding, autocast);

@@ -10,8 +10,9 @@ resumed run continues from exactly what was known, and ``results.json`` is built
 A record read back from a file is checked against itself (:func:`score_inconsistency`):
 an accuracy and a top-class share are functions of their confusion matrix, and the
 per-example outcomes stored beside them must agree with both, so a score edited on its own
-(an ``accuracy`` 0.45 made 0.95) is found. Perplexity, probe and retention scores have no
-outcomes to check: only a checksum of the whole record guards them.
+(an ``accuracy`` 0.45 made 0.95) is found; so must a retention score's ``acc`` and its
+per-row outcomes, where recorded. Perplexity and probe scores have no outcomes to check:
+only a checksum of the whole record guards them.
 """
 
 from __future__ import annotations
@@ -73,6 +74,10 @@ class RetentionScore:
     acc: float
     acc_norm: float
     n: int
+    correct: str | None = None
+    """Per row of the subset, in lm-eval's document order: ``"1"`` where ``acc`` picked the
+    right choice, ``"0"`` where not (None: not recorded, as in runs made before it was).
+    Intervals that carry the suite's row noise resample these, as a task's ``correct``."""
 
 
 @dataclass(frozen=True)
@@ -260,6 +265,7 @@ class RunRecord:
                         float(decode_number(r["acc"])),
                         float(decode_number(r["acc_norm"])),
                         int(r["n"]),
+                        None if r.get("correct") is None else str(r["correct"]),
                     )
                     for t, r in node.get("retention", {}).items()
                 },
@@ -340,6 +346,21 @@ def score_inconsistency(score: TaskScore) -> str | None:
     return None
 
 
+def retention_inconsistency(score: RetentionScore) -> str | None:
+    """Why a retention score cannot be what was measured: its per-row outcomes, where
+    recorded, are not one per row of its subset with ``acc`` their share of ``"1"`` (lm-eval
+    averages the rows' 0/1 scores, the same division); None when it agrees with itself."""
+    if score.correct is None:
+        return None
+    problem = _outcome_problem(score.correct, score.n, "outcomes")
+    if problem:
+        return f"acc {score.acc}: {problem}"
+    rate = score.correct.count("1") / score.n if score.n else math.nan
+    if not _same(score.acc, rate):
+        return f"acc {score.acc} disagrees with its outcomes"
+    return None
+
+
 def evaluation_inconsistency(evaluation: Evaluation) -> str | None:
     """The first score of ``evaluation`` that disagrees with itself, named by where it sits
     (``scores.pairs: accuracy 0.95 disagrees with ...``); None when all agree."""
@@ -348,4 +369,8 @@ def evaluation_inconsistency(evaluation: Evaluation) -> str | None:
             problem = score_inconsistency(score)
             if problem:
                 return f"{role}.{task}: {problem}"
+    for task, retained in evaluation.retention.items():
+        problem = retention_inconsistency(retained)
+        if problem:
+            return f"retention.{task}: {problem}"
     return None

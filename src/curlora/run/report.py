@@ -34,10 +34,11 @@ def outcomes(record: RunRecord) -> dict[str, Any]:
 
     ``{"tasks": [...], "points": ["initial", <task 1>, ...], "eval": {task: [s0, s1, ...]},
     "validation": {...}}`` and, under head=words, ``"eval_exact_match"`` (the same strings
-    for the whole-vocabulary exact match): ``s_k`` is a string of ``"1"``/``"0"``, one
-    character per row of the task's split, at point k (before training, then after each
-    task; None where not evaluated or not recorded). Intervals over test examples resample
-    these rows.
+    for the whole-vocabulary exact match), and with a retention suite, ``"retention"`` (its
+    tasks' strings over the suite's rows, :func:`retention_strings`): ``s_k`` is a string
+    of ``"1"``/``"0"``, one character per row of the task's split, at point k (before
+    training, then after each task; None where not evaluated or not recorded). Intervals
+    over test examples resample these rows.
     """
     points = [record.initial, *record.after_task]
 
@@ -60,7 +61,26 @@ def outcomes(record: RunRecord) -> dict[str, Any]:
     exact = strings("scores", "exact_correct")
     if any(s is not None for row in exact.values() for s in row):
         written["eval_exact_match"] = exact
+    retention = retention_strings(record)
+    if retention:
+        written["retention"] = retention
     return written
+
+
+def retention_strings(record: RunRecord) -> dict[str, list[str | None]]:
+    """The retention suite's per-row outcomes: suite task -> one string per evaluation point
+    (as ``eval``'s; None where not evaluated or not recorded); empty when no point recorded
+    any (the suite was off, or the run predates the record)."""
+    points = [record.initial, *record.after_task]
+    names = (record.retention() or {}).get("tasks") or []
+    out = {
+        task: [
+            None if e is None or task not in e.retention else e.retention[task].correct
+            for e in points
+        ]
+        for task in names
+    }
+    return out if any(s is not None for row in out.values() for s in row) else {}
 
 
 def _evaluations(record: RunRecord, majority: Mapping[str, float]) -> list[dict[str, Any]]:
