@@ -51,6 +51,7 @@ def test_a_record_from_before_the_rows_were_kept_still_reads() -> None:
         ({"correct": ROWS + "1"}, "11 per-example outcomes for 10 examples"),
         ({"correct": ROWS.replace("0", "x")}, "not made of 0 and 1"),
     ],
+    ids=["acc edited", "a row more", "not 0 and 1"],
 )
 def test_an_acc_that_disagrees_with_its_rows_is_found(change: dict, said: str) -> None:
     good = RetentionScore(acc=0.6, acc_norm=0.5, n=10, correct=ROWS)
