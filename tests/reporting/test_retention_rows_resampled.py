@@ -46,13 +46,14 @@ def _with_rows(run: GridRun, after: str, record: bool = True) -> GridRun:
     return GridRun(run.path, results)
 
 
-def _pair_runs(store: Path, record: bool) -> list[GridRun]:
+def _pair_runs(store: Path, record: bool, unrecorded_seeds: tuple[int, ...] = ()) -> list[GridRun]:
     runs = []
     for seed in (1, 2, 3):  # every seed measures the same: the spread over seeds is zero
+        kept = record and seed not in unrecorded_seeds
         lora = _as(_run(store / "runs" / "lora", seed, 1e-3, KEEPS, 0.8), "lora")
-        runs.append(_with_rows(lora, LORA_AFTER, record))
+        runs.append(_with_rows(lora, LORA_AFTER, kept))
         cur = _as(_run(store / "runs" / "cur", seed, 1e-3, KEEPS, 0.8), "curlora")
-        runs.append(_with_rows(cur, BEFORE, record))
+        runs.append(_with_rows(cur, BEFORE, kept))
     return runs
 
 
@@ -130,3 +131,20 @@ def test_retention_rows_that_disagree_with_results_leave_the_file_out_by_name(
         loaded.outcomes_left_out or ""
     )
     assert "100 of 100 right, results.json says 0.6" in (loaded.outcomes_left_out or "")
+
+
+def test_a_comparison_with_a_run_without_rows_is_over_seeds_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Seed 2's pair ran before the rows were recorded: no shared bootstrap can include it,
+    # so the question is over seeds alone, and the section counts the runs without rows.
+    store = _store(tmp_path)
+    runs = _pair_runs(store, True, unrecorded_seeds=(2,))
+    monkeypatch.setattr(words_report, "load_grid", lambda root: runs)
+    report = _report(store, tmp_path)
+    row = _question(report)
+    assert _interval(row) == (0.2, 0.2)
+    assert "the suite's fixed rows' own noise is not in it" in row
+    section = report[report.index("## What the base model knew") :]
+    assert "over the suite's rows where every run of a cell recorded them" in section
+    assert "Where a cell has a run without its per-row outcomes (2 of 6 runs)" in section

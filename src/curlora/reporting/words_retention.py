@@ -324,8 +324,11 @@ def retention_section(
 def _noise_words(runs: Sequence[GridRun]) -> str:
     """What the section's intervals are over."""
     suite = [r for r in runs if r.results.get("retention")]
-    if suite and all(r.retention_outcomes is not None for r in suite):
+    recorded = [r for r in suite if r.retention_outcomes is not None]
+    if suite and len(recorded) == len(suite):
         return "over seeds and the suite's rows"
+    if recorded:
+        return "over seeds, and over the suite's rows where every run of a cell recorded them"
     return "over seeds"
 
 
@@ -343,7 +346,7 @@ def _row_noise_sentence(runs: Sequence[GridRun]) -> str:
         "The intervals leave out"
         if len(without) == len(suite)
         else f"Where a cell has a run without its per-row outcomes ({len(without)} of "
-        f"{len(suite)} runs: made before they were recorded), its interval leaves out"
+        f"{len(suite)} runs), its interval leaves out"
     )
     return (
         f"{where} the rows' own noise (the same rows for every run): {_row_noise(runs)}, so "
