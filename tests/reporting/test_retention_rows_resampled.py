@@ -148,3 +148,21 @@ def test_a_comparison_with_a_run_without_rows_is_over_seeds_and_says_so(
     section = report[report.index("## What the base model knew") :]
     assert "over the suite's rows where every run of a cell recorded them" in section
     assert "Where a cell has a run without its per-row outcomes (2 of 6 runs)" in section
+
+
+@pytest.mark.parametrize(
+    "node",
+    [["0101"], {}, {"analogy_semantic": "1" * ROWS, "wiki_cloze": "1" * ROWS}, {"x": None}],
+    ids=["a list", "no task", "a string, not points", "another task"],
+)
+def test_a_retention_node_of_another_shape_leaves_the_file_out_without_a_crash(
+    tmp_path: Path, node: object
+) -> None:
+    run = _with_rows(_run(tmp_path, 1, 1e-3, KEEPS, 0.8), LORA_AFTER)
+    path = run.path / "outcomes.json"
+    outcomes = json.loads(path.read_text())
+    outcomes["retention"] = node
+    path.write_text(json.dumps(outcomes))
+    loaded = GridRun(run.path, run.results)
+    assert loaded.retention_outcomes is None and loaded.outcomes is None
+    assert loaded.outcomes_left_out
