@@ -74,6 +74,4 @@ class RetentionCallback(Callback):
             ", ".join(f"{t}={s.acc:.3f}" for t, s in scores.items()),
             time.perf_counter() - start,
         )
-        return {
-            t: RetentionScore(s.acc, s.acc_norm, s.n, s.correct or None) for t, s in scores.items()
-        }
+        return {t: RetentionScore(s.acc, s.acc_norm, s.n, s.correct) for t, s in scores.items()}

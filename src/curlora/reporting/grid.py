@@ -220,40 +220,22 @@ class GridRun:
                 rows = self.score_rows(score)
                 problem = outcomes_problem(strings, rows, self.tasks, eval_sizes(self.results))
                 if problem is not None:
-                    why = shown(f"{key} disagrees with results.json: {problem}")
-                    log.warning(
-                        "%s %s; this run's outcomes are left out (its intervals are over "
-                        "seeds alone)",
-                        shown(path),
-                        why,
-                    )
-                    return {}, why
+                    return _left_out(path, f"{key} disagrees with results.json: {problem}")
                 found[key] = outcome_arrays(strings)
-            retention = self._retention_outcomes(data)
-            if isinstance(retention, str):
-                log.warning(
-                    "%s %s; this run's outcomes are left out (its intervals are over seeds alone)",
-                    shown(path),
-                    retention,
-                )
-                return {}, retention
-            if retention is not None:
-                found["retention"] = retention
             # The writer's null is "not recorded", no disagreement, but a score with a null
             # point cannot be resampled. A completed run records every point, so the whole
             # file is left out and named, as the report's line on it says (every interval
             # over the run is then over seeds alone, whichever score it is of).
-            partial = [
-                key for key, arrays in found.items() if arrays is None and key != "retention"
-            ]
+            partial = [key for key, arrays in found.items() if arrays is None]
             if partial:
-                why = shown(f"{', '.join(partial)}: outcomes not recorded at some points")
-                log.warning(
-                    "%s %s; this run's outcomes are left out (its intervals are over seeds alone)",
-                    shown(path),
-                    why,
+                return _left_out(
+                    path, f"{', '.join(partial)}: outcomes not recorded at some points"
                 )
-                return {}, why
+            retention = self._retention_outcomes(data)
+            if isinstance(retention, str):
+                return _left_out(path, retention)
+            if retention is not None:
+                found["retention"] = retention
             return found, None
         except FileNotFoundError:
             return {}, None
@@ -284,7 +266,7 @@ class GridRun:
             trained=self.tasks,
         )
         if problem is not None:
-            return shown(f"retention disagrees with results.json: {problem}")
+            return f"retention disagrees with results.json: {problem}"
         return outcome_arrays(strings)
 
     @property
@@ -460,6 +442,17 @@ class Setting:
 
     def summary(self, value: Any) -> Summary:
         return summarize(value(run) for run in self.runs.values())
+
+
+def _left_out(path: Path, why: str) -> tuple[dict[str, Outcomes | None], str]:
+    """Leave a run's whole ``outcomes.json`` out for ``why``, named in one warning."""
+    why = shown(why)
+    log.warning(
+        "%s %s; this run's outcomes are left out (its intervals are over seeds alone)",
+        shown(path),
+        why,
+    )
+    return {}, why
 
 
 def table_settings(

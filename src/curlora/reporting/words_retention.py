@@ -51,7 +51,6 @@ def resamplable(runs: Sequence[GridRun]) -> bool:
     shapes = {
         tuple((t, a[t].shape) for t in run.results["retention"]["tasks"])
         for run, a in zip(runs, arrays, strict=True)
-        if a is not None
     }
     return len(shapes) == 1
 
@@ -116,29 +115,19 @@ def ratio_summary(rules: Rules, setting: Setting, exclude: Collection[str] = ())
     return suite_summary(
         rules,
         runs,
-        (lambda run: retention_ratio_without(run, exclude)) if exclude else retention_ratio,
+        lambda run: retention_ratio(run, exclude),
         ratio_statistic(keep),
     )
 
 
-def retention_ratio(run: GridRun) -> float | None:
-    """Mean retention accuracy after the last task over its mean before training (None when
-    the run carried no retention suite or a point is missing)."""
+def retention_ratio(run: GridRun, exclude: Collection[str] = ()) -> float | None:
+    """Mean retention accuracy after the last task over its mean before training, over the
+    suite tasks not in ``exclude`` (None when the run carried no retention suite, a point is
+    missing or no task is left)."""
     retention = run.results.get("retention")
     if not retention:
         return None
-    first, last = retention["acc"][0], retention["acc"][-1]
-    if first is None or last is None or not sum(first):
-        return None
-    return float(np.mean(last) / np.mean(first))
-
-
-def retention_ratio_without(run: GridRun, exclude: Collection[str]) -> float | None:
-    """:func:`retention_ratio` over the suite tasks not in ``exclude`` (None as there)."""
-    retention = run.results.get("retention")
-    if not retention:
-        return None
-    keep = [i for i, task in enumerate(retention["tasks"]) if task not in exclude]
+    keep = kept_indices(run, exclude)
     first, last = retention["acc"][0], retention["acc"][-1]
     if not keep or first is None or last is None or not sum(first[i] for i in keep):
         return None
@@ -321,13 +310,18 @@ def retention_section(
     return lines, extra
 
 
+def _rows_recorded(runs: Sequence[GridRun]) -> tuple[int, int]:
+    """(runs that carried the suite, those of them without per-row outcomes)."""
+    suite = [r for r in runs if r.results.get("retention")]
+    return len(suite), sum(r.retention_outcomes is None for r in suite)
+
+
 def _noise_words(runs: Sequence[GridRun]) -> str:
     """What the section's intervals are over."""
-    suite = [r for r in runs if r.results.get("retention")]
-    recorded = [r for r in suite if r.retention_outcomes is not None]
-    if suite and len(recorded) == len(suite):
+    suite, without = _rows_recorded(runs)
+    if suite and not without:
         return "over seeds and the suite's rows"
-    if recorded:
+    if without < suite:
         return "over seeds, and over the suite's rows where every run of a cell recorded them"
     return "over seeds"
 
@@ -335,8 +329,7 @@ def _noise_words(runs: Sequence[GridRun]) -> str:
 def _row_noise_sentence(runs: Sequence[GridRun]) -> str:
     """How the section's intervals treat the rows' own noise: resampled where every run of
     a cell recorded its per-row outcomes, else left out and sized (the binomial errors)."""
-    suite = [r for r in runs if r.results.get("retention")]
-    without = [r for r in suite if r.retention_outcomes is None]
+    suite, without = _rows_recorded(runs)
     if suite and not without:
         return (
             "The intervals carry the rows' own noise: one bootstrap of the suite's rows, "
@@ -344,9 +337,9 @@ def _row_noise_sentence(runs: Sequence[GridRun]) -> str:
         )
     where = (
         "The intervals leave out"
-        if len(without) == len(suite)
-        else f"Where a cell has a run without its per-row outcomes ({len(without)} of "
-        f"{len(suite)} runs), its interval leaves out"
+        if without == suite
+        else f"Where a cell has a run without its per-row outcomes ({without} of {suite} "
+        "runs), its interval leaves out"
     )
     return (
         f"{where} the rows' own noise (the same rows for every run): {_row_noise(runs)}, so "

@@ -42,9 +42,9 @@ class TaskScore:
     acc: float
     acc_norm: float
     n: int
-    correct: str = ""
+    correct: str | None = None
     """Per row, in lm-eval's document order: ``"1"`` where ``acc`` picked the right choice
-    (empty: not recorded)."""
+    (None: not recorded)."""
 
 
 def offline_task_config(task: str, cache_dir: str | os.PathLike[str] | None) -> dict[str, Any]:
@@ -182,14 +182,14 @@ def evaluate(
     return scores
 
 
-def row_outcomes(samples: Sequence[Mapping[str, Any]], n: int) -> str:
+def row_outcomes(samples: Sequence[Mapping[str, Any]], n: int) -> str | None:
     """lm-eval's logged samples of one task as one ``"1"``/``"0"`` per row, by document id:
-    each row's ``acc`` (1.0 when its highest-log-likelihood choice is the right one). Empty
+    each row's ``acc`` (1.0 when its highest-log-likelihood choice is the right one). None
     (not recorded) when they are not one per scored row: the score itself still stands."""
     ordered = sorted(samples, key=lambda sample: int(sample["doc_id"]))
     if len(ordered) != n:
         log.warning(
             "retention: %d logged rows for %d scored; row outcomes not recorded", len(ordered), n
         )
-        return ""
+        return None
     return "".join("1" if float(sample["acc"]) else "0" for sample in ordered)
