@@ -42,6 +42,7 @@ from curlora.strategies.base import (
     Batch,
     ContinualModel,
     Strategy,
+    TaskData,
     check_float,
     check_int,
     head_param_ids,
@@ -164,11 +165,11 @@ class EWC(Strategy):
         heads = set() if self.include_heads else head_param_ids(module)
         return [(n, p) for n, p in module.trainable_named_parameters() if id(p) not in heads]
 
-    def on_task_start(self, module: ContinualModel, task: str, datamodule: ContinualModel) -> None:
+    def on_task_start(self, module: ContinualModel, task: str, datamodule: TaskData) -> None:
         """Nothing to do yet; fail now rather than after training when there is no datamodule."""
         require_datamodule(self.name, "on_task_start", datamodule)
 
-    def on_task_end(self, module: ContinualModel, task: str, datamodule: ContinualModel) -> None:
+    def on_task_end(self, module: ContinualModel, task: str, datamodule: TaskData) -> None:
         """Estimate ``F_task``, snapshot ``θ*_task`` and consolidate (once per task)."""
         if task in self._tasks:
             return  # already consolidated (a resumed run repeating the hook)

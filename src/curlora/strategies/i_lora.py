@@ -37,6 +37,7 @@ from curlora.strategies.base import (
     Batch,
     ContinualModel,
     OptimizerStep,
+    TaskData,
     check_float,
     head_param_ids,
 )
@@ -122,7 +123,7 @@ class ILoRA(Replay):
                     p.copy_(values[name])
 
     # ------------------------------------------------------------------ task boundaries
-    def on_task_start(self, module: ContinualModel, task: str, datamodule: Any) -> None:
+    def on_task_start(self, module: ContinualModel, task: str, datamodule: TaskData) -> None:
         super().on_task_start(module, task, datamodule)
         if self._parked:  # θ_s was loaded for the evaluation: the fast learner goes on
             self._load(module, self._parked)
@@ -130,7 +131,7 @@ class ILoRA(Replay):
         for name, p in self.adapter_parameters(module):  # θ_s starts where θ_w starts
             self._slow.setdefault(name, p.detach().clone())
 
-    def on_task_end(self, module: ContinualModel, task: str, datamodule: Any) -> None:
+    def on_task_end(self, module: ContinualModel, task: str, datamodule: TaskData) -> None:
         super().on_task_end(module, task, datamodule)
         if task in self._ended:
             return  # a resumed run repeating the hook: θ_s is already loaded

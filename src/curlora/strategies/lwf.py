@@ -36,6 +36,7 @@ from curlora.strategies.base import (
     Batch,
     ContinualModel,
     Strategy,
+    TaskData,
     batch_to,
     check_float,
     check_int,
@@ -123,7 +124,7 @@ class LwF(Strategy):
 
     # -- hooks -------------------------------------------------------------------------
 
-    def on_task_start(self, module: ContinualModel, task: str, datamodule: ContinualModel) -> None:
+    def on_task_start(self, module: ContinualModel, task: str, datamodule: TaskData) -> None:
         """Record past heads' outputs on ``task``'s training inputs (once per task)."""
         require_datamodule(self.name, "on_task_start", datamodule)
         past = [t for t in self._trained if t != task]
@@ -133,7 +134,7 @@ class LwF(Strategy):
         if past and self.reuse_features:
             self._capture = _HeadInput(module.heads[task])
 
-    def on_task_end(self, module: ContinualModel, task: str, datamodule: ContinualModel) -> None:
+    def on_task_end(self, module: ContinualModel, task: str, datamodule: TaskData) -> None:
         """Mark ``task``'s head as trained; drop the targets, which served only this task."""
         self._release()
         if task not in self._trained:
@@ -208,7 +209,7 @@ class LwF(Strategy):
         return {p: module.task_logits(batch, p) for p in past}
 
     def _record(
-        self, module: ContinualModel, task: str, datamodule: ContinualModel, past: list[str]
+        self, module: ContinualModel, task: str, datamodule: TaskData, past: list[str]
     ) -> None:
         """Fill ``_index`` / ``_old`` with past heads' outputs on ``task``'s training inputs."""
         self._targets_task, self._index, self._old = task, None, {}

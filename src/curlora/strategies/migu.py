@@ -43,7 +43,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from curlora.strategies.base import ContinualModel, Strategy, check_float, head_param_ids
+from curlora.strategies.base import ContinualModel, Strategy, TaskData, check_float, head_param_ids
 
 log = logging.getLogger("curlora")
 
@@ -90,7 +90,7 @@ class MIGU(Strategy):
             if isinstance(m, nn.Linear) and m.weight.requires_grad
         }
 
-    def on_task_start(self, module: ContinualModel, task: str, datamodule: Any) -> None:
+    def on_task_start(self, module: ContinualModel, task: str, datamodule: TaskData) -> None:
         """Hook every trainable linear layer (again after a resume: nothing is carried)."""
         self._remove()
         layers = self.masked_layers(module)
@@ -115,7 +115,7 @@ class MIGU(Strategy):
                 if param is not None and param.requires_grad:
                     self._handles.append(param.register_hook(self._masker(key)))
 
-    def on_task_end(self, module: ContinualModel, task: str, datamodule: Any) -> None:
+    def on_task_end(self, module: ContinualModel, task: str, datamodule: TaskData) -> None:
         self._remove()
 
     def _remove(self) -> None:

@@ -26,6 +26,7 @@ from curlora.strategies.base import (
     Batch,
     ContinualModel,
     Strategy,
+    TaskData,
     batch_to,
     check_int,
     new_generator,
@@ -102,11 +103,11 @@ class Replay(Strategy):
         """The examples kept for ``task`` (empty when it has no buffer)."""
         return list(self._buffers.get(task, []))
 
-    def on_task_start(self, module: ContinualModel, task: str, datamodule: ContinualModel) -> None:
+    def on_task_start(self, module: ContinualModel, task: str, datamodule: TaskData) -> None:
         """Remember how to collate examples: ``extra_batches`` gets no datamodule."""
         self._collate = require_datamodule(self.name, "on_task_start", datamodule).collate
 
-    def on_task_end(self, module: ContinualModel, task: str, datamodule: ContinualModel) -> None:
+    def on_task_end(self, module: ContinualModel, task: str, datamodule: TaskData) -> None:
         """Fill ``task``'s reservoir from its training examples (once per task)."""
         self._collate = require_datamodule(self.name, "on_task_end", datamodule).collate
         if task in self._buffers:

@@ -42,6 +42,7 @@ from curlora.strategies.base import (
     ContinualModel,
     OptimizerStep,
     Strategy,
+    TaskData,
     check_float,
     head_param_ids,
 )
@@ -89,7 +90,7 @@ class SynapticIntelligence(Strategy):
         return [(n, p) for n, p in module.trainable_named_parameters() if id(p) not in heads]
 
     # ------------------------------------------------------------------ task boundaries
-    def on_task_start(self, module: ContinualModel, task: str, datamodule: Any) -> None:
+    def on_task_start(self, module: ContinualModel, task: str, datamodule: TaskData) -> None:
         """Start ω at 0 and remember θ(start); a resumed task keeps its restored ω."""
         if task == self._current or task in self._tasks:
             return  # resumed inside this task (or after it): the state is the checkpoint's
@@ -98,7 +99,7 @@ class SynapticIntelligence(Strategy):
         self._start = detached(named)
         self._path = {n: torch.zeros_like(t) for n, t in self._start.items()}
 
-    def on_task_end(self, module: ContinualModel, task: str, datamodule: Any) -> None:
+    def on_task_end(self, module: ContinualModel, task: str, datamodule: TaskData) -> None:
         """Fold ω into Ω (Eq. 5) and move θ̃ to the parameters now (once per task)."""
         if task in self._tasks:
             return  # already consolidated (a resumed run repeating the hook)
