@@ -134,6 +134,11 @@ def test_sigterm_checkpoints_exits_143_and_resume_matches(
     assert (run_dir / "checkpoints" / "task_1_steps" / "last.ckpt").exists()
     resumed = run_cli([f"resume={run_dir}"], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    # The run's log says the task was taken up mid-way, at the step the signal left it
+    # (the batch in flight when SIGTERM came was finished: one optimizer step of reviews).
+    said = (run_dir / "train.log").read_text()
+    kept = "resume: task 2 continues from its step checkpoint (optimizer step 1 of the task)"
+    assert kept in said, said[-3000:]
     numbers = ("accuracy_matrix", "initial_accuracy", "perplexity", "metrics")
     assert {k: _results(run_dir)[k] for k in numbers} == {
         k: _results(reference)[k] for k in numbers

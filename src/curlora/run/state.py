@@ -268,17 +268,25 @@ def latest_task_checkpoint(run_dir: Path, num_tasks: int) -> tuple[int, dict[str
 
 
 def usable_step_checkpoint(run_dir: Path, index: int) -> Path | None:
-    """``task_<index>_steps/last.ckpt`` if it exists and loads; a damaged one is named in a
-    warning and the task restarts from its beginning instead."""
+    """``task_<index>_steps/last.ckpt`` if it exists and loads, said in the log with the
+    step it holds (a resumed run's log then shows how much of the task was kept); a damaged
+    one is named in a warning and the task restarts from its beginning instead."""
     path = step_checkpoint(run_dir, index)
     if not path.exists():
         return None
     try:
-        _load_checked(path)  # Lightning reads it again, also with weights_only=True
+        payload = _load_checked(path)  # Lightning reads it again, also with weights_only=True
     except DamagedFile as damaged:
         # Tasks count from 1 in the log ("task 2/3"), so they do here too.
         log.warning("resume: %s; restarting task %d from its beginning", damaged, index + 1)
         return None
+    step = payload.get("global_step") if isinstance(payload, dict) else None
+    log.info(
+        "resume: task %d continues from its step checkpoint (optimizer step %s of the task): %s",
+        index + 1,
+        step if isinstance(step, int) else "unknown",
+        path,
+    )
     return path
 
 
