@@ -37,6 +37,7 @@ def test_equal_plasticity_interpolates_along_the_frontier() -> None:
     # Overlap [0.035, 0.068], middle 0.0515: curlora halfway between its two frontier
     # points, 1.012 + 0.5 · (1.118 − 1.012) = 1.065; lora (0.0515 − 0.008) / 0.084 of the
     # way from 1.000 to 1.040 = 1.0207.
-    assert "at plasticity +0.052" in line
+    assert "at plasticity +0.052 (over head_only; the middle of the overlap" in line
+    assert "[+0.035, +0.068])" in line
     assert "curlora perplexity ratio 1.065" in line and "lora perplexity ratio 1.021" in line
     assert math.isclose(1.012 + 0.5 * (1.118 - 1.012), 1.065)

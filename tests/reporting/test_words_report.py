@@ -97,7 +97,8 @@ def test_the_words_report_reads_the_check_the_zero_shot_control_and_the_referenc
     report = _report(store, tmp_path)
     assert "forgetting measurable by the rule" in report
     # The check's evidence, run by run: LoRA's three seeds at its rate.
-    assert report.count("| 0.001 | ") == 3 and "| -0.250 | -0.250 | ×1.000 |" in report
+    check = report[: report.index("## What ran")]
+    assert check.count("| 0.001 | ") == 3 and "| -0.250 | -0.250 | ×1.000 |" in check
     assert "The rest of the grid runs under the first protocol." in report
     # The check's table carries its controls: the majority rate and the zero-shot row (em).
     assert "| majority | - | 0.500 / 0.500 / 0.500 | - | - | - |" in report

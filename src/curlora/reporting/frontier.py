@@ -1,5 +1,6 @@
 """The stability–plasticity frontier of a grid: each method over its learning rates,
-plasticity (gain over ``head_only`` right after each task, paired by seed) against
+plasticity (gain over a control right after each task: ``head_only`` paired by seed under
+per-task heads, the run's own zero-shot accuracy when the model answers in words) against
 stability (perplexity ratio; BWT); the table, the figure and the comparison at equal
 plasticity."""
 
@@ -8,21 +9,51 @@ from __future__ import annotations
 import itertools
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from curlora.reporting.grid import CONTROLS, GridRun, by_seed, default_sampling
 from curlora.reporting.stats import LogSummary, summarize, summarize_log
+from curlora.reporting.tables import markdown
+
+# A run's control accuracy per task (the diagonal it is compared with), or None without one.
+Reference = Callable[[GridRun], Sequence[float | None] | None]
+
+
+def head_only_reference(runs: Sequence[GridRun]) -> Reference | None:
+    """The ``head_only`` run of the same seed as the control (per-task heads: what the
+    heads alone learn over a frozen model); None when the grid has no ``head_only`` run."""
+    head = by_seed(r for r in runs if r.method == "head_only")
+    if not head:
+        return None
+
+    def reference(run: GridRun) -> list[float | None] | None:
+        probe = head.get(run.seed)
+        return None if probe is None else probe.diagonal()
+
+    return reference
+
+
+def zero_shot_reference(run: GridRun) -> list[float | None]:
+    """The run's own evaluation before training as the control (the words protocol: the
+    same frozen model answers in words before any task is trained)."""
+    return list(run.results["initial_accuracy"])
 
 
 def frontier_points(
-    runs: Sequence[GridRun], learned: Sequence[int] | None = None, rank: int | None = None
+    runs: Sequence[GridRun],
+    learned: Sequence[int] | None = None,
+    rank: int | None = None,
+    reference: Reference | None = None,
 ) -> list[dict[str, Any]]:
     """Per adapter method and learning rate (at ``rank``, default: the smallest; default
-    sampling): plasticity and stability summaries over seeds, plasticity paired with
-    ``head_only`` by seed; BWT over all tasks and over the ``learned`` task set."""
-    head = by_seed(r for r in runs if r.method == "head_only")
+    sampling): plasticity and stability summaries over seeds, plasticity paired with the
+    ``reference`` (default: ``head_only`` by seed; no points without one); BWT over all
+    tasks and over the ``learned`` task set."""
+    reference = reference or head_only_reference(runs)
+    if reference is None:
+        return []
     points = []
     ranks = [rank] if rank is not None else sorted({r.rank for r in runs if r.rank is not None})
     for method in sorted({r.method for r in runs if r.method not in CONTROLS}):
@@ -32,16 +63,16 @@ def frontier_points(
                 for r in runs
                 if r.method == method and r.lr == lr and r.rank == ranks[0] and default_sampling(r)
             ]
-            if not chosen or not head:
+            if not chosen:
                 continue
 
             def plasticity(run: GridRun) -> float | None:
-                probe = head.get(run.seed)
-                if probe is None:
+                control = reference(run)
+                if control is None:
                     return None
                 gains = [
                     a - b
-                    for a, b in zip(run.diagonal(), probe.diagonal(), strict=True)
+                    for a, b in zip(run.diagonal(), control, strict=True)
                     if a is not None and b is not None
                 ]
                 return sum(gains) / len(gains) if gains else None
@@ -85,9 +116,37 @@ def bwt_shown(points: Sequence[dict[str, Any]]) -> tuple[str, str]:
     return "bwt", "all tasks"
 
 
-def equal_plasticity(points: Sequence[dict[str, Any]]) -> list[str]:
+def frontier_table(points: Sequence[dict[str, Any]], covered: str) -> str:
+    """The frontier's points as a markdown table; ``covered`` names the learned tasks."""
+    return markdown(
+        [
+            "method",
+            "lr",
+            "seeds",
+            "plasticity",
+            "BWT (all tasks)",
+            f"BWT (learned tasks: {covered})",
+            "perplexity ratio (geometric mean, 95 % CI)",
+        ],
+        [
+            [
+                p["method"],
+                f"{p['lr']:g}",
+                ",".join(str(s) for s in p["seeds"]),
+                str(p["plasticity"]),
+                str(p["bwt"]),
+                str(p["bwt_learned"]),
+                f"{p['ppl_ratio']} {p['ppl_ratio'].interval()}",
+            ]
+            for p in points
+        ],
+    )
+
+
+def equal_plasticity(points: Sequence[dict[str, Any]], control: str = "head_only") -> list[str]:
     """Where two methods' frontiers overlap in plasticity: their stability at the middle of
-    the overlap, interpolated linearly along each method's frontier (:func:`pareto`).
+    the overlap (the overlap named: a narrow one rests on few points), interpolated
+    linearly along each method's frontier (:func:`pareto`).
     Stability is the geometric mean perplexity ratio over seeds (as in the table) and BWT
     on the learned tasks where every point has a learned-task BWT (as in the figure), else
     over all."""
@@ -109,7 +168,8 @@ def equal_plasticity(points: Sequence[dict[str, Any]]) -> list[str]:
             x = (low + high) / 2
             va, vb = _interpolate(ca, x), _interpolate(cb, x)
             lines.append(
-                f"- at plasticity {x:+.3f} (over head_only): {a} perplexity ratio {va[0]:.3f}, "
+                f"- at plasticity {x:+.3f} (over {control}; the middle of the overlap "
+                f"[{low:+.3f}, {high:+.3f}]): {a} perplexity ratio {va[0]:.3f}, "
                 f"BWT ({bwt_name}) {va[1]:+.3f}; {b} perplexity ratio {vb[0]:.3f}, "
                 f"BWT ({bwt_name}) {vb[1]:+.3f}"
             )
@@ -126,7 +186,9 @@ def _interpolate(curve: Sequence[tuple[float, float, float]], x: float) -> tuple
     return curve[-1][1], curve[-1][2]
 
 
-def plot_frontier(points: Sequence[dict[str, Any]], path: Path) -> Path | None:
+def plot_frontier(
+    points: Sequence[dict[str, Any]], path: Path, control: str = "head_only"
+) -> Path | None:
     if not points:
         return None
     import matplotlib
@@ -160,7 +222,7 @@ def plot_frontier(points: Sequence[dict[str, Any]], path: Path) -> Path | None:
     axes[0].set_yscale("log")  # ratios span 1.0 to blow-ups of 10× and more
     axes[1].set_ylabel(f"BWT ({bwt_name})")
     for ax in axes:
-        ax.set_xlabel("plasticity: mean gain over head_only right after each task")
+        ax.set_xlabel(f"plasticity: mean gain over {control} right after each task")
         ax.legend(fontsize="small")
     axes[0].set_title("Stability (language model) vs plasticity")
     axes[1].set_title("Stability (earlier tasks) vs plasticity")

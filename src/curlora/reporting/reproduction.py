@@ -38,7 +38,12 @@ from curlora.reporting.claims import (
     learned_tasks,
     question_rows,
 )
-from curlora.reporting.frontier import equal_plasticity, frontier_points, plot_frontier
+from curlora.reporting.frontier import (
+    equal_plasticity,
+    frontier_points,
+    frontier_table,
+    plot_frontier,
+)
 from curlora.reporting.grid import (
     GridRun,
     Rules,
@@ -497,29 +502,7 @@ def _frontier(runs: Sequence[GridRun], learned: Sequence[int], rank: int, out: P
         "",
         "![frontier](frontier.png)",
         "",
-        markdown(
-            [
-                "method",
-                "lr",
-                "seeds",
-                "plasticity",
-                "BWT (all tasks)",
-                f"BWT (learned tasks: {covered})",
-                "perplexity ratio (geometric mean, 95 % CI)",
-            ],
-            [
-                [
-                    p["method"],
-                    f"{p['lr']:g}",
-                    ",".join(str(s) for s in p["seeds"]),
-                    str(p["plasticity"]),
-                    str(p["bwt"]),
-                    str(p["bwt_learned"]),
-                    f"{p['ppl_ratio']} {p['ppl_ratio'].interval()}",
-                ]
-                for p in points
-            ],
-        ),
+        frontier_table(points, covered),
         "",
         "At equal plasticity (interpolated along each method's frontier; perplexity "
         "ratios are geometric means over seeds, as in the table):",

@@ -16,7 +16,9 @@ Built from the grid's stored runs and rules alone, like Table 1's report
   LoRA + joint: what a method that fights forgetting should approach) and the zero-shot
   floor, with the **retention** ratio (lm-eval's offline suite, final over initial), and
   the suite task by task (``curlora.reporting.words_retention``);
-- the four methods' **forgetting curves** (``words_forgetting.png``).
+- the four methods' **forgetting curves** (``words_forgetting.png``);
+- the **stability–plasticity frontier** over every headline method's rate grid, against the
+  zero-shot floor (``curlora.reporting.words_frontier``, ``words_frontier.png``).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from curlora.reporting.regular_file import read_text
 from curlora.reporting.row_counts import leave_out_odd_row_counts
 from curlora.reporting.tables import final_average_accuracy, markdown, selection_table
 from curlora.reporting.untrusted import shown
+from curlora.reporting.words_frontier import frontier_section
 from curlora.reporting.words_retention import (
     MIN_SEEDS,
     interval_text,
@@ -460,6 +463,9 @@ def write_words_report(
     suite_lines, suite_rows = retention_section(rules, settings, references)
     rows += suite_rows
     tasks = settings[0].tasks
+    frontier_lines, frontier_summary = frontier_section(
+        lr_grid_runs(runs, rules), bwt_task_names(tasks, learned), learned, rank, MIN_SEEDS, out
+    )
     planned = _planned(grid)
     status = f"{len(runs)} completed runs" + (f" of the {planned} planned" if planned else "")
     if protocol == "fallback":
@@ -505,6 +511,7 @@ def write_words_report(
         "",
         f"![forgetting curves]({FIGURE})",
         "",
+        *frontier_lines,
         *suite_lines,
     ]
     plot_curves([*settings, *references], out)
@@ -518,6 +525,7 @@ def write_words_report(
     summary += [""]
     if rows:
         summary += [markdown(["question", "answer", "numbers"], rows), ""]
+    summary += frontier_summary
     atomic_write_text(out / SUMMARY_FILE, "\n".join(summary))
     return atomic_write_text(out / "REPORT.md", "\n".join(parts) + "\n")
 

@@ -1,0 +1,94 @@
+"""The words grid's stability–plasticity frontier: every headline method over its
+learning-rate grid, plasticity measured against the zero-shot floor.
+
+A method that learns less drifts less: at one chosen rate, a smaller perplexity ratio or
+BWT can mean stability or only less learning. The frontier shows each method at every
+rate of its grid, so two methods can be read at equal plasticity. It is descriptive: no
+verdict of the report rests on it (the verdicts are the rule's, at the rates chosen on
+validation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from curlora.reporting.frontier import (
+    equal_plasticity,
+    frontier_points,
+    frontier_table,
+    plot_frontier,
+    zero_shot_reference,
+)
+from curlora.reporting.grid import GridRun
+
+FRONTIER_FIGURE = "words_frontier.png"
+CONTROL = "zero-shot"
+
+
+def frontier_section(
+    runs: Sequence[GridRun],
+    covered: str,
+    learned: Sequence[int],
+    rank: int,
+    min_seeds: int,
+    out: Path,
+) -> tuple[list[str], list[str]]:
+    """The report's frontier section and the summary's lines (the comparison at equal
+    plasticity), and ``words_frontier.png`` in ``out``, from the rate grid's ``runs`` (the
+    grid's seeds only); ``covered`` names the ``learned`` tasks. The comparison takes only
+    methods whose every rate has ``min_seeds`` seeds: a frontier through one seed's points
+    is that seed's noise."""
+    points = frontier_points(runs, learned, rank, reference=zero_shot_reference)
+    if not points:
+        return [], []
+    plot_frontier(points, out / FRONTIER_FIGURE, control=CONTROL)
+    methods = sorted({p["method"] for p in points})
+    complete = [
+        m
+        for m in methods
+        if all(p["plasticity"].n >= min_seeds for p in points if p["method"] == m)
+    ]
+    waiting = [m for m in methods if m not in complete]
+    compared = equal_plasticity([p for p in points if p["method"] in complete], control=CONTROL)
+    lines = [
+        "## Stability–plasticity frontier",
+        "",
+        f"Every headline method over its learning-rate grid (rank {rank}), on the grid's "
+        "seeds (the extra headline seeds left out). Plasticity: the mean gain in accuracy "
+        "over the zero-shot accuracy (the run's evaluation before training) right after "
+        "each task. A method that learns less drifts less, so this is where two methods "
+        "can be read at equal plasticity. Descriptive: no verdict above rests on it.",
+        "",
+        f"![frontier]({FRONTIER_FIGURE})",
+        "",
+        frontier_table(points, covered),
+        "",
+    ]
+    if compared:
+        lines += [
+            "At equal plasticity (interpolated along each method's frontier; perplexity "
+            "ratios are geometric means over seeds, as in the table), among the methods "
+            f"with {min_seeds} seeds at every rate:",
+            "",
+            *compared,
+            "",
+        ]
+    if waiting:
+        lines += [
+            f"Not compared at equal plasticity until every rate has {min_seeds} seeds: "
+            f"{', '.join(waiting)}.",
+            "",
+        ]
+    summary = (
+        [
+            "At equal plasticity (descriptive, from the report's stability–plasticity "
+            "frontier over each method's rate grid; no verdict above rests on it):",
+            "",
+            *compared,
+            "",
+        ]
+        if compared
+        else []
+    )
+    return lines, summary
