@@ -75,7 +75,9 @@ def test_a_method_short_of_seeds_is_shown_but_not_compared(
     runs += [_method(store, "lora", s, 1e-3, FORGETS, 1.5) for s in (1, 2)]
     _measurable_check(store, monkeypatch, runs)
     report = _report(store, tmp_path)
-    assert "| lora | 0.001 | 1,2 |" in report  # in the table, with the seeds it rests on
+    # In the table, with the seeds it rests on, and no interval on 2 seeds (as in Table 2).
+    row = next(line for line in report.splitlines() if line.startswith("| lora | 0.001 | 1,2 |"))
+    assert row.endswith("| ×1.500 n/a (2 seeds) |")
     assert "Not compared at equal plasticity until every rate has 3 seeds: lora." in report
     assert "at plasticity" not in report
     assert "At equal plasticity" not in (tmp_path / "summary.md").read_text()

@@ -21,6 +21,7 @@ from curlora.reporting.frontier import (
     zero_shot_reference,
 )
 from curlora.reporting.grid import GridRun
+from curlora.reporting.words_retention import interval_text
 
 FRONTIER_FIGURE = "words_frontier.png"
 CONTROL = "zero-shot"
@@ -62,7 +63,7 @@ def frontier_section(
         "",
         f"![frontier]({FRONTIER_FIGURE})",
         "",
-        frontier_table(points, covered),
+        frontier_table(points, covered, interval_text),
         "",
     ]
     if compared:
