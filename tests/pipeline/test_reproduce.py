@@ -30,7 +30,15 @@ def _reproduce(cwd: Path, *args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # the whole process group can be interrupted
+        # A shell's background job (`pytest ... &`, nohup) inherits SIGINT ignored, and the
+        # grid keeps an ignored SIGINT ignored (as under nohup it should): give the grid
+        # the default Ctrl+C of a terminal, which is what this test interrupts it with.
+        preexec_fn=_default_sigint,
     )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _finished(root: Path) -> dict[Path, float]:
