@@ -3,6 +3,7 @@ run again (finished jobs are not rerun), and a REPORT.md whose numbers are the r
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -33,12 +34,8 @@ def _reproduce(cwd: Path, *args: str) -> subprocess.Popen[str]:
         # A shell's background job (`pytest ... &`, nohup) inherits SIGINT ignored, and the
         # grid keeps an ignored SIGINT ignored (as under nohup it should): give the grid
         # the default Ctrl+C of a terminal, which is what this test interrupts it with.
-        preexec_fn=_default_sigint,
+        preexec_fn=functools.partial(signal.signal, signal.SIGINT, signal.SIG_DFL),
     )
-
-
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _finished(root: Path) -> dict[Path, float]:

@@ -149,16 +149,34 @@ def frontier_table(
     )
 
 
-def equal_plasticity(points: Sequence[dict[str, Any]], control: str = "head_only") -> list[str]:
+# The sentence before the equal-plasticity lines, in every report that gives them.
+EQUAL_PLASTICITY = (
+    "At equal plasticity (interpolated along each method's frontier; perplexity ratios are "
+    "geometric means over seeds, as in the table)"
+)
+
+
+def short_of_seeds(points: Sequence[dict[str, Any]], min_seeds: int) -> list[str]:
+    """The methods with a rate of fewer than ``min_seeds`` seeds, sorted."""
+    return sorted({p["method"] for p in points if p["plasticity"].n < min_seeds})
+
+
+def equal_plasticity(
+    points: Sequence[dict[str, Any]], control: str = "head_only", min_seeds: int = 1
+) -> list[str]:
     """Where two methods' frontiers overlap in plasticity: their stability at the middle of
     the overlap (the overlap named: a narrow one rests on few points), interpolated
     linearly along each method's frontier (:func:`pareto`).
     Stability is the geometric mean perplexity ratio over seeds (as in the table) and BWT
     on the learned tasks where every point has a learned-task BWT (as in the figure), else
-    over all."""
+    over all. Methods :func:`short_of_seeds` are left out: a frontier through one seed's
+    points is that seed's noise."""
     bwt_key, bwt_name = bwt_shown(points)
+    short = set(short_of_seeds(points, min_seeds))
     curves: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
     for p in points:
+        if p["method"] in short:
+            continue
         if p["plasticity"].n and math.isfinite(p["plasticity"].mean):
             ratio = p["ppl_ratio"].geometric_mean
             curves[p["method"]].append((p["plasticity"].mean, ratio, p[bwt_key].mean))

@@ -39,6 +39,7 @@ from curlora.reporting.claims import (
     question_rows,
 )
 from curlora.reporting.frontier import (
+    EQUAL_PLASTICITY,
     equal_plasticity,
     frontier_points,
     frontier_table,
@@ -504,8 +505,7 @@ def _frontier(runs: Sequence[GridRun], learned: Sequence[int], rank: int, out: P
         "",
         frontier_table(points, covered),
         "",
-        "At equal plasticity (interpolated along each method's frontier; perplexity "
-        "ratios are geometric means over seeds, as in the table):",
+        f"{EQUAL_PLASTICITY}:",
         "",
         *equal_plasticity(points),
         "",

@@ -13,45 +13,36 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from curlora.reporting.claims import bwt_task_names
 from curlora.reporting.frontier import (
+    EQUAL_PLASTICITY,
     equal_plasticity,
     frontier_points,
     frontier_table,
     plot_frontier,
+    short_of_seeds,
     zero_shot_reference,
 )
 from curlora.reporting.grid import GridRun
-from curlora.reporting.words_retention import interval_text
+from curlora.reporting.words_retention import MIN_SEEDS, interval_text
 
 FRONTIER_FIGURE = "words_frontier.png"
 CONTROL = "zero-shot"
 
 
 def frontier_section(
-    runs: Sequence[GridRun],
-    covered: str,
-    learned: Sequence[int],
-    rank: int,
-    min_seeds: int,
-    out: Path,
+    runs: Sequence[GridRun], learned: Sequence[int], rank: int, out: Path
 ) -> tuple[list[str], list[str]]:
     """The report's frontier section and the summary's lines (the comparison at equal
     plasticity), and ``words_frontier.png`` in ``out``, from the rate grid's ``runs`` (the
-    grid's seeds only); ``covered`` names the ``learned`` tasks. The comparison takes only
-    methods whose every rate has ``min_seeds`` seeds: a frontier through one seed's points
-    is that seed's noise."""
+    grid's seeds only). The comparison takes only methods whose every rate has
+    :data:`MIN_SEEDS` seeds, the fewest the report gives an interval on."""
     points = frontier_points(runs, learned, rank, reference=zero_shot_reference)
     if not points:
         return [], []
     plot_frontier(points, out / FRONTIER_FIGURE, control=CONTROL)
-    methods = sorted({p["method"] for p in points})
-    complete = [
-        m
-        for m in methods
-        if all(p["plasticity"].n >= min_seeds for p in points if p["method"] == m)
-    ]
-    waiting = [m for m in methods if m not in complete]
-    compared = equal_plasticity([p for p in points if p["method"] in complete], control=CONTROL)
+    compared = equal_plasticity(points, control=CONTROL, min_seeds=MIN_SEEDS)
+    waiting = short_of_seeds(points, MIN_SEEDS)
     lines = [
         "## Stability–plasticity frontier",
         "",
@@ -63,21 +54,19 @@ def frontier_section(
         "",
         f"![frontier]({FRONTIER_FIGURE})",
         "",
-        frontier_table(points, covered, interval_text),
+        frontier_table(points, bwt_task_names(runs[0].tasks, learned), interval_text),
         "",
     ]
     if compared:
         lines += [
-            "At equal plasticity (interpolated along each method's frontier; perplexity "
-            "ratios are geometric means over seeds, as in the table), among the methods "
-            f"with {min_seeds} seeds at every rate:",
+            f"{EQUAL_PLASTICITY}, among the methods with {MIN_SEEDS} seeds at every rate:",
             "",
             *compared,
             "",
         ]
     if waiting:
         lines += [
-            f"Not compared at equal plasticity until every rate has {min_seeds} seeds: "
+            f"Not compared at equal plasticity until every rate has {MIN_SEEDS} seeds: "
             f"{', '.join(waiting)}.",
             "",
         ]

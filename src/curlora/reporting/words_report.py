@@ -421,7 +421,8 @@ def write_words_report(
     # one protocol's runs are the ones paired (the other's may have other splits)
     leave_out_odd_row_counts(runs)
     rules = Rules.read(grid_file)
-    lrs = choose_learning_rates(lr_grid_runs(runs, rules))
+    rate_grid = lr_grid_runs(runs, rules)  # what the rate choice and the frontier read
+    lrs = choose_learning_rates(rate_grid)
     rank = rules.ranks[0] if rules.ranks else 16
     settings = table_settings(runs, lrs, rules.headline_methods, [rank])
     unused = left_out_lines(rules, runs, store)
@@ -463,9 +464,7 @@ def write_words_report(
     suite_lines, suite_rows = retention_section(rules, settings, references)
     rows += suite_rows
     tasks = settings[0].tasks
-    frontier_lines, frontier_summary = frontier_section(
-        lr_grid_runs(runs, rules), bwt_task_names(tasks, learned), learned, rank, MIN_SEEDS, out
-    )
+    frontier_lines, frontier_summary = frontier_section(rate_grid, learned, rank, out)
     planned = _planned(grid)
     status = f"{len(runs)} completed runs" + (f" of the {planned} planned" if planned else "")
     if protocol == "fallback":
@@ -486,9 +485,9 @@ def write_words_report(
         "",
         "## Learning rates chosen on validation",
         "",
-        selection_table(lr_grid_runs(runs, rules), lrs),
+        selection_table(rate_grid, lrs),
         "",
-        *selection_note(lr_grid_runs(runs, rules), rules),
+        *selection_note(rate_grid, rules),
         "## The question: does CURLoRA forget less than LoRA when the model answers in words?",
         "",
         "Paired by seed (and by test example). BWT difference > 0: CURLoRA forgets less; "
