@@ -16,7 +16,7 @@ from curlora.reporting.claims import (
     verdict,
 )
 from curlora.reporting.grid import Setting
-from curlora.reporting.stats import Summary
+from curlora.reporting.stats import Summary, interval_text, summarize
 from tests.reporting.grid_runs import RULES, grid_run, setting
 
 
@@ -71,6 +71,21 @@ def test_difference_wording(low: float | None, high: float | None, words: str) -
     d = Summary(3, 0.0, 0.01, low, high)
     allows = lambda lo, hi: f"may be from {lo:+.3f} to {hi:+.3f}"  # noqa: E731
     assert difference_words(d, 0.02, "above", "below", "0.02", allows) == words
+
+
+def test_two_seeds_carry_no_verdict_however_close_they_are() -> None:
+    # Two seeds that agree to 0.001 give a narrow t(1) interval entirely past the margin;
+    # below MIN_SEEDS (3) seeds no verdict rests on it, and the report shows no interval.
+    two = summarize([-0.076, -0.074])
+    assert two.low is not None and two.high is not None and two.high < -0.02
+    allows = lambda lo, hi: f"may be from {lo:+.3f} to {hi:+.3f}"  # noqa: E731
+    words = difference_words(two, 0.02, "above", "below", "0.02", allows)
+    assert words == "no evidence of a difference (no interval)"
+    assert interval_text(two) == "n/a (2 seeds)"
+    three = summarize([-0.076, -0.074, -0.075])
+    assert difference_words(three, 0.02, "above", "below", "0.02", allows) == (
+        "below, beyond the 0.02 margin"
+    )
 
 
 def test_one_learned_task_set_against_both_controls(settings: dict[str, Setting]) -> None:

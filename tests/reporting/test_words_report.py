@@ -216,8 +216,7 @@ def test_exact_match_note_names_the_protocol_when_runs_span_two(tmp_path: Path) 
 def test_two_seeds_give_no_interval_and_accuracies_stay_in_0_1(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from curlora.reporting.stats import summarize
-    from curlora.reporting.words_retention import interval_text
+    from curlora.reporting.stats import interval_text, summarize
 
     assert interval_text(summarize([0.82, 0.89])) == "n/a (2 seeds)"
     high = summarize([0.97, 0.99, 1.0])  # its t-interval runs past 1

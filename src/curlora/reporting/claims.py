@@ -22,7 +22,9 @@ The headline question — does CURLoRA forget less than LoRA? — is answered wi
 differences CURLoRA − other in BWT (learned tasks) and in log perplexity ratio, worded
 "forgets less", "forgets more" (each saying whether it holds beyond the margin or only
 beyond zero), "equivalent within the margin" or "no evidence of a difference" (the
-interval straddles zero and reaches past the margin). Where few seeds carry a verdict (t
+interval straddles zero and reaches past the margin). No verdict rests on fewer than
+:data:`~curlora.reporting.stats.MIN_SEEDS` paired seeds: below it the answer is "no evidence
+of a difference (no interval)", whatever two seeds show. Where few seeds carry a verdict (t
 with ≤ 2 degrees of freedom), each seed's own value is printed beside it.
 """
 
@@ -34,7 +36,15 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from curlora.reporting.grid import GridRun, Rules, Setting
-from curlora.reporting.stats import LogSummary, Summary, seed_summary, summarize, summarize_log
+from curlora.reporting.stats import (
+    MIN_SEEDS,
+    LogSummary,
+    Summary,
+    interval_text,
+    seed_summary,
+    summarize,
+    summarize_log,
+)
 
 Row = tuple[str, str, str]  # (claim, verdict, numbers)
 NO_EVIDENCE = "no evidence of a difference"
@@ -205,8 +215,8 @@ def difference_words(
     """The wording of a paired difference's interval: entirely above zero or entirely
     below (saying whether it also clears the margin), inside ±margin (equivalent), or
     none of these: no evidence of a difference, and ``allows(low, high)``, what the
-    interval still allows."""
-    if d.low is None or d.high is None:
+    interval still allows. Below :data:`MIN_SEEDS` seeds there is no interval to read."""
+    if d.low is None or d.high is None or d.n < MIN_SEEDS:
         return f"{NO_EVIDENCE} (no interval)"
     if d.low > 0 or d.high < 0:
         words, near = (above, d.low) if d.low > 0 else (below, d.high)
@@ -278,7 +288,7 @@ def question_rows(
                             f"×{math.exp(high):.3f} {name}'s"
                         ),
                     ),
-                    f"{p} CI {p.interval()} (as a ratio of ratios: {_exp_interval(p)}); "
+                    f"{p} CI {interval_text(p)} (as a ratio of ratios: {_exp_interval(p)}); "
                     f"seeds {_seeds(seeds)}"
                     + per_seed(_ratio_of_ratios(cur, other, seeds), lambda v: f"×{v:.2f}"),
                 )
@@ -316,8 +326,9 @@ def _forgetting_row(
                 f"CURLoRA may forget up to {points(low)} points more or {points(high)} less"
             ),
         ),
-        f"learned tasks ({covered}): {d} CI {d.interval()}; all tasks: {d_all} CI "
-        f"{d_all.interval()}; seeds {_seeds(seeds)}" + per_seed(seed_bwt, lambda v: f"{v:+.3f}"),
+        f"learned tasks ({covered}): {d} CI {interval_text(d)}; all tasks: {d_all} CI "
+        f"{interval_text(d_all)}; seeds {_seeds(seeds)}"
+        + per_seed(seed_bwt, lambda v: f"{v:+.3f}"),
     )
 
 
@@ -348,7 +359,8 @@ def _ratio_of_ratios(a: Setting, b: Setting, seeds: Sequence[int]) -> list[float
 
 
 def _exp_interval(s: Summary) -> str:
-    if s.low is None or s.high is None or not math.isfinite(s.mean):
+    """A log-scale difference as a ratio, with its interval from :data:`MIN_SEEDS` seeds."""
+    if s.low is None or s.high is None or s.n < MIN_SEEDS or not math.isfinite(s.mean):
         return f"×{math.exp(s.mean):.3f}" if s.n and math.isfinite(s.mean) else "n/a"
     return f"×{math.exp(s.mean):.3f} [×{math.exp(s.low):.3f}, ×{math.exp(s.high):.3f}]"
 

@@ -39,6 +39,23 @@ T_975 = {
 }  # fmt: skip
 
 
+MIN_SEEDS = 3
+"""The fewest seeds a report gives an interval, or rests a verdict, on. On two seeds a 95 %
+t-interval has t(1) = 12.7: it either says nothing (it spans most of [0, 1]) or, where the
+two seeds happen to agree, is narrow by that chance alone."""
+
+
+def interval_text(d: Summary | LogSummary, bounds: tuple[float, float] | None = None) -> str:
+    """``d``'s 95 % interval for a report: "n/a (2 seeds)" below :data:`MIN_SEEDS` seeds,
+    and clipped to ``bounds`` (an accuracy's [0, 1]) where given."""
+    if 1 < d.n < MIN_SEEDS:
+        return f"n/a ({d.n} seeds)"
+    if bounds is None or d.low is None or d.high is None or isinstance(d, LogSummary):
+        return d.interval()
+    low, high = max(d.low, bounds[0]), min(d.high, bounds[1])
+    return f"[{low:+.3f}, {high:+.3f}]"
+
+
 def t_quantile(df: int) -> float:
     """t(0.975, df); between table rows the next smaller df (a slightly wider interval)."""
     if df < 1:

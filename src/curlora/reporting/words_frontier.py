@@ -24,7 +24,7 @@ from curlora.reporting.frontier import (
     zero_shot_reference,
 )
 from curlora.reporting.grid import GridRun
-from curlora.reporting.words_retention import MIN_SEEDS, interval_text
+from curlora.reporting.stats import MIN_SEEDS, interval_text
 
 FRONTIER_FIGURE = "words_frontier.png"
 CONTROL = "zero-shot"

@@ -60,12 +60,11 @@ from curlora.reporting.protocol_check import (
 )
 from curlora.reporting.regular_file import read_text
 from curlora.reporting.row_counts import leave_out_odd_row_counts
+from curlora.reporting.stats import MIN_SEEDS, interval_text
 from curlora.reporting.tables import final_average_accuracy, markdown, selection_table
 from curlora.reporting.untrusted import shown
 from curlora.reporting.words_frontier import frontier_section
 from curlora.reporting.words_retention import (
-    MIN_SEEDS,
-    interval_text,
     ratio_summary,
     retention_rows,
     retention_section,

@@ -23,22 +23,16 @@ import numpy as np
 
 from curlora.reporting.claims import difference_words, points
 from curlora.reporting.grid import GridRun, Rules, Setting
-from curlora.reporting.stats import LogSummary, Statistic, Summary, seed_summary, summarize
+from curlora.reporting.stats import (
+    MIN_SEEDS,
+    Statistic,
+    Summary,
+    interval_text,
+    seed_summary,
+    summarize,
+)
 from curlora.reporting.tables import markdown
 from curlora.retention.items import FIXED_ANSWERS
-
-MIN_SEEDS = 3  # fewer: a 95 % t-interval (t(1) = 12.7) says nothing and leaves [0, 1]
-
-
-def interval_text(d: Summary | LogSummary, bounds: tuple[float, float] | None = None) -> str:
-    """``d``'s 95 % interval for a table cell: "n/a (2 seeds)" below :data:`MIN_SEEDS`
-    seeds, and clipped to ``bounds`` (an accuracy's [0, 1]) where given."""
-    if 1 < d.n < MIN_SEEDS:
-        return f"n/a ({d.n} seeds)"
-    if bounds is None or d.low is None or d.high is None or isinstance(d, LogSummary):
-        return d.interval()
-    low, high = max(d.low, bounds[0]), min(d.high, bounds[1])
-    return f"[{low:+.3f}, {high:+.3f}]"
 
 
 def resamplable(runs: Sequence[GridRun]) -> bool:
@@ -217,7 +211,8 @@ def retention_rows(
                             f"{points(high)} more"
                         ),
                     ),
-                    f"{d} CI {d.interval()} ({noise}); seeds {','.join(map(str, seeds))}{reading}",
+                    f"{d} CI {interval_text(d)} ({noise}); "
+                    f"seeds {','.join(map(str, seeds))}{reading}",
                 )
             )
     return rows
