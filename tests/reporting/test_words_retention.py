@@ -76,6 +76,9 @@ def test_the_report_shows_each_suite_task_and_asks_again_without_the_shared_one(
     assert "than lora without word_sentiment?" in without
     assert "CURLoRA keeps more, beyond the 0.02 margin" in without
     assert "a reading beside the rule's verdict over the whole suite" in without
+    # On 3 seeds or fewer each seed's difference stands beside the verdict, as in the
+    # other questions: without word_sentiment, 0.8 - (0.42 + 0.001 * seed).
+    assert "seeds 1,2,3; per seed: +0.379, +0.378, +0.377" in without
     # The README's block (summary.md) carries both questions.
     summary = (tmp_path / "summary.md").read_text()
     assert summary.count("keep more of what the base model knew") == 2

@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection, Sequence
 
 import numpy as np
 
-from curlora.reporting.claims import difference_words, points
+from curlora.reporting.claims import difference_words, per_seed, points
 from curlora.reporting.grid import GridRun, Rules, Setting
 from curlora.reporting.stats import (
     MIN_SEEDS,
@@ -212,10 +212,28 @@ def retention_rows(
                         ),
                     ),
                     f"{d} CI {interval_text(d)} ({noise}); "
-                    f"seeds {','.join(map(str, seeds))}{reading}",
+                    f"seeds {','.join(map(str, seeds))}"
+                    + per_seed(_seed_differences(cur, other, seeds, exclude), _signed)
+                    + reading,
                 )
             )
     return rows
+
+
+def _seed_differences(
+    cur: Setting, other: Setting, seeds: Sequence[int], exclude: Collection[str]
+) -> list[float | None]:
+    """Each seed's CURLoRA − other retention after the last task (None where one is missing),
+    printed beside a verdict on few seeds."""
+    values = []
+    for seed in seeds:
+        mine, theirs = (final_retention(s.runs[seed], exclude) for s in (cur, other))
+        values.append(None if mine is None or theirs is None else mine - theirs)
+    return values
+
+
+def _signed(value: float) -> str:
+    return f"{value:+.3f}"
 
 
 def shared_reading(shared: dict[str, list[str]]) -> str:
