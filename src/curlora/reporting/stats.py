@@ -45,17 +45,6 @@ t-interval has t(1) = 12.7: it either says nothing (it spans most of [0, 1]) or,
 two seeds happen to agree, is narrow by that chance alone."""
 
 
-def interval_text(d: Summary | LogSummary, bounds: tuple[float, float] | None = None) -> str:
-    """``d``'s 95 % interval for a report: "n/a (2 seeds)" below :data:`MIN_SEEDS` seeds,
-    and clipped to ``bounds`` (an accuracy's [0, 1]) where given."""
-    if 1 < d.n < MIN_SEEDS:
-        return f"n/a ({d.n} seeds)"
-    if bounds is None or d.low is None or d.high is None or isinstance(d, LogSummary):
-        return d.interval()
-    low, high = max(d.low, bounds[0]), min(d.high, bounds[1])
-    return f"[{low:+.3f}, {high:+.3f}]"
-
-
 def t_quantile(df: int) -> float:
     """t(0.975, df); between table rows the next smaller df (a slightly wider interval)."""
     if df < 1:
@@ -154,6 +143,17 @@ def summarize_log(ratios: Iterable[float | None]) -> LogSummary:
     """A positive ratio per seed (e.g. final / initial perplexity) on the log scale."""
     values = list(ratios)
     return LogSummary(summarize(_log(v) for v in values), summarize(values))
+
+
+def interval_text(d: Summary | LogSummary, bounds: tuple[float, float] | None = None) -> str:
+    """``d``'s 95 % interval for a report: "n/a (2 seeds)" below :data:`MIN_SEEDS` seeds,
+    and clipped to ``bounds`` (an accuracy's [0, 1]) where given."""
+    if 1 < d.n < MIN_SEEDS:
+        return f"n/a ({d.n} seeds)"
+    if bounds is None or d.low is None or d.high is None or isinstance(d, LogSummary):
+        return d.interval()
+    low, high = max(d.low, bounds[0]), min(d.high, bounds[1])
+    return f"[{low:+.3f}, {high:+.3f}]"
 
 
 # ---------------------------------------------------------------- test-example bootstrap

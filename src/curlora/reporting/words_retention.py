@@ -213,7 +213,7 @@ def retention_rows(
                     ),
                     f"{d} CI {interval_text(d)} ({noise}); "
                     f"seeds {','.join(map(str, seeds))}"
-                    + per_seed(_seed_differences(cur, other, seeds, exclude), _signed)
+                    + per_seed(_seed_differences(cur, other, seeds, exclude), lambda v: f"{v:+.3f}")
                     + reading,
                 )
             )
@@ -230,10 +230,6 @@ def _seed_differences(
         mine, theirs = (final_retention(s.runs[seed], exclude) for s in (cur, other))
         values.append(None if mine is None or theirs is None else mine - theirs)
     return values
-
-
-def _signed(value: float) -> str:
-    return f"{value:+.3f}"
 
 
 def shared_reading(shared: dict[str, list[str]]) -> str:
