@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from curlora.reporting.grid import CONTROLS, GridRun, by_seed, default_sampling
-from curlora.reporting.stats import LogSummary, summarize, summarize_log
+from curlora.reporting.stats import LogSummary, interval_text, summarize, summarize_log
 from curlora.reporting.tables import markdown
 
 # A run's control accuracy per task (the diagonal it is compared with), or None without one.
@@ -116,14 +116,10 @@ def bwt_shown(points: Sequence[dict[str, Any]]) -> tuple[str, str]:
     return "bwt", "all tasks"
 
 
-def frontier_table(
-    points: Sequence[dict[str, Any]],
-    covered: str,
-    interval: Callable[[LogSummary], str] = LogSummary.interval,
-) -> str:
-    """The frontier's points as a markdown table; ``covered`` names the learned tasks and
-    ``interval`` writes a perplexity ratio's interval (a report that gives none below some
-    number of seeds passes its own)."""
+def frontier_table(points: Sequence[dict[str, Any]], covered: str) -> str:
+    """The frontier's points as a markdown table; ``covered`` names the learned tasks. A
+    perplexity ratio's interval is written by :func:`interval_text` (none below
+    :data:`~curlora.reporting.stats.MIN_SEEDS` seeds)."""
     return markdown(
         [
             "method",
@@ -142,7 +138,7 @@ def frontier_table(
                 str(p["plasticity"]),
                 str(p["bwt"]),
                 str(p["bwt_learned"]),
-                f"{p['ppl_ratio']} {interval(p['ppl_ratio'])}",
+                f"{p['ppl_ratio']} {interval_text(p['ppl_ratio'])}",
             ]
             for p in points
         ],

@@ -24,7 +24,7 @@ from curlora.reporting.frontier import (
     zero_shot_reference,
 )
 from curlora.reporting.grid import GridRun
-from curlora.reporting.stats import MIN_SEEDS, interval_text
+from curlora.reporting.stats import MIN_SEEDS
 
 FRONTIER_FIGURE = "words_frontier.png"
 CONTROL = "zero-shot"
@@ -54,7 +54,7 @@ def frontier_section(
         "",
         f"![frontier]({FRONTIER_FIGURE})",
         "",
-        frontier_table(points, bwt_task_names(runs[0].tasks, learned), interval_text),
+        frontier_table(points, bwt_task_names(runs[0].tasks, learned)),
         "",
     ]
     if compared:
