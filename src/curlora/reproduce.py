@@ -33,7 +33,12 @@ otherwise (``curlora.run.guard``). Extra ``key=value`` arguments are added to ev
 (they are part of the experiments, so change them only with a new grid name).
 
 ``workers: N`` runs N parts at once, each process limited to its share of the cores
-(``OMP_NUM_THREADS``); ``benchmarks/grid_throughput.py`` measures which is faster.
+(``OMP_NUM_THREADS``); ``benchmarks/grid_throughput.py`` measures which is faster. The
+order above is the order parts start in, not a barrier (``curlora.grid.schedule``): a
+free worker takes the first part that can start, so while the last job of a method's rate
+grid runs, the other workers go on with later parts; a part that needs a chosen rate (the
+headline seeds, the references, the rank sweep) starts only once every job of the rate
+grid it is chosen from has ended.
 
 Before anything is written, the grid's keys (``curlora.grid.settings``) and each way its
 jobs compose (``curlora.grid.prechecks``: the run checks every job makes at its start) are
@@ -48,8 +53,7 @@ import logging
 import os
 import shlex
 import sys
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -69,6 +73,7 @@ from curlora.grid.parts import (
     sweep_parts,
     under,
 )
+from curlora.grid.schedule import Step, run_steps
 
 log = logging.getLogger("curlora")
 REPORT_ONLY = "--report-only"
@@ -120,11 +125,17 @@ def run_parts(grid: DictConfig, root: Path, results_dir: Path, parts: Sequence[P
     """Run ``parts`` (``grid.workers`` at a time), storing finished jobs after each;
     returns how many parts had jobs that did not complete. A part whose every job is
     stored already is not started at all."""
+    return run_grid_steps(grid, root, results_dir, [Step("parts", lambda: parts)])
+
+
+def run_grid_steps(grid: DictConfig, root: Path, results_dir: Path, steps: Sequence[Step]) -> int:
+    """Run the grid's ``steps`` (``curlora.grid.schedule``: ``grid.workers`` parts at a
+    time, each step's parts built once the steps it needs have finished), storing finished
+    jobs after each part; returns how many parts had jobs that did not complete. A part
+    whose every job is stored already is not started at all."""
     from curlora.grid.results import RUNS, finished_jobs, publish
 
     workers = int(grid.get("workers", 1))  # an integer >= 1: curlora.grid.settings
-    if grid.get("split_jobs"):
-        parts = split_jobs(parts)
     threads = None if workers == 1 else max(1, (os.cpu_count() or workers) // workers)
 
     def one(part: Part) -> bool:
@@ -140,16 +151,61 @@ def run_parts(grid: DictConfig, root: Path, results_dir: Path, parts: Sequence[P
         finally:
             publish(root, results_dir)
 
-    pool = ThreadPoolExecutor(max_workers=workers)
-    try:
-        futures = [pool.submit(one, part) for part in parts]
-        outcomes = [future.result() for future in futures]
-    finally:
-        # An interrupt (or a part stopped by a signal) starts no further part; the parts
-        # already running were passed the signal (curlora.grid.children) and end once
-        # their jobs saved their checkpoints.
-        pool.shutdown(wait=True, cancel_futures=True)
-    return sum(not ok for ok in outcomes)
+    if grid.get("split_jobs"):
+        steps = [Step(s.name, lambda s=s: split_jobs(s.build()), s.needs) for s in steps]
+    # An interrupt (or a part stopped by a signal) starts no further part; the parts
+    # already running were passed the signal (curlora.grid.children) and end once their
+    # jobs saved their checkpoints.
+    return run_steps(steps, workers, one)
+
+
+def grid_steps(
+    grid: DictConfig,
+    lr_parts: Sequence[Part],
+    prefix: str,
+    extra: Sequence[str],
+    rates: Callable[[], dict[str, float]],
+) -> list[Step]:
+    """The grid's steps in the order their parts start (``curlora.grid.schedule``): each
+    headline group's rate grid, then its headline seeds at the rates chosen from it (the
+    question's group first); the references, once their method's rate is chosen; the rest
+    of the rate grid (the matched controls); the rank sweep and the sampling ablation, once
+    every rate is chosen. ``rates()`` reads the chosen rates from the stored runs; a
+    method's rate depends on its own runs only, so a step needs only its methods' grid."""
+    steps: list[Step] = []
+    grids_of: dict[str, list[str]] = {}  # method -> the rate-grid steps that hold it
+    for index, group in enumerate(headline_groups(grid)):
+        lr_name = f"lr_grid {index}"
+        steps.append(Step(lr_name, lambda g=group: [p for p in lr_parts if part_method(p) in g]))
+        steps.append(
+            Step(
+                f"headline {index}",
+                lambda g=group: [
+                    p
+                    for p in under(prefix, headline_parts(grid, rates(), extra))
+                    if part_method(p) in g
+                ],
+                (lr_name,),
+            )
+        )
+        for method in group:
+            grids_of.setdefault(method, []).append(lr_name)
+    first_grids = tuple(s.name for s in steps if s.name.startswith("lr_grid"))
+    refs = grid.get("references")
+    ref_needs = tuple(grids_of.get(str(refs.method), first_grids)) if refs else first_grids
+    first = first_methods(grid)
+    steps += [
+        Step("references", lambda: under(prefix, reference_parts(grid, rates(), extra)), ref_needs),
+        Step("rest", lambda: [p for p in lr_parts if part_method(p) not in first]),
+    ]
+
+    def sweep() -> list[Part]:
+        lrs = rates()
+        log.info("learning rates chosen on validation: %s", lrs)
+        return under(prefix, sweep_parts(grid, lrs, extra))
+
+    steps.append(Step("sweep", sweep, (*first_grids, "rest")))
+    return steps
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -397,22 +453,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return choose_grid_rates(runs, results_dir / "grid.yaml")
 
     lr_parts = under(prefix, grid_parts(grid, extra))
-    failed = 0
-    lrs: dict[str, float] = {}
-    for group in headline_groups(grid):  # the question's methods, then the others
-        failed += run_parts(
-            grid, root, results_dir, [p for p in lr_parts if part_method(p) in group]
-        )
-        lrs = rates()
-        seeds = [p for p in headline_parts(grid, lrs, extra) if part_method(p) in group]
-        failed += run_parts(grid, root, results_dir, under(prefix, seeds))
-    failed += run_parts(grid, root, results_dir, under(prefix, reference_parts(grid, lrs, extra)))
-    first = first_methods(grid)
-    rest = [p for p in lr_parts if part_method(p) not in first]
-    failed += run_parts(grid, root, results_dir, rest)
-    lrs = rates()
-    log.info("learning rates chosen on validation: %s", lrs)
-    failed += run_parts(grid, root, results_dir, under(prefix, sweep_parts(grid, lrs, extra)))
+    steps = grid_steps(grid, lr_parts, prefix, extra, rates)
+    failed = run_grid_steps(grid, root, results_dir, steps)
     report = _report(grid, paths, command, start)
     if report is None:  # nothing completed, or the report failed: said in one line
         return 1

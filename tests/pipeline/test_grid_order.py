@@ -14,6 +14,8 @@ seconds; ``test_grid_prechecks`` covers them) are skipped: the order is the poin
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 from curlora import reproduce
 from tests.conftest import skip_grid_job_prechecks
@@ -22,15 +24,28 @@ WORDS_RATES = {"curlora": 0.003, "lora": 0.001, "lora_paper": 2.5e-4, "o_lora": 
 RATES = {"curlora": 0.003, "lora": 0.001, "lora_paper": 0.00025, "tinylora": 0.0003, "vera": 0.03}
 
 
-def _recorded_grid(tmp_path, monkeypatch, grid: str, rates: dict) -> list[tuple[str, list]]:
+def _recorded_grid(
+    tmp_path, monkeypatch, grid: str, rates: dict, *settings: str, events: list | None = None
+) -> list[tuple[str, list]]:
     """``reproduce=<grid>`` with a recorder for multirun (no job runs) and ``rates`` as
-    the rates chosen on validation; returns (sweep subdirectory, overrides) per part."""
+    the rates chosen on validation; returns (sweep subdirectory, overrides) per part, in
+    the order they started. ``events``, when given, receives ("start" | "end", subdirectory)
+    as parts start and end (several workers run parts from several threads)."""
     from curlora.reporting import reproduction
 
     started: list[tuple[str, list]] = []
+    lock = threading.Lock()
 
     def record(sweep_dir, overrides, threads=None) -> int:
-        started.append((str(sweep_dir.relative_to(tmp_path / "grid")), list(overrides)))
+        where = str(sweep_dir.relative_to(tmp_path / "grid"))
+        with lock:
+            started.append((where, list(overrides)))
+            if events is not None:
+                events.append(("start", where))
+        time.sleep(0.001)  # another worker may start a part meanwhile
+        if events is not None:
+            with lock:
+                events.append(("end", where))
         return 0
 
     monkeypatch.setattr(reproduce, "multirun", record)
@@ -44,6 +59,7 @@ def _recorded_grid(tmp_path, monkeypatch, grid: str, rates: dict) -> list[tuple[
             f"reproduce.results_dir={tmp_path / 'results'}",
             f"reproduce.report_dir={tmp_path}",
             f"reproduce.readme={tmp_path / 'README.md'}",
+            *settings,
         ]
     )
     assert code == 0
@@ -82,9 +98,12 @@ def test_part_method_reads_the_method_override() -> None:
     assert reproduce.part_method(("x", ["seed=1"])) is None
 
 
-def _words_grid(tmp_path, monkeypatch, measurable: dict[str, bool]) -> list[tuple[str, list]]:
+def _words_grid(
+    tmp_path, monkeypatch, measurable: dict[str, bool], *settings: str, events: list | None = None
+) -> list[tuple[str, list]]:
     """table2_words with a recorder for multirun; the protocol check's verdict per protocol
-    given by ``measurable``."""
+    given by ``measurable``; one worker unless ``settings`` say otherwise, so that the
+    parts start in exactly the grid's order."""
     from curlora.reporting import protocol_check
 
     def decide(runs, grid_file, protocol, method):
@@ -94,7 +113,10 @@ def _words_grid(tmp_path, monkeypatch, measurable: dict[str, bool]) -> list[tupl
         )
 
     monkeypatch.setattr(protocol_check, "decide", decide)
-    return _recorded_grid(tmp_path, monkeypatch, "table2_words", WORDS_RATES)
+    settings = ("reproduce.workers=1", *settings)
+    return _recorded_grid(
+        tmp_path, monkeypatch, "table2_words", WORDS_RATES, *settings, events=events
+    )
 
 
 def test_the_words_grid_checks_its_protocol_before_any_other_method(tmp_path, monkeypatch) -> None:
@@ -129,3 +151,38 @@ def test_an_unmeasurable_protocol_switches_once_to_the_fallback(tmp_path, monkey
     assert not any("trainer.max_epochs=3" in o for _, o in started[:9])
     decided = json.loads((tmp_path / "results" / "protocol_check.json").read_text())
     assert [c["protocol"] for c in decided] == ["first", "fallback"]
+
+
+def test_two_workers_start_a_part_once_the_parts_it_needs_have_ended(tmp_path, monkeypatch) -> None:
+    """table2_words at its own two workers: no stage barrier, but a headline seed still
+    starts only after its method's whole rate grid ended (its rate is chosen from it), and
+    a reference only after LoRA's; every planned part starts once."""
+    events: list[tuple[str, str]] = []
+    started = _words_grid(
+        tmp_path,
+        monkeypatch,
+        {"first": False, "fallback": True},
+        "reproduce.workers=2",
+        events=events,
+    )
+    at = {(kind, where): i for i, (kind, where) in enumerate(events)}
+    # Nothing is stored here, so LoRA's rate grid starts again after the protocol check
+    # (a real grid skips those jobs as stored); the events keep each part's last start.
+    parts = list(dict.fromkeys(p for p, _ in started))
+
+    def method(part: str) -> str:
+        return part.split("/")[3]  # fallback/<stage>/s<seed>/<method>/...
+
+    grid_parts = [p for p in parts if p.startswith("fallback/lr_grid/")]
+    for part in parts:
+        if part.startswith("fallback/headline/"):
+            needed = [g for g in grid_parts if method(g) == method(part)]
+        elif part.startswith("fallback/references/"):
+            needed = [g for g in grid_parts if method(g) == "lora"]
+        else:
+            continue
+        assert needed
+        assert all(at[("end", g)] < at[("start", part)] for g in needed), part
+    assert len(started) == len(parts) + 9
+    assert sum(p.startswith("fallback/headline/") for p in parts) == 2 * 4
+    assert sum(p.startswith("fallback/references/") for p in parts) == 6
