@@ -74,3 +74,22 @@ def test_report_bootstrap_benchmark_prints_its_ratio_and_the_shared_draws(tmp_pa
     hits, draws = (int(n) for n in re.search(r"\((\d+) hits, (\d+) draws\)", last).groups())
     assert draws >= 1 and hits > draws, last
     assert float(last.rsplit("shared / fresh ", 1)[1]) > 0
+
+
+def test_grid_schedule_replays_the_committed_grid_both_ways(tmp_path: Path) -> None:
+    """The scheduler benchmark replays table2_words's recorded job times (sleeps, about a
+    second each way at this scale) with a barrier between stages and without: each way's
+    idle worker time is its makespan × workers minus the same recorded job time."""
+    script = BENCHMARK.with_name("grid_schedule.py")
+    command = [sys.executable, str(script), "--grid", "table2_words", "--minute-s", "0.0002"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    head, *ways, last = done.stdout.splitlines()
+    work_h = float(re.search(r"([\d.]+) h of recorded job time", head).group(1))
+    assert work_h > 0 and " 2 workers" in head
+    for way, name in zip(ways, ("stages", "scheduler"), strict=True):
+        found = re.search(r"(\w+): makespan ([\d.]+) h, idle worker time (-?[\d.]+) h", way)
+        assert found and found.group(1) == name
+        makespan, idle = float(found.group(2)), float(found.group(3))
+        assert idle == pytest.approx(2 * makespan - work_h, abs=0.1)  # printed rounded
+    assert last.startswith("makespan ratio scheduler / stages ")
