@@ -32,9 +32,8 @@ def grid_steps(grid_name: str, workers: int):
     """The grid's steps (each part split into its jobs when the grid splits them) and the
     committed results directory they are read from."""
     from curlora import reproduce
-    from curlora.grid.parts import grid_parts, split_jobs, under
+    from curlora.grid.parts import grid_parts, under
     from curlora.grid.results import RUNS
-    from curlora.grid.schedule import Step
     from curlora.reporting.protocol_check import FALLBACK, protocol_runs, read_checks
     from curlora.reporting.reproduction import choose_grid_rates, load_grid
 
@@ -52,7 +51,7 @@ def grid_steps(grid_name: str, workers: int):
     lr_parts = under(prefix, grid_parts(grid, extra))
     steps = reproduce.grid_steps(grid, lr_parts, prefix, extra, lambda: lrs)
     if grid.get("split_jobs"):
-        steps = [Step(s.name, lambda s=s: split_jobs(s.build()), s.needs) for s in steps]
+        steps = reproduce.split_steps(steps)
     return steps, results_dir
 
 

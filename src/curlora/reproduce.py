@@ -152,11 +152,16 @@ def run_grid_steps(grid: DictConfig, root: Path, results_dir: Path, steps: Seque
             publish(root, results_dir)
 
     if grid.get("split_jobs"):
-        steps = [Step(s.name, lambda s=s: split_jobs(s.build()), s.needs) for s in steps]
+        steps = split_steps(steps)
     # An interrupt (or a part stopped by a signal) starts no further part; the parts
     # already running were passed the signal (curlora.grid.children) and end once their
     # jobs saved their checkpoints.
     return run_steps(steps, workers, one)
+
+
+def split_steps(steps: Sequence[Step]) -> list[Step]:
+    """``steps`` with each part built as single-job parts (``split_jobs``)."""
+    return [Step(s.name, lambda s=s: split_jobs(s.build()), s.needs) for s in steps]
 
 
 def grid_steps(
