@@ -33,9 +33,7 @@ def grid_steps(grid_name: str, workers: int):
     committed results directory they are read from."""
     from curlora import reproduce
     from curlora.grid.parts import grid_parts, under
-    from curlora.grid.results import RUNS
-    from curlora.reporting.protocol_check import FALLBACK, protocol_runs, read_checks
-    from curlora.reporting.reproduction import choose_grid_rates, load_grid
+    from curlora.reporting.protocol_check import decided_prefix, read_checks
 
     cfg = reproduce.compose([f"reproduce={grid_name}", f"reproduce.workers={workers}"])
     grid = cfg.reproduce
@@ -43,11 +41,12 @@ def grid_steps(grid_name: str, workers: int):
     extra: list[str] = []
     prefix = ""
     if grid.get("protocol_check"):  # the protocol its committed check decided on
-        checks = read_checks(results_dir)
-        if not any(c.protocol == "first" and c.measurable for c in checks):
-            prefix, extra = FALLBACK, list(grid.protocol_check.fallback_overrides)
-    runs = protocol_runs(load_grid(results_dir), results_dir / RUNS, fallback=bool(prefix))
-    lrs = choose_grid_rates(runs, results_dir / "grid.yaml")
+        prefix = decided_prefix(read_checks(results_dir))
+        if prefix is None:
+            raise SystemExit(f"{grid_name}: its protocol check is not decided yet")
+        if prefix:
+            extra = list(grid.protocol_check.fallback_overrides)
+    lrs = reproduce.chosen_rates(results_dir, prefix)
     lr_parts = under(prefix, grid_parts(grid, extra))
     steps = reproduce.grid_steps(grid, lr_parts, prefix, extra, lambda: lrs)
     if grid.get("split_jobs"):

@@ -164,6 +164,17 @@ def split_steps(steps: Sequence[Step]) -> list[Step]:
     return [Step(s.name, lambda s=s: split_jobs(s.build()), s.needs) for s in steps]
 
 
+def chosen_rates(results_dir: Path, prefix: str) -> dict[str, float]:
+    """Each method's rate chosen on validation (the grid's ``selection`` rule) from the
+    stored runs of the protocol the grid runs under (``prefix``: "" or ``fallback``)."""
+    from curlora.grid.results import RUNS
+    from curlora.reporting.protocol_check import protocol_runs
+    from curlora.reporting.reproduction import choose_grid_rates, load_grid
+
+    runs = protocol_runs(load_grid(results_dir), results_dir / RUNS, fallback=bool(prefix))
+    return choose_grid_rates(runs, results_dir / "grid.yaml")
+
+
 def grid_steps(
     grid: DictConfig,
     lr_parts: Sequence[Part],
@@ -178,9 +189,11 @@ def grid_steps(
     every rate is chosen. ``rates()`` reads the chosen rates from the stored runs; a
     method's rate depends on its own runs only, so a step needs only its methods' grid."""
     steps: list[Step] = []
-    grids_of: dict[str, list[str]] = {}  # method -> the rate-grid steps that hold it
+    lr_names: list[str] = []  # the headline groups' rate-grid steps
+    grid_of: dict[str, str] = {}  # method -> the rate-grid step that holds it
     for index, group in enumerate(headline_groups(grid)):
         lr_name = f"lr_grid {index}"
+        lr_names.append(lr_name)
         steps.append(Step(lr_name, lambda g=group: [p for p in lr_parts if part_method(p) in g]))
         steps.append(
             Step(
@@ -193,11 +206,10 @@ def grid_steps(
                 (lr_name,),
             )
         )
-        for method in group:
-            grids_of.setdefault(method, []).append(lr_name)
-    first_grids = tuple(s.name for s in steps if s.name.startswith("lr_grid"))
+        grid_of.update(dict.fromkeys(group, lr_name))  # the groups are disjoint
     refs = grid.get("references")
-    ref_needs = tuple(grids_of.get(str(refs.method), first_grids)) if refs else first_grids
+    # Without the references' method among the headline ones, reference_parts plans none.
+    ref_needs = (grid_of[refs.method],) if refs and refs.method in grid_of else tuple(lr_names)
     first = first_methods(grid)
     steps += [
         Step("references", lambda: under(prefix, reference_parts(grid, rates(), extra)), ref_needs),
@@ -209,7 +221,7 @@ def grid_steps(
         log.info("learning rates chosen on validation: %s", lrs)
         return under(prefix, sweep_parts(grid, lrs, extra))
 
-    steps.append(Step("sweep", sweep, (*first_grids, "rest")))
+    steps.append(Step("sweep", sweep, (*lr_names, "rest")))
     return steps
 
 
@@ -385,9 +397,7 @@ def _main(argv: Sequence[str] | None) -> int:
         check_shared_settings,
         hold_grid_lock,
     )
-    from curlora.grid.results import RUNS, restore
-    from curlora.reporting.protocol_check import protocol_runs
-    from curlora.reporting.reproduction import choose_grid_rates, load_grid
+    from curlora.grid.results import restore
     from curlora.run.atomic import atomic_write_text
 
     logging.basicConfig(
@@ -453,12 +463,8 @@ def _main(argv: Sequence[str] | None) -> int:
         if prefix:
             extra = [*extra, *grid.protocol_check.fallback_overrides]
 
-    def rates() -> dict[str, float]:
-        runs = protocol_runs(load_grid(results_dir), results_dir / RUNS, fallback=bool(prefix))
-        return choose_grid_rates(runs, results_dir / "grid.yaml")
-
     lr_parts = under(prefix, grid_parts(grid, extra))
-    steps = grid_steps(grid, lr_parts, prefix, extra, rates)
+    steps = grid_steps(grid, lr_parts, prefix, extra, lambda: chosen_rates(results_dir, prefix))
     failed = run_grid_steps(grid, root, results_dir, steps)
     report = _report(grid, paths, command, start)
     if report is None:  # nothing completed, or the report failed: said in one line

@@ -8,6 +8,7 @@ forced, not a race that usually goes one way.
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -45,6 +46,16 @@ class Recorder:
 
     def index(self, kind: str, name: str) -> int:
         return self.events.index((kind, name))
+
+
+def _wait_until(condition) -> bool:
+    """Poll ``condition`` every 10 ms for up to WAIT_S; whether it came true."""
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def test_one_worker_runs_the_steps_in_order_and_builds_each_after_its_needs() -> None:
@@ -88,17 +99,10 @@ def test_a_free_worker_starts_a_later_part_while_a_needed_part_runs() -> None:
     thread.start()
     try:
         # a1 ends at once; the two workers then hold a2 and b1 together.
-        for _ in range(int(WAIT_S * 100)):
-            if {"a2", "b1"} <= set(run.started()):
-                break
-            threading.Event().wait(0.01)
-        assert {"a2", "b1"} <= set(run.started()), run.events
+        assert _wait_until(lambda: {"a2", "b1"} <= set(run.started())), run.events
         assert "a3" not in run.started()  # a2, which it needs, is still running
         release["a2"].set()
-        for _ in range(int(WAIT_S * 100)):
-            if "a3" in run.started():
-                break
-            threading.Event().wait(0.01)
+        assert _wait_until(lambda: "a3" in run.started()), run.events
         release["b1"].set()
     finally:
         for event in release.values():

@@ -4,6 +4,7 @@ per-example exact matches, and the decision is recorded and read back unchanged.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,10 +13,12 @@ import yaml
 
 from curlora.reporting.grid import GridRun
 from curlora.reporting.protocol_check import (
+    FALLBACK,
     RULE,
     DamagedCheck,
     check_config,
     decide,
+    decided_prefix,
     protocol_runs,
     read_checks,
     record,
@@ -123,6 +126,20 @@ def test_the_decision_is_recorded_and_read_back(tmp_path: Path) -> None:
     (tmp_path / "protocol_check.json").write_text('{"protocol": "first"}')
     with pytest.raises(DamagedCheck, match=r"protocol_check\.json is damaged .*delete it"):
         read_checks(tmp_path)
+
+
+def test_the_grid_runs_under_the_prefix_its_first_check_decided(tmp_path: Path) -> None:
+    """Undecided: None (the grid must run the check first); measurable under the first
+    protocol: ""; not measurable: the fallback prefix, whatever the fallback check said."""
+    runs = [_run(tmp_path, s, 1e-3, FORGETS, 0.8) for s in (1, 2)]
+    first = decide(runs, _grid_file(tmp_path), "first", "lora")
+    assert decided_prefix([]) is None
+    assert decided_prefix([first]) == ("" if first.measurable else FALLBACK)
+    unmeasurable = dataclasses.replace(first, measurable=False)
+    fallback = dataclasses.replace(first, protocol="fallback", measurable=True)
+    assert decided_prefix([unmeasurable, fallback]) == FALLBACK
+    assert decided_prefix([fallback]) is None
+    assert decided_prefix([dataclasses.replace(first, measurable=True)]) == ""
 
 
 def test_runs_split_by_protocol(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from curlora.grid.parts import Part
 
@@ -27,7 +27,7 @@ class Step:
 
     name: str
     build: Callable[[], Sequence[Part]]
-    needs: tuple[str, ...] = field(default=())
+    needs: tuple[str, ...] = ()
 
 
 class _Plan:
@@ -110,21 +110,18 @@ def run_steps(steps: Sequence[Step], workers: int, run: Callable[[Part], bool]) 
 
     def worker() -> None:
         nonlocal failed
-        while True:
-            with plan.lock:
-                taken = plan.next_part()
-            if taken is None:
-                return
-            name, part = taken
-            ok = run(part)
-            with plan.lock:
-                failed += not ok
-                plan.end(name)
-                plan.lock.notify_all()
-
-    def guarded() -> None:
         try:
-            worker()
+            while True:
+                with plan.lock:
+                    taken = plan.next_part()
+                if taken is None:
+                    return
+                name, part = taken
+                ok = run(part)
+                with plan.lock:
+                    failed += not ok
+                    plan.end(name)
+                    plan.lock.notify_all()
         except BaseException:
             with plan.lock:  # run or a build raised: the other workers start nothing more
                 plan.stopped = True
@@ -132,7 +129,7 @@ def run_steps(steps: Sequence[Step], workers: int, run: Callable[[Part], bool]) 
             raise
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(guarded) for _ in range(max(1, workers))]
+        futures = [pool.submit(worker) for _ in range(max(1, workers))]
         errors = [f.exception() for f in futures]
     for error in errors:
         if error is not None:

@@ -210,7 +210,7 @@ def render(
 
 def grid_status(grid: DictConfig, extra: Sequence[str], root: Path, results_dir: Path) -> str:
     """The ``--status`` text of ``grid`` (its working and results directories)."""
-    from curlora.reporting.protocol_check import FALLBACK, DamagedCheck, read_checks
+    from curlora.reporting.protocol_check import DamagedCheck, decided_prefix, read_checks
 
     def split(parts: Sequence[Part]) -> list[Part]:
         return split_jobs(parts) if grid.get("split_jobs") else list(parts)
@@ -229,16 +229,15 @@ def grid_status(grid: DictConfig, extra: Sequence[str], root: Path, results_dir:
     check = grid.get("protocol_check")
     if check:
         try:
-            decided = {c.protocol: c for c in read_checks(results_dir)}
+            decided = decided_prefix(read_checks(results_dir))
         except DamagedCheck as error:
-            decided = {}
+            decided = None
             notes.append(f"the protocol check's record cannot be read: {error}")
         check_parts = [p for p in grid_parts(grid, extra) if part_method(p) == check.method]
         add("first", "protocol check, first protocol", check_parts)
-        first = decided.get("first")
-        undecided = first is None
-        if first is not None and not first.measurable:
-            protocol, prefix = "fallback", FALLBACK
+        undecided = decided is None
+        if decided:
+            protocol, prefix = "fallback", decided
             extra = [*extra, *check.fallback_overrides]
             fallback = [p for p in grid_parts(grid, extra) if part_method(p) == check.method]
             add(protocol, "protocol check, fallback protocol", under(prefix, fallback))

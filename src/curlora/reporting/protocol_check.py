@@ -176,6 +176,17 @@ def read_checks(results_dir: Path) -> list[ProtocolCheck]:
     return checks
 
 
+def decided_prefix(checks: Sequence[ProtocolCheck]) -> str | None:
+    """The part prefix the grid runs under after its recorded checks: "" when forgetting
+    was measurable under the first protocol, ``FALLBACK`` when it was not (the grid then
+    goes on under the fallback protocol, measurable there or not), None while the first
+    protocol's check is not decided."""
+    first = next((c for c in checks if c.protocol == "first"), None)
+    if first is None:
+        return None
+    return "" if first.measurable else FALLBACK
+
+
 def record(results_dir: Path, checks: Sequence[ProtocolCheck]) -> None:
     text = json.dumps([asdict(c) for c in checks], indent=1, allow_nan=True) + "\n"
     atomic_write_text(Path(results_dir) / CHECK_FILE, text)
