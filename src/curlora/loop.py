@@ -61,7 +61,7 @@ from curlora.run.state import (
     PROGRESS_FILE,
     AtomicCheckpointIO,
     DamagedFile,
-    FingerprintStepCheckpoints,
+    StampStepCheckpoints,
     check_fingerprint,
     check_step_checkpoint,
     latest_task_checkpoint,
@@ -222,8 +222,9 @@ class TaskLoop:
         every = int(self.cfg.checkpoint.every_n_train_steps or 0)
         if task_index is not None:
             path = step_checkpoint(self.run_dir, task_index)
-            # Before the callbacks that save: each step checkpoint carries the fingerprint.
-            callbacks.append(FingerprintStepCheckpoints(self.fingerprint))
+            # Before the callbacks that save: each step checkpoint carries the fingerprint
+            # and the run's wall time so far.
+            callbacks.append(StampStepCheckpoints(self.fingerprint, self.elapsed_s))
             callbacks.append(CheckpointOnInterrupt(self.guard, path))
             if every > 0:
                 callbacks.append(
@@ -436,11 +437,18 @@ class TaskLoop:
             # No task finished: keep the initial evaluation, nothing after it.
             self.record = RunRecord(self.tasks, initial=progress.initial)
         self.record.fingerprint = self.fingerprint  # files from before it was kept
+        step_elapsed = 0.0
         if self.record.completed_tasks < len(self.tasks):
             # The step checkpoint training would continue from: refused if another run's.
-            check_step_checkpoint(self.run_dir, self.record.completed_tasks, self.fingerprint)
-        if progress is not None:
-            self._clock = (time.perf_counter(), max(progress.elapsed_s, self.record.elapsed_s))
+            # Its wall time counts when the process that wrote it never reached an
+            # evaluation point after it (killed mid-task): training goes on from there.
+            step_elapsed = check_step_checkpoint(
+                self.run_dir, self.record.completed_tasks, self.fingerprint
+            )
+        before = max(
+            0.0 if progress is None else progress.elapsed_s, self.record.elapsed_s, step_elapsed
+        )
+        self._clock = (time.perf_counter(), before)
         self.steps_after_task = self._saved_steps_after_task()
         log.info(
             "continuing %s: initial evaluation %s, %d of %d task(s) done",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,14 @@ from curlora.run.guard import RUN_CONFIG_FILE
 from curlora.run.state import (
     PROGRESS_FILE,
     PROGRESS_SHA256_KEY,
+    STEP_ELAPSED_KEY,
     STEP_FINGERPRINT_KEY,
+    check_step_checkpoint,
+    load_task_checkpoint,
+    read_progress,
     step_checkpoint,
     task_checkpoint,
+    write_progress,
 )
 from curlora.train import run
 from tests.conftest import TINY, compose_run_config
@@ -197,6 +203,56 @@ def test_a_step_checkpoint_without_a_fingerprint_still_resumes(
     _rewrite_checkpoint(step_checkpoint(run_dir, 1), lambda p: p.pop(STEP_FINGERPRINT_KEY))
     assert _resume(tmp_path, run_dir)["status"] == "completed"
     assert not [r.getMessage() for r in caplog.records if "restarting task" in r.getMessage()]
+
+
+def test_step_checkpoints_carry_the_runs_wall_time(stopped_mid_task: Path) -> None:
+    """Stamped when saved: after the first task's record, before the crash's progress.json."""
+    step = torch.load(step_checkpoint(stopped_mid_task, 1), map_location="cpu", weights_only=True)
+    first_task = load_task_checkpoint(task_checkpoint(stopped_mid_task, 0))["record"]
+    crashed = read_progress(stopped_mid_task)
+    assert crashed is not None
+    assert first_task.elapsed_s < step[STEP_ELAPSED_KEY] < crashed.elapsed_s
+
+
+def test_a_run_killed_mid_task_counts_the_time_up_to_its_step_checkpoint(
+    stopped_mid_task: Path, tmp_path: Path
+) -> None:
+    """A killed process (SIGKILL, a lost machine) leaves ``progress.json`` as the last
+    evaluation point wrote it, while training went on to the step checkpoint the resume
+    continues from: the run's recorded wall time goes on from the checkpoint's. The stamp
+    is moved 10,000 s on, standing in for hours of training before the kill, so the test
+    tells it apart from the few seconds a tiny run takes."""
+    run_dir = _copy(stopped_mid_task, tmp_path)
+    first_task = load_task_checkpoint(task_checkpoint(run_dir, 0))["record"]
+    first_task.status = "running"
+    write_progress(run_dir, first_task)  # what the evaluation after the first task wrote
+    stamp = 0.0
+
+    def later(payload: dict[str, Any]) -> None:
+        nonlocal stamp
+        payload[STEP_ELAPSED_KEY] = stamp = payload[STEP_ELAPSED_KEY] + 10_000.0
+
+    _rewrite_checkpoint(step_checkpoint(run_dir, 1), later)
+    started = time.perf_counter()
+    assert _resume(tmp_path, run_dir)["status"] == "completed"
+    took = time.perf_counter() - started
+    resumed = read_progress(run_dir)
+    assert resumed is not None
+    assert stamp <= resumed.elapsed_s <= stamp + took
+
+
+@pytest.mark.parametrize("stamp", [float("inf"), float("nan"), -5.0, "3600", [1.0], None])
+def test_a_step_checkpoint_time_that_is_no_time_counts_nothing(
+    stopped_mid_task: Path, tmp_path: Path, stamp: Any
+) -> None:
+    """An edited stamp (or one a bad writer left) is not a wall time: 0 s, and the run's
+    time is counted from its records as it was before the stamp was kept."""
+    run_dir = _copy(stopped_mid_task, tmp_path)
+    path = step_checkpoint(run_dir, 1)
+    fingerprint = torch.load(path, map_location="cpu", weights_only=True)[STEP_FINGERPRINT_KEY]
+    assert check_step_checkpoint(run_dir, 1, fingerprint) > 0
+    _rewrite_checkpoint(path, lambda p: p.update({STEP_ELAPSED_KEY: stamp}))
+    assert check_step_checkpoint(run_dir, 1, fingerprint) == 0.0
 
 
 # ---------------------------------------------------------------- heads.safetensors

@@ -25,7 +25,7 @@ evaluation done again), never a resumed run that reports it.
 The record in ``progress.json`` and in every task checkpoint carries the run's fingerprint
 (:func:`run_fingerprint`: a sha256 of the saved config's experiment view and one of the
 base model the adapter sits on), and so does every step checkpoint (under
-:data:`STEP_FINGERPRINT_KEY`, written by :class:`FingerprintStepCheckpoints`). Resume
+:data:`STEP_FINGERPRINT_KEY`, written by :class:`StampStepCheckpoints`). Resume
 compares it with the one of the config and base it loads now (:func:`check_fingerprint`):
 an edited ``run_config.yaml``, another base model, or a step checkpoint of another run is
 refused by file name, never continued as a mix of two experiments.
@@ -36,7 +36,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -150,20 +151,29 @@ def check_fingerprint(
             )
 
 
-# The key of a Lightning (step) checkpoint that holds the run's fingerprint.
+# The keys of a Lightning (step) checkpoint that hold the run's fingerprint and the run's
+# wall time up to the moment it was saved.
 STEP_FINGERPRINT_KEY = "curlora_fingerprint"
+STEP_ELAPSED_KEY = "curlora_elapsed_s"
 
 
-class FingerprintStepCheckpoints(Callback):
-    """Writes the run's fingerprint into every Lightning checkpoint of a task's training
-    (the periodic ``last.ckpt`` and the one saved on an interrupt), where
-    :func:`check_step_checkpoint` reads it before a resume continues from the file."""
+class StampStepCheckpoints(Callback):
+    """Writes the run's fingerprint and its wall time so far (``clock()``, seconds) into
+    every Lightning checkpoint of a task's training (the periodic ``last.ckpt`` and the one
+    saved on an interrupt), where :func:`check_step_checkpoint` reads them before a resume
+    continues from the file.
 
-    def __init__(self, fingerprint: Mapping[str, str]) -> None:
+    The wall time is there because ``progress.json`` is written only at evaluation points:
+    a process killed mid-task (SIGKILL, a lost machine) leaves a step checkpoint whose
+    training the resumed run keeps, so its time belongs to the run's recorded time too."""
+
+    def __init__(self, fingerprint: Mapping[str, str], clock: Callable[[], float]) -> None:
         self.fingerprint = dict(fingerprint)
+        self.clock = clock
 
     def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
         checkpoint[STEP_FINGERPRINT_KEY] = dict(self.fingerprint)
+        checkpoint[STEP_ELAPSED_KEY] = float(self.clock())
 
 
 # ---------------------------------------------------------------------------------- progress
@@ -290,25 +300,36 @@ def usable_step_checkpoint(run_dir: Path, index: int) -> Path | None:
     return path
 
 
-def check_step_checkpoint(run_dir: Path, index: int, current: Mapping[str, str]) -> None:
+def check_step_checkpoint(run_dir: Path, index: int, current: Mapping[str, str]) -> float:
     """Raise DamagedFile when task ``index``'s step checkpoint was written for another
     experiment or base (its fingerprint, :data:`STEP_FINGERPRINT_KEY`, differs from
     ``current``). A missing or unreadable one passes here: training then starts the task
     from its beginning (:func:`usable_step_checkpoint` names a damaged one); one without a
-    fingerprint (written before it was kept) passes too, like the other run files."""
+    fingerprint (written before it was kept) passes too, like the other run files.
+
+    Returns the run's wall time the checkpoint recorded (:data:`STEP_ELAPSED_KEY`,
+    seconds); 0.0 when there is no usable checkpoint or it holds no finite, non-negative
+    time (one written before the time was kept, or an edited one: the time is then
+    counted from the record, as before)."""
     path = step_checkpoint(run_dir, index)
     if not path.exists():
-        return
+        return 0.0
     try:
         payload = _load_checked(path)
     except DamagedFile:
-        return
-    saved = payload.get(STEP_FINGERPRINT_KEY) if isinstance(payload, dict) else None
+        return 0.0
+    if not isinstance(payload, dict):
+        return 0.0
+    saved = payload.get(STEP_FINGERPRINT_KEY)
     if saved is not None and not (
         isinstance(saved, dict) and all(isinstance(v, str) for v in saved.values())
     ):
         raise DamagedFile(path, f"its fingerprint is not digests by name: {saved!r:.80}")
     check_fingerprint(path, saved, current)
+    elapsed = payload.get(STEP_ELAPSED_KEY)
+    if isinstance(elapsed, float) and math.isfinite(elapsed) and elapsed >= 0:
+        return elapsed
+    return 0.0
 
 
 # ---------------------------------------------------------------------------------- loggers
